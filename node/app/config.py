@@ -1,0 +1,141 @@
+"""A node's home directory: identity, config file and roster.
+
+HOME/identity.key   private Ed25519 seed (hex), mode 0600, never printed or logged
+HOME/identity.pub   public key (hex)
+HOME/config.toml    settings, commented
+HOME/roster.toml    the members (starts with just this node)
+HOME/alerts.db      the store (SQLite, WAL)
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.core.errors import ConfigError
+from node.core.roster import Member, Roster
+from node.crypto import Identity, create_identity, load_identity
+
+CONFIG_FILE = "config.toml"
+DEFAULT_API = "127.0.0.1:7400"
+DEFAULT_PEER = "127.0.0.1:7401"
+
+CONFIG_TEMPLATE = """\
+# alertmesh node configuration, written by `alertmesh init`.
+# Relative paths are relative to this file's directory.
+
+# This member's name on the roster.
+name = "{name}"
+
+[api]
+# The client API (publish, check, search, watch). It carries no authentication:
+# keep it on localhost, or put an authenticating proxy in front of it.
+listen = "{api}"
+
+[peers]
+# Other members' nodes connect here. Use "0.0.0.0:7401" to accept them from
+# other hosts (and list that reachable address in the roster).
+listen = "{peer}"
+# Roster names of the members this node dials; members may also dial it.
+connect = []
+
+[store]
+# SQLite database (WAL mode). Every acknowledged alert is on disk.
+path = "alerts.db"
+
+[roster]
+# Who is a member. Reload after editing: kill -HUP <pid> or `alertmesh roster reload`.
+path = "roster.toml"
+
+[identity]
+# Private key, mode 0600. Never share it; the public key is in identity.pub.
+key = "identity.key"
+"""
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    name: str
+    api_listen: str = DEFAULT_API
+    peer_listen: str = DEFAULT_PEER
+    connect: tuple[str, ...] = ()
+    store_path: Path = Path("alerts.db")
+    roster_path: Path = Path("roster.toml")
+    key_path: Path = Path("identity.key")
+
+    @classmethod
+    def load(cls, home: Path) -> Config:
+        path = home / CONFIG_FILE
+        try:
+            doc = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"{path} not found; create a node first: alertmesh init --home {home}"
+            ) from exc
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+        def section(name: str) -> dict[str, object]:
+            value = doc.get(name, {})
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{name}] must be a table")
+            return value
+
+        def text(sec: dict[str, object], key: str, default: str) -> str:
+            value = sec.get(key, default)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{path}: {key} must be a non-empty string")
+            return value
+
+        peers = section("peers")
+        connect = peers.get("connect", [])
+        if not isinstance(connect, list) or not all(isinstance(c, str) for c in connect):
+            raise ConfigError(f"{path}: peers.connect must be a list of member names")
+        return cls(
+            home=home,
+            name=text(doc, "name", home.name),
+            api_listen=text(section("api"), "listen", DEFAULT_API),
+            peer_listen=text(peers, "listen", DEFAULT_PEER),
+            connect=tuple(connect),
+            store_path=home / text(section("store"), "path", "alerts.db"),
+            roster_path=home / text(section("roster"), "path", "roster.toml"),
+            key_path=home / text(section("identity"), "key", "identity.key"),
+        )
+
+    def identity(self) -> Identity:
+        return load_identity(self.key_path)
+
+    def roster(self) -> Roster:
+        try:
+            text = self.roster_path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read roster {self.roster_path}: {exc.strerror}") from exc
+        return Roster.from_toml(text, str(self.roster_path))
+
+
+def init_home(
+    home: Path,
+    *,
+    name: str | None = None,
+    api_listen: str = DEFAULT_API,
+    peer_listen: str = DEFAULT_PEER,
+) -> Config:
+    """Create a node's identity, config and single-member roster; never overwrite."""
+    home.mkdir(parents=True, exist_ok=True)
+    for existing in (CONFIG_FILE, "identity.key"):
+        if (home / existing).exists():
+            raise ConfigError(f"{home / existing} already exists; refusing to overwrite it")
+    name = name or f"node-{secrets.token_hex(3)}"
+    identity = create_identity(home / "identity.key")
+    (home / "identity.pub").write_text(identity.public_key.hex() + "\n")
+    (home / CONFIG_FILE).write_text(
+        CONFIG_TEMPLATE.format(name=name, api=api_listen, peer=peer_listen)
+    )
+    roster = Roster.of([Member(name, identity.public_key, (peer_listen,))])
+    (home / "roster.toml").write_text(
+        "# Members of the network. Add one [[member]] block per member node.\n\n" + roster.to_toml()
+    )
+    return Config.load(home)

@@ -1,0 +1,379 @@
+"""The peer layer: sessions with other members, driven by the gossip core.
+
+One `Link` per authenticated session. Frames from a link are handled in order
+(an Alerts frame is verified and stored before the next frame is read, which is
+the flow control a fast sender meets). What to send, and to whom, is decided by
+node.core.gossip; this module executes its actions and keeps per-peer counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import peer_service_pb2 as pb
+from node.app.service import AlertNode
+from node.core import gossip
+from node.core.alerts import AlertRecord
+from node.core.errors import AlertmeshError
+from node.core.roster import Member
+from node.rpc.peer_transport import FrameTransport, HandshakeFailed, dial
+from node.store.base import PutOutcome
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FRAMES = 1024  # frames queued to one peer before it counts as backlogged
+ALERTS_PER_FRAME = 256
+CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
+MAX_INVALID_PER_SESSION = 1000  # a peer sending this much junk is disconnected
+
+
+@dataclass
+class Link:
+    key: bytes
+    name: str
+    role: str  # "dialer" (we dialed) or "acceptor"
+    transport: FrameTransport
+    outbox: asyncio.Queue[pb.PeerFrame] = field(
+        default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES)
+    )
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    invalid: int = 0
+
+    def send(self, frame: pb.PeerFrame) -> bool:
+        try:
+            self.outbox.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+
+@dataclass
+class PeerCounters:
+    """Per member, across sessions."""
+
+    sessions: int = 0
+    full_received: int = 0
+    duplicates_received: int = 0
+    invalid_received: int = 0
+    full_sent: int = 0
+    ihave_sent: int = 0
+
+
+class PeerManager:
+    def __init__(
+        self,
+        node: AlertNode,
+        *,
+        connect: Sequence[str],
+        params: gossip.GossipParams | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node = node
+        self.connect = tuple(connect)
+        self.gossip = gossip.Gossip(params or gossip.GossipParams(), rng or random.Random())
+        self.links: dict[bytes, Link] = {}
+        self.counters: dict[bytes, PeerCounters] = {}
+        self._cache: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._roster_changed = asyncio.Event()
+        self._dialers: dict[bytes, asyncio.Task[None]] = {}
+        node.hooks.append(self._on_local_alerts)
+        node.peer_stats = self.peer_stats
+
+    @property
+    def key(self) -> bytes:
+        return self.node.identity.public_key
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- running -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Dial the configured peers (again after failures) and drive gossip timers."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._timers(), name="gossip-timers")
+            while True:
+                self._reconcile_dialers(tg)
+                await self._roster_changed.wait()
+                self._roster_changed.clear()
+
+    def roster_reloaded(self) -> None:
+        for key, link in list(self.links.items()):
+            if key not in self.node.roster:
+                log.warning("closing the session with %s: no longer on the roster", link.name)
+                self._close(link)
+        self._roster_changed.set()
+
+    def _reconcile_dialers(self, tg: asyncio.TaskGroup) -> None:
+        wanted: dict[bytes, Member] = {}
+        for name in self.connect:
+            member = self.node.roster.by_name(name)
+            if member is None:
+                log.warning("peers.connect names %r, which is not on the roster", name)
+            elif member.key != self.key and member.addresses:
+                wanted[member.key] = member
+        for key, task in list(self._dialers.items()):
+            if key not in wanted:
+                task.cancel()
+                del self._dialers[key]
+        for key, member in wanted.items():
+            if key not in self._dialers or self._dialers[key].done():
+                self._dialers[key] = tg.create_task(
+                    self._dial_loop(member), name=f"dial {member.name}"
+                )
+
+    async def _dial_loop(self, member: Member) -> None:
+        backoff = BACKOFF_MIN_S
+        rng = random.Random()
+        while True:
+            existing = self.links.get(member.key)
+            if existing is not None:  # the peer dialed us: use that session
+                await existing.closed.wait()
+                continue
+            started = self.now()
+            try:
+                await dial(member.addresses[0], self.node.identity, member.key, self.session)
+            except grpc.aio.AioRpcError as exc:
+                log.info(
+                    "session with %s failed: %s %s", member.name, exc.code().name, exc.details()
+                )
+            except (HandshakeFailed, AlertmeshError, TimeoutError) as exc:
+                log.warning("session with %s failed: %s", member.name, exc)
+            if self.now() - started > STABLE_SESSION_S:
+                backoff = BACKOFF_MIN_S
+            await asyncio.sleep(backoff * (0.5 + rng.random()))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.gossip.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if deadline is not None and self.now() >= deadline:
+                await self._execute(self.gossip.handle_timer(self.now()))
+
+    # -- sessions ------------------------------------------------------------
+
+    async def session(self, key: bytes, transport: FrameTransport, role: str) -> None:
+        """Run one authenticated session until either side ends it."""
+        member = self.node.roster.get(key)
+        name = member.name if member else key.hex()[:16]
+        link = Link(key, name, role, transport)
+        existing = self.links.get(key)
+        if existing is not None:
+            # Both sides dialed: keep the session dialed by the smaller key, on both ends.
+            mine_dialed = role == "dialer"
+            keep_new = (self.key < key) == mine_dialed
+            if not keep_new:
+                return
+            self._close(existing)
+        self.links[key] = link
+        self.counters.setdefault(key, PeerCounters()).sessions += 1
+        log.info("session with %s open (%s)", name, role)
+        await self._execute(self.gossip.peer_up(key, self.now()))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._pump(link, self._read(link))),
+                         tg.create_task(self._pump(link, self._write(link)))]  # fmt: skip
+                await link.closed.wait()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            link.closed.set()
+            if self.links.get(key) is link:
+                del self.links[key]
+                await self._execute(self.gossip.peer_down(key, self.now()))
+            log.info("session with %s closed", name)
+
+    async def _pump(self, link: Link, loop: Coroutine[Any, Any, None]) -> None:
+        """Run a session's reader or writer; any way it ends closes the session."""
+        try:
+            await loop
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, AlertmeshError) as exc:
+            log.info("session with %s ends: %s", link.name, exc)
+        finally:
+            link.closed.set()
+
+    def _close(self, link: Link) -> None:
+        link.closed.set()
+
+    async def _write(self, link: Link) -> None:
+        while True:
+            frame = await link.outbox.get()
+            await link.transport.write(frame)
+
+    async def _read(self, link: Link) -> None:
+        while True:
+            frame = await link.transport.read()
+            if frame is None:
+                return
+            kind = frame.WhichOneof("frame")
+            if kind == "alerts":
+                await self._on_alerts(link, frame.alerts.alerts)
+            elif kind == "ihave":
+                missing = await self.node.store.missing(frame.ihave.ids)
+                await self._execute(
+                    self.gossip.on_ihave(
+                        link.key, list(frame.ihave.ids), self.now(), _not_in(missing)
+                    )
+                )
+            elif kind == "iwant":
+                await self._execute(
+                    self.gossip.on_iwant(link.key, list(frame.iwant.ids), self.now())
+                )
+            elif kind == "graft":
+                await self._execute(
+                    self.gossip.on_graft(link.key, list(frame.graft.ids), self.now())
+                )
+            elif kind == "prune":
+                await self._execute(self.gossip.on_prune(link.key, self.now()))
+            else:
+                log.debug("ignoring %s frame from %s", kind, link.name)
+
+    async def _on_alerts(self, link: Link, alerts: Sequence[alert_pb2.SignedAlert]) -> None:
+        results = await self.node.ingest([(a.body, a.signature) for a in alerts], source=link.key)
+        actions: list[gossip.Action] = []
+        now = self.now()
+        counters = self.counters[link.key]
+        for result in results:
+            if result.error is not None:
+                link.invalid += 1
+                counters.invalid_received += 1
+                log.warning("dropped an invalid alert from %s: %s", link.name, result.error)
+            elif result.outcome in (PutOutcome.ACCEPTED, PutOutcome.DUPLICATE):
+                is_new = result.outcome is PutOutcome.ACCEPTED
+                counters.full_received += 1
+                counters.duplicates_received += not is_new
+                actions += self.gossip.on_alert(link.key, result.id, is_new, now)
+        await self._execute(actions)
+        if link.invalid >= MAX_INVALID_PER_SESSION:
+            log.warning("disconnecting %s: %d invalid alerts", link.name, link.invalid)
+            self._close(link)
+
+    # -- alerts from this node ----------------------------------------------
+
+    def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
+        for r in records:
+            self._cache[r.id] = (r.body, r.signature)
+        while len(self._cache) > CACHE_ALERTS:
+            self._cache.popitem(last=False)
+        if source is None:  # published here or ingested by a client: start spreading it
+            now = self.now()
+            actions = [a for r in records for a in self.gossip.publish(r.id, now)]
+            self._execute_soon(actions)
+
+    def _execute_soon(self, actions: list[gossip.Action]) -> None:
+        # Called from synchronous hooks: only SendAlerts may need the store, and the
+        # alerts of a local publish are always in the cache, so no await is needed.
+        for action in actions:
+            self._send(action, self._cached(action))
+        self._wake.set()
+
+    def _cached(self, action: gossip.Action) -> list[alert_pb2.SignedAlert]:
+        if not isinstance(action, gossip.SendAlerts):
+            return []
+        out = []
+        for i in action.ids:
+            hit = self._cache.get(i)
+            if hit is not None:
+                out.append(alert_pb2.SignedAlert(body=hit[0], signature=hit[1]))
+        return out
+
+    async def _execute(self, actions: list[gossip.Action]) -> None:
+        for action in actions:
+            alerts = self._cached(action)
+            if isinstance(action, gossip.SendAlerts) and len(alerts) < len(action.ids):
+                alerts = await self._load(action.ids)
+            self._send(action, alerts)
+        self._wake.set()
+
+    async def _load(self, ids: Sequence[bytes]) -> list[alert_pb2.SignedAlert]:
+        out = []
+        for i in ids:
+            hit = self._cache.get(i)
+            if hit is None:
+                stored = await self.node.store.get(i)
+                if stored is None:
+                    continue
+                hit = (stored.record.body, stored.record.signature)
+            out.append(alert_pb2.SignedAlert(body=hit[0], signature=hit[1]))
+        return out
+
+    def _send(self, action: gossip.Action, alerts: list[alert_pb2.SignedAlert]) -> None:
+        link = self.links.get(action.peer)
+        if link is None:
+            return
+        frames: list[pb.PeerFrame]
+        if isinstance(action, gossip.SendAlerts):
+            frames = [
+                pb.PeerFrame(alerts=pb.Alerts(alerts=alerts[i : i + ALERTS_PER_FRAME]))
+                for i in range(0, len(alerts), ALERTS_PER_FRAME)
+            ]
+        elif isinstance(action, gossip.SendIHave):
+            frames = [pb.PeerFrame(ihave=pb.IHave(ids=action.ids))]
+        elif isinstance(action, gossip.SendIWant):
+            frames = [pb.PeerFrame(iwant=pb.IWant(ids=action.ids))]
+        elif isinstance(action, gossip.SendGraft):
+            frames = [pb.PeerFrame(graft=pb.Graft(ids=action.ids))]
+        else:
+            frames = [pb.PeerFrame(prune=pb.Prune())]
+        counters = self.counters[link.key]
+        if isinstance(action, gossip.SendAlerts):
+            counters.full_sent += len(alerts)
+        elif isinstance(action, gossip.SendIHave):
+            counters.ihave_sent += len(action.ids)
+        for frame in frames:
+            if not link.send(frame):
+                log.warning("%s is backlogged; announcing instead of pushing", link.name)
+                for a in self.gossip.on_peer_backlogged(link.key, self.now()):
+                    if not isinstance(a, gossip.SendAlerts):
+                        self._send(a, [])
+                return
+
+    # -- inspection ------------------------------------------------------------
+
+    def peer_stats(self) -> list[dict[str, object]]:
+        now = self.now()
+        out: list[dict[str, object]] = []
+        for member in self.node.roster:
+            if member.key == self.key:
+                continue
+            st = self.gossip.peer_stats(member.key, now)
+            counters = self.counters.get(member.key, PeerCounters())
+            if st is None and member.key not in self.counters and member.name not in self.connect:
+                continue
+            out.append(
+                {
+                    "name": member.name,
+                    "key": member.key,
+                    "address": member.addresses[0] if member.addresses else "",
+                    "connected": member.key in self.links,
+                    "eager": bool(st and st.eager),
+                    "full_received": counters.full_received,
+                    "duplicates_received": counters.duplicates_received,
+                    "invalid_received": counters.invalid_received,
+                    "full_sent": counters.full_sent,
+                    "ihave_sent": counters.ihave_sent,
+                }
+            )
+        return out
+
+
+def _not_in(missing: set[bytes]) -> Callable[[bytes], bool]:
+    return lambda alert_id: alert_id not in missing

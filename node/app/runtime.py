@@ -1,0 +1,140 @@
+"""One running node: the store, the verifier, the gRPC servers and the peer layer,
+all inside one TaskGroup, with orderly shutdown on SIGINT/SIGTERM and roster
+reload on SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app.config import Config
+from node.app.peers import PeerManager
+from node.app.service import AlertNode
+from node.app.verify import Verifier
+from node.core.errors import ConfigError
+from node.core.limits import DEFAULT_LIMITS, Limits
+from node.rpc.alert_service import AlertService
+from node.rpc.peer_transport import PEER_SERVICE, SERVER_KEEPALIVE_OPTIONS, PeerServicer
+from node.rpc.registry import add_service
+from node.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+ALERT_SERVICE = api.DESCRIPTOR.services_by_name["AlertService"]
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+SHUTDOWN_GRACE_S = 3.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    api: str
+    peer: str
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"{address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def bind(server: grpc.aio.Server, address: str, what: str) -> str:
+    host, _ = split_host_port(address)
+    port = server.add_insecure_port(address)
+    if not port:
+        raise ConfigError(f"cannot listen for {what} on {address} (address in use?)")
+    return f"{host}:{port}"
+
+
+async def run_node(
+    config: Config,
+    *,
+    api_listen: str | None = None,
+    peer_listen: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    on_ready: Callable[[Endpoints], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop`), then shut down without losing acknowledged alerts."""
+    identity = config.identity()
+    roster = config.roster()
+    if identity.public_key not in roster:
+        raise ConfigError(
+            f"this node's key {identity.public_key.hex()} is not on its roster {config.roster_path}"
+        )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    verifier = Verifier(limits)
+    try:
+        async with SqliteStore(config.store_path) as store:
+            node = AlertNode(
+                identity=identity, roster=roster, store=store, verifier=verifier, limits=limits
+            )
+            await node.start()
+
+            peers = PeerManager(node, connect=config.connect)
+
+            def reload_roster() -> None:
+                try:
+                    node.roster = config.roster()
+                except ConfigError as exc:
+                    log.error("roster not reloaded: %s", exc)
+                    return
+                log.info("roster reloaded: %d members", len(node.roster))
+                peers.roster_reloaded()
+
+            node.reload_roster = reload_roster
+
+            server = grpc.aio.server(options=SERVER_OPTIONS)
+            add_service(server, ALERT_SERVICE, AlertService(node))
+            health_servicer = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            reflection.enable_server_reflection(
+                [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+            )
+            api_address = bind(server, api_listen or config.api_listen, "the client API")
+            peer_server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
+            add_service(
+                peer_server,
+                PEER_SERVICE,
+                PeerServicer(identity, lambda: node.roster, peers.session),
+            )
+            peer_address = bind(peer_server, peer_listen or config.peer_listen, "peers")
+            await server.start()
+            await peer_server.start()
+            for service in ("", ALERT_SERVICE.full_name):
+                await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, reload_roster)
+            log.info("node %s serving the client API on %s", config.name, api_address)
+            if on_ready:
+                on_ready(Endpoints(api=api_address, peer=peer_address))
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    peer_task = tg.create_task(peers.run(), name="peers")
+                    await stop.wait()
+                    peer_task.cancel()
+            finally:
+                log.info("shutting down")
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+                await health_servicer.enter_graceful_shutdown()
+                # In-flight calls finish (their alerts are committed) before the store closes.
+                await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), peer_server.stop(1.0))
+    finally:
+        verifier.close()
+    log.info("stopped")

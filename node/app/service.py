@@ -1,0 +1,302 @@
+"""What a node does with alerts: publish, ingest, and answer queries.
+
+This is the one place that combines the store, the verifier, the roster and the
+node's own signing key. The gRPC adapters in node/rpc call it; the peer layer
+feeds gossiped alerts through `ingest` like any other source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.app.verify import Verifier
+from node.core import alerts, indicators
+from node.core.alerts import AlertRecord
+from node.core.catchup import summary_digest
+from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, LimitExceeded, NotFound
+from node.core.limits import Limits
+from node.core.roster import Roster
+from node.crypto import Identity, sign_alert
+from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
+
+log = logging.getLogger(__name__)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    id: bytes
+    outcome: PutOutcome | None  # None: rejected
+    error: AlertmeshError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    query: str
+    indicator: indicators.Indicator | None
+    error: str
+    matches: list[tuple[Stored, alert_pb2.Indicator]]
+
+
+@dataclass(frozen=True, slots=True)
+class OriginStats:
+    origin: bytes
+    name: str
+    alerts: int
+    contiguous_seq: int
+    max_seq: int
+    equivocated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    alerts: int
+    digest: bytes
+    equivocations: int
+    origins: list[OriginStats]
+    counters: dict[str, int]
+    peers: list[dict[str, object]]  # fields of alertmesh.v1.PeerStats
+
+
+# Called with the newly accepted records and the peer they came from (None: local/client).
+NewAlertsHook = Callable[[Sequence[AlertRecord], bytes | None], None]
+
+
+@dataclass
+class Counters:
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + n
+
+
+class AlertNode:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        roster: Roster,
+        store: AlertStore,
+        verifier: Verifier,
+        limits: Limits,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.identity = identity
+        self.roster = roster
+        self.store = store
+        self.verifier = verifier
+        self.limits = limits
+        self.clock = clock
+        self.counters = Counters()
+        self.hooks: list[NewAlertsHook] = []
+        self.peer_stats: Callable[[], list[dict[str, object]]] = list
+        self.reload_roster: Callable[[], None] = lambda: None
+        self._changed = asyncio.Event()
+        self._requests: dict[str, asyncio.Future[bytes]] = {}
+        state = store.chains.get(identity.public_key)
+        self._own_seq = state.max_seq
+        self._own_head = b""
+
+    async def start(self) -> None:
+        """Load this node's own chain head from the store."""
+        if self._own_seq:
+            head = await self.store.range(
+                self.identity.public_key, self._own_seq, self._own_seq, limit=1
+            )
+            self._own_head = head[0].id if head else b""
+
+    # -- writing -----------------------------------------------------------
+
+    async def publish(self, draft: alert_pb2.Alert, request_id: str = "") -> tuple[Stored, bool]:
+        """Sign and store a new alert; returns (stored, was_a_retried_request)."""
+        if not request_id:
+            return await self._publish_new(draft, ""), False
+        pending = self._requests.get(request_id)
+        if pending is not None:
+            return await self.get(await asyncio.shield(pending)), True
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        try:
+            existing = await self.store.request(request_id)
+            if existing:
+                future.set_result(existing)
+                return await self.get(existing), True
+            stored = await self._publish_new(draft, request_id)
+            future.set_result(stored.record.id)
+            return stored, False
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # a retry may never look at it
+            raise
+        finally:
+            del self._requests[request_id]
+
+    async def _publish_new(self, draft: alert_pb2.Alert, request_id: str) -> Stored:
+        now = self.clock()
+        alert = alert_pb2.Alert()
+        alert.CopyFrom(draft)
+        for i, ind in enumerate(alert.indicators):
+            try:
+                ind.value = indicators.normalize(ind.type, ind.value, strict=True).value
+            except InvalidIndicator as exc:
+                raise InvalidIndicator(f"indicator {i}: {exc}") from exc
+        alert.origin = self.identity.public_key
+        alert.created_at_ms = now
+        alert.seq = self._own_seq + 1
+        alert.prev = self._own_head
+        keys = alerts.validate(alert, now_ms=now, limits=self.limits)
+        body = alert.SerializeToString(deterministic=True)
+        if len(body) > self.limits.max_body_bytes:
+            raise LimitExceeded(
+                f"the alert is {len(body)} bytes; the limit is {self.limits.max_body_bytes}"
+            )
+        record = alerts.make_record(body, sign_alert(self.identity, body), alert, keys)
+        # The seq is taken before the first await so concurrent publishes chain correctly.
+        self._own_seq, self._own_head = record.seq, record.id
+        await self.store.put([record], now_ms=now, request_id=request_id)
+        self.counters.add("published")
+        self._accepted([record], None)
+        return await self.get(record.id)
+
+    async def ingest(
+        self, items: Sequence[tuple[bytes, bytes]], source: bytes | None = None
+    ) -> list[IngestResult]:
+        """Verify and store signed alerts from elsewhere; one result per item."""
+        if len(items) > self.limits.max_batch:
+            raise LimitExceeded(
+                f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
+            )
+        now = self.clock()
+        checked = await self.verifier.check(items, self.roster, now)
+        valid = [c for c in checked if isinstance(c, AlertRecord)]
+        outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
+        results: list[IngestResult] = []
+        accepted: list[AlertRecord] = []
+        for (body, _), c in zip(items, checked, strict=True):
+            if isinstance(c, AlertRecord):
+                outcome = next(outcomes)
+                results.append(IngestResult(c.id, outcome))
+                self.counters.add(f"ingest_{outcome.value}")
+                if outcome is PutOutcome.ACCEPTED:
+                    accepted.append(c)
+            else:
+                results.append(IngestResult(alerts.alert_id(body), None, c))
+                self.counters.add(f"rejected_{type(c).__name__}")
+        if accepted:
+            self._accepted(accepted, source)
+        return results
+
+    def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for hook in self.hooks:
+            hook(records, source)
+
+    # -- reading -----------------------------------------------------------
+
+    async def get(self, alert_id: bytes) -> Stored:
+        stored = await self.store.get(alert_id)
+        if stored is None:
+            raise NotFound(f"this node holds no alert {alert_id.hex()}")
+        return stored
+
+    def lookup_keys(self, value: str) -> frozenset[str]:
+        return frozenset(indicators.lookup_keys(indicators.parse(value, strict=False)))
+
+    async def search(self, query: Query, *, limit: int, before: int | None) -> list[Stored]:
+        return await self.store.search(query, limit=limit, before=before)
+
+    async def check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
+        if len(values) > self.limits.max_check_values:
+            raise LimitExceeded(
+                f"{len(values)} values in one check; send at most {self.limits.max_check_values}"
+            )
+        parsed: list[tuple[str, indicators.Indicator | None, str, list[str]]] = []
+        for value in values:
+            try:
+                ind = indicators.parse(value, strict=False)
+                parsed.append((value, ind, "", indicators.lookup_keys(ind)))
+            except InvalidAlert as exc:
+                parsed.append((value, None, str(exc), []))
+        all_keys = {k for p in parsed for k in p[3]}
+        found = await self.store.lookup(
+            all_keys, now_ms=self.clock(), include_expired=include_expired
+        )
+        results = []
+        for value, parsed_ind, error, keys in parsed:
+            matches: dict[bytes, tuple[Stored, alert_pb2.Indicator]] = {}
+            for key in keys:
+                for stored in found.get(key, ()):
+                    if stored.record.id not in matches:
+                        matches[stored.record.id] = (stored, _flagged(stored.record, key))
+            results.append(CheckResult(value, parsed_ind, error, list(matches.values())))
+        return results
+
+    async def watch(self, query: Query, cursor: int | None) -> AsyncIterator[Stored]:
+        """Stored alerts after `cursor`, then new ones as they are stored; never ends.
+
+        Resuming from the cursor of the last alert received yields every later
+        alert exactly once: positions are assigned in commit order.
+        """
+        if cursor is None:
+            cursor = await self.store.last_cursor()
+        while True:
+            changed = self._changed
+            top = await self.store.last_cursor()
+            rows = await self.store.after(query, cursor=cursor, limit=256)
+            for stored in rows:
+                yield stored
+                cursor = stored.local_seq
+            if not rows:
+                cursor = max(cursor, top)
+                await changed.wait()
+
+    async def equivocations(self) -> list[Equivocation]:
+        return await self.store.equivocations()
+
+    async def stats(self) -> NodeStats:
+        proofs = await self.store.equivocations()
+        cheaters = {p.first.origin for p in proofs}
+        chains = self.store.chains
+        origins = [
+            OriginStats(
+                origin=o,
+                name=self.roster.name_of(o),
+                alerts=state.count,
+                contiguous_seq=state.contiguous,
+                max_seq=state.max_seq,
+                equivocated=o in cheaters,
+            )
+            for o, state in chains.items()
+        ]
+        return NodeStats(
+            alerts=await self.store.count(),
+            digest=summary_digest(chains.vector()),
+            equivocations=len(proofs),
+            origins=origins,
+            counters=dict(self.counters.values),
+            peers=self.peer_stats(),
+        )
+
+
+def _flagged(record: AlertRecord, key: str) -> alert_pb2.Indicator:
+    """The indicator of `record` that is indexed under `key`."""
+    for ind in record.decode().indicators:
+        try:
+            normal = indicators.normalize(ind.type, ind.value, strict=False)
+        except InvalidAlert:
+            continue
+        if key in indicators.index_keys(normal):
+            return alert_pb2.Indicator(
+                type=alert_pb2.IndicatorType.ValueType(normal.type), value=normal.value
+            )
+    return alert_pb2.Indicator()

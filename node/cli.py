@@ -1,0 +1,504 @@
+"""The `alertmesh` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app.config import DEFAULT_API, Config, init_home
+from node.core import indicators
+from node.core.alerts import CATEGORY_NAMES, SEVERITY_NAMES, TLP_NAMES, name_of
+from node.core.errors import AlertmeshError
+from node.rpc.client import AlertClient
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit status 2."""
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else ""
+
+
+def _time_arg(text: str) -> int:
+    """ISO 8601 (UTC if no zone) or Unix milliseconds."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _choice(names: dict[str, int], what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        key = text.lower().replace("_", "-")
+        if what == "tlp":
+            key = key.removeprefix("tlp:").replace("-strict", "+strict")
+        if key not in names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {text!r}; use one of {', '.join(names)}"
+            )
+        return names[key]
+
+    parse.__name__ = what
+    return parse
+
+
+def _indicator_arg(text: str) -> alert_pb2.Indicator:
+    """TYPE:VALUE, or a bare value whose type is inferred; the node normalises and validates."""
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix.lower() in indicators.TYPE_NAMES:
+        kind = indicators.TYPE_NAMES[prefix.lower()]
+        return alert_pb2.Indicator(type=alert_pb2.IndicatorType.ValueType(kind), value=rest)
+    try:
+        kind = indicators.parse(text, strict=False).type
+        return alert_pb2.Indicator(type=alert_pb2.IndicatorType.ValueType(kind), value=text)
+    except AlertmeshError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _typed(ind: alert_pb2.Indicator) -> str:
+    return f"{indicators.type_name(ind.type)}:{ind.value}" if ind.value else ""
+
+
+def alert_dict(s: api.StoredAlert) -> dict[str, Any]:
+    a = s.alert
+    return {
+        "id": s.id.hex(),
+        "origin": a.origin.hex(),
+        "origin_name": s.origin_name,
+        "seq": a.seq,
+        "category": name_of(CATEGORY_NAMES, a.category),
+        "severity": name_of(SEVERITY_NAMES, a.severity),
+        "confidence": a.confidence,
+        "tlp": name_of(TLP_NAMES, a.tlp) if a.tlp else "",
+        "title": a.title,
+        "description": a.description,
+        "indicators": [_typed(i) for i in a.indicators],
+        "references": list(a.references),
+        "created_at": _iso(a.created_at_ms),
+        "expires_at": _iso(a.expires_at_ms),
+        "expired": s.expired,
+        "cursor": s.cursor,
+    }
+
+
+def print_alert(s: api.StoredAlert, as_json: bool) -> None:
+    d = alert_dict(s)
+    if as_json:
+        print(json.dumps(d), flush=True)
+        return
+    print(
+        f"{d['id']}  {d['created_at']}  {d['category']}/{d['severity']}  "
+        f"{d['origin_name'] or d['origin'][:16]}#{d['seq']}  {d['title']}",
+        flush=True,
+    )
+
+
+def print_alert_long(s: api.StoredAlert) -> None:
+    d = alert_dict(s)
+    for key in ("id", "origin", "origin_name", "seq", "category", "severity", "confidence",
+                "tlp", "title", "description", "created_at", "expires_at", "cursor"):  # fmt: skip
+        if d[key] not in ("", None):
+            print(f"{key:12} {d[key]}")
+    for ind in d["indicators"]:
+        print(f"{'indicator':12} {ind}")
+    for ref in d["references"]:
+        print(f"{'reference':12} {ref}")
+
+
+def _filter(args: argparse.Namespace) -> api.AlertFilter:
+    origins = []
+    for o in args.origin or []:
+        try:
+            origins.append(bytes.fromhex(o))
+        except ValueError as exc:
+            raise CliError(f"--origin {o!r} is not a hex public key") from exc
+    return api.AlertFilter(
+        categories=args.category or [],
+        origins=origins,
+        min_severity=alert_pb2.Severity.ValueType(args.min_severity or 0),
+        since_ms=args.since or 0,
+        until_ms=args.until or 0,
+        indicator=args.indicator or "",
+        include_expired=args.include_expired,
+    )
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    config = init_home(
+        Path(args.home), name=args.name, api_listen=args.listen, peer_listen=args.peer_listen
+    )
+    print(f"created node {config.name!r} in {config.home}")
+    print(f"public key  {config.identity().public_key.hex()}")
+    print(f"config      {config.home / 'config.toml'}")
+    print(f"start it:   alertmesh run --home {config.home}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from node.app.runtime import Endpoints, run_node
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = Config.load(Path(args.home))
+
+    def ready(endpoints: Endpoints) -> None:
+        print(f"listening on {endpoints.api}", flush=True)
+        if endpoints.peer:
+            print(f"peers on {endpoints.peer}", flush=True)
+
+    asyncio.run(
+        run_node(config, api_listen=args.listen, peer_listen=args.peer_listen, on_ready=ready)
+    )
+    return 0
+
+
+async def cmd_publish(client: AlertClient, args: argparse.Namespace) -> int:
+    request = api.PublishRequest(
+        category=args.category,
+        severity=args.severity,
+        confidence=args.confidence,
+        title=args.title,
+        description=args.description or "",
+        indicators=args.indicator or [],
+        references=args.reference or [],
+        expires_at_ms=args.expires or 0,
+        tlp=args.tlp,
+        client_request_id=args.request_id or "",
+    )
+    response = await client.publish(request)
+    if args.json:
+        print(json.dumps({**alert_dict(response.alert), "duplicate": response.duplicate}))
+    print(response.id.hex())
+    return 0
+
+
+async def cmd_get(client: AlertClient, args: argparse.Namespace) -> int:
+    try:
+        alert_id = bytes.fromhex(args.id)
+    except ValueError as exc:
+        raise CliError(f"{args.id!r} is not a hex alert id") from exc
+    try:
+        stored = await client.get(alert_id)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            print(f"not found: {args.id}", file=sys.stderr)
+            return 1
+        raise
+    if args.json:
+        print(json.dumps(alert_dict(stored)))
+    else:
+        print_alert_long(stored)
+    return 0
+
+
+async def cmd_check(client: AlertClient, args: argparse.Namespace) -> int:
+    response = await client.check(args.values, include_expired=args.include_expired)
+    if args.json:
+        out = [
+            {
+                "query": r.query,
+                "normalized": _typed(r.normalized),
+                "error": r.error,
+                "matches": [
+                    {
+                        "alert_id": m.alert_id.hex(),
+                        "origin": m.origin.hex(),
+                        "origin_name": m.origin_name,
+                        "category": name_of(CATEGORY_NAMES, m.category),
+                        "severity": name_of(SEVERITY_NAMES, m.severity),
+                        "confidence": m.confidence,
+                        "title": m.title,
+                        "indicator": _typed(m.indicator),
+                    }
+                    for m in r.matches
+                ],
+            }
+            for r in response.results
+        ]
+        print(json.dumps(out))
+    else:
+        for r in response.results:
+            if r.error:
+                print(f"{r.query}: error: {r.error}")
+            elif not r.matches:
+                print(f"{r.query}: not flagged")
+            for m in r.matches:
+                by = m.origin_name or m.origin.hex()[:16]
+                print(
+                    f"{r.query}: FLAGGED {name_of(CATEGORY_NAMES, m.category)}/"
+                    f"{name_of(SEVERITY_NAMES, m.severity)} by {by}"
+                    f" (confidence {m.confidence}): {m.title} [{m.alert_id.hex()}]"
+                )
+    if any(r.error for r in response.results) and not response.any_flagged:
+        return EXIT_ERROR
+    return 0 if response.any_flagged else 1
+
+
+async def cmd_search(client: AlertClient, args: argparse.Namespace) -> int:
+    token = ""
+    shown = 0
+    while True:
+        page = await client.search(
+            api.SearchAlertsRequest(
+                filter=_filter(args), page_size=min(args.limit - shown, 1000), page_token=token
+            )
+        )
+        for stored in page.alerts:
+            print_alert(stored, args.json)
+        shown += len(page.alerts)
+        token = page.next_page_token
+        if not token or shown >= args.limit:
+            return 0
+
+
+async def cmd_watch(client: AlertClient, args: argparse.Namespace) -> int:
+    request = api.SubscribeRequest(
+        filter=_filter(args), cursor=args.cursor or "", from_start=args.from_start
+    )
+    count = 0
+    async for event in client.subscribe(request):
+        print_alert(event.alert, args.json)
+        count += 1
+        if args.count and count >= args.count:
+            break
+    return 0
+
+
+async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
+    st = await client.stats()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "node": st.node_name,
+                    "key": st.node_key.hex(),
+                    "alerts": st.alerts,
+                    "digest": st.digest,
+                    "equivocations": st.equivocations,
+                    "origins": [
+                        {
+                            "origin": o.origin.hex(),
+                            "name": o.name,
+                            "alerts": o.alerts,
+                            "contiguous_seq": o.contiguous_seq,
+                            "max_seq": o.max_seq,
+                            "equivocated": o.equivocated,
+                        }
+                        for o in st.origins
+                    ],
+                    "peers": [
+                        {
+                            "name": p.name,
+                            "connected": p.connected,
+                            "eager": p.eager,
+                            "full_received": p.full_received,
+                            "duplicates_received": p.duplicates_received,
+                            "invalid_received": p.invalid_received,
+                            "full_sent": p.full_sent,
+                            "ihave_sent": p.ihave_sent,
+                        }
+                        for p in st.peers
+                    ],
+                    "counters": dict(st.counters),
+                }
+            )
+        )
+        return 0
+    print(f"node          {st.node_name} ({st.node_key.hex()[:16]}…)")
+    print(f"alerts        {st.alerts}")
+    print(f"digest        {st.digest}")
+    print(f"equivocations {st.equivocations}")
+    for o in st.origins:
+        flag = "  EQUIVOCATED" if o.equivocated else ""
+        print(f"origin        {o.name or o.origin.hex()[:16]}: {o.alerts} alerts, "
+              f"contiguous to #{o.contiguous_seq}{flag}")  # fmt: skip
+    for p in st.peers:
+        state = ("eager" if p.eager else "lazy") if p.connected else "down"
+        print(f"peer          {p.name} {p.address} {state}: {p.full_received} received "
+              f"({p.duplicates_received} duplicate, {p.invalid_received} invalid)")  # fmt: skip
+    for name, value in sorted(st.counters.items()):
+        print(f"counter       {name} = {value}")
+    return 0
+
+
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    from node import cluster
+
+    for node in cluster.up(Path(args.dir), args.nodes, seed=args.seed):
+        print(f"{node.name} {node.api}", flush=True)
+    return 0
+
+
+def cmd_cluster_down(args: argparse.Namespace) -> int:
+    from node import cluster
+
+    nodes = cluster.down(Path(args.dir))
+    print(f"stopped {len(nodes)} nodes")
+    return 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    from node import cluster
+
+    for node in cluster.load(Path(args.dir)):
+        pid = node.pid()
+        print(f"{node.name} {node.api} {'running pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+# -- argument parsing ---------------------------------------------------------
+
+
+def _node_address(args: argparse.Namespace) -> str:
+    if args.node:
+        return str(args.node)
+    if args.home:
+        return Config.load(Path(args.home)).api_listen
+    return DEFAULT_API
+
+
+def _add_filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--category", action="append", type=_choice(CATEGORY_NAMES, "category"))
+    p.add_argument("--origin", action="append", help="origin public key (hex); repeatable")
+    p.add_argument("--min-severity", type=_choice(SEVERITY_NAMES, "severity"))
+    p.add_argument("--since", type=_time_arg, help="created at or after (ISO 8601 or Unix ms)")
+    p.add_argument("--until", type=_time_arg, help="created before (ISO 8601 or Unix ms)")
+    p.add_argument("--indicator", help="only alerts flagging this indicator (any spelling)")
+    p.add_argument("--include-expired", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alertmesh", description="A member node of the alertmesh alert-sharing network."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create a node's identity and config")
+    p.add_argument("--home", required=True, help="directory for the node's files")
+    p.add_argument("--name", help="member name (default: node-XXXXXX)")
+    p.add_argument("--listen", default=DEFAULT_API, help="client API address (HOST:PORT)")
+    p.add_argument("--peer-listen", default="127.0.0.1:7401", help="peer address (HOST:PORT)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", help="run the node until SIGINT/SIGTERM")
+    p.add_argument("--home", required=True)
+    p.add_argument("--listen", help="client API HOST:PORT (port 0: pick a free port)")
+    p.add_argument("--peer-listen", help="peer HOST:PORT (overrides the config)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+
+    def client_command(name: str, help: str, func: Callable[..., Awaitable[int]]) -> Any:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--node", help=f"the node's client API HOST:PORT (default {DEFAULT_API})")
+        p.add_argument("--home", help="take the node address from this home's config")
+        p.set_defaults(func=func, client=True)
+        return p
+
+    p = client_command("publish", "sign and publish an alert", cmd_publish)
+    p.add_argument("--category", required=True, type=_choice(CATEGORY_NAMES, "category"))
+    p.add_argument("--title", required=True)
+    p.add_argument("--indicator", action="append", type=_indicator_arg, metavar="TYPE:VALUE")
+    p.add_argument(
+        "--severity", default=SEVERITY_NAMES["medium"], type=_choice(SEVERITY_NAMES, "severity")
+    )
+    p.add_argument("--confidence", type=int, default=50, choices=range(101), metavar="0-100")
+    p.add_argument("--description")
+    p.add_argument("--reference", action="append", metavar="URL")
+    p.add_argument("--tlp", default=TLP_NAMES["green"], type=_choice(TLP_NAMES, "tlp"))
+    p.add_argument("--expires", type=_time_arg, help="expiry (ISO 8601 or Unix ms)")
+    p.add_argument("--request-id", help="idempotency key: a retry returns the first alert")
+    p.add_argument("--json", action="store_true", help="also print the alert as JSON")
+
+    p = client_command("get", "print one alert", cmd_get)
+    p.add_argument("id", help="alert id (hex)")
+    p.add_argument("--json", action="store_true")
+
+    p = client_command("check", "are these indicators flagged? (exit 0 yes, 1 no)", cmd_check)
+    p.add_argument("values", nargs="+", metavar="VALUE", help="TYPE:VALUE or a bare value")
+    p.add_argument("--include-expired", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = client_command("search", "list stored alerts, newest first", cmd_search)
+    _add_filter_args(p)
+    p.add_argument("--limit", type=int, default=50)
+
+    p = client_command("watch", "stream new alerts as they arrive", cmd_watch)
+    _add_filter_args(p)
+    p.add_argument("--cursor", help="resume after this cursor")
+    p.add_argument("--from-start", action="store_true", help="replay stored alerts first")
+    p.add_argument("--count", type=int, default=0, help="stop after N alerts")
+
+    p = client_command("stats", "counts, digest, peers", cmd_stats)
+    p.add_argument("--json", action="store_true")
+
+    cluster = sub.add_parser("cluster", help="local multi-node clusters").add_subparsers(
+        dest="cluster_command", required=True, metavar="COMMAND"
+    )
+    p = cluster.add_parser("up", help="create (if needed) and start N local nodes")
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--seed", type=int, default=1, help="seed of the random peer graph")
+    p.set_defaults(func=cmd_cluster_up)
+    p = cluster.add_parser("down", help="stop every node of the cluster")
+    p.add_argument("--dir", required=True)
+    p.set_defaults(func=cmd_cluster_down)
+    p = cluster.add_parser("status", help="which nodes run")
+    p.add_argument("--dir", required=True)
+    p.set_defaults(func=cmd_cluster_status)
+    return parser
+
+
+async def _run_client(args: argparse.Namespace) -> int:
+    async with AlertClient(_node_address(args)) as client:
+        result: int = await args.func(client, args)
+        return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "client", False):
+            return asyncio.run(_run_client(args))
+        result: int = args.func(args)
+        return result
+    except KeyboardInterrupt:
+        return 130
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            print(f"error: cannot reach the node at {_node_address(args)}", file=sys.stderr)
+        else:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return EXIT_ERROR
+    except (AlertmeshError, CliError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

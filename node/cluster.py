@@ -1,0 +1,228 @@
+"""Local multi-node clusters for trying alertmesh and for tests.
+
+`alertmesh cluster up --nodes N --dir DIR` creates N nodes under DIR (each its
+own identity, store, ports and log), one shared roster, and a partial peer graph
+(a ring plus random chords once N > 8), starts each node as its own process and
+returns when all serve. `alertmesh cluster down --dir DIR` stops them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.app.config import CONFIG_FILE, Config, init_home
+from node.core.errors import ConfigError
+from node.core.roster import Roster
+
+FULL_MESH_MAX = 8
+CHORDS_PER_NODE = 1
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+MANIFEST = "cluster.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def peer_graph(n: int, seed: int) -> dict[int, set[int]]:
+    """Undirected edges over 0..n-1: everyone with everyone up to 8 nodes, else a
+    ring plus random chords (connected, degree about 4)."""
+    edges: dict[int, set[int]] = {i: set() for i in range(n)}
+
+    def link(a: int, b: int) -> None:
+        if a != b:
+            edges[a].add(b)
+            edges[b].add(a)
+
+    if n <= FULL_MESH_MAX:
+        for a in range(n):
+            for b in range(a + 1, n):
+                link(a, b)
+        return edges
+    rng = random.Random(seed)
+    for a in range(n):
+        link(a, (a + 1) % n)
+        for _ in range(CHORDS_PER_NODE):
+            link(a, rng.randrange(n))
+    return edges
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    name: str
+    home: Path
+    api: str
+    peer: str
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "node.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "node.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+
+def create(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
+    """Lay out a new cluster of `n` nodes under `directory` (nothing is started)."""
+    if n < 1:
+        raise ConfigError("a cluster needs at least one node")
+    if (directory / MANIFEST).exists():
+        raise ConfigError(f"{directory} already holds a cluster; stop it and remove it first")
+    directory.mkdir(parents=True, exist_ok=True)
+    nodes = []
+    configs = []
+    for i in range(n):
+        name = f"node{i + 1}"
+        api = f"127.0.0.1:{free_port()}"
+        peer = f"127.0.0.1:{free_port()}"
+        configs.append(init_home(directory / name, name=name, api_listen=api, peer_listen=peer))
+        nodes.append(ClusterNode(name, directory / name, api, peer))
+    roster = Roster.of([m for c in configs for m in c.roster()])
+    graph = peer_graph(n, seed)
+    for i, node in enumerate(nodes):
+        (node.home / "roster.toml").write_text(roster.to_toml())
+        # Each edge is dialed from its lower-numbered end.
+        dials = [nodes[j].name for j in sorted(graph[i]) if j > i]
+        config = node.home / CONFIG_FILE
+        config.write_text(
+            config.read_text().replace("connect = []", f"connect = {json.dumps(dials)}")
+        )
+    (directory / MANIFEST).write_text(
+        json.dumps([{"name": x.name, "api": x.api, "peer": x.peer} for x in nodes], indent=2)
+    )
+    return nodes
+
+
+def load(directory: Path) -> list[ClusterNode]:
+    try:
+        entries = json.loads((directory / MANIFEST).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no cluster in {directory}; create one: alertmesh cluster up") from exc
+    return [ClusterNode(e["name"], directory / e["name"], e["api"], e["peer"]) for e in entries]
+
+
+def add_node(directory: Path) -> ClusterNode:
+    """Create one more member, add it to every roster, and have it dial two others."""
+    nodes = load(directory)
+    name = f"node{len(nodes) + 1}"
+    config = init_home(
+        directory / name,
+        name=name,
+        api_listen=f"127.0.0.1:{free_port()}",
+        peer_listen=f"127.0.0.1:{free_port()}",
+    )
+    roster = Roster.of([*Config.load(nodes[0].home).roster(), *config.roster()])
+    new = ClusterNode(name, config.home, config.api_listen, config.peer_listen)
+    for node in [*nodes, new]:
+        (node.home / "roster.toml").write_text(roster.to_toml())
+    dials = [n.name for n in nodes[:2]]
+    path = new.home / CONFIG_FILE
+    path.write_text(path.read_text().replace("connect = []", f"connect = {json.dumps(dials)}"))
+    entries = [{"name": x.name, "api": x.api, "peer": x.peer} for x in [*nodes, new]]
+    (directory / MANIFEST).write_text(json.dumps(entries, indent=2))
+    return new
+
+
+def start(node: ClusterNode) -> subprocess.Popen[bytes]:
+    """Start one node as its own process (its own session: it outlives this one)."""
+    out = node.home / "node.out"
+    out.write_text("")
+    with open(node.log_file, "ab") as log, open(out, "wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", "--home", str(node.home)],
+            stdout=stdout,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    node.pid_file.write_text(str(proc.pid))
+    return proc
+
+
+def wait_serving(node: ClusterNode, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    out = node.home / "node.out"
+    while time.monotonic() < deadline:
+        if "listening on " in out.read_text():
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = node.log_file.read_text()[-2000:]
+            raise ConfigError(f"{node.name} exited with status {proc.returncode}:\n{tail}")
+        time.sleep(0.05)
+    raise ConfigError(f"{node.name} did not start within {timeout:.0f} s; see {node.log_file}")
+
+
+def up(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
+    """Create the cluster if needed, start every node that is not running, wait for all."""
+    nodes = load(directory) if (directory / MANIFEST).exists() else create(directory, n, seed=seed)
+    procs = {node.name: start(node) for node in nodes if node.pid() is None}
+    try:
+        for node in nodes:
+            wait_serving(node, procs.get(node.name), START_TIMEOUT_S)
+    except BaseException:
+        down(directory)
+        raise
+    return nodes
+
+
+def stop(node: ClusterNode, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:
+    pid = node.pid()
+    if pid is None:
+        node.pid_file.unlink(missing_ok=True)
+        return
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while node.pid() is not None and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    if node.pid() is not None:
+        os.kill(pid, signal.SIGKILL)
+        while node.pid() is not None:
+            _reap(pid)
+            time.sleep(0.05)
+    node.pid_file.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def down(directory: Path) -> list[ClusterNode]:
+    nodes = load(directory)
+    for node in nodes:
+        pid = node.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+    for node in nodes:
+        stop(node)
+    return nodes

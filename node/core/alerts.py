@@ -1,0 +1,183 @@
+"""The alert model: decoding a signed body, the protocol rules, and the stored record.
+
+Rules every alert must satisfy, wherever it comes from (limits in node/core/limits.py):
+- the body is a valid serialised `Alert` no larger than max_body_bytes;
+- origin is a 32-byte key, seq >= 1, prev is empty for seq 1 and a 32-byte id otherwise;
+- created_at is set and at most max_clock_skew ahead of the receiver's clock;
+- expiry, if set, is after creation;
+- category, severity and TLP are known values, confidence is 0..100;
+- a title is present; strings, indicators, references and links are within limits;
+- every indicator is valid for its type (and chain) and is indexed in normalised form.
+The signature is checked by node.crypto; the roster check by node.core.roster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.core import indicators
+from node.core.errors import InvalidAlert, InvalidIndicator, LimitExceeded
+from node.core.limits import Limits
+
+ID_BYTES = 32
+KEY_BYTES = 32
+
+CATEGORY_NAMES: dict[str, int] = {
+    name.removeprefix("CATEGORY_").lower().replace("_", "-"): value
+    for name, value in alert_pb2.Category.items()
+    if value
+}
+SEVERITY_NAMES: dict[str, int] = {
+    name.removeprefix("SEVERITY_").lower(): value
+    for name, value in alert_pb2.Severity.items()
+    if value
+}
+TLP_NAMES: dict[str, int] = {
+    name.removeprefix("TLP_").lower().replace("_", "+"): value
+    for name, value in alert_pb2.Tlp.items()
+    if value
+}
+
+
+def name_of(names: dict[str, int], value: int) -> str:
+    for name, v in names.items():
+        if v == value:
+            return name
+    return str(value)
+
+
+def alert_id(body: bytes) -> bytes:
+    """Alerts are content-addressed: id = SHA-256(body)."""
+    return hashlib.sha256(body).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """A verified alert as the store keeps it: the original bytes plus indexed fields."""
+
+    id: bytes
+    body: bytes
+    signature: bytes
+    origin: bytes
+    seq: int
+    prev: bytes
+    created_at_ms: int
+    expires_at_ms: int
+    category: int
+    severity: int
+    confidence: int
+    title: str
+    index_keys: tuple[str, ...]
+
+    def expired(self, now_ms: int) -> bool:
+        return 0 < self.expires_at_ms <= now_ms
+
+    def decode(self) -> alert_pb2.Alert:
+        return alert_pb2.Alert.FromString(self.body)
+
+
+def decode_body(body: bytes, limits: Limits) -> alert_pb2.Alert:
+    if len(body) > limits.max_body_bytes:
+        raise LimitExceeded(
+            f"alert body is {len(body)} bytes; the limit is {limits.max_body_bytes}"
+        )
+    if not body:
+        raise InvalidAlert("alert body is empty")
+    try:
+        return alert_pb2.Alert.FromString(body)
+    except DecodeError as exc:
+        raise InvalidAlert("alert body is not a valid alertmesh.v1.Alert protobuf") from exc
+
+
+def _check_len(what: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise LimitExceeded(f"{what} is {len(value)} characters; the limit is {limit}")
+
+
+def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[str, ...]:
+    """Check the protocol rules; return the alert's index keys (normalised indicators)."""
+    if len(alert.origin) != KEY_BYTES:
+        raise InvalidAlert(f"origin must be a {KEY_BYTES}-byte Ed25519 public key")
+    if alert.seq < 1:
+        raise InvalidAlert("seq must be 1 or more")
+    if alert.seq == 1 and alert.prev:
+        raise InvalidAlert("prev must be empty for an origin's first alert (seq 1)")
+    if alert.seq > 1 and len(alert.prev) != ID_BYTES:
+        raise InvalidAlert(f"prev must be the {ID_BYTES}-byte id of the origin's alert seq-1")
+    if alert.created_at_ms <= 0:
+        raise InvalidAlert("created_at_ms is missing")
+    ahead = alert.created_at_ms - now_ms
+    if ahead > limits.max_clock_skew_ms:
+        raise InvalidAlert(
+            f"created_at is {ahead / 1000:.0f} s in the future; at most "
+            f"{limits.max_clock_skew_ms / 1000:.0f} s of clock skew is accepted "
+            "(check the author's clock)"
+        )
+    if alert.expires_at_ms and alert.expires_at_ms <= alert.created_at_ms:
+        raise InvalidAlert("expires_at_ms must be after created_at_ms")
+    if alert.category not in alert_pb2.Category.values() or not alert.category:
+        raise InvalidAlert(
+            f"unknown category {alert.category}; use one of {sorted(CATEGORY_NAMES)}"
+        )
+    if alert.severity not in alert_pb2.Severity.values():
+        raise InvalidAlert(f"unknown severity {alert.severity}")
+    if alert.tlp not in alert_pb2.Tlp.values():
+        raise InvalidAlert(f"unknown TLP marking {alert.tlp}")
+    if alert.confidence > 100:
+        raise InvalidAlert(f"confidence is {alert.confidence}; it must be 0..100")
+    if not alert.title.strip():
+        raise InvalidAlert("title is empty")
+    _check_len("title", alert.title, limits.max_title_chars)
+    _check_len("description", alert.description, limits.max_description_chars)
+    if len(alert.indicators) > limits.max_indicators:
+        raise LimitExceeded(
+            f"{len(alert.indicators)} indicators; the limit is {limits.max_indicators} per alert"
+        )
+    if len(alert.references) > limits.max_references:
+        raise LimitExceeded(
+            f"{len(alert.references)} references; the limit is {limits.max_references}"
+        )
+    for ref in alert.references:
+        _check_len("a reference", ref, limits.max_reference_chars)
+    if len(alert.links) > limits.max_links:
+        raise LimitExceeded(f"{len(alert.links)} links; the limit is {limits.max_links}")
+    for link in alert.links:
+        if len(link.alert_id) != ID_BYTES or not link.kind:
+            raise InvalidAlert("a link needs a kind and a 32-byte alert id")
+    if len(alert.recipients) > limits.max_recipients:
+        raise LimitExceeded(
+            f"{len(alert.recipients)} recipients; the limit is {limits.max_recipients}"
+        )
+    keys: list[str] = []
+    for i, ind in enumerate(alert.indicators):
+        _check_len(f"indicator {i}", ind.value, limits.max_indicator_chars)
+        try:
+            normal = indicators.normalize(ind.type, ind.value, strict=True)
+        except InvalidIndicator as exc:
+            raise InvalidIndicator(f"indicator {i}: {exc}") from exc
+        keys.extend(indicators.index_keys(normal))
+    return tuple(dict.fromkeys(keys))
+
+
+def make_record(
+    body: bytes, signature: bytes, alert: alert_pb2.Alert, keys: tuple[str, ...]
+) -> AlertRecord:
+    return AlertRecord(
+        id=alert_id(body),
+        body=body,
+        signature=signature,
+        origin=alert.origin,
+        seq=alert.seq,
+        prev=alert.prev,
+        created_at_ms=alert.created_at_ms,
+        expires_at_ms=alert.expires_at_ms,
+        category=alert.category,
+        severity=alert.severity,
+        confidence=alert.confidence,
+        title=alert.title,
+        index_keys=keys,
+    )

@@ -1,0 +1,515 @@
+"""Catch-up (anti-entropy) between two peers: a sans-I/O state machine.
+
+Frames in, actions out; the caller passes `now` and asks `next_deadline()`.
+docs/catchup.md has the message sequences, byte estimates and the reasoning.
+
+The rules:
+
+1. Per origin a node's state is one number, its *head*: the highest seq it holds
+   with every lower seq also held. The heads form its VersionVector (zeros left
+   out); `summary_digest` hashes it into 32 bytes.
+2. The session's initiator (the dialer) opens a round with its digest when the
+   session starts and every `interval` seconds after that. The acceptor answers a
+   digest with its own digest when they are equal (in sync: one round trip, done)
+   and with its vector (reply=False) when they differ. The initiator ignores a
+   digest it is not waiting for, so digests cannot ping-pong.
+3. A vector with reply=False is always answered with one's own vector, reply=True.
+   A vector with reply=True is never answered, so vectors cannot ping-pong either.
+4. Each side asks only for what it lacks: for each origin where the peer's head is
+   above mine, seqs mine+1 .. theirs, minus out-of-order alerts I already hold and
+   minus seqs already requested, in ranges of at most `max_per_range` seqs. At most
+   `max_outstanding` ranges are in flight; the next goes out as one completes.
+5. A range completes when each of its seqs has arrived from the peer (new or
+   duplicate). It is abandoned when nothing of it arrives for `request_timeout`;
+   the next round asks again.
+6. When my fetches end and my head for some origin is now above both what I last
+   advertised and the peer's head (the fetched alerts joined up with out-of-order
+   ones), I send my vector again (reply=False) so the peer can fetch those too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from node.core.errors import AlertmeshError, LimitExceeded
+
+VersionVector = Mapping[bytes, int]
+"""origin (32-byte key) -> highest contiguous seq held. A missing origin means 0."""
+
+ORIGIN_BYTES = 32
+DIGEST_BYTES = 32
+MAX_SEQ = 2**64 - 1  # seq is a uint64 on the wire
+DIGEST_DOMAIN = b"alertmesh/v1/summary\0"
+
+# Protocol limits a server enforces on RangeRequests (a requester's config must fit).
+MAX_RANGES_PER_FRAME = 64
+MAX_RANGE_LEN = 1024
+# Limit on heads in a received vector: far above any roster we expect.
+MAX_HEADS = 10_000
+
+
+class InvalidCatchupFrame(AlertmeshError):
+    """A catch-up frame from a peer is malformed (bad origin, seq or digest)."""
+
+
+# --- pure functions -------------------------------------------------------------
+
+
+def summary_digest(vector: VersionVector) -> bytes:
+    """SHA-256 over the domain prefix and the (origin, seq) pairs sorted by origin.
+
+    Zero heads are left out, so {} and {o: 0} have the same digest, and the digest
+    of the empty vector is SHA-256 of the prefix alone. Each pair is the 32-byte
+    origin followed by seq as 8 bytes big-endian: fixed width, so unambiguous.
+    """
+    h = hashlib.sha256(DIGEST_DOMAIN)
+    for origin in sorted(vector):
+        seq = vector[origin]
+        _check_head(origin, seq, ValueError)
+        if seq:
+            h.update(origin)
+            h.update(seq.to_bytes(8, "big"))
+    return h.digest()
+
+
+def vector_diff(
+    mine: VersionVector, theirs: VersionVector
+) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(alerts I lack per origin, alerts they lack per origin), counting contiguous heads only."""
+    i_lack: dict[bytes, int] = {}
+    they_lack: dict[bytes, int] = {}
+    for origin in mine.keys() | theirs.keys():
+        delta = theirs.get(origin, 0) - mine.get(origin, 0)
+        if delta > 0:
+            i_lack[origin] = delta
+        elif delta < 0:
+            they_lack[origin] = -delta
+    return i_lack, they_lack
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Range:
+    """An origin's alerts with from_seq <= seq <= to_seq (a RangeRequest)."""
+
+    origin: bytes
+    from_seq: int
+    to_seq: int
+
+    def __post_init__(self) -> None:
+        if len(self.origin) != ORIGIN_BYTES:
+            raise InvalidCatchupFrame(f"range origin must be {ORIGIN_BYTES} bytes")
+        if not 1 <= self.from_seq <= self.to_seq <= MAX_SEQ:
+            raise InvalidCatchupFrame(f"bad range {self.from_seq}..{self.to_seq}")
+
+    @property
+    def size(self) -> int:
+        return self.to_seq - self.from_seq + 1
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, tuple)
+            and len(key) == 2
+            and key[0] == self.origin
+            and isinstance(key[1], int)
+            and self.from_seq <= key[1] <= self.to_seq
+        )
+
+
+def missing_ranges(
+    mine: VersionVector,
+    theirs: VersionVector,
+    *,
+    max_per_range: int,
+    held: Mapping[bytes, Iterable[int]] | None = None,
+    limit: int | None = None,
+) -> list[Range]:
+    """The ranges I should ask a peer for, given both vectors.
+
+    For each origin where theirs > mine: seqs mine+1 .. theirs, minus the seqs in
+    `held[origin]` (out-of-order alerts I hold above my head), split into ranges of
+    at most `max_per_range`. Ranges are ordered round-robin across origins (each
+    origin's lowest first), so one long chain does not starve the others. At most
+    `limit` ranges are returned.
+    """
+    held = held or {}
+
+    def excluded(origin: bytes) -> list[tuple[int, int]]:
+        return _runs(held.get(origin, ()))
+
+    ranges, _ = _plan(mine, theirs, max_per_range, excluded, limit)
+    return ranges
+
+
+def parse_vector(
+    heads: Iterable[tuple[bytes, int]], *, max_heads: int = MAX_HEADS
+) -> dict[bytes, int]:
+    """A peer's VersionVector from its (origin, seq) heads, checked; zeros dropped."""
+    vector: dict[bytes, int] = {}
+    for i, (origin, seq) in enumerate(heads):
+        if i >= max_heads:
+            raise LimitExceeded(f"vector has more than {max_heads} heads")
+        _check_head(origin, seq, InvalidCatchupFrame)
+        if origin in vector:
+            raise InvalidCatchupFrame("vector names an origin twice")
+        vector[origin] = seq
+    return {o: s for o, s in vector.items() if s}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRef:
+    """Where an alert sits in its origin's chain, and its id (SHA-256 of the body)."""
+
+    origin: bytes
+    seq: int
+    id: bytes
+
+
+def is_equivocation(a: AlertRef, b: AlertRef) -> bool:
+    """True when a and b are two different bodies for one (origin, seq).
+
+    With both signatures verified against `origin`, the two signed bodies are the
+    EquivocationProof.
+    """
+    return a.origin == b.origin and a.seq == b.seq and a.id != b.id
+
+
+def _check_head(origin: bytes, seq: int, error: type[Exception]) -> None:
+    if len(origin) != ORIGIN_BYTES:
+        raise error(f"origin must be {ORIGIN_BYTES} bytes, got {len(origin)}")
+    if not 0 <= seq <= MAX_SEQ:
+        raise error(f"seq out of range: {seq}")
+
+
+def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted maximal intervals covering the given seqs."""
+    runs: list[tuple[int, int]] = []
+    for s in sorted(set(seqs)):
+        if runs and runs[-1][1] + 1 == s:
+            runs[-1] = (runs[-1][0], s)
+        else:
+            runs.append((s, s))
+    return runs
+
+
+def _holes(lo: int, hi: int, excluded: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Sub-intervals of lo..hi not covered by the excluded intervals."""
+    cursor = lo
+    for a, b in sorted(excluded):
+        if b < cursor:
+            continue
+        if a > hi:
+            break
+        if a > cursor:
+            yield cursor, a - 1
+        cursor = b + 1
+    if cursor <= hi:
+        yield cursor, hi
+
+
+def _chunks(origin: bytes, holes: Iterable[tuple[int, int]], size: int) -> Iterator[Range]:
+    for a, b in holes:
+        for start in range(a, b + 1, size):
+            yield Range(origin, start, min(start + size - 1, b))
+
+
+def _plan(
+    mine: VersionVector,
+    theirs: VersionVector,
+    max_per_range: int,
+    excluded: Callable[[bytes], Iterable[tuple[int, int]]],
+    limit: int | None,
+) -> tuple[list[Range], bool]:
+    """(ranges, truncated): what to request, round-robin across origins, lazily."""
+    if max_per_range < 1:
+        raise ValueError("max_per_range must be at least 1")
+    queues: deque[Iterator[Range]] = deque()
+    for origin in sorted(theirs):
+        lo, hi = mine.get(origin, 0) + 1, theirs[origin]
+        if hi >= lo:
+            queues.append(_chunks(origin, _holes(lo, hi, excluded(origin)), max_per_range))
+    ranges: list[Range] = []
+    while queues:
+        if limit is not None and len(ranges) >= limit:
+            return ranges, any(next(q, None) is not None for q in queues)
+        queue = queues.popleft()
+        nxt = next(queue, None)
+        if nxt is not None:
+            ranges.append(nxt)
+            queues.append(queue)
+    return ranges, False
+
+
+# --- local state ----------------------------------------------------------------
+
+
+class LocalChains(Protocol):
+    """What the session reads about the local store; node.core.chain.Chains is one.
+
+    Called on every frame that needs it, so it must be cheap (in memory).
+    """
+
+    def vector(self) -> VersionVector:
+        """Head per origin: highest contiguous seq held."""
+        ...
+
+    def out_of_order(self, origin: bytes) -> Collection[int]:
+        """Seqs of `origin` held above its head (after a gap)."""
+        ...
+
+
+# --- actions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendDigest:
+    """Send PeerFrame.digest."""
+
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendVector:
+    """Send PeerFrame.vector: heads sorted by origin, zeros left out."""
+
+    heads: tuple[tuple[bytes, int], ...]
+    reply: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendRangeRequests:
+    """Send PeerFrame.ranges."""
+
+    ranges: tuple[Range, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeRanges:
+    """Send the held alerts of these ranges, in seq order, as PeerFrame.alerts batches."""
+
+    ranges: tuple[Range, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeAbandoned:
+    """The peer did not deliver `missing` alerts of `range` in time (for peer scoring)."""
+
+    range: Range
+    missing: int
+
+
+Action = SendDigest | SendVector | SendRangeRequests | ServeRanges | RangeAbandoned
+
+
+# --- the session ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupConfig:
+    interval: float = 30.0  # seconds between rounds (initiator)
+    answer_timeout: float = 15.0  # initiator waits this long for a digest answer
+    request_timeout: float = 20.0  # a range with no progress this long is abandoned
+    max_outstanding: int = 4  # K: ranges in flight
+    max_per_range: int = 256  # B: seqs per range
+    max_pending: int = 4096  # ranges queued at once; the rest are planned later
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_outstanding <= MAX_RANGES_PER_FRAME:
+            raise ValueError(f"max_outstanding must be in 1..{MAX_RANGES_PER_FRAME}")
+        if not 1 <= self.max_per_range <= MAX_RANGE_LEN:
+            raise ValueError(f"max_per_range must be in 1..{MAX_RANGE_LEN}")
+        if self.max_pending < self.max_outstanding:
+            raise ValueError("max_pending must be at least max_outstanding")
+
+
+@dataclass(slots=True)
+class _Flight:
+    range: Range
+    deadline: float
+    received: set[int] = field(default_factory=set)
+
+
+class CatchupSession:
+    """Catch-up with one peer over one session. Not thread-safe; one per peer session."""
+
+    def __init__(
+        self, local: LocalChains, *, initiator: bool, config: CatchupConfig | None = None
+    ) -> None:
+        self._local = local
+        self._initiator = initiator
+        self._config = config or CatchupConfig()
+        self._peer: dict[bytes, int] = {}  # the peer's last vector
+        self._advertised: dict[bytes, int] = {}  # my last vector sent
+        self._sent_digest = b""
+        self._awaiting_until: float | None = None  # initiator: waiting for an answer
+        self._next_round_at: float | None = None
+        self._pending: deque[Range] = deque()
+        self._flights: list[_Flight] = []
+        self._truncated = False  # the last plan hit max_pending
+        self._fetched = False  # something arrived since the fetches last ended
+        self.last_in_sync: float | None = None
+
+    @property
+    def idle(self) -> bool:
+        """No answer awaited and nothing requested or queued."""
+        return self._awaiting_until is None and not self._pending and not self._flights
+
+    @property
+    def outstanding(self) -> tuple[Range, ...]:
+        return tuple(f.range for f in self._flights)
+
+    @property
+    def peer_vector(self) -> Mapping[bytes, int]:
+        return dict(self._peer)
+
+    def start(self, now: float) -> list[Action]:
+        """Call once the session is authenticated. The initiator opens the first round."""
+        if not self._initiator:
+            return []
+        return self._open_round(now)
+
+    def on_digest(self, digest: bytes, now: float) -> list[Action]:
+        if len(digest) != DIGEST_BYTES:
+            raise InvalidCatchupFrame(f"digest must be {DIGEST_BYTES} bytes")
+        if self._initiator:
+            if self._awaiting_until is None:
+                return []  # late answer to a round that timed out
+            self._awaiting_until = None
+            if digest == self._sent_digest:
+                self.last_in_sync = now
+                return []
+            return [self._vector_action(reply=False)]
+        if digest == summary_digest(self._local.vector()):
+            self.last_in_sync = now
+            return [SendDigest(digest)]
+        return [self._vector_action(reply=False)]
+
+    def on_vector(self, vector: VersionVector, reply: bool, now: float) -> list[Action]:
+        """The peer's vector (from `parse_vector`). Answer it unless it is a reply; fetch."""
+        self._peer = {o: s for o, s in vector.items() if s}
+        self._awaiting_until = None
+        actions: list[Action] = []
+        if not reply:
+            actions.append(self._vector_action(reply=True))
+        actions += self._plan_requests(now)
+        if self.idle and self._peer == self._advertised:
+            self.last_in_sync = now
+        return actions
+
+    def on_range_requests(self, ranges: Sequence[Range]) -> list[Action]:
+        """The peer asks for ranges: check the protocol limits, then serve them."""
+        if len(ranges) > MAX_RANGES_PER_FRAME:
+            raise LimitExceeded(f"more than {MAX_RANGES_PER_FRAME} ranges in one frame")
+        for r in ranges:
+            if r.size > MAX_RANGE_LEN:
+                raise LimitExceeded(f"range of {r.size} alerts exceeds {MAX_RANGE_LEN}")
+        return [ServeRanges(tuple(ranges))] if ranges else []
+
+    def on_alerts_received(self, alerts: Iterable[tuple[bytes, int]], now: float) -> list[Action]:
+        """(origin, seq) of every alert this peer sent that verified, new or duplicate."""
+        for origin, seq in alerts:
+            for flight in self._flights:
+                if (origin, seq) in flight.range:
+                    flight.received.add(seq)
+                    flight.deadline = now + self._config.request_timeout
+                    self._fetched = True
+                    break
+        self._flights = [f for f in self._flights if len(f.received) < f.range.size]
+        return self._send_requests(now) + self._after_fetches(now)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        keep: list[_Flight] = []
+        for flight in self._flights:
+            if flight.deadline > now:
+                keep.append(flight)
+                continue
+            missing = self._count_missing(flight)
+            if missing:
+                actions.append(RangeAbandoned(flight.range, missing))
+        if len(keep) < len(self._flights):
+            self._flights = keep
+            actions += self._send_requests(now) + self._after_fetches(now)
+        if self._awaiting_until is not None and self._awaiting_until <= now:
+            self._awaiting_until = None
+        if self._next_round_at is not None and self._next_round_at <= now:
+            if self.idle:
+                actions += self._open_round(now)
+            else:
+                self._next_round_at = now + self._config.interval
+        return actions
+
+    def next_deadline(self) -> float | None:
+        times = [f.deadline for f in self._flights]
+        if self._awaiting_until is not None:
+            times.append(self._awaiting_until)
+        if self._next_round_at is not None:
+            times.append(self._next_round_at)
+        return min(times, default=None)
+
+    # --- internals ---
+
+    def _open_round(self, now: float) -> list[Action]:
+        self._sent_digest = summary_digest(self._local.vector())
+        self._awaiting_until = now + self._config.answer_timeout
+        self._next_round_at = now + self._config.interval
+        return [SendDigest(self._sent_digest)]
+
+    def _vector_action(self, *, reply: bool) -> SendVector:
+        self._advertised = {o: s for o, s in self._local.vector().items() if s}
+        return SendVector(tuple(sorted(self._advertised.items())), reply)
+
+    def _in_flight(self, origin: bytes) -> list[tuple[int, int]]:
+        ranges = [*self._pending, *(f.range for f in self._flights)]
+        return [(r.from_seq, r.to_seq) for r in ranges if r.origin == origin]
+
+    def _plan_requests(self, now: float) -> list[Action]:
+        local = self._local
+
+        def excluded(origin: bytes) -> list[tuple[int, int]]:
+            return _runs(local.out_of_order(origin)) + self._in_flight(origin)
+
+        room = self._config.max_pending - len(self._pending) - len(self._flights)
+        ranges, self._truncated = _plan(
+            local.vector(), self._peer, self._config.max_per_range, excluded, max(room, 0)
+        )
+        self._pending.extend(ranges)
+        return self._send_requests(now)
+
+    def _send_requests(self, now: float) -> list[Action]:
+        sent: list[Range] = []
+        while self._pending and len(self._flights) < self._config.max_outstanding:
+            r = self._pending.popleft()
+            self._flights.append(_Flight(r, now + self._config.request_timeout))
+            sent.append(r)
+        return [SendRangeRequests(tuple(sent))] if sent else []
+
+    def _after_fetches(self, now: float) -> list[Action]:
+        if self._pending or self._flights:
+            return []
+        if self._truncated:
+            actions = self._plan_requests(now)
+            if actions:
+                return actions
+        if not self._fetched:
+            return []
+        self._fetched = False
+        mine = self._local.vector()
+        if any(
+            seq > max(self._advertised.get(o, 0), self._peer.get(o, 0)) for o, seq in mine.items()
+        ):
+            return [self._vector_action(reply=False)]
+        return []
+
+    def _count_missing(self, flight: _Flight) -> int:
+        r = flight.range
+        head = self._local.vector().get(r.origin, 0)
+        above = self._local.out_of_order(r.origin)
+        return sum(
+            1
+            for seq in range(max(r.from_seq, head + 1), r.to_seq + 1)
+            if seq not in flight.received and seq not in above
+        )

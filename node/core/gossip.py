@@ -1,0 +1,602 @@
+"""Alert dissemination between peers: eager/lazy push (Plumtree), as a state machine.
+
+No I/O: the runtime tells `Gossip` what happened (a peer came up, a verified alert
+arrived, a control message arrived, time passed) and executes the actions it returns.
+Peers and alert ids are opaque bytes. Time is the `now` passed to every call (seconds,
+never decreasing); randomness comes from the `random.Random` given to the constructor.
+
+The rules
+---------
+Each link to a peer is *eager* (new alerts are pushed in full) or *lazy* (only their
+ids are announced, in batched IHAVEs). The eager links of all nodes should form one
+spanning tree shared by every origin; the lazy links are the repair paths.
+
+1. A new alert (published here, or first received) is pushed to every eager peer and
+   announced to every lazy peer, except peers known to have it (the one it came from,
+   peers that announced or sent it to us). Each alert goes to each peer at most once.
+2. A first copy from a lazy peer makes that link eager (it is a tree edge), unless we
+   already have `max_eager` eager peers, the peer is backlogged, or we had asked it.
+3. A duplicate full copy means the eager links have a cycle: the link turns lazy and we
+   send PRUNE, which turns it lazy on the other side too. A duplicate from a peer that is
+   already lazy repeats the PRUNE, so a lost PRUNE heals on the next duplicate. A copy we
+   asked for (GRAFT/IWANT) is never counted against the link.
+4. An IHAVE of an id we lack starts a timer (`graft_timeout`, with jitter) so that the
+   eager copy usually wins. If it does not, we send GRAFT(ids) to the first announcer:
+   "send me these, and make this link eager". After `graft_retry` the next announcer is
+   asked, and when none is left we give up (catch-up will fetch it). A backlogged
+   announcer is asked with IWANT instead, which leaves the link as it is.
+5. GRAFT makes the link eager (unless the peer is backlogged: then we answer PRUNE) and
+   is answered with the requested alerts we hold; IWANT is answered the same way, with
+   no change to the link.
+6. A node keeps at least one eager peer: when the last one is pruned, goes down or is
+   backlogged, a random lazy peer is grafted.
+7. Backpressure: `on_peer_backlogged` demotes a slow peer to lazy (PRUNE) and keeps it
+   lazy for `backlog_backoff`. Lazy peers get at most `ihave_max_ids` ids per
+   `ihave_interval`; a queue holds at most `max_queue_ids` ids, and the oldest are dropped.
+8. Memory is bounded: ids are remembered for `seen_ttl` (and at most `max_seen` of them).
+   The ids we are waiting for after IHAVEs are bounded by `max_missing` in total and by
+   `max_queue_ids` for each announcing peer. Each one ends when its timers run out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from node.core.errors import ConfigError
+
+PROMOTE = True
+GRAFT_ON_UP = False
+
+
+@dataclass(frozen=True, slots=True)
+class GossipParams:
+    """Tuning of the dissemination protocol. docs/gossip.md says why these defaults."""
+
+    max_eager: int = 4  # eager peers this node chooses itself; GRAFTs may add more
+    ihave_interval: float = 0.1  # announcements to a lazy peer are batched this long
+    ihave_max_ids: int = 512  # ids per IHAVE/IWANT/GRAFT frame, and per flush per peer
+    graft_timeout: float = 1.0  # after an IHAVE, wait this long for the eager copy
+    graft_retry: float = 0.5  # then ask the next announcer after this long
+    graft_jitter: float = 0.2  # graft_timeout is stretched by up to this fraction
+    seen_ttl: float = 600.0  # ids are remembered (dedup, serving IWANT) this long
+    max_seen: int = 200_000  # and at most this many
+    max_queue_ids: int = 4096  # per peer: announcements queued to it, ids awaited from it
+    max_missing: int = 10_000  # ids awaited after IHAVEs, all peers together
+    backlog_backoff: float = 10.0  # a backlogged peer stays lazy at least this long
+
+    def __post_init__(self) -> None:
+        counts = ("max_eager", "ihave_max_ids", "max_seen", "max_queue_ids", "max_missing")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"gossip: {name} must be at least 1")
+        durations = ("ihave_interval", "graft_timeout", "graft_retry", "seen_ttl")
+        for name in durations:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"gossip: {name} must be a positive number of seconds")
+        if not 0 <= self.graft_jitter <= 1:
+            raise ConfigError("gossip: graft_jitter must be between 0 and 1")
+        if not self.backlog_backoff >= 0:
+            raise ConfigError("gossip: backlog_backoff must not be negative")
+
+
+# Actions: what the runtime must send. The runtime loads the signed alerts for SendAlerts
+# from its store and skips any it no longer holds.
+
+
+@dataclass(frozen=True, slots=True)
+class SendAlerts:
+    """Send these alerts in full."""
+
+    peer: bytes
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendIHave:
+    """Announce that we hold these alerts."""
+
+    peer: bytes
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendIWant:
+    """Ask for these alerts, without changing the link."""
+
+    peer: bytes
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendPrune:
+    """Tell the peer the link is lazy from now on: announce, don't push."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendGraft:
+    """Tell the peer the link is eager from now on, and ask for these alerts (maybe none)."""
+
+    peer: bytes
+    ids: tuple[bytes, ...] = ()
+
+
+Action: TypeAlias = SendAlerts | SendIHave | SendIWant | SendPrune | SendGraft
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    eager: bool
+    backlogged: bool
+    alerts_received: int  # full copies, pushed or asked for
+    duplicates_received: int
+    alerts_sent: int
+    ihave_ids_received: int
+    ihave_ids_sent: int
+    ihave_ids_dropped: int  # announcements lost because the peer's queue was full
+    prunes_sent: int
+    prunes_received: int
+    grafts_sent: int
+    grafts_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class GossipStats:
+    peers: int
+    eager_peers: int
+    remembered_ids: int
+    awaited_ids: int  # announced to us, not yet received
+    queued_announcements: int
+    awaited_dropped: int  # announcements ignored because the bounds were reached
+    awaited_abandoned: int  # every announcer was asked and none delivered
+
+
+@dataclass(slots=True)
+class _Peer:
+    eager: bool
+    backlogged_until: float = -math.inf
+    pending: deque[bytes] = field(default_factory=deque)  # ids to announce
+    awaited: int = 0  # live _Missing entries this peer created
+    alerts_received: int = 0
+    duplicates_received: int = 0
+    alerts_sent: int = 0
+    ihave_ids_received: int = 0
+    ihave_ids_sent: int = 0
+    ihave_ids_dropped: int = 0
+    prunes_sent: int = 0
+    prunes_received: int = 0
+    grafts_sent: int = 0
+    grafts_received: int = 0
+
+
+@dataclass(slots=True)
+class _Seen:
+    expires: float
+    known: set[bytes]  # peers that have it, or that we pushed or announced it to
+    asked: set[bytes]  # peers we asked for it: their copy is not a duplicate push
+
+
+@dataclass(slots=True)
+class _Missing:
+    creator: bytes | None
+    announcers: deque[bytes]  # not asked yet, in order of announcement
+    asked: list[bytes]
+    timer: int  # sequence number of the live entry in the timer heap
+
+
+class Gossip:
+    """The dissemination state of one node: its links, what it has seen, what it awaits."""
+
+    def __init__(self, params: GossipParams, rng: random.Random) -> None:
+        self.params = params
+        self._rng = rng
+        self._peers: dict[bytes, _Peer] = {}
+        self._seen: OrderedDict[bytes, _Seen] = OrderedDict()  # oldest first
+        self._missing: dict[bytes, _Missing] = {}
+        self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, id), lazy deletion
+        self._seq = 0
+        self._flush_at: float | None = None
+        self._awaited_dropped = 0
+        self._awaited_abandoned = 0
+
+    # -- membership -------------------------------------------------------------------
+
+    def peer_up(self, peer: bytes, now: float) -> list[Action]:
+        """A gossip session with `peer` opened. It starts eager while we have room."""
+        self._expire(now)
+        if peer not in self._peers:
+            self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager)
+            if GRAFT_ON_UP and self._peers[peer].eager:
+                return [SendGraft(peer)]
+        return []
+
+    def peer_down(self, peer: bytes, now: float) -> list[Action]:
+        """The session closed: forget the peer, and ask others for what it owed us."""
+        self._expire(now)
+        state = self._peers.pop(peer, None)
+        if state is None:
+            return []
+        for seen in self._seen.values():
+            seen.known.discard(peer)
+            seen.asked.discard(peer)
+        for missing_id, missing in self._missing.items():
+            if peer in missing.announcers:
+                missing.announcers.remove(peer)
+            if missing.creator == peer:
+                missing.creator = None
+            if missing.asked and missing.asked[-1] == peer:
+                self._schedule(missing_id, missing, now)  # don't wait for a dead peer
+        actions: list[Action] = []
+        if state.eager:
+            self._keep_one_eager(now, actions)
+        self._fire_missing(now, actions)
+        return actions
+
+    def on_peer_backlogged(self, peer: bytes, now: float) -> list[Action]:
+        """The runtime's send queue to `peer` is too long: push nothing more to it."""
+        self._expire(now)
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        state.backlogged_until = now + self.params.backlog_backoff
+        actions: list[Action] = []
+        if state.eager:
+            self._demote(peer, state, actions)
+            self._keep_one_eager(now, actions, exclude=peer)
+        return actions
+
+    # -- alerts -----------------------------------------------------------------------
+
+    def publish(self, id: bytes, now: float) -> list[Action]:
+        """A local alert was stored: push it to eager peers, announce it to lazy ones."""
+        self._expire(now)
+        if id in self._seen:
+            return []
+        self._drop_missing(id)
+        actions: list[Action] = []
+        self._forward(id, self._remember(id, now, set()), now, actions)
+        return actions
+
+    def on_alert(self, peer: bytes, id: bytes, is_new: bool, now: float) -> list[Action]:
+        """A full copy from `peer` passed verification; `is_new` is False for a duplicate.
+
+        An id this core still remembers is a duplicate whatever `is_new` says.
+        """
+        self._expire(now)
+        state = self._peers.get(peer)
+        if state is not None:
+            state.alerts_received += 1
+        seen = self._seen.get(id)
+        actions: list[Action] = []
+        if seen is None and is_new:
+            missing = self._drop_missing(id)
+            asked = set(missing.asked) if missing is not None else set()
+            seen = self._remember(id, now, asked)
+            seen.known.add(peer)
+            if missing is not None:  # whoever announced it has it
+                seen.known.update(missing.announcers, missing.asked)
+            if (
+                state is not None
+                and not state.eager
+                and peer not in asked
+                and not self._backlogged(state, now)
+                and self._eager_count() < self.params.max_eager
+                and PROMOTE
+            ):
+                state.eager = True  # the copy came down a tree edge
+            self._forward(id, seen, now, actions)
+            return actions
+
+        self._drop_missing(id)  # we hold it, however it got here
+        if state is None:
+            return actions
+        state.duplicates_received += 1
+        if seen is not None:
+            seen.known.add(peer)
+            if peer in seen.asked:
+                return actions  # a late answer to our own request, not a push
+        self._demote(peer, state, actions)
+        self._keep_one_eager(now, actions, exclude=peer)
+        return actions
+
+    def on_caught_up(self, ids: Iterable[bytes], now: float) -> None:
+        """These alerts reached the store another way (catch-up): stop waiting for them.
+
+        They are remembered, so IWANTs for them are served, but they are not gossiped.
+        """
+        self._expire(now)
+        for id in ids:
+            self._drop_missing(id)
+            if id not in self._seen:
+                self._remember(id, now, set())
+
+    # -- control messages -------------------------------------------------------------
+
+    def on_ihave(
+        self, peer: bytes, ids: Sequence[bytes], now: float, have: Callable[[bytes], bool]
+    ) -> list[Action]:
+        """`peer` announced alerts. `have(id)` tells whether the store already holds one."""
+        self._expire(now)
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        ids = ids[: self.params.ihave_max_ids]
+        state.ihave_ids_received += len(ids)
+        # With no eager peer nothing will be pushed to us, so there is no point waiting.
+        if self._eager_count() == 0:
+            delay = 0.0
+        else:
+            stretch = 1.0 + self.params.graft_jitter * self._rng.random()
+            delay = self.params.graft_timeout * stretch
+        for id in ids:
+            seen = self._seen.get(id)
+            if seen is not None:
+                seen.known.add(peer)
+                continue
+            missing = self._missing.get(id)
+            if missing is not None:
+                if peer not in missing.announcers and peer not in missing.asked:
+                    missing.announcers.append(peer)
+                continue
+            if have(id):
+                continue
+            if (
+                len(self._missing) >= self.params.max_missing
+                or state.awaited >= self.params.max_queue_ids
+            ):
+                self._awaited_dropped += 1
+                continue
+            missing = _Missing(creator=peer, announcers=deque([peer]), asked=[], timer=0)
+            self._missing[id] = missing
+            state.awaited += 1
+            self._schedule(id, missing, now + delay)
+        actions: list[Action] = []
+        self._fire_missing(now, actions)
+        return actions
+
+    def on_iwant(self, peer: bytes, ids: Sequence[bytes], now: float) -> list[Action]:
+        """`peer` asked for alerts: send those we still remember."""
+        self._expire(now)
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        actions: list[Action] = []
+        self._serve(peer, state, ids, actions)
+        return actions
+
+    def on_graft(self, peer: bytes, ids: Sequence[bytes], now: float) -> list[Action]:
+        """`peer` wants the link eager, and these alerts (maybe none)."""
+        self._expire(now)
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        state.grafts_received += 1
+        actions: list[Action] = []
+        if self._backlogged(state, now):
+            state.eager = False
+            state.prunes_sent += 1
+            actions.append(SendPrune(peer))
+        else:
+            state.eager = True
+        self._serve(peer, state, ids, actions)
+        return actions
+
+    def on_prune(self, peer: bytes, now: float) -> list[Action]:
+        """`peer` got a duplicate from us: the link is lazy from now on."""
+        self._expire(now)
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        state.prunes_received += 1
+        actions: list[Action] = []
+        if state.eager:
+            state.eager = False
+            self._keep_one_eager(now, actions, exclude=peer)
+        return actions
+
+    # -- time -------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` should next be called; None if nothing is pending."""
+        while self._timers and self._stale(self._timers[0]):
+            heapq.heappop(self._timers)
+        deadlines = [t for t in (self._flush_at, self._timers[0][0] if self._timers else None)]
+        live = [t for t in deadlines if t is not None]
+        return min(live) if live else None
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Flush due announcements and ask for alerts that did not arrive in time."""
+        self._expire(now)
+        actions: list[Action] = []
+        if self._flush_at is not None and now >= self._flush_at:
+            self._flush(now, actions)
+        self._fire_missing(now, actions)
+        return actions
+
+    # -- inspection -------------------------------------------------------------------
+
+    def eager_peers(self) -> frozenset[bytes]:
+        return frozenset(p for p, s in self._peers.items() if s.eager)
+
+    def lazy_peers(self) -> frozenset[bytes]:
+        return frozenset(p for p, s in self._peers.items() if not s.eager)
+
+    def peer_stats(self, peer: bytes, now: float) -> PeerStats | None:
+        s = self._peers.get(peer)
+        if s is None:
+            return None
+        return PeerStats(
+            eager=s.eager,
+            backlogged=self._backlogged(s, now),
+            alerts_received=s.alerts_received,
+            duplicates_received=s.duplicates_received,
+            alerts_sent=s.alerts_sent,
+            ihave_ids_received=s.ihave_ids_received,
+            ihave_ids_sent=s.ihave_ids_sent,
+            ihave_ids_dropped=s.ihave_ids_dropped,
+            prunes_sent=s.prunes_sent,
+            prunes_received=s.prunes_received,
+            grafts_sent=s.grafts_sent,
+            grafts_received=s.grafts_received,
+        )
+
+    def stats(self) -> GossipStats:
+        return GossipStats(
+            peers=len(self._peers),
+            eager_peers=self._eager_count(),
+            remembered_ids=len(self._seen),
+            awaited_ids=len(self._missing),
+            queued_announcements=sum(len(s.pending) for s in self._peers.values()),
+            awaited_dropped=self._awaited_dropped,
+            awaited_abandoned=self._awaited_abandoned,
+        )
+
+    # -- internals --------------------------------------------------------------------
+
+    def _eager_count(self) -> int:
+        return sum(1 for s in self._peers.values() if s.eager)
+
+    @staticmethod
+    def _backlogged(state: _Peer, now: float) -> bool:
+        return now < state.backlogged_until
+
+    def _remember(self, id: bytes, now: float, asked: set[bytes]) -> _Seen:
+        seen = _Seen(expires=now + self.params.seen_ttl, known=set(), asked=asked)
+        self._seen[id] = seen
+        self._expire(now)
+        return seen
+
+    def _expire(self, now: float) -> None:
+        # Insertion order is expiry order, because `now` never decreases.
+        seen = self._seen
+        while seen and (
+            len(seen) > self.params.max_seen or next(iter(seen.values())).expires <= now
+        ):
+            seen.popitem(last=False)
+
+    def _forward(self, id: bytes, seen: _Seen, now: float, actions: list[Action]) -> None:
+        for peer, state in self._peers.items():
+            if peer in seen.known:
+                continue
+            seen.known.add(peer)
+            if state.eager:
+                state.alerts_sent += 1
+                actions.append(SendAlerts(peer, (id,)))
+            else:
+                if len(state.pending) >= self.params.max_queue_ids:
+                    state.pending.popleft()
+                    state.ihave_ids_dropped += 1
+                state.pending.append(id)
+                if self._flush_at is None:
+                    self._flush_at = now + self.params.ihave_interval
+
+    def _flush(self, now: float, actions: list[Action]) -> None:
+        more = False
+        for peer, state in self._peers.items():
+            batch: list[bytes] = []
+            while state.pending and len(batch) < self.params.ihave_max_ids:
+                id = state.pending.popleft()
+                if id in self._seen:  # an expired id is left to catch-up
+                    batch.append(id)
+            if batch:
+                state.ihave_ids_sent += len(batch)
+                actions.append(SendIHave(peer, tuple(batch)))
+            more = more or bool(state.pending)
+        self._flush_at = now + self.params.ihave_interval if more else None
+
+    def _serve(
+        self, peer: bytes, state: _Peer, ids: Sequence[bytes], actions: list[Action]
+    ) -> None:
+        found: dict[bytes, None] = {}
+        for id in ids[: self.params.ihave_max_ids]:
+            seen = self._seen.get(id)
+            if seen is not None:
+                seen.known.add(peer)
+                found[id] = None
+        if found:
+            state.alerts_sent += len(found)
+            actions.append(SendAlerts(peer, tuple(found)))
+
+    def _demote(self, peer: bytes, state: _Peer, actions: list[Action]) -> None:
+        # Sent even if the link is already lazy here: the peer evidently missed a PRUNE.
+        state.eager = False
+        state.prunes_sent += 1
+        actions.append(SendPrune(peer))
+
+    def _keep_one_eager(
+        self, now: float, actions: list[Action], exclude: bytes | None = None
+    ) -> None:
+        if self._eager_count() > 0:
+            return
+        candidates = [
+            p for p, s in self._peers.items() if p != exclude and not self._backlogged(s, now)
+        ]
+        if not candidates:
+            return
+        peer = self._rng.choice(candidates)
+        state = self._peers[peer]
+        state.eager = True
+        state.grafts_sent += 1
+        actions.append(SendGraft(peer))
+
+    def _schedule(self, id: bytes, missing: _Missing, deadline: float) -> None:
+        self._seq += 1
+        missing.timer = self._seq
+        heapq.heappush(self._timers, (deadline, self._seq, id))
+        if len(self._timers) > 2 * len(self._missing) + 64:
+            self._timers = [t for t in self._timers if not self._stale(t)]
+            heapq.heapify(self._timers)
+
+    def _stale(self, timer: tuple[float, int, bytes]) -> bool:
+        missing = self._missing.get(timer[2])
+        return missing is None or missing.timer != timer[1]
+
+    def _drop_missing(self, id: bytes) -> _Missing | None:
+        missing = self._missing.pop(id, None)
+        if missing is not None and missing.creator is not None:
+            creator = self._peers.get(missing.creator)
+            if creator is not None:
+                creator.awaited -= 1
+        return missing
+
+    def _fire_missing(self, now: float, actions: list[Action]) -> None:
+        grafts: dict[bytes, list[bytes]] = {}
+        iwants: dict[bytes, list[bytes]] = {}
+        while self._timers and self._timers[0][0] <= now:
+            timer = heapq.heappop(self._timers)
+            if self._stale(timer):
+                continue
+            id = timer[2]
+            missing = self._missing[id]
+            target = None
+            while missing.announcers:
+                peer = missing.announcers.popleft()
+                if peer in self._peers:
+                    target = peer
+                    break
+            if target is None:
+                self._drop_missing(id)
+                self._awaited_abandoned += 1
+                continue
+            missing.asked.append(target)
+            self._schedule(id, missing, now + self.params.graft_retry)
+            state = self._peers[target]
+            requests = iwants if self._backlogged(state, now) else grafts
+            requests.setdefault(target, []).append(id)
+        step = self.params.ihave_max_ids
+        for peer, ids in grafts.items():
+            state = self._peers[peer]
+            state.eager = True
+            for i in range(0, len(ids), step):
+                state.grafts_sent += 1
+                actions.append(SendGraft(peer, tuple(ids[i : i + step])))
+        for peer, ids in iwants.items():
+            for i in range(0, len(ids), step):
+                actions.append(SendIWant(peer, tuple(ids[i : i + step])))

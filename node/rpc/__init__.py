@@ -1,0 +1,1 @@
+"""gRPC adapters: proto <-> model conversion, services, error mapping and a client."""

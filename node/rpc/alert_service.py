@@ -1,0 +1,176 @@
+"""The client-facing AlertService: translation only; AlertNode decides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app.service import AlertNode, IngestResult
+from node.core.errors import AlertmeshError, InvalidAlert
+from node.rpc import convert
+from node.rpc.errors import MalformedRequest, status_of, streaming, unary
+from node.store.base import PutOutcome, Query, Stored
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 1000
+
+_OUTCOMES = {
+    PutOutcome.ACCEPTED: api.INGEST_OUTCOME_ACCEPTED,
+    PutOutcome.DUPLICATE: api.INGEST_OUTCOME_DUPLICATE,
+    PutOutcome.EQUIVOCATION: api.INGEST_OUTCOME_EQUIVOCATION,
+}
+
+
+def _ingest_result(r: IngestResult) -> api.IngestResult:
+    if r.error is not None:
+        return api.IngestResult(
+            id=r.id,
+            outcome=api.INGEST_OUTCOME_REJECTED,
+            code=status_of(r.error).value[0],
+            error=str(r.error),
+        )
+    assert r.outcome is not None
+    return api.IngestResult(id=r.id, outcome=_OUTCOMES[r.outcome])
+
+
+class AlertService:
+    def __init__(self, node: AlertNode) -> None:
+        self.node = node
+
+    def _stored(self, stored: Stored) -> api.StoredAlert:
+        return convert.stored_alert(stored, roster=self.node.roster, now_ms=self.node.clock())
+
+    @unary
+    async def Publish(
+        self, request: api.PublishRequest, context: grpc.aio.ServicerContext
+    ) -> api.PublishResponse:
+        stored, duplicate = await self.node.publish(
+            convert.draft(request), request.client_request_id
+        )
+        return api.PublishResponse(
+            id=stored.record.id, alert=self._stored(stored), duplicate=duplicate
+        )
+
+    async def _ingest(self, request: api.IngestRequest) -> api.IngestResponse:
+        results = await self.node.ingest([(a.body, a.signature) for a in request.alerts])
+        if results and all(r.error is not None for r in results):
+            # Nothing was stored: fail the call so a single bad alert gets a plain status.
+            first = results[0].error
+            assert first is not None
+            prefix = "" if len(results) == 1 else f"all {len(results)} alerts rejected; first: "
+            raise type(first)(prefix + str(first))
+        return api.IngestResponse(results=[_ingest_result(r) for r in results])
+
+    @unary
+    async def Ingest(
+        self, request: api.IngestRequest, context: grpc.aio.ServicerContext
+    ) -> api.IngestResponse:
+        return await self._ingest(request)
+
+    async def IngestStream(
+        self,
+        requests: AsyncIterator[api.IngestRequest | MalformedRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[api.IngestResponse]:
+        async for request in requests:
+            try:
+                if isinstance(request, MalformedRequest):
+                    raise request
+                yield await self._ingest(request)
+            except AlertmeshError as exc:
+                await context.abort(status_of(exc), str(exc))
+
+    @unary
+    async def GetAlert(
+        self, request: api.GetAlertRequest, context: grpc.aio.ServicerContext
+    ) -> api.StoredAlert:
+        if len(request.id) != 32:
+            raise InvalidAlert("an alert id is 32 bytes (64 hex characters)")
+        return self._stored(await self.node.get(request.id))
+
+    def _query(self, f: api.AlertFilter) -> Query:
+        keys = self.node.lookup_keys(f.indicator) if f.indicator else None
+        return convert.query(f, now_ms=self.node.clock(), keys=keys)
+
+    @unary
+    async def SearchAlerts(
+        self, request: api.SearchAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> api.SearchAlertsResponse:
+        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
+        before = convert.decode_cursor(request.page_token, "page_token")
+        rows = await self.node.search(self._query(request.filter), limit=size + 1, before=before)
+        page = rows[:size]
+        token = convert.encode_cursor(page[-1].local_seq) if len(rows) > size else ""
+        return api.SearchAlertsResponse(
+            alerts=[self._stored(s) for s in page], next_page_token=token
+        )
+
+    @unary
+    async def CheckIndicators(
+        self, request: api.CheckIndicatorsRequest, context: grpc.aio.ServicerContext
+    ) -> api.CheckIndicatorsResponse:
+        results = await self.node.check(request.values, include_expired=request.include_expired)
+        out = api.CheckIndicatorsResponse()
+        for r in results:
+            item = out.results.add(query=r.query, error=r.error)
+            if r.indicator is not None:
+                item.normalized.type = alert_pb2.IndicatorType.ValueType(r.indicator.type)
+                item.normalized.value = r.indicator.value
+            for stored, flagged in r.matches:
+                rec = stored.record
+                item.matches.add(
+                    alert_id=rec.id,
+                    origin=rec.origin,
+                    origin_name=self.node.roster.name_of(rec.origin),
+                    category=rec.category,
+                    severity=rec.severity,
+                    confidence=rec.confidence,
+                    title=rec.title,
+                    indicator=flagged,
+                    created_at_ms=rec.created_at_ms,
+                )
+            out.any_flagged = out.any_flagged or bool(r.matches)
+        return out
+
+    @streaming
+    async def Subscribe(
+        self, request: api.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.SubscribeEvent]:
+        cursor = convert.decode_cursor(request.cursor)
+        if cursor is None and request.from_start:
+            cursor = 0
+        query = self._query(request.filter)
+        async for stored in self.node.watch(query, cursor):
+            yield api.SubscribeEvent(alert=self._stored(stored))
+
+    @unary
+    async def GetStats(
+        self, request: api.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> api.Stats:
+        st = await self.node.stats()
+        return api.Stats(
+            alerts=st.alerts,
+            digest=st.digest.hex(),
+            equivocations=st.equivocations,
+            origins=[
+                api.OriginStats(
+                    origin=o.origin,
+                    name=o.name,
+                    alerts=o.alerts,
+                    contiguous_seq=o.contiguous_seq,
+                    max_seq=o.max_seq,
+                    equivocated=o.equivocated,
+                )
+                for o in st.origins
+            ],
+            peers=[api.PeerStats(**p) for p in st.peers],  # type: ignore[arg-type]
+            node_name=self.node.roster.name_of(self.node.identity.public_key),
+            node_key=self.node.identity.public_key,
+            counters=st.counters,
+        )
+
+
+__all__ = ["AlertService", "alert_pb2"]

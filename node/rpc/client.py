@@ -1,0 +1,86 @@
+"""A small async client for a node's AlertService (used by the CLI and tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Self
+
+import grpc
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node._pb.alertmesh.v1.alerts_service_pb2_grpc import AlertServiceStub
+
+CLIENT_OPTIONS = [
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+]
+
+
+class AlertClient:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
+        self.stub = AlertServiceStub(self._channel)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def wait_ready(self, timeout: float) -> None:
+        await asyncio.wait_for(self._channel.channel_ready(), timeout)
+
+    async def publish(
+        self, request: api.PublishRequest, timeout: float = 30
+    ) -> api.PublishResponse:
+        response: api.PublishResponse = await self.stub.Publish(request, timeout=timeout)
+        return response
+
+    async def ingest(
+        self, alerts: Sequence[alert_pb2.SignedAlert], timeout: float = 60
+    ) -> api.IngestResponse:
+        response: api.IngestResponse = await self.stub.Ingest(
+            api.IngestRequest(alerts=alerts), timeout=timeout
+        )
+        return response
+
+    async def get(self, alert_id: bytes, timeout: float = 30) -> api.StoredAlert:
+        response: api.StoredAlert = await self.stub.GetAlert(
+            api.GetAlertRequest(id=alert_id), timeout=timeout
+        )
+        return response
+
+    async def search(
+        self, request: api.SearchAlertsRequest, timeout: float = 30
+    ) -> api.SearchAlertsResponse:
+        response: api.SearchAlertsResponse = await self.stub.SearchAlerts(request, timeout=timeout)
+        return response
+
+    async def check(
+        self, values: Sequence[str], *, include_expired: bool = False, timeout: float = 30
+    ) -> api.CheckIndicatorsResponse:
+        request = api.CheckIndicatorsRequest(values=values, include_expired=include_expired)
+        response: api.CheckIndicatorsResponse = await self.stub.CheckIndicators(
+            request, timeout=timeout
+        )
+        return response
+
+    def subscribe(self, request: api.SubscribeRequest) -> AsyncIterator[api.SubscribeEvent]:
+        call: AsyncIterator[api.SubscribeEvent] = self.stub.Subscribe(request)
+        return call
+
+    async def stats(self, timeout: float = 30) -> api.Stats:
+        response: api.Stats = await self.stub.GetStats(api.GetStatsRequest(), timeout=timeout)
+        return response

@@ -1,0 +1,69 @@
+"""proto <-> model conversion for the client API."""
+
+from __future__ import annotations
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.core.errors import InvalidAlert
+from node.core.roster import Roster
+from node.store.base import Query, Stored
+
+
+def stored_alert(stored: Stored, *, roster: Roster, now_ms: int) -> api.StoredAlert:
+    r = stored.record
+    return api.StoredAlert(
+        id=r.id,
+        signed=alert_pb2.SignedAlert(body=r.body, signature=r.signature),
+        alert=r.decode(),
+        received_at_ms=stored.received_at_ms,
+        cursor=encode_cursor(stored.local_seq),
+        expired=r.expired(now_ms),
+        origin_name=roster.name_of(r.origin),
+    )
+
+
+def encode_cursor(local_seq: int) -> str:
+    return str(local_seq)
+
+
+def decode_cursor(token: str, what: str = "cursor") -> int | None:
+    """Cursors are opaque to clients; today they are this store's row positions."""
+    if not token:
+        return None
+    if not token.isdigit():
+        raise InvalidAlert(f"{what} {token!r} is not one this node issued")
+    return int(token)
+
+
+def query(f: api.AlertFilter, *, now_ms: int, keys: frozenset[str] | None) -> Query:
+    for origin in f.origins:
+        if len(origin) != 32:
+            raise InvalidAlert("filter origins must be 32-byte public keys")
+    if f.until_ms and f.since_ms and f.until_ms <= f.since_ms:
+        raise InvalidAlert("filter until_ms must be after since_ms")
+    return Query(
+        now_ms=now_ms,
+        categories=frozenset(f.categories),
+        origins=frozenset(f.origins),
+        min_severity=f.min_severity,
+        since_ms=f.since_ms,
+        until_ms=f.until_ms,
+        keys=keys or frozenset(),
+        any_key=keys is not None,
+        include_expired=f.include_expired,
+    )
+
+
+def draft(req: api.PublishRequest) -> alert_pb2.Alert:
+    return alert_pb2.Alert(
+        category=req.category,
+        severity=req.severity,
+        confidence=req.confidence,
+        title=req.title,
+        description=req.description,
+        indicators=req.indicators,
+        references=req.references,
+        expires_at_ms=req.expires_at_ms,
+        tlp=req.tlp,
+        links=req.links,
+    )

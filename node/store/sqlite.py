@@ -1,0 +1,409 @@
+"""The durable store: SQLite in WAL mode through aiosqlite.
+
+All writes go through one writer task that commits whole batches at once (group
+commit): many concurrent `put` calls share one transaction and one fsync, and a
+`put` returns only after its transaction is durable. Reads use a second
+connection, which WAL lets run alongside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiosqlite
+
+from node._pb.alertmesh.v1.alert_pb2 import Alert
+from node.core.alerts import AlertRecord, make_record
+from node.core.chain import Chains
+from node.store.base import Equivocation, PutOutcome, Query, Stored, classify
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    local_seq      INTEGER PRIMARY KEY,
+    id             BLOB NOT NULL UNIQUE,
+    origin         BLOB NOT NULL,
+    seq            INTEGER NOT NULL,
+    prev           BLOB NOT NULL,
+    created_at_ms  INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    category       INTEGER NOT NULL,
+    severity       INTEGER NOT NULL,
+    confidence     INTEGER NOT NULL,
+    title          TEXT NOT NULL,
+    index_keys     TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    body           BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    UNIQUE (origin, seq)
+);
+CREATE TABLE IF NOT EXISTS indicator_keys (
+    key       TEXT NOT NULL,
+    local_seq INTEGER NOT NULL,
+    PRIMARY KEY (key, local_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS equivocations (
+    origin         BLOB NOT NULL,
+    seq            INTEGER NOT NULL,
+    second_id      BLOB NOT NULL PRIMARY KEY,
+    first_id       BLOB NOT NULL,
+    body           BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    index_keys     TEXT NOT NULL,
+    detected_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publish_requests (
+    request_id TEXT PRIMARY KEY,
+    alert_id   BLOB NOT NULL
+);
+"""
+
+COLUMNS = (
+    "id, body, signature, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
+    " confidence, title, index_keys"
+)
+STORED_COLUMNS = f"local_seq, received_at_ms, {COLUMNS}"
+KEY_SEP = "\x1f"
+NOT_EXPIRED = "(expires_at_ms = 0 OR expires_at_ms > ?)"
+CHUNK = 500  # ids per IN (...) query
+
+
+def _record(row: Sequence[Any]) -> AlertRecord:
+    keys = row[12]
+    return AlertRecord(
+        id=row[0],
+        body=row[1],
+        signature=row[2],
+        origin=row[3],
+        seq=row[4],
+        prev=row[5],
+        created_at_ms=row[6],
+        expires_at_ms=row[7],
+        category=row[8],
+        severity=row[9],
+        confidence=row[10],
+        title=row[11],
+        index_keys=tuple(keys.split(KEY_SEP)) if keys else (),
+    )
+
+
+def _stored(row: Sequence[Any]) -> Stored:
+    return Stored(_record(row[2:]), local_seq=row[0], received_at_ms=row[1])
+
+
+def _chunks(items: Sequence[bytes]) -> Iterable[Sequence[bytes]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+@dataclass(slots=True)
+class _Write:
+    records: Sequence[AlertRecord]
+    now_ms: int
+    request_id: str
+    done: asyncio.Future[list[PutOutcome]]
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, batch_rows: int = 2000, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._batch_rows = batch_rows
+        self._synchronous = synchronous
+        self._chains = Chains()
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._stack = contextlib.AsyncExitStack()
+        self._wdb: aiosqlite.Connection | None = None
+        self._rdb: aiosqlite.Connection | None = None
+        self._last_local_seq = 0
+        self._count = 0
+
+    @property
+    def chains(self) -> Chains:
+        return self._chains
+
+    @property
+    def _reader(self) -> aiosqlite.Connection:
+        assert self._rdb is not None, "store is not open"
+        return self._rdb
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            self._wdb = await stack.enter_async_context(aiosqlite.connect(self.path))
+            await self._wdb.execute("PRAGMA journal_mode=WAL")
+            await self._wdb.execute(f"PRAGMA synchronous={self._synchronous}")
+            await self._wdb.executescript(SCHEMA)
+            await self._wdb.commit()
+            self._rdb = await stack.enter_async_context(aiosqlite.connect(self.path))
+            await self._rdb.execute("PRAGMA query_only=ON")
+            await self._load_state()
+            tg = await stack.enter_async_context(asyncio.TaskGroup())
+            tg.create_task(self._writer(), name=f"store-writer {self.path.name}")
+            stack.push_async_callback(self._queue.put, None)  # stop the writer first
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _load_state(self) -> None:
+        async with self._reader.execute(
+            "SELECT origin, seq FROM alerts ORDER BY origin, seq"
+        ) as cur:
+            async for origin, seq in cur:
+                self._chains.add(origin, seq)
+                self._count += 1
+        async with self._reader.execute("SELECT COALESCE(MAX(local_seq), 0) FROM alerts") as cur:
+            row = await cur.fetchone()
+            self._last_local_seq = row[0] if row else 0
+
+    # -- writes ------------------------------------------------------------
+
+    async def put(
+        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+    ) -> list[PutOutcome]:
+        if not records:
+            return []
+        done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Write(records, now_ms, request_id, done))
+        return await done
+
+    async def _writer(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            rows = len(first.records)
+            stop = False
+            while rows < self._batch_rows and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+                rows += len(item.records)
+            try:
+                results = await self._write(batch)
+            except Exception as exc:  # a failed transaction fails every put in it
+                for w in batch:
+                    if not w.done.done():
+                        w.done.set_exception(exc)
+            else:
+                for w, outcomes in zip(batch, results, strict=True):
+                    if not w.done.done():
+                        w.done.set_result(outcomes)
+            if stop:
+                return
+
+    async def _write(self, batch: list[_Write]) -> list[list[PutOutcome]]:
+        db = self._wdb
+        assert db is not None
+        records = [r for w in batch for r in w.records]
+        ids = list(dict.fromkeys(r.id for r in records))
+        held = await self._existing(db, "SELECT id FROM alerts WHERE id IN", ids)
+        suspects = [
+            r.id for r in records if r.id not in held and self._chains.holds(r.origin, r.seq)
+        ]
+        known = await self._existing(
+            db, "SELECT second_id FROM equivocations WHERE second_id IN", suspects
+        )
+        outcomes = classify(records, held=held, known_equivocations=known, chains=self._chains)
+
+        alert_rows = []
+        key_rows: list[tuple[str, int]] = []
+        equivocation_rows = []
+        local_seq = self._last_local_seq
+        start = 0
+        per_write: list[list[PutOutcome]] = []
+        for w in batch:
+            mine = outcomes[start : start + len(w.records)]
+            start += len(w.records)
+            per_write.append(mine)
+            for r, outcome in zip(w.records, mine, strict=True):
+                if outcome is PutOutcome.ACCEPTED:
+                    local_seq += 1
+                    alert_rows.append(
+                        (local_seq, r.id, r.origin, r.seq, r.prev, r.created_at_ms,
+                         r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
+                         KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
+                    )  # fmt: skip
+                    key_rows.extend((k, local_seq) for k in r.index_keys)
+                elif outcome is PutOutcome.EQUIVOCATION:
+                    equivocation_rows.append(
+                        (r.origin, r.seq, r.id, r.body, r.signature,
+                         KEY_SEP.join(r.index_keys), w.now_ms)
+                    )  # fmt: skip
+        await db.executemany(
+            "INSERT INTO alerts (local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms,"
+            " category, severity, confidence, title, index_keys, received_at_ms, body, signature)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            alert_rows,
+        )
+        if key_rows:
+            await db.executemany("INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)", key_rows)
+        if equivocation_rows:
+            # The first copy is whichever this store accepted for that slot (maybe in this batch).
+            await db.executemany(
+                "INSERT OR IGNORE INTO equivocations"
+                " (origin, seq, second_id, first_id, body, signature, index_keys, detected_at_ms)"
+                " SELECT ?1, ?2, ?3, id, ?4, ?5, ?6, ?7 FROM alerts WHERE origin = ?1 AND seq = ?2",
+                equivocation_rows,
+            )
+        requests = [(w.request_id, w.records[0].id) for w in batch if w.request_id]
+        if requests:
+            await db.executemany("INSERT OR IGNORE INTO publish_requests VALUES (?, ?)", requests)
+        try:
+            await db.commit()
+        except Exception:
+            await db.rollback()
+            raise
+        self._last_local_seq = local_seq
+        self._count += len(alert_rows)
+        for row in alert_rows:
+            self._chains.add(row[2], row[3])
+        return per_write
+
+    @staticmethod
+    async def _existing(db: aiosqlite.Connection, sql: str, ids: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            async with db.execute(f"{sql} ({marks})", chunk) as cur:
+                found.update(row[0] for row in await cur.fetchall())
+        return found
+
+    # -- reads -------------------------------------------------------------
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Stored]:
+        async with self._reader.execute(sql, params) as cur:
+            return [_stored(row) for row in await cur.fetchall()]
+
+    async def get(self, alert_id: bytes) -> Stored | None:
+        rows = await self._fetch(f"SELECT {STORED_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+        return rows[0] if rows else None
+
+    async def missing(self, ids: Collection[bytes]) -> set[bytes]:
+        wanted = list(ids)
+        return set(wanted) - await self._existing(
+            self._reader, "SELECT id FROM alerts WHERE id IN", wanted
+        )
+
+    @staticmethod
+    def _where(query: Query) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.categories:
+            clauses.append(f"category IN ({','.join('?' * len(query.categories))})")
+            params.extend(sorted(query.categories))
+        if query.origins:
+            clauses.append(f"origin IN ({','.join('?' * len(query.origins))})")
+            params.extend(sorted(query.origins))
+        if query.min_severity:
+            clauses.append("severity >= ?")
+            params.append(query.min_severity)
+        if query.since_ms:
+            clauses.append("created_at_ms >= ?")
+            params.append(query.since_ms)
+        if query.until_ms:
+            clauses.append("created_at_ms < ?")
+            params.append(query.until_ms)
+        if query.keys or query.any_key:
+            clauses.append(
+                "local_seq IN (SELECT local_seq FROM indicator_keys"
+                " WHERE key IN (SELECT value FROM json_each(?)))"
+            )
+            params.append(json.dumps(sorted(query.keys)))
+        if not query.include_expired:
+            clauses.append(NOT_EXPIRED)
+            params.append(query.now_ms)
+        return clauses, params
+
+    async def search(self, query: Query, *, limit: int, before: int | None = None) -> list[Stored]:
+        clauses, params = self._where(query)
+        if before is not None:
+            clauses.append("local_seq < ?")
+            params.append(before)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return await self._fetch(
+            f"SELECT {STORED_COLUMNS} FROM alerts {where} ORDER BY local_seq DESC LIMIT ?",
+            [*params, limit],
+        )
+
+    async def after(self, query: Query, *, cursor: int, limit: int) -> list[Stored]:
+        clauses, params = self._where(query)
+        clauses.append("local_seq > ?")
+        params.append(cursor)
+        return await self._fetch(
+            f"SELECT {STORED_COLUMNS} FROM alerts WHERE {' AND '.join(clauses)}"
+            " ORDER BY local_seq ASC LIMIT ?",
+            [*params, limit],
+        )
+
+    async def lookup(
+        self, keys: Collection[str], *, now_ms: int, include_expired: bool = False
+    ) -> dict[str, list[Stored]]:
+        if not keys:
+            return {}
+        sql = (
+            f"SELECT k.key, {', '.join('a.' + c.strip() for c in STORED_COLUMNS.split(','))}"
+            " FROM indicator_keys k JOIN alerts a ON a.local_seq = k.local_seq"
+            " WHERE k.key IN (SELECT value FROM json_each(?))"
+        )
+        params: list[Any] = [json.dumps(list(keys))]
+        if not include_expired:
+            sql += " AND (a.expires_at_ms = 0 OR a.expires_at_ms > ?)"
+            params.append(now_ms)
+        found: dict[str, list[Stored]] = {}
+        async with self._reader.execute(sql, params) as cur:
+            for row in await cur.fetchall():
+                found.setdefault(row[0], []).append(_stored(row[1:]))
+        return found
+
+    async def range(
+        self, origin: bytes, from_seq: int, to_seq: int, *, limit: int
+    ) -> list[AlertRecord]:
+        async with self._reader.execute(
+            f"SELECT {COLUMNS} FROM alerts WHERE origin = ? AND seq BETWEEN ? AND ?"
+            " ORDER BY seq LIMIT ?",
+            (origin, from_seq, to_seq, limit),
+        ) as cur:
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def request(self, request_id: str) -> bytes | None:
+        async with self._reader.execute(
+            "SELECT alert_id FROM publish_requests WHERE request_id = ?", (request_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return bytes(row[0]) if row else None
+
+    async def count(self) -> int:
+        return self._count
+
+    async def last_cursor(self) -> int:
+        return self._last_local_seq
+
+    async def equivocations(self) -> list[Equivocation]:
+        sql = (
+            f"SELECT e.detected_at_ms, e.body, e.signature, e.index_keys,"
+            f" {', '.join('a.' + c.strip() for c in COLUMNS.split(','))}"
+            " FROM equivocations e JOIN alerts a ON a.id = e.first_id ORDER BY e.rowid"
+        )
+        out = []
+        async with self._reader.execute(sql) as cur:
+            for row in await cur.fetchall():
+                first = _record(row[4:])
+                keys = tuple(row[3].split(KEY_SEP)) if row[3] else ()
+                second = make_record(row[1], row[2], Alert.FromString(row[1]), keys)
+                out.append(Equivocation(first, second, row[0]))
+        return out

@@ -1,0 +1,82 @@
+"""Real node processes for integration tests (loopback only, free ports)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 60.0
+
+
+def alertmesh(
+    *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
+
+
+class NodeProcess:
+    """`alertmesh run --home HOME --listen 127.0.0.1:0` in its own process."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.proc: subprocess.Popen[str] | None = None
+        self.address = ""
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log = home / "node.log"
+
+    def start(self) -> NodeProcess:
+        self.address = ""
+        log = open(self.log, "a")  # noqa: SIM115 - closed when the process ends
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", "--home", str(self.home),
+             "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in stdout:
+                self.lines.put(line.rstrip("\n"))
+            log.close()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"node exited early:\n{self.log.read_text()}") from None
+                continue
+            if line.startswith("listening on "):
+                self.address = line.removeprefix("listening on ")
+                return self
+        raise RuntimeError(f"node did not start in time:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

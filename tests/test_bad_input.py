@@ -1,0 +1,187 @@
+"""Bad input gets a clear status, the node keeps running and its store is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.core.limits import DEFAULT_LIMITS
+from node.core.roster import Member, Roster
+from node.rpc.client import AlertClient
+from tests.factory import ADDRESS, DOMAIN, Author, now_ms
+from tests.procs import NodeProcess, alertmesh
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+MEMBER = Author()
+STRANGER = Author()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    home = tmp_path_factory.mktemp("node")
+    alertmesh("init", "--home", str(home), "--name", "acme")
+    roster = Roster.from_toml((home / "roster.toml").read_text())
+    (home / "roster.toml").write_text(Roster.of([*roster, Member("m", MEMBER.key)]).to_toml())
+    proc = NodeProcess(home).start()
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture
+async def client(node: NodeProcess) -> AsyncIterator[AlertClient]:
+    async with AlertClient(node.address) as c:
+        yield c
+
+
+def raw(body: bytes, signature: bytes = b"") -> alert_pb2.SignedAlert:
+    return alert_pb2.SignedAlert(body=body, signature=signature)
+
+
+def tampered() -> alert_pb2.SignedAlert:
+    signed = MEMBER.sign(MEMBER.alert(), advance=False)
+    body = bytearray(signed.body)
+    body[-1] ^= 1
+    return raw(bytes(body), signed.signature)
+
+
+CASES = {
+    "body is not a protobuf": (
+        lambda: raw(b"\xff\xff\xff\xff", b"\0" * 64),
+        INVALID,
+        "not a valid",
+    ),
+    "missing signature": (lambda: raw(MEMBER.alert().SerializeToString()), INVALID, "unsigned"),
+    "bad signature": (tampered, INVALID, "does not verify"),
+    "signed by another key": (
+        lambda: STRANGER.sign(MEMBER.alert(), advance=False),
+        INVALID,
+        "does not verify",
+    ),
+    "unknown origin": (lambda: STRANGER.sign(STRANGER.alert(), advance=False), DENIED, "roster"),
+    "oversized body": (
+        lambda: MEMBER.sign(MEMBER.alert(description="x" * DEFAULT_LIMITS.max_body_bytes), False),
+        EXHAUSTED,
+        "limit",
+    ),
+    "too many indicators": (
+        lambda: MEMBER.sign(
+            MEMBER.alert(
+                indicators=[
+                    (DOMAIN, f"d{i}.example") for i in range(DEFAULT_LIMITS.max_indicators + 1)
+                ]
+            ),
+            False,
+        ),
+        EXHAUSTED,
+        "indicators",
+    ),
+    "invalid address for its chain": (
+        lambda: MEMBER.sign(MEMBER.alert(indicators=[(ADDRESS, "eip155:1:0x1234")]), False),
+        INVALID,
+        "indicator 0",
+    ),
+    "bad EIP-55 checksum": (
+        lambda: MEMBER.sign(
+            MEMBER.alert(
+                indicators=[(ADDRESS, "eip155:1:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD")]
+            ),
+            False,
+        ),
+        INVALID,
+        "indicator 0",
+    ),
+    "timestamp far in the future": (
+        lambda: MEMBER.sign(MEMBER.alert(created_at_ms=now_ms() + 3_600_000), False),
+        INVALID,
+        "future",
+    ),
+    "seq 0": (lambda: MEMBER.sign(MEMBER.alert(seq=0), False), INVALID, "seq"),
+    "unknown category": (
+        lambda: MEMBER.sign(MEMBER.alert(category=99), False),
+        INVALID,
+        "category",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_bad_alert_is_refused_and_nothing_changes(client: AlertClient, case: str) -> None:
+    make, code, words = CASES[case]
+    before = await client.stats()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.ingest([make()])
+    assert err.value.code() == code, err.value.details()
+    assert words in err.value.details()
+    after = await client.stats()
+    assert (after.alerts, after.digest) == (before.alerts, before.digest)
+
+
+async def test_malformed_request_bytes(node: NodeProcess, client: AlertClient) -> None:
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        for method in ("Ingest", "Publish", "CheckIndicators"):
+            call = channel.unary_unary(f"/alertmesh.v1.AlertService/{method}")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(b"\x0a\xff\xff\xff\xff\x0f")
+            assert err.value.code() == INVALID
+            assert "not a valid alertmesh.v1." in (err.value.details() or "")
+    assert (await client.stats()).node_name == "acme"
+
+
+async def test_oversized_message_is_resource_exhausted(client: AlertClient) -> None:
+    huge = [raw(b"x" * 1024 * 1024, b"") for _ in range(40)]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.ingest(huge)
+    assert err.value.code() == EXHAUSTED
+
+
+async def test_too_many_alerts_in_one_request(client: AlertClient) -> None:
+    batch = [raw(b"", b"")] * (DEFAULT_LIMITS.max_batch + 1)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.ingest(batch)
+    assert err.value.code() == EXHAUSTED and "at most" in (err.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("request_", "words"),
+    [
+        (api.PublishRequest(title="x"), "category"),
+        (api.PublishRequest(category=1, title=""), "title"),
+        (api.PublishRequest(category=1, title="x", confidence=101), "confidence"),
+        (
+            api.PublishRequest(
+                category=1,
+                title="x",
+                indicators=[
+                    alert_pb2.Indicator(
+                        type=ADDRESS, value="bip122:000000000019d6689c085ae165831e93:bc1qnotvalid"
+                    )
+                ],
+            ),
+            "indicator",
+        ),
+    ],
+)
+async def test_bad_publish_is_invalid_argument(
+    client: AlertClient, request_: api.PublishRequest, words: str
+) -> None:
+    before = await client.stats()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.publish(request_)
+    assert err.value.code() == INVALID and words in (err.value.details() or "")
+    assert (await client.stats()).alerts == before.alerts
+
+
+async def test_bad_cursor_and_id(client: AlertClient) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.search(api.SearchAlertsRequest(page_token="not-a-token"))
+    assert err.value.code() == INVALID
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.get(b"short")
+    assert err.value.code() == INVALID

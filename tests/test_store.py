@@ -1,0 +1,177 @@
+"""Store behaviour, identical for the in-memory and the SQLite store."""
+
+from pathlib import Path
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.core import indicators
+from node.store import PutOutcome, Query, SqliteStore
+from node.store.base import AlertStore
+from tests.factory import ADDRESS, DOMAIN, Author, now_ms
+
+EVM = "eip155:1:0x00000000000000000000000000000000000000aa"
+
+
+def keys(text: str) -> frozenset[str]:
+    return frozenset(indicators.lookup_keys(indicators.parse(text, strict=False)))
+
+
+async def test_new_alerts_are_accepted_and_duplicates_deduped(store: AlertStore) -> None:
+    author = Author()
+    a, b = author.record(), author.record()
+    assert await store.put([a, b], now_ms=now_ms()) == [PutOutcome.ACCEPTED] * 2
+    assert await store.put([a], now_ms=now_ms()) == [PutOutcome.DUPLICATE]
+    assert await store.put([b, b], now_ms=now_ms()) == [PutOutcome.DUPLICATE] * 2
+    assert await store.count() == 2
+    got = await store.get(a.id)
+    assert got is not None and got.record == a
+    assert await store.get(b"\0" * 32) is None
+    assert await store.missing([a.id, b"\1" * 32]) == {b"\1" * 32}
+
+
+async def test_equivocation_is_recorded_not_overwritten(store: AlertStore) -> None:
+    author = Author()
+    first = author.record(title="first version")
+    author.seq, author.head = 0, b""
+    second = author.record(title="second version")
+    assert first.seq == second.seq == 1 and first.id != second.id
+    assert await store.put([first], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+    assert await store.put([second], now_ms=now_ms()) == [PutOutcome.EQUIVOCATION]
+    assert await store.put([second], now_ms=now_ms()) == [PutOutcome.DUPLICATE]
+    stored = await store.get(first.id)
+    assert stored is not None and stored.record.title == "first version"
+    assert await store.get(second.id) is None
+    [proof] = await store.equivocations()
+    assert proof.first.id == first.id and proof.second.id == second.id
+    assert proof.second.body == second.body and proof.second.signature == second.signature
+
+
+async def test_equivocation_within_one_batch(store: AlertStore) -> None:
+    author = Author()
+    first = author.record(title="a")
+    author.seq, author.head = 0, b""
+    second = author.record(title="b")
+    assert await store.put([first, second], now_ms=now_ms()) == [
+        PutOutcome.ACCEPTED,
+        PutOutcome.EQUIVOCATION,
+    ]
+    [proof] = await store.equivocations()
+    assert proof.first.id == first.id
+
+
+async def test_chain_state_tracks_contiguous_seq_and_gaps(store: AlertStore) -> None:
+    author = Author()
+    r1, r2, r3, r4 = (author.record() for _ in range(4))
+    await store.put([r1, r3, r4], now_ms=now_ms())
+    state = store.chains.get(author.key)
+    assert (state.contiguous, state.max_seq, state.count) == (1, 4, 3)
+    await store.put([r2], now_ms=now_ms())
+    state = store.chains.get(author.key)
+    assert (state.contiguous, state.max_seq) == (4, 4)
+    assert store.chains.vector() == {author.key: 4}
+    got = await store.range(author.key, 2, 3, limit=10)
+    assert [r.seq for r in got] == [2, 3]
+    assert [r.seq for r in await store.range(author.key, 1, 10**9, limit=2)] == [1, 2]
+
+
+async def test_lookup_by_every_spelling(store: AlertStore) -> None:
+    author = Author()
+    flagged = author.record(indicators=[(ADDRESS, EVM), (DOMAIN, "evil.example")])
+    await store.put([flagged, author.record()], now_ms=now_ms())
+    for spelling in [
+        "0x00000000000000000000000000000000000000AA",
+        EVM,
+        "address:eip155:1:0x00000000000000000000000000000000000000aA",
+        "https://Evil.Example./claim?x=1",
+        "login.evil.example",
+    ]:
+        found = await store.lookup(keys(spelling), now_ms=now_ms())
+        ids = {s.record.id for hits in found.values() for s in hits}
+        assert ids == {flagged.id}, spelling
+    assert await store.lookup(keys("good.example"), now_ms=now_ms()) == {}
+
+
+async def test_search_pages_are_stable_while_alerts_arrive(store: AlertStore) -> None:
+    author = Author()
+    for _ in range(25):
+        await store.put([author.record()], now_ms=now_ms())
+    q = Query(now_ms=now_ms())
+    seen = []
+    before = None
+    page = await store.search(q, limit=10, before=before)
+    while page:
+        seen.extend(s.record.seq for s in page)
+        await store.put([author.record()], now_ms=now_ms())  # arrives mid-pagination
+        before = page[-1].local_seq
+        page = await store.search(q, limit=10, before=before)
+    assert seen == list(range(25, 0, -1))
+
+
+async def test_filters(store: AlertStore) -> None:
+    a, b = Author(), Author()
+    t = now_ms()
+    low = a.record(severity=alert_pb2.SEVERITY_LOW, category=alert_pb2.CATEGORY_SCAM)
+    high = b.record(severity=alert_pb2.SEVERITY_CRITICAL, indicators=[(DOMAIN, "x.example")])
+    expired = a.record(created_at_ms=t - 10_000, expires_at_ms=t - 5_000)
+    await store.put([low, high, expired], now_ms=t)
+
+    async def ids(**kw: object) -> set[bytes]:
+        rows = await store.search(Query(now_ms=t, **kw), limit=100)  # type: ignore[arg-type]
+        return {s.record.id for s in rows}
+
+    assert await ids() == {low.id, high.id}
+    assert await ids(include_expired=True) == {low.id, high.id, expired.id}
+    assert await ids(min_severity=alert_pb2.SEVERITY_HIGH) == {high.id}
+    assert await ids(categories=frozenset({alert_pb2.CATEGORY_SCAM})) == {low.id}
+    assert await ids(origins=frozenset({b.key})) == {high.id}
+    assert await ids(keys=keys("x.example"), any_key=True) == {high.id}
+    assert await ids(keys=keys("y.example"), any_key=True) == set()
+    assert await ids(since_ms=t - 1000, include_expired=True) == {low.id, high.id}
+    assert await ids(until_ms=t - 1000, include_expired=True) == {expired.id}
+    assert await store.lookup(keys("x.example"), now_ms=t) != {}
+
+
+async def test_after_is_the_feed_in_commit_order(store: AlertStore) -> None:
+    author = Author()
+    records = [author.record() for _ in range(5)]
+    for r in records:
+        await store.put([r], now_ms=now_ms())
+    feed = await store.after(Query(now_ms=now_ms()), cursor=2, limit=10)
+    assert [s.record.id for s in feed] == [r.id for r in records[2:]]
+    assert await store.last_cursor() == 5
+
+
+async def test_publish_request_ids_are_remembered(store: AlertStore) -> None:
+    r = Author().record()
+    await store.put([r], now_ms=now_ms(), request_id="req-1")
+    assert await store.request("req-1") == r.id
+    assert await store.request("req-2") is None
+
+
+async def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"d{i}.example")]) for i in range(10)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        await store.put(records[:7], now_ms=now_ms(), request_id="r")
+        await store.put(records[8:], now_ms=now_ms())
+    async with SqliteStore(tmp_path / "a.db") as store:
+        assert await store.count() == 9
+        assert store.chains.get(author.key).contiguous == 7
+        assert await store.request("r") == records[0].id
+        assert await store.put([records[7]], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert store.chains.get(author.key).contiguous == 10
+        assert await store.last_cursor() == 10
+        found = await store.lookup(keys("d3.example"), now_ms=now_ms())
+        assert [s.record.id for hits in found.values() for s in hits] == [records[3].id]
+
+
+async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
+    import asyncio
+
+    authors = [Author() for _ in range(4)]
+    batches = [[a.record() for _ in range(50)] for a in authors]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        results = await asyncio.gather(
+            *(store.put([r], now_ms=now_ms()) for batch in batches for r in batch)
+        )
+        assert all(r == [PutOutcome.ACCEPTED] for r in results)
+        assert await store.count() == 200
