@@ -8,6 +8,7 @@ returns when all serve. `alertmesh cluster down --dir DIR` stops them all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -181,16 +182,47 @@ def wait_serving(node: ClusterNode, proc: subprocess.Popen[bytes] | None, timeou
 
 
 def up(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
-    """Create the cluster if needed, start every node that is not running, wait for all."""
+    """Create the cluster if needed, start every node that is not running, and wait
+    until all serve and every peer session of the graph is open."""
     nodes = load(directory) if (directory / MANIFEST).exists() else create(directory, n, seed=seed)
     procs = {node.name: start(node) for node in nodes if node.pid() is None}
     try:
         for node in nodes:
             wait_serving(node, procs.get(node.name), START_TIMEOUT_S)
+        asyncio.run(wait_connected(nodes, START_TIMEOUT_S))
     except BaseException:
         down(directory)
         raise
     return nodes
+
+
+def expected_peers(nodes: list[ClusterNode]) -> dict[str, set[str]]:
+    """Each node's neighbours in the cluster's peer graph (from the configs)."""
+    peers: dict[str, set[str]] = {node.name: set() for node in nodes}
+    for node in nodes:
+        for other in Config.load(node.home).connect:
+            if other in peers:
+                peers[node.name].add(other)
+                peers[other].add(node.name)
+    return peers
+
+
+async def wait_connected(nodes: list[ClusterNode], timeout: float) -> None:
+    from node.rpc.client import AlertClient
+
+    wanted = expected_peers(nodes)
+    deadline = time.monotonic() + timeout
+    for node in nodes:
+        async with AlertClient(node.api) as client:
+            while True:
+                stats = await client.stats()
+                if {p.name for p in stats.peers if p.connected} >= wanted[node.name]:
+                    break
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"{node.name} did not connect to its peers; see {node.log_file}"
+                    )
+                await asyncio.sleep(0.05)
 
 
 def stop(node: ClusterNode, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:

@@ -17,8 +17,9 @@ The rules:
    A vector with reply=True is never answered, so vectors cannot ping-pong either.
 4. Each side asks only for what it lacks: for each origin where the peer's head is
    above mine, seqs mine+1 .. theirs, minus out-of-order alerts I already hold and
-   minus seqs already requested, in ranges of at most `max_per_range` seqs. At most
-   `max_outstanding` ranges are in flight; the next goes out as one completes.
+   minus seqs already requested (from this peer, or from any peer when the node's
+   sessions share a FetchRegistry), in ranges of at most `max_per_range` seqs. At
+   most `max_outstanding` ranges are in flight; the next goes out as one completes.
 5. A range completes when each of its seqs has arrived from the peer (new or
    duplicate). It is abandoned when nothing of it arrives for `request_timeout`;
    the next round asks again.
@@ -261,6 +262,34 @@ class LocalChains(Protocol):
         ...
 
 
+class FetchRegistry:
+    """Ranges some session of this node has planned or requested and not yet finished.
+
+    Share one among all of a node's sessions so that a node catching up with several
+    peers at once asks only one of them for each alert. Each session claims the ranges
+    it plans and releases them when they complete, are abandoned or the session closes.
+    """
+
+    def __init__(self) -> None:
+        self._claims: dict[bytes, set[Range]] = {}
+
+    def claimed(self, origin: bytes) -> list[tuple[int, int]]:
+        return [(r.from_seq, r.to_seq) for r in self._claims.get(origin, ())]
+
+    def claim(self, r: Range) -> None:
+        self._claims.setdefault(r.origin, set()).add(r)
+
+    def release(self, r: Range) -> None:
+        claims = self._claims.get(r.origin)
+        if claims is not None:
+            claims.discard(r)
+            if not claims:
+                del self._claims[r.origin]
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._claims.values())
+
+
 # --- actions --------------------------------------------------------------------
 
 
@@ -336,9 +365,15 @@ class CatchupSession:
     """Catch-up with one peer over one session. Not thread-safe; one per peer session."""
 
     def __init__(
-        self, local: LocalChains, *, initiator: bool, config: CatchupConfig | None = None
+        self,
+        local: LocalChains,
+        *,
+        initiator: bool,
+        config: CatchupConfig | None = None,
+        registry: FetchRegistry | None = None,
     ) -> None:
         self._local = local
+        self._registry = registry if registry is not None else FetchRegistry()
         self._initiator = initiator
         self._config = config or CatchupConfig()
         self._peer: dict[bytes, int] = {}  # the peer's last vector
@@ -417,6 +452,9 @@ class CatchupSession:
                     flight.deadline = now + self._config.request_timeout
                     self._fetched = True
                     break
+        for flight in self._flights:
+            if len(flight.received) == flight.range.size:
+                self._registry.release(flight.range)
         self._flights = [f for f in self._flights if len(f.received) < f.range.size]
         return self._send_requests(now) + self._after_fetches(now)
 
@@ -427,6 +465,7 @@ class CatchupSession:
             if flight.deadline > now:
                 keep.append(flight)
                 continue
+            self._registry.release(flight.range)
             missing = self._count_missing(flight)
             if missing:
                 actions.append(RangeAbandoned(flight.range, missing))
@@ -450,6 +489,15 @@ class CatchupSession:
             times.append(self._next_round_at)
         return min(times, default=None)
 
+    def close(self) -> None:
+        """The session ended: release its ranges so other sessions may ask for them."""
+        for r in [*self._pending, *(f.range for f in self._flights)]:
+            self._registry.release(r)
+        self._pending.clear()
+        self._flights.clear()
+        self._awaiting_until = None
+        self._next_round_at = None
+
     # --- internals ---
 
     def _open_round(self, now: float) -> list[Action]:
@@ -462,20 +510,18 @@ class CatchupSession:
         self._advertised = {o: s for o, s in self._local.vector().items() if s}
         return SendVector(tuple(sorted(self._advertised.items())), reply)
 
-    def _in_flight(self, origin: bytes) -> list[tuple[int, int]]:
-        ranges = [*self._pending, *(f.range for f in self._flights)]
-        return [(r.from_seq, r.to_seq) for r in ranges if r.origin == origin]
-
     def _plan_requests(self, now: float) -> list[Action]:
         local = self._local
 
         def excluded(origin: bytes) -> list[tuple[int, int]]:
-            return _runs(local.out_of_order(origin)) + self._in_flight(origin)
+            return _runs(local.out_of_order(origin)) + self._registry.claimed(origin)
 
         room = self._config.max_pending - len(self._pending) - len(self._flights)
         ranges, self._truncated = _plan(
             local.vector(), self._peer, self._config.max_per_range, excluded, max(room, 0)
         )
+        for r in ranges:
+            self._registry.claim(r)
         self._pending.extend(ranges)
         return self._send_requests(now)
 

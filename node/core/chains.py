@@ -116,7 +116,9 @@ def _evm_chain_id(reference: str) -> int:
         decimal, hexadecimal = match.groups()
         chain_id = int(decimal) if decimal is not None else int(hexadecimal, 16)
     if chain_id <= 0:
-        raise ValueError(f"an eip155 chain id is a positive number (e.g. eip155:1), not '{reference}'")
+        raise ValueError(
+            f"an eip155 chain id is a positive number (e.g. eip155:1), not '{reference}'"
+        )
     return chain_id
 
 
@@ -258,7 +260,7 @@ def is_bare_evm_tx(text: str) -> bool:
 
 
 def caip10_kind(text: str) -> str | None:
-    """"account" or "tx" for a CHAIN:VALUE string on a known chain or alias, else None."""
+    """ "account" or "tx" for a CHAIN:VALUE string on a known chain or alias, else None."""
     chain, sep, last = text.rpartition(":")
     if not sep:
         return None

@@ -51,6 +51,7 @@ from typing import TypeAlias
 from node.core.errors import ConfigError
 
 PROMOTE = True
+EVIDENCE = True
 GRAFT_ON_UP = False
 
 
@@ -164,6 +165,7 @@ class _Peer:
     backlogged_until: float = -math.inf
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
     awaited: int = 0  # live _Missing entries this peer created
+    tree_since: float = -math.inf  # last time an id it announced reached us by eager push
     alerts_received: int = 0
     duplicates_received: int = 0
     alerts_sent: int = 0
@@ -185,6 +187,7 @@ class _Seen:
 
 @dataclass(slots=True)
 class _Missing:
+    since: float
     creator: bytes | None
     announcers: deque[bytes]  # not asked yet, in order of announcement
     asked: list[bytes]
@@ -282,6 +285,12 @@ class Gossip:
             seen.known.add(peer)
             if missing is not None:  # whoever announced it has it
                 seen.known.update(missing.announcers, missing.asked)
+                if peer not in asked and EVIDENCE:
+                    # The tree delivers what these peers announce: ids they announced
+                    # before now were lost in transit, not cut off by the tree.
+                    for announcer in (*missing.announcers, *missing.asked):
+                        if (a := self._peers.get(announcer)) is not None:
+                            a.tree_since = now
             if (
                 state is not None
                 and not state.eager
@@ -353,7 +362,7 @@ class Gossip:
             ):
                 self._awaited_dropped += 1
                 continue
-            missing = _Missing(creator=peer, announcers=deque([peer]), asked=[], timer=0)
+            missing = _Missing(since=now, creator=peer, announcers=deque([peer]), asked=[], timer=0)
             self._missing[id] = missing
             state.awaited += 1
             self._schedule(id, missing, now + delay)
@@ -588,7 +597,8 @@ class Gossip:
             missing.asked.append(target)
             self._schedule(id, missing, now + self.params.graft_retry)
             state = self._peers[target]
-            requests = iwants if self._backlogged(state, now) else grafts
+            pull = self._backlogged(state, now) or missing.since < state.tree_since
+            requests = iwants if pull else grafts
             requests.setdefault(target, []).append(id)
         step = self.params.ihave_max_ids
         for peer, ids in grafts.items():

@@ -6,21 +6,9 @@ checks checksums; `strict=False` is for lookups and never rejects on checksum gr
 Values are stripped of surrounding whitespace; an empty value, or one longer than
 max_indicator_chars (2048), is invalid. The rules per type:
 
-address  CAIP-10 `CHAIN:ACCOUNT`; CHAIN is CAIP-2 `namespace:reference` (namespace lower
-         case) or an alias in CHAIN_ALIASES. Tron has no registered CAIP-2 id: we use
-         `tron:mainnet`. Accounts by namespace:
-         eip155  0x + 40 hex, stored lower case; chain id decimal without leading zeros
-                 (`eip155:0x1` is accepted). Strict: mixed case must pass EIP-55.
-         bip122  reference is 32 lower-case hex digits. base58check (kept as is) or
-                 bech32/bech32m segwit (stored lower case). On bitcoin mainnet and testnet
-                 the prefix/version must fit the network. Strict: checksums, segwit rules.
-         solana  base58 of 32 bytes, case-sensitive.  tron  base58check T… (strict: checksum).
-         other   [-.%a-zA-Z0-9]{1,128}, unchanged.
-         A bare account (no chain) is allowed for EVM (0x…) and bitcoin mainnet (1…, 3…,
-         bc1…) and means "this account on every chain of its family".
-tx       `CHAIN:TXHASH`. eip155: 0x + 64 hex, lower case. bip122 and tron: 64 hex, lower
-         case, written without 0x (0x is rejected, not stripped). solana: base58 of 64
-         bytes. Bare: 0x + 64 hex (EVM family) or 64 hex (bitcoin family).
+address  CAIP-10 `CHAIN:ACCOUNT`, or a bare EVM or bitcoin account meaning "on every
+         chain of its family". Chains, aliases and per-chain rules: node/core/chains.py.
+tx       `CHAIN:TXHASH`, or a bare EVM (0x + 64 hex) or bitcoin (64 hex) hash.
 domain   lower case, IDNA 2003 (stdlib codec) to punycode, `[.]` defanging undone, one
          trailing dot and a leading `*.` stripped. At least two labels; each 1-63 letters,
          digits or hyphens; at most 253 characters; the last label is not all digits.
@@ -35,8 +23,8 @@ email    `mailto:` and any `?…` dropped; domain normalised like a domain; the 
 handle   `@` dropped, lower case; an optional `platform:` prefix is kept (telegram:bob).
 other    whitespace collapsed; compared case-sensitively.
 
-Keys (a lookup matches when any lookup key equals any index key). FAM is `evm` (all
-eip155 chains) or `btc` (all bip122 chains):
+Keys (a lookup matches when any lookup key equals any index key). FAM is `evm` (every
+eip155 chain) or `btc` (every bip122 chain); a full CAIP-10 lookup matches only its chain:
 
   key                 index_keys (flagged)             lookup_keys (asked about)
   a:CHAIN:ACCT        address on that chain            full CAIP-10 address
@@ -58,7 +46,6 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 from node._pb.alertmesh.v1 import alert_pb2
@@ -80,60 +67,16 @@ TYPE_NAMES: dict[str, int] = {
     for name, value in alert_pb2.IndicatorType.items()
     if value
 }
-_T = TypeVar("_T")
 _NAME_OF_TYPE = {value: name for name, value in TYPE_NAMES.items()}
 
 MAX_VALUE_CHARS = DEFAULT_LIMITS.max_indicator_chars
 
-BITCOIN_MAINNET = "bip122:000000000019d6689c085ae165831e93"
-BITCOIN_TESTNET = "bip122:000000000933ea01ad0ee984209779ba"
-CHAIN_ALIASES: dict[str, str] = {
-    "ethereum": "eip155:1",
-    "eth": "eip155:1",
-    "mainnet": "eip155:1",
-    "polygon": "eip155:137",
-    "matic": "eip155:137",
-    "bsc": "eip155:56",
-    "bnb": "eip155:56",
-    "arbitrum": "eip155:42161",
-    "optimism": "eip155:10",
-    "base": "eip155:8453",
-    "avalanche": "eip155:43114",
-    "bitcoin": BITCOIN_MAINNET,
-    "btc": BITCOIN_MAINNET,
-    "tron": "tron:mainnet",
-    "trx": "tron:mainnet",
-    "solana": "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp",
-    "sol": "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp",
-}
-# Namespaces whose accounts and tx hashes this module checks; a bare CAIP-10 string is
-# recognised by parse() only for these (or an alias).
-KNOWN_NAMESPACES = frozenset({"eip155", "bip122", "solana", "tron"})
-_FAMILIES = {"eip155": "evm:", "bip122": "btc:"}
-_CASE_INSENSITIVE_REFERENCES = frozenset({"bip122", "tron"})
-# Well-known bitcoin networks: segwit prefix, base58 version bytes, what they look like.
-_BITCOIN_NETWORKS = {
-    BITCOIN_MAINNET: ("bc", frozenset({0x00, 0x05}), "1… or 3…"),
-    BITCOIN_TESTNET: ("tb", frozenset({0x6F, 0xC4}), "m…, n… or 2…"),
-}
-
-_EVM_ACCOUNT = re.compile(r"0[xX][0-9a-fA-F]{40}")
-_EVM_TX = re.compile(r"0[xX][0-9a-fA-F]{64}")
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_HEX32_LOWER = re.compile(r"[0-9a-f]{32}")
-_EVM_CHAIN_ID = re.compile(r"([0-9]{1,30})|0[xX]([0-9a-fA-F]{1,24})")
-_CAIP2_NAMESPACE = re.compile(r"[-a-z0-9]{3,8}")
-_CAIP2_REFERENCE = re.compile(r"[-_a-zA-Z0-9]{1,32}")
-_CAIP10_ACCOUNT = re.compile(r"[-.%a-zA-Z0-9]{1,128}")
-_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
-_BECH32_SHAPE = re.compile(r"[a-zA-Z]{1,83}1[02-9ac-hj-np-zAC-HJ-NP-Z]{6,87}")
-_BARE_BITCOIN = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{24,34}|(?i:bc1[02-9ac-hj-np-z]{6,87})")
 _DOMAIN_FAST = re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+")
 _LABEL = re.compile(r"[a-z0-9-]{1,63}")
 _URL_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _AUTHORITY_END = re.compile(r"[/?#]")
 _IPV4_SHAPE = re.compile(r"[0-9.]+")
-_IP_SHAPE = re.compile(r"\[?[0-9a-fA-F:.]+(?:%[-\w.]+)?\]?")
+_IP_SHAPE = re.compile(r"\[?[0-9a-fA-F:.]+(?:%[-\w.]+)?\]?(?:/[0-9]{1,3})?")
 _ESCAPE_OR_UNSAFE = re.compile(r"%([0-9A-Fa-f]{2})|[^\x21-\x7e]")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _EMAIL_LOCAL = re.compile(r"[^\s@]{1,64}")
@@ -234,7 +177,7 @@ def lookup_keys(ind: Indicator) -> list[str]:
 
 # --- keys -----------------------------------------------------------------------------
 
-_EXACT_PREFIX = {DOMAIN: "d", URL: "u", IP: "i", EMAIL: "e", OTHER: "o"}
+_EXACT_PREFIX: dict[int, str] = {DOMAIN: "d", URL: "u", IP: "i", EMAIL: "e", OTHER: "o"}
 
 
 def _exact_key(ind: Indicator) -> str:
@@ -242,9 +185,8 @@ def _exact_key(ind: Indicator) -> str:
 
 
 def _chain_family(chain: str, ident: str) -> str | None:
-    if not chain:  # a bare account or tx hash
-        return "evm:" if ident.startswith("0x") else "btc:"
-    return _FAMILIES.get(chain.partition(":")[0])
+    fam = chains.family(chain, ident)
+    return None if fam is None else f"{fam}:"
 
 
 def _scoped_index_keys(prefix: str, scope: str, ident: str, family: str | None) -> list[str]:
@@ -288,15 +230,15 @@ def _host_keys(host: str) -> list[str]:
 
 
 def _infer_type(text: str) -> int:
-    if _EVM_ACCOUNT.fullmatch(text) or _is_bare_bitcoin(text):
+    if chains.is_bare_evm_account(text) or chains.is_bare_bitcoin(text):
         return ADDRESS
-    if _EVM_TX.fullmatch(text):
+    if chains.is_bare_evm_tx(text):
         return TX
     if _URL_SCHEME.match(text):
         return URL
-    caip = _caip_type(text)
-    if caip is not None:
-        return caip
+    kind = chains.caip10_kind(text)  # only for known namespaces and aliases
+    if kind is not None:
+        return ADDRESS if kind == "account" else TX
     if _is_ip(text):
         return IP
     if _EMAIL_SHAPE.fullmatch(text):
@@ -308,37 +250,12 @@ def _infer_type(text: str) -> int:
     return OTHER
 
 
-def _caip_type(text: str) -> int | None:
-    """ADDRESS or TX for a CAIP-10-looking string on a known chain, else None."""
-    chain, sep, last = text.rpartition(":")
-    if not sep:
-        return None
-    if ":" not in chain:
-        chain = CHAIN_ALIASES.get(chain.lower(), "")
-    namespace = chain.partition(":")[0].lower()
-    if namespace not in KNOWN_NAMESPACES:
-        return None
-    if namespace == "eip155":
-        is_tx = bool(_EVM_TX.fullmatch(last))
-    elif namespace == "solana":
-        is_tx = len(last) > 44  # a signature (64 bytes), not a key (32 bytes)
-    else:
-        is_tx = bool(_HEX64.fullmatch(last))
-    return TX if is_tx else ADDRESS
-
-
-def _is_bare_bitcoin(text: str) -> bool:
-    if not _BARE_BITCOIN.fullmatch(text):
-        return False
-    return text[0] not in "13" or len(chains.base58_decode(text)) == 25
-
-
 def _is_ip(text: str) -> bool:
     text = text.replace("[.]", ".")
     if not _IP_SHAPE.fullmatch(text):
         return False
     try:
-        _ip_address(text)
+        _ip_address(text.partition("/")[0])  # a network is an ip, rejected with a reason
     except _Reason:
         return False
     return True
@@ -356,162 +273,25 @@ def _is_domain(text: str) -> bool:
 
 
 def _address(text: str, strict: bool) -> str:
-    chain_text, sep, account = text.rpartition(":")
-    if not sep:
-        return _bare_account(account, strict)
-    chain = _chain(chain_text)
-    return f"{chain}:{_account(chain, account, strict)}"
-
-
-def _bare_account(text: str, strict: bool) -> str:
-    if _EVM_ACCOUNT.fullmatch(text):
-        return _evm_account(text, strict)
-    if _is_bare_bitcoin(text):
-        return _bitcoin_account(BITCOIN_MAINNET, text, strict)
-    raise _Reason(
-        "give the chain as CHAIN:ACCOUNT (e.g. eip155:1:0x…, bitcoin:bc1…, tron:T…, "
-        "solana:…); only EVM (0x…) and bitcoin (1…, 3…, bc1…) accounts may be bare"
-    )
-
-
-def _chain(text: str) -> str:
-    """The CAIP-2 chain id for a chain written as namespace:reference or as an alias."""
-    if ":" not in text:
-        alias = CHAIN_ALIASES.get(text.lower())
-        if alias is None:
-            raise _Reason(
-                f"unknown chain '{text}'; write it as CAIP-2 namespace:reference "
-                f"(e.g. eip155:1) or use one of {', '.join(CHAIN_ALIASES)}"
-            )
-        return alias
-    namespace, _, reference = text.partition(":")
-    namespace = namespace.lower()
-    if not _CAIP2_NAMESPACE.fullmatch(namespace):
-        raise _Reason(f"chain namespace '{namespace}' is not CAIP-2 (3-8 of a-z, 0-9, -)")
-    if namespace == "eip155":
-        return f"eip155:{_evm_chain_id(reference)}"
-    if namespace in _CASE_INSENSITIVE_REFERENCES:
-        reference = reference.lower()
-    if not _CAIP2_REFERENCE.fullmatch(reference):
-        raise _Reason(f"chain reference '{reference}' is not CAIP-2 (1-32 of a-z, A-Z, 0-9, -, _)")
-    if namespace == "bip122" and not _HEX32_LOWER.fullmatch(reference):
-        raise _Reason("a bip122 chain reference is the first 32 hex digits of the genesis hash")
-    return f"{namespace}:{reference}"
-
-
-def _evm_chain_id(reference: str) -> int:
-    match = _EVM_CHAIN_ID.fullmatch(reference)
-    chain_id = 0
-    if match:
-        decimal, hexadecimal = match.groups()
-        chain_id = int(decimal) if decimal is not None else int(hexadecimal, 16)
-    if chain_id <= 0:
-        raise _Reason(f"an eip155 chain id is a positive number (e.g. eip155:1), not '{reference}'")
-    return chain_id
-
-
-def _account(chain: str, account: str, strict: bool) -> str:
-    namespace = chain.partition(":")[0]
-    if namespace == "eip155":
-        return _evm_account(account, strict)
-    if namespace == "bip122":
-        return _bitcoin_account(chain, account, strict)
-    if namespace == "solana":
-        return _solana_key(account, 32, "a solana account is a base58 public key (32 bytes)")
-    if namespace == "tron":
-        return _tron_account(account, strict)
-    if not _CAIP10_ACCOUNT.fullmatch(account):
-        raise _Reason("a CAIP-10 account is 1-128 of a-z, A-Z, 0-9, '-', '.', '%'")
-    return account
-
-
-def _evm_account(text: str, strict: bool) -> str:
-    if not _EVM_ACCOUNT.fullmatch(text):
-        raise _Reason("an EVM account is 0x followed by 40 hex digits")
-    digits = text[2:]
-    lower = digits.lower()
-    if strict and digits not in (lower, digits.upper()) and chains.eip55(digits) != digits:
-        raise _Reason(
-            "the mixed-case EIP-55 checksum does not match, so a character is probably "
-            "wrong; copy the address again from its source"
-        )
-    return "0x" + lower
-
-
-def _bitcoin_account(chain: str, text: str, strict: bool) -> str:
-    network = _BITCOIN_NETWORKS.get(chain)
-    if _BASE58.fullmatch(text) and 25 <= len(text) <= 35:
-        raw = chains.base58_decode(text)
-        if len(raw) == 25:
-            if network and raw[0] not in network[1]:
-                raise _Reason(f"a base58 address on this chain starts with {network[2]}")
-            if strict:
-                _check(chains.check_base58check, raw)
-            return text
-    if _BECH32_SHAPE.fullmatch(text) and len(text) <= 90:
-        lower = text.lower()
-        if network and not lower.startswith(network[0] + "1"):
-            raise _Reason(f"a segwit address on this chain starts with {network[0]}1")
-        if strict:
-            _check(chains.decode_segwit, text)
-        return lower
-    raise _Reason(
-        "a bitcoin account is a base58check address (1…, 3…) or a bech32/bech32m "
-        "segwit address (bc1…)"
-    )
-
-
-def _tron_account(text: str, strict: bool) -> str:
-    raw = b""
-    if len(text) == 34 and text[0] == "T" and _BASE58.fullmatch(text):
-        raw = chains.base58_decode(text)
-    if len(raw) != 25 or raw[0] != 0x41:
-        raise _Reason("a tron account is 34 base58 characters starting with T")
-    if strict:
-        _check(chains.check_base58check, raw)
-    return text
-
-
-def _solana_key(text: str, size: int, rule: str) -> str:
-    if not (
-        _BASE58.fullmatch(text) and len(text) <= 90 and len(chains.base58_decode(text)) == size
-    ):
-        raise _Reason(f"{rule}; base58 is case-sensitive and has no 0, O, I or l")
-    return text
-
-
-def _check(check: Callable[[_T], object], arg: _T) -> None:
-    """Run a codec check from node.core.chains, turning its ValueError into a reason."""
+    chain, sep, account = text.rpartition(":")
     try:
-        check(arg)
+        if not sep:
+            return chains.bare_account(account, strict=strict)
+        chain = chains.caip2(chain)
+        return f"{chain}:{chains.account(chain, account, strict=strict)}"
     except ValueError as exc:
         raise _Reason(str(exc)) from None
 
 
 def _tx(text: str, strict: bool) -> str:
-    chain_text, sep, tx_hash = text.rpartition(":")
-    if not sep:
-        if _EVM_TX.fullmatch(tx_hash) or _HEX64.fullmatch(tx_hash):
-            return tx_hash.lower()
-        raise _Reason(
-            "give the chain as CHAIN:TXHASH (e.g. eip155:1:0x…); only EVM (0x + 64 hex) "
-            "and bitcoin (64 hex) hashes may be bare"
-        )
-    chain = _chain(chain_text)
-    namespace = chain.partition(":")[0]
-    if namespace == "eip155":
-        if not _EVM_TX.fullmatch(tx_hash):
-            raise _Reason("an EVM transaction hash is 0x followed by 64 hex digits")
-        return f"{chain}:{tx_hash.lower()}"
-    if namespace in ("bip122", "tron"):
-        if not _HEX64.fullmatch(tx_hash):
-            raise _Reason(f"a {namespace} txid is 64 hex digits, written without 0x")
-        return f"{chain}:{tx_hash.lower()}"
-    if namespace == "solana":
-        return f"{chain}:{_solana_key(tx_hash, 64, 'a solana transaction is a base58 signature (64 bytes)')}"
-    if not _CAIP10_ACCOUNT.fullmatch(tx_hash):
-        raise _Reason("a transaction hash is 1-128 of a-z, A-Z, 0-9, '-', '.', '%'")
-    return f"{chain}:{tx_hash}"
+    chain, sep, tx_hash = text.rpartition(":")
+    try:
+        if not sep:
+            return chains.bare_tx_hash(tx_hash)
+        chain = chains.caip2(chain)
+        return f"{chain}:{chains.tx_hash(chain, tx_hash)}"
+    except ValueError as exc:
+        raise _Reason(str(exc)) from None
 
 
 def _domain(text: str, strict: bool) -> str:
@@ -529,6 +309,8 @@ def _hostname(text: str, *, wildcard: bool = False) -> str:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
             raise _Reason("not a valid internationalised domain name") from None
+    if "/" in host or ":" in host:
+        raise _Reason("a domain is a host name only, without scheme, port or path (see url:)")
     if len(host) > 253:
         raise _Reason(f"a domain is at most 253 characters, not {len(host)}")
     if not _DOMAIN_FAST.fullmatch(host):
@@ -548,7 +330,7 @@ def _url(text: str, strict: bool) -> str:
         raise _Reason("a URL starts with http:// or https:// (to flag a whole site, use domain:)")
     scheme = _SCHEMES.get(match.group(1).lower())
     if scheme is None:
-        raise _Reason(f"only http and https URLs are accepted, not {match.group(1)}:")
+        raise _Reason(f"only http(s) URLs are accepted, not {match.group(1)}:; use other: instead")
     rest = text[match.end() :]
     end = _AUTHORITY_END.search(rest)
     cut = end.start() if end else len(rest)
