@@ -346,6 +346,12 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_roster_reload(client: AlertClient, args: argparse.Namespace) -> int:
+    response = await client.reload_roster()
+    print(f"roster reloaded: {response.members} members")
+    return 0
+
+
 def cmd_cluster_up(args: argparse.Namespace) -> int:
     from node import cluster
 
@@ -456,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = client_command("stats", "counts, digest, peers", cmd_stats)
     p.add_argument("--json", action="store_true")
+
+    client_command("roster-reload", "re-read the roster file (like SIGHUP)", cmd_roster_reload)
 
     cluster = sub.add_parser("cluster", help="local multi-node clusters").add_subparsers(
         dest="cluster_command", required=True, metavar="COMMAND"

@@ -46,7 +46,7 @@ connect = []
 path = "alerts.db"
 
 [roster]
-# Who is a member. Reload after editing: kill -HUP <pid> or `alertmesh roster reload`.
+# Who is a member. Reload after editing: kill -HUP <pid> or `alertmesh roster-reload --home DIR`.
 path = "roster.toml"
 
 [identity]

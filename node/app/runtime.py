@@ -88,13 +88,18 @@ async def run_node(
             peers = PeerManager(node, connect=config.connect)
 
             def reload_roster() -> None:
+                roster = config.roster()
+                if identity.public_key not in roster:
+                    raise ConfigError(f"{config.roster_path} no longer lists this node's own key")
+                node.roster = roster
+                log.info("roster reloaded: %d members", len(roster))
+                peers.roster_reloaded()
+
+            def reload_on_signal() -> None:
                 try:
-                    node.roster = config.roster()
+                    reload_roster()
                 except ConfigError as exc:
                     log.error("roster not reloaded: %s", exc)
-                    return
-                log.info("roster reloaded: %d members", len(node.roster))
-                peers.roster_reloaded()
 
             node.reload_roster = reload_roster
 
@@ -119,7 +124,7 @@ async def run_node(
                 await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            loop.add_signal_handler(signal.SIGHUP, reload_roster)
+            loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
             log.info("node %s serving the client API on %s", config.name, api_address)
             if on_ready:
                 on_ready(Endpoints(api=api_address, peer=peer_address))

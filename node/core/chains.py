@@ -150,7 +150,7 @@ def account(chain: str, text: str, *, strict: bool) -> str:
 
 def bare_account(text: str, *, strict: bool) -> str:
     """The canonical spelling of an account given without its chain."""
-    if _EVM_ACCOUNT.fullmatch(text):
+    if text[:2] in ("0x", "0X"):
         return _evm_account(text, strict)
     if is_bare_bitcoin(text):
         return _bitcoin_account(BITCOIN_MAINNET, text, strict)

@@ -52,6 +52,7 @@ from node.core.errors import ConfigError
 
 PROMOTE = True
 EVIDENCE = True
+EVIDENCE_WINDOW = 0.5
 GRAFT_ON_UP = False
 
 
@@ -285,7 +286,11 @@ class Gossip:
             seen.known.add(peer)
             if missing is not None:  # whoever announced it has it
                 seen.known.update(missing.announcers, missing.asked)
-                if peer not in asked and EVIDENCE:
+                if (
+                    peer not in asked
+                    and EVIDENCE
+                    and now - missing.since < EVIDENCE_WINDOW * self.params.graft_timeout
+                ):
                     # The tree delivers what these peers announce: ids they announced
                     # before now were lost in transit, not cut off by the tree.
                     for announcer in (*missing.announcers, *missing.asked):

@@ -147,6 +147,13 @@ class AlertService:
             yield api.SubscribeEvent(alert=self._stored(stored))
 
     @unary
+    async def ReloadRoster(
+        self, request: api.ReloadRosterRequest, context: grpc.aio.ServicerContext
+    ) -> api.ReloadRosterResponse:
+        self.node.reload_roster()
+        return api.ReloadRosterResponse(members=len(self.node.roster))
+
+    @unary
     async def GetStats(
         self, request: api.GetStatsRequest, context: grpc.aio.ServicerContext
     ) -> api.Stats:

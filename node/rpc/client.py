@@ -81,6 +81,11 @@ class AlertClient:
         call: AsyncIterator[api.SubscribeEvent] = self.stub.Subscribe(request)
         return call
 
+    async def reload_roster(self, timeout: float = 30) -> api.ReloadRosterResponse:
+        request = api.ReloadRosterRequest()
+        response: api.ReloadRosterResponse = await self.stub.ReloadRoster(request, timeout=timeout)
+        return response
+
     async def stats(self, timeout: float = 30) -> api.Stats:
         response: api.Stats = await self.stub.GetStats(api.GetStatsRequest(), timeout=timeout)
         return response

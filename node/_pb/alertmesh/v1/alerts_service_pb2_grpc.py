@@ -74,6 +74,11 @@ class AlertServiceStub:
                 request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.Stats.FromString,
                 _registered_method=True)
+        self.ReloadRoster = channel.unary_unary(
+                '/alertmesh.v1.AlertService/ReloadRoster',
+                request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterRequest.SerializeToString,
+                response_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterResponse.FromString,
+                _registered_method=True)
 
 
 class AlertServiceServicer:
@@ -132,6 +137,13 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadRoster(self, request, context):
+        """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +186,11 @@ def add_AlertServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.GetStatsRequest.FromString,
                     response_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.Stats.SerializeToString,
+            ),
+            'ReloadRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadRoster,
+                    request_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterRequest.FromString,
+                    response_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +409,33 @@ class AlertService:
             '/alertmesh.v1.AlertService/GetStats',
             alertmesh_dot_v1_dot_alerts__service__pb2.GetStatsRequest.SerializeToString,
             alertmesh_dot_v1_dot_alerts__service__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertService/ReloadRoster',
+            alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterRequest.SerializeToString,
+            alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,8 @@ class AlertServiceStub:
     Subscribe: _grpc.UnaryStreamMultiCallable[_alerts_service_pb2.SubscribeRequest, _alerts_service_pb2.SubscribeEvent]
     """Stored alerts after `cursor` (oldest first), then new alerts as they arrive."""
     GetStats: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.GetStatsRequest, _alerts_service_pb2.Stats]
+    ReloadRoster: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.ReloadRosterRequest, _alerts_service_pb2.ReloadRosterResponse]
+    """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off."""
 
 @_typing.type_check_only
 class AlertServiceAsyncStub(AlertServiceStub):
@@ -61,6 +63,8 @@ class AlertServiceAsyncStub(AlertServiceStub):
     Subscribe: _aio.UnaryStreamMultiCallable[_alerts_service_pb2.SubscribeRequest, _alerts_service_pb2.SubscribeEvent]  # type: ignore[assignment]
     """Stored alerts after `cursor` (oldest first), then new alerts as they arrive."""
     GetStats: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.GetStatsRequest, _alerts_service_pb2.Stats]  # type: ignore[assignment]
+    ReloadRoster: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.ReloadRosterRequest, _alerts_service_pb2.ReloadRosterResponse]  # type: ignore[assignment]
+    """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off."""
 
 class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -123,5 +127,13 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _alerts_service_pb2.GetStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_service_pb2.Stats, _abc.Awaitable[_alerts_service_pb2.Stats]]: ...
+
+    @_abc_1.abstractmethod
+    def ReloadRoster(
+        self,
+        request: _alerts_service_pb2.ReloadRosterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_service_pb2.ReloadRosterResponse, _abc.Awaitable[_alerts_service_pb2.ReloadRosterResponse]]:
+        """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off."""
 
 def add_AlertServiceServicer_to_server(servicer: AlertServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,53 @@
+"""Local clusters of real node processes for tests (loopback, free ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from node import cluster
+from node.rpc.client import AlertClient
+
+CONVERGE_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def running_cluster(
+    directory: Path, n: int, *, seed: int = 1
+) -> Iterator[list[cluster.ClusterNode]]:
+    try:
+        yield cluster.up(directory, n, seed=seed)
+    finally:
+        if (directory / cluster.MANIFEST).exists():
+            cluster.down(directory)
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = CONVERGE_TIMEOUT_S
+) -> None:
+    """Poll until `predicate` holds; fail with `what` after `timeout` (a bound, not a target)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+async def counts(nodes: list[cluster.ClusterNode]) -> list[int]:
+    out = []
+    for node in nodes:
+        async with AlertClient(node.api) as client:
+            out.append((await client.stats()).alerts)
+    return out
+
+
+async def digests(nodes: list[cluster.ClusterNode]) -> list[str]:
+    out = []
+    for node in nodes:
+        async with AlertClient(node.api) as client:
+            out.append((await client.stats()).digest)
+    return out
