@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from node import cluster
-from node._pb.alertmesh.v1 import alert_pb2, alerts_service_pb2 as api
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.rpc.client import AlertClient
 
 SAMPLE = api.PublishRequest(
@@ -73,11 +74,12 @@ def main() -> int:
             print(f"  {n.name} {n.api}")
         ok = asyncio.run(show(nodes, timeout=30))
         print("\nquery any node, for example:")
-        print(f"  alertmesh check --node {nodes[-1].api} 0x00000000000000000000000000000000deadbeef")
+        print(f"  alertmesh check --node {nodes[-1].api} 0x{'0' * 32}deadbeef")
         print(f"  alertmesh search --node {nodes[2].api}")
         print(f"  alertmesh stats --node {nodes[1].api}")
         if args.keep:
-            print(f"\nthe cluster keeps running; stop it with: alertmesh cluster down --dir {directory}")
+            print("\nthe cluster keeps running; stop it with:")
+            print(f"  alertmesh cluster down --dir {directory}")
             print("(alertmesh is in .venv/bin; run `source .venv/bin/activate` first)")
         return 0 if ok else 1
     finally:

@@ -7,13 +7,14 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
 from node import cluster
-from node._pb.alertmesh.v1 import alert_pb2, alerts_service_pb2 as api, peer_service_pb2 as pb
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node._pb.alertmesh.v1.peer_service_pb2_grpc import PeerServiceStub
 from node.core.roster import Member, Roster
 from node.crypto import Identity
