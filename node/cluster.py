@@ -33,9 +33,18 @@ MANIFEST = "cluster.json"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port that is free now, chosen below the kernel's ephemeral range so that the
+    nodes' own outgoing connections cannot take it before the node binds it."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ConfigError("no free port found between 20000 and 32000")
 
 
 def peer_graph(n: int, seed: int) -> dict[int, set[int]]:

@@ -175,3 +175,30 @@ async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
         )
         assert all(r == [PutOutcome.ACCEPTED] for r in results)
         assert await store.count() == 200
+
+
+async def test_a_put_is_visible_to_reads_at_once_under_concurrent_reads(store: AlertStore) -> None:
+    """Overlapping reads must not pin an old snapshot (a regression seen under gossip load)."""
+    import asyncio
+
+    author = Author()
+    records = [author.record() for _ in range(200)]
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        while not stop.is_set():
+            await store.missing([r.id for r in records[:20]])
+            await store.search(Query(now_ms=now_ms()), limit=5)
+            await asyncio.sleep(0)  # the memory store never suspends by itself
+
+    async def writer(r: object) -> bool:
+        await store.put([r], now_ms=now_ms())  # type: ignore[list-item]
+        return await store.get(r.id) is not None  # type: ignore[attr-defined]
+
+    readers = [asyncio.create_task(reader()) for _ in range(16)]
+    try:
+        seen = await asyncio.gather(*(writer(r) for r in records))
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+    assert all(seen)

@@ -22,7 +22,7 @@ import grpc
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node.app.service import AlertNode
-from node.core import gossip
+from node.core import catchup, gossip
 from node.core.alerts import AlertRecord
 from node.core.errors import AlertmeshError
 from node.core.roster import Member
@@ -46,6 +46,7 @@ class Link:
     name: str
     role: str  # "dialer" (we dialed) or "acceptor"
     transport: FrameTransport
+    catchup: catchup.CatchupSession
     outbox: asyncio.Queue[pb.PeerFrame] = field(
         default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES)
     )
@@ -70,6 +71,8 @@ class PeerCounters:
     invalid_received: int = 0
     full_sent: int = 0
     ihave_sent: int = 0
+    caught_up: int = 0  # new alerts received through catch-up
+    served: int = 0  # alerts sent through catch-up
 
 
 class PeerManager:
@@ -79,11 +82,14 @@ class PeerManager:
         *,
         connect: Sequence[str],
         params: gossip.GossipParams | None = None,
+        catchup_config: catchup.CatchupConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.node = node
         self.connect = tuple(connect)
         self.gossip = gossip.Gossip(params or gossip.GossipParams(), rng or random.Random())
+        self.catchup_config = catchup_config or catchup.CatchupConfig()
+        self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
         self.links: dict[bytes, Link] = {}
         self.counters: dict[bytes, PeerCounters] = {}
         self._cache: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
@@ -159,14 +165,23 @@ class PeerManager:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _timers(self) -> None:
+        """Call the cores' handle_timer when their deadlines pass (woken early on changes)."""
         while True:
-            deadline = self.gossip.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.now())
+            deadlines = [self.gossip.next_deadline()]
+            deadlines += [link.catchup.next_deadline() for link in self.links.values()]
+            due = [d for d in deadlines if d is not None]
+            timeout = max(0.0, min(due) - self.now()) if due else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
-            if deadline is not None and self.now() >= deadline:
-                await self._execute(self.gossip.handle_timer(self.now()))
+            now = self.now()
+            gossip_due = self.gossip.next_deadline()
+            if gossip_due is not None and now >= gossip_due:
+                await self._execute(self.gossip.handle_timer(now))
+            for link in list(self.links.values()):
+                link_due = link.catchup.next_deadline()
+                if link_due is not None and now >= link_due:
+                    await self._catchup(link, link.catchup.handle_timer(now))
 
     # -- sessions ------------------------------------------------------------
 
@@ -174,7 +189,13 @@ class PeerManager:
         """Run one authenticated session until either side ends it."""
         member = self.node.roster.get(key)
         name = member.name if member else key.hex()[:16]
-        link = Link(key, name, role, transport)
+        session = catchup.CatchupSession(
+            self.node.store.chains,
+            initiator=role == "dialer",
+            config=self.catchup_config,
+            registry=self.fetches,
+        )
+        link = Link(key, name, role, transport, session)
         existing = self.links.get(key)
         if existing is not None:
             # Both sides dialed: keep the session dialed by the smaller key, on both ends.
@@ -187,6 +208,7 @@ class PeerManager:
         self.counters.setdefault(key, PeerCounters()).sessions += 1
         log.info("session with %s open (%s)", name, role)
         await self._execute(self.gossip.peer_up(key, self.now()))
+        await self._catchup(link, session.start(self.now()))
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pump(link, self._read(link))),
@@ -196,6 +218,7 @@ class PeerManager:
                     task.cancel()
         finally:
             link.closed.set()
+            session.close()  # release its claimed ranges for other sessions
             if self.links.get(key) is link:
                 del self.links[key]
                 await self._execute(self.gossip.peer_down(key, self.now()))
@@ -224,8 +247,19 @@ class PeerManager:
             if frame is None:
                 return
             kind = frame.WhichOneof("frame")
+            now = self.now()
             if kind == "alerts":
-                await self._on_alerts(link, frame.alerts.alerts)
+                await self._on_alerts(link, frame.alerts)
+            elif kind == "digest":
+                await self._catchup(link, link.catchup.on_digest(frame.digest.digest, now))
+            elif kind == "vector":
+                heads = catchup.parse_vector((h.origin, h.seq) for h in frame.vector.heads)
+                await self._catchup(link, link.catchup.on_vector(heads, frame.vector.reply, now))
+            elif kind == "ranges":
+                ranges = [
+                    catchup.Range(r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges
+                ]
+                await self._catchup(link, link.catchup.on_range_requests(ranges))
             elif kind == "ihave":
                 missing = await self.node.store.missing(frame.ihave.ids)
                 await self._execute(
@@ -246,25 +280,77 @@ class PeerManager:
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
 
-    async def _on_alerts(self, link: Link, alerts: Sequence[alert_pb2.SignedAlert]) -> None:
-        results = await self.node.ingest([(a.body, a.signature) for a in alerts], source=link.key)
+    async def _on_alerts(self, link: Link, frame: pb.Alerts) -> None:
+        items = [(a.body, a.signature) for a in frame.alerts]
+        results = await self.node.ingest(items, source=link.key)
         actions: list[gossip.Action] = []
         now = self.now()
         counters = self.counters[link.key]
+        verified: list[tuple[bytes, int]] = []
+        caught_up: list[bytes] = []
         for result in results:
-            if result.error is not None:
+            if result.error is not None or result.record is None:
                 link.invalid += 1
                 counters.invalid_received += 1
                 log.warning("dropped an invalid alert from %s: %s", link.name, result.error)
+                continue
+            verified.append((result.record.origin, result.record.seq))
+            if frame.catchup:
+                counters.caught_up += result.outcome is PutOutcome.ACCEPTED
+                caught_up.append(result.id)
             elif result.outcome in (PutOutcome.ACCEPTED, PutOutcome.DUPLICATE):
                 is_new = result.outcome is PutOutcome.ACCEPTED
                 counters.full_received += 1
                 counters.duplicates_received += not is_new
                 actions += self.gossip.on_alert(link.key, result.id, is_new, now)
+        if caught_up:
+            self.gossip.on_caught_up(caught_up, now)
         await self._execute(actions)
+        await self._catchup(link, link.catchup.on_alerts_received(verified, now))
         if link.invalid >= MAX_INVALID_PER_SESSION:
             log.warning("disconnecting %s: %d invalid alerts", link.name, link.invalid)
             self._close(link)
+
+    # -- catch-up ------------------------------------------------------------
+
+    async def _catchup(self, link: Link, actions: list[catchup.Action]) -> None:
+        for action in actions:
+            if isinstance(action, catchup.SendDigest):
+                link.send(pb.PeerFrame(digest=pb.SummaryDigest(digest=action.digest)))
+            elif isinstance(action, catchup.SendVector):
+                heads = [pb.Head(origin=o, seq=s) for o, s in action.heads]
+                link.send(pb.PeerFrame(vector=pb.VersionVector(heads=heads, reply=action.reply)))
+            elif isinstance(action, catchup.SendRangeRequests):
+                ranges = [
+                    pb.RangeRequest(origin=r.origin, from_seq=r.from_seq, to_seq=r.to_seq)
+                    for r in action.ranges
+                ]
+                link.send(pb.PeerFrame(ranges=pb.RangeRequests(ranges=ranges)))
+            elif isinstance(action, catchup.ServeRanges):
+                await self._serve(link, action.ranges)
+            else:
+                log.info(
+                    "%s did not deliver %d alerts of a catch-up range in time",
+                    link.name,
+                    action.missing,
+                )
+        self._wake.set()
+
+    async def _serve(self, link: Link, ranges: Sequence[catchup.Range]) -> None:
+        """Answer range requests with the original signed bytes, a bounded batch per frame.
+
+        A full outbox drops the rest: the requester times the range out and asks again.
+        """
+        for r in ranges:
+            records = await self.node.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size)
+            for i in range(0, len(records), ALERTS_PER_FRAME):
+                batch = [
+                    alert_pb2.SignedAlert(body=x.body, signature=x.signature)
+                    for x in records[i : i + ALERTS_PER_FRAME]
+                ]
+                if not link.send(pb.PeerFrame(alerts=pb.Alerts(alerts=batch, catchup=True))):
+                    return
+                self.counters[link.key].served += len(batch)
 
     # -- alerts from this node ----------------------------------------------
 

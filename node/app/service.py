@@ -36,6 +36,7 @@ class IngestResult:
     id: bytes
     outcome: PutOutcome | None  # None: rejected
     error: AlertmeshError | None = None
+    record: AlertRecord | None = None  # the verified alert (None: rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,7 @@ class AlertNode:
         for (body, _), c in zip(items, checked, strict=True):
             if isinstance(c, AlertRecord):
                 outcome = next(outcomes)
-                results.append(IngestResult(c.id, outcome))
+                results.append(IngestResult(c.id, outcome, record=c))
                 self.counters.add(f"ingest_{outcome.value}")
                 if outcome is PutOutcome.ACCEPTED:
                     accepted.append(c)

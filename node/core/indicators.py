@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.core import chains
+from node.core import blockchains as chains
 from node.core.errors import InvalidIndicator
 from node.core.limits import DEFAULT_LIMITS
 

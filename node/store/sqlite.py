@@ -156,16 +156,21 @@ class SqliteStore:
     ) -> None:
         await self._stack.aclose()
 
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Sequence[Any]]:
+        """Run one read on the reader connection, start to finish in one step.
+
+        Every read executes and fetches in a single call (never a cursor left open
+        across an await): a statement left open would pin the connection's WAL
+        snapshot, and every later read would miss newer commits.
+        """
+        return await self._reader.execute_fetchall(sql, params)
+
     async def _load_state(self) -> None:
-        async with self._reader.execute(
-            "SELECT origin, seq FROM alerts ORDER BY origin, seq"
-        ) as cur:
-            async for origin, seq in cur:
-                self._chains.add(origin, seq)
-                self._count += 1
-        async with self._reader.execute("SELECT COALESCE(MAX(local_seq), 0) FROM alerts") as cur:
-            row = await cur.fetchone()
-            self._last_local_seq = row[0] if row else 0
+        for origin, seq in await self._rows("SELECT origin, seq FROM alerts ORDER BY origin, seq"):
+            self._chains.add(origin, seq)
+            self._count += 1
+        [(last,)] = await self._rows("SELECT COALESCE(MAX(local_seq), 0) FROM alerts")
+        self._last_local_seq = last
 
     # -- writes ------------------------------------------------------------
 
@@ -279,15 +284,13 @@ class SqliteStore:
         found: set[bytes] = set()
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
-            async with db.execute(f"{sql} ({marks})", chunk) as cur:
-                found.update(row[0] for row in await cur.fetchall())
+            found.update(row[0] for row in await db.execute_fetchall(f"{sql} ({marks})", chunk))
         return found
 
     # -- reads -------------------------------------------------------------
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Stored]:
-        async with self._reader.execute(sql, params) as cur:
-            return [_stored(row) for row in await cur.fetchall()]
+        return [_stored(row) for row in await self._rows(sql, params)]
 
     async def get(self, alert_id: bytes) -> Stored | None:
         rows = await self._fetch(f"SELECT {STORED_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
@@ -365,27 +368,27 @@ class SqliteStore:
             sql += " AND (a.expires_at_ms = 0 OR a.expires_at_ms > ?)"
             params.append(now_ms)
         found: dict[str, list[Stored]] = {}
-        async with self._reader.execute(sql, params) as cur:
-            for row in await cur.fetchall():
-                found.setdefault(row[0], []).append(_stored(row[1:]))
+        for row in await self._rows(sql, params):
+            found.setdefault(row[0], []).append(_stored(row[1:]))
         return found
 
     async def range(
         self, origin: bytes, from_seq: int, to_seq: int, *, limit: int
     ) -> list[AlertRecord]:
-        async with self._reader.execute(
+        rows = await self._rows(
             f"SELECT {COLUMNS} FROM alerts WHERE origin = ? AND seq BETWEEN ? AND ?"
             " ORDER BY seq LIMIT ?",
             (origin, from_seq, to_seq, limit),
-        ) as cur:
-            return [_record(row) for row in await cur.fetchall()]
+        )
+        return [_record(row) for row in rows]
 
     async def request(self, request_id: str) -> bytes | None:
-        async with self._reader.execute(
-            "SELECT alert_id FROM publish_requests WHERE request_id = ?", (request_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return bytes(row[0]) if row else None
+        rows = list(
+            await self._rows(
+                "SELECT alert_id FROM publish_requests WHERE request_id = ?", (request_id,)
+            )
+        )
+        return bytes(rows[0][0]) if rows else None
 
     async def count(self) -> int:
         return self._count
@@ -400,10 +403,9 @@ class SqliteStore:
             " FROM equivocations e JOIN alerts a ON a.id = e.first_id ORDER BY e.rowid"
         )
         out = []
-        async with self._reader.execute(sql) as cur:
-            for row in await cur.fetchall():
-                first = _record(row[4:])
-                keys = tuple(row[3].split(KEY_SEP)) if row[3] else ()
-                second = make_record(row[1], row[2], Alert.FromString(row[1]), keys)
-                out.append(Equivocation(first, second, row[0]))
+        for row in await self._rows(sql):
+            first = _record(row[4:])
+            keys = tuple(row[3].split(KEY_SEP)) if row[3] else ()
+            second = make_record(row[1], row[2], Alert.FromString(row[1]), keys)
+            out.append(Equivocation(first, second, row[0]))
         return out

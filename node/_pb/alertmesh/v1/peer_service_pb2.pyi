@@ -99,21 +99,26 @@ Global___Auth: _TypeAlias = Auth  # noqa: Y015
 
 @_typing.final
 class Alerts(_message.Message):
-    """Full alerts, as the original signed bytes (eager push or an answer to IWant)."""
+    """Full alerts, as the original signed bytes: an eager push, an answer to IWant/Graft,
+    or (catchup = true) an answer to RangeRequests, which is stored but not gossiped on.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERTS_FIELD_NUMBER: _builtins.int
+    CATCHUP_FIELD_NUMBER: _builtins.int
+    catchup: _builtins.bool
     @_builtins.property
     def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.SignedAlert]: ...
     def __init__(
         self,
         *,
         alerts: _abc.Iterable[_alert_pb2.SignedAlert] | None = ...,
+        catchup: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "catchup", b"catchup"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

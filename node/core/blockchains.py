@@ -426,8 +426,10 @@ def decode_segwit(address: str) -> tuple[str, int, bytes]:
         raise ValueError("a bech32 address must not mix upper and lower case")
     address = address.lower()
     hrp, sep, data_part = address.rpartition("1")
-    if not sep or not hrp or len(address) > 90 or len(data_part) < 7:
+    if not sep or not hrp or len(address) > 90:
         raise ValueError("a bech32 address is PREFIX1DATA, at most 90 characters")
+    if len(data_part) < 7:
+        raise ValueError("the bech32 data part is too short to hold a witness program")
     data = [_BECH32_INDEX.get(ch, -1) for ch in data_part]
     if -1 in data:
         raise ValueError(f"bech32 data uses only the characters {BECH32_CHARSET}")
