@@ -23,9 +23,11 @@ figures are not:
 (d) the node's VmRSS/VmHWM from /proc/PID/status with the store loaded, and the
     database size (alerts.db plus its WAL).
 
-`--profile` also runs the ingest path in-process under cProfile (AlertNode +
-SqliteStore + Verifier, no gRPC) and prints the top functions. Only 127.0.0.1 is
-used; every loop is bounded in count and by --max-seconds.
+`--profile` also prints the CPU cost per alert of each ingest stage, in-process on one
+thread (decode, validate, verify, make_record, SqliteStore.put), and cProfile tables of
+the verifier's work and of the CheckIndicators handler. `--py-spy FILE` samples the node
+process with py-spy (`.venv/bin/pip install py-spy`) during the concurrent ingest.
+Only 127.0.0.1 is used; every loop is bounded in count and by --max-seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import random
 import shlex
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -82,15 +85,16 @@ MAX_VERIFY_COUNT = 10_000_000
 
 # --- realistic alert content ------------------------------------------------------------
 
-WORDS = (
-    "wallet drainer phishing kit airdrop claim fake support ticket seed phrase approval "
-    "exploit bridge contract victim funds moved mixer exchange deposit address reported "
-    "impersonating official domain registered yesterday telegram group pig butchering "
-    "investment platform withdrawal blocked fee demanded private key leaked malicious "
-    "browser extension signature request permit unlimited allowance laundering chain hop "
-    "stolen tokens swapped stablecoin frozen law enforcement notified customers targeted "
-    "campaign lure website cloned login page credentials harvested observed first seen"
-).split()
+VOCABULARY = """
+wallet drainer phishing kit airdrop claim fake support ticket seed phrase approval
+exploit bridge contract victim funds moved mixer exchange deposit address reported
+impersonating official domain registered yesterday telegram group pig butchering
+investment platform withdrawal blocked fee demanded private key leaked malicious
+browser extension signature request permit unlimited allowance laundering chain hop
+stolen tokens swapped stablecoin frozen law enforcement notified customers targeted
+campaign lure website cloned login page credentials harvested observed first seen
+"""
+WORDS = tuple(VOCABULARY.split())
 TLDS = ("com", "io", "xyz", "app", "net", "org", "co", "finance", "online", "site")
 EVM_CHAINS = ("eip155:1", "eip155:56", "eip155:137", "eip155:42161", "eip155:8453")
 BTC = "bip122:000000000019d6689c085ae165831e93"
@@ -175,7 +179,13 @@ def random_value(rng: random.Random, kind: str) -> str:
         path = "/".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 4)))
         return f"https://{random_domain(rng)}/{path}?ref={rng.randrange(10**6)}"
     if kind == "ip":
-        return f"{rng.randrange(11, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        a, b, c, d = (
+            rng.randrange(11, 223),
+            rng.randrange(256),
+            rng.randrange(256),
+            rng.randrange(1, 255),
+        )
+        return f"{a}.{b}.{c}.{d}"
     if kind == "email":
         return f"{rng.choice(WORDS)}.{rng.choice(WORDS)}{rng.randrange(1000)}@{random_domain(rng)}"
     return f"telegram:{rng.choice(WORDS)}_{rng.choice(WORDS)}{rng.randrange(10**5)}"
@@ -196,8 +206,7 @@ def respell(rng: random.Random, kind: str, value: str) -> str:
             [value.upper() + ".", f"https://Login.{value.title()}/claim", value.replace(".", "[.]")]
         )
     if kind == "url":
-        scheme, _, rest = value.partition("://")
-        host, _, path = rest.partition("/")
+        host, _, path = value.partition("://")[2].partition("/")
         return f"HTTPS://{host.upper()}:443/{path}"
     if kind == "ip":
         return value.replace(".", "[.]")
@@ -286,36 +295,49 @@ def build_corpus(total: int, n_authors: int, body_bytes: int, seed: int) -> Corp
 # --- (a) raw verify rate ------------------------------------------------------------------
 
 
-def verify_rate(items: Sequence[tuple[bytes, bytes, bytes]], threads: int, seconds: float) -> float:
-    """Alerts/s of pynacl VerifyKey.verify over ALERT_DOMAIN + body, on `threads` threads."""
+@dataclass
+class VerifyRun:
+    rate: float  # alerts/s (wall clock, all threads together)
+    cpu_us: float  # CPU microseconds per verification (thread CPU time)
+
+
+def verify_rate(
+    items: Sequence[tuple[bytes, bytes, bytes]], threads: int, seconds: float
+) -> VerifyRun:
+    """pynacl VerifyKey.verify over ALERT_DOMAIN + body (a 32-byte key, 64-byte signature and
+    the alert's ~600-byte body) on `threads` threads for about `seconds`."""
     keys = {pk: nacl.signing.VerifyKey(pk) for pk, _, _ in items}
     work = [(keys[pk], ALERT_DOMAIN + body, sig) for pk, body, sig in items]
 
-    def run(part: Sequence[tuple[nacl.signing.VerifyKey, bytes, bytes]], deadline: float) -> int:
+    def run(
+        part: Sequence[tuple[nacl.signing.VerifyKey, bytes, bytes]], deadline: float
+    ) -> tuple[int, float]:
         done = 0
+        cpu = time.thread_time()
         while done < MAX_VERIFY_COUNT:
             for vk, msg, sig in part:
                 vk.verify(msg, sig)
             done += len(part)
             if time.perf_counter() > deadline:
                 break
-        return done
+        return done, time.thread_time() - cpu
 
     step = -(-len(work) // threads)
     parts = [work[i : i + step] for i in range(0, len(work), step)]
     with ThreadPoolExecutor(threads) as pool:
         start = time.perf_counter()
         futures = [pool.submit(run, p, start + seconds) for p in parts]
-        done = sum(f.result() for f in futures)
+        results = [f.result() for f in futures]
         elapsed = time.perf_counter() - start
-    return done / elapsed
+    done = sum(n for n, _ in results)
+    return VerifyRun(done / elapsed, sum(c for _, c in results) / done * 1e6)
 
 
 # --- the node process -------------------------------------------------------------------
 
 
 class Node:
-    """`alertmesh run --home HOME --listen 127.0.0.1:0` (as tests/procs.py NodeProcess)."""
+    """`alertmesh run --home HOME --listen 127.0.0.1:0` (like tests/procs.py NodeProcess)."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -351,20 +373,21 @@ class Node:
                 line = self.lines.get(timeout=0.2)
             except queue.Empty:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"node exited: {(self.home / 'node.log').read_text()}")
+                    log_text = (self.home / "node.log").read_text()
+                    raise RuntimeError(f"the node exited:\n{log_text}") from None
                 continue
             if line.startswith("listening on "):
                 self.address = line.removeprefix("listening on ")
                 return self
-        raise RuntimeError("node did not start in time")
+        raise RuntimeError("the node did not start in time")
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
-    def status(self) -> dict[str, int]:
-        """VmRSS / VmHWM (bytes) from /proc/PID/status."""
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak RSS) in bytes, from /proc/PID/status."""
         out = {}
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             name, _, rest = line.partition(":")
@@ -373,7 +396,7 @@ class Node:
         return out
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the node process so far."""
+        """User + system CPU time of the node process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -388,6 +411,7 @@ class Node:
 
 
 def init_home(home: Path, authors: Sequence[AuthorChain]) -> None:
+    """`alertmesh init`, then put the authors on the node's roster."""
     subprocess.run(
         [sys.executable, "-m", "node.cli", "init", "--home", str(home), "--name", "bench"],
         check=True,
@@ -409,13 +433,18 @@ class IngestRun:
     alerts: int = 0
     accepted: int = 0
     seconds: float = 0.0
-    node_cpu: float = 0.0
+    node_cpu: float = 0.0  # CPU seconds the node process used
+    client_cpu: float = 0.0  # CPU seconds this process used
     latencies: list[float] = field(default_factory=list)
     done: list[range] = field(default_factory=list)  # alert indices (within the phase) stored
 
     @property
     def rate(self) -> float:
         return self.alerts / self.seconds if self.seconds else 0.0
+
+    @property
+    def node_us(self) -> float:
+        return self.node_cpu / self.alerts * 1e6 if self.alerts else 0.0
 
 
 async def ingest(
@@ -427,12 +456,12 @@ async def ingest(
     deadline: float,
     node: Node,
 ) -> IngestRun:
+    """Send pre-serialised IngestRequests, `in_flight` at a time, until done or `deadline`."""
     call = channel.unary_unary(
         INGEST, request_serializer=None, response_deserializer=api.IngestResponse.FromString
     )
     run = IngestRun()
     pending = iter(range(len(requests)))
-    cpu0 = node.cpu_seconds()
 
     async def worker() -> None:
         for i in pending:
@@ -445,10 +474,12 @@ async def ingest(
             run.done.append(range(i * batch, i * batch + sizes[i]))
             run.accepted += sum(1 for r in response.results if r.outcome == ACCEPTED)
 
+    cpu0, client0 = node.cpu_seconds(), time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     run.seconds = time.perf_counter() - start
     run.node_cpu = node.cpu_seconds() - cpu0
+    run.client_cpu = time.process_time() - client0
     return run
 
 
@@ -457,6 +488,10 @@ def requests_of(signed: Sequence[alert_pb2.SignedAlert], batch: int) -> list[byt
         api.IngestRequest(alerts=signed[i : i + batch]).SerializeToString()
         for i in range(0, len(signed), batch)
     ]
+
+
+def sizes_of(n: int, batch: int) -> list[int]:
+    return [min(batch, n - i) for i in range(0, n, batch)]
 
 
 # --- (c) checks ---------------------------------------------------------------------------
@@ -478,15 +513,15 @@ def check_requests(
 
 @dataclass
 class CheckRun:
-    latencies: list[float]
-    values: int
-    matched_values: int
-    expected_hits: int
-    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    values: int = 0
+    matched_values: int = 0
+    expected_hits: int = 0
+    seconds: float = 0.0
 
     @property
     def per_value_rate(self) -> float:
-        return self.values / self.seconds
+        return self.values / self.seconds if self.seconds else 0.0
 
 
 async def check(
@@ -500,7 +535,7 @@ async def check(
         request_serializer=api.CheckIndicatorsRequest.SerializeToString,
         response_deserializer=api.CheckIndicatorsResponse.FromString,
     )
-    run = CheckRun([], 0, 0, 0, 0.0)
+    run = CheckRun()
     pending = iter(batches)
 
     async def worker() -> None:
@@ -523,20 +558,33 @@ async def check(
     return run
 
 
+@dataclass
+class ServerCheck:
+    """Seconds per call, in-process: the handler, AlertNode.check, and its two parts."""
+
+    handler: list[float] = field(default_factory=list)
+    node_check: list[float] = field(default_factory=list)
+    parse: list[float] = field(default_factory=list)  # indicators.parse + lookup_keys
+    lookup: list[float] = field(default_factory=list)  # SqliteStore.lookup
+    profile: str = ""
+
+
 async def server_side_check(
-    home: Path, batches: Sequence[tuple[list[str], int]], deadline: float
-) -> tuple[list[float], list[float]]:
-    """In-process, over the node's own database: the time AlertNode.check takes, and the
-    time the whole CheckIndicators handler takes (check + building the response)."""
+    home: Path, batches: Sequence[tuple[list[str], int]], deadline: float, profile: bool
+) -> ServerCheck:
+    """The CheckIndicators calls again, in-process over the node's own (stopped) database:
+    the server time without gRPC transport."""
     from node.app.config import Config
     from node.app.service import AlertNode
     from node.app.verify import Verifier
+    from node.core.errors import InvalidAlert
     from node.core.limits import DEFAULT_LIMITS
     from node.rpc.alert_service import AlertService
     from node.store.sqlite import SqliteStore
 
     config = Config.load(home)
     verifier = Verifier(DEFAULT_LIMITS)
+    out = ServerCheck()
     try:
         async with SqliteStore(config.store_path) as store:
             node = AlertNode(
@@ -547,80 +595,163 @@ async def server_side_check(
                 limits=DEFAULT_LIMITS,
             )
             service = AlertService(node)
-            core: list[float] = []
-            handler: list[float] = []
             for values, _ in batches:
                 if time.perf_counter() > deadline:
                     break
-                t0 = time.perf_counter()
-                await node.check(values, include_expired=False)
-                core.append(time.perf_counter() - t0)
                 request = api.CheckIndicatorsRequest(values=values)
                 t0 = time.perf_counter()
                 response = await service.CheckIndicators(request, None)  # type: ignore[arg-type]
                 response.SerializeToString()
-                handler.append(time.perf_counter() - t0)
-            return core, handler
+                out.handler.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await node.check(values, include_expired=False)
+                out.node_check.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                keys: set[str] = set()
+                for value in values:
+                    with contextlib.suppress(InvalidAlert):
+                        keys.update(indicators.lookup_keys(indicators.parse(value, strict=False)))
+                out.parse.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await store.lookup(keys, now_ms=node.clock())
+                out.lookup.append(time.perf_counter() - t0)
+            if profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for values, _ in batches[:20]:
+                    await service.CheckIndicators(
+                        api.CheckIndicatorsRequest(values=values),
+                        None,  # type: ignore[arg-type]
+                    )
+                profiler.disable()
+                out.profile = profile_text(profiler, 15)
     finally:
         verifier.close()
+    return out
 
 
-# --- profiling the ingest path in-process --------------------------------------------
+# --- in-process cost of each ingest stage (--profile) -----------------------------------
 
 
-async def profile_ingest(
-    home: Path, signed: Sequence[alert_pb2.SignedAlert], batch: int, in_flight: int
-) -> tuple[float, str]:
-    """Ingest `signed` into a fresh SqliteStore through AlertNode under cProfile."""
-    from node.app.service import AlertNode
-    from node.app.verify import Verifier
+def profile_text(profiler: cProfile.Profile, top: int) -> str:
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    lines = text.getvalue().strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
+    return "\n".join([lines[0].strip(), *lines[start:]])
+
+
+async def stage_costs(
+    roster_home: Path, signed: Sequence[alert_pb2.SignedAlert], batch: int
+) -> tuple[list[tuple[str, float]], str]:
+    """CPU microseconds per alert of each step of AlertNode.ingest, one thread, no gRPC,
+    and a cProfile (by own time) of check_batch, the verifier's work."""
+    from node.app.config import Config
+    from node.app.verify import check_batch
+    from node.core import alerts
     from node.core.limits import DEFAULT_LIMITS
-    from node.rpc.alert_service import AlertService
+    from node.crypto import verify_alert
     from node.store.sqlite import SqliteStore
 
-    from node.app.config import Config
+    roster = Config.load(roster_home).roster()
+    items = [(s.body, s.signature) for s in signed]
+    n = len(items)
+    now = time.time_ns() // 1_000_000
+    costs: list[tuple[str, float]] = []
 
-    config = Config.load(home)
-    db = home / "profile.db"
-    verifier = Verifier(DEFAULT_LIMITS)
-    requests = [api.IngestRequest.FromString(r) for r in requests_of(signed, batch)]
-    profiler = cProfile.Profile()
+    def cost(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.process_time()
+        result = fn()
+        costs.append((name, (time.process_time() - t0) / n * 1e6))
+        return result
+
+    decoded = cost("decode_body", lambda: [alerts.decode_body(b, DEFAULT_LIMITS) for b, _ in items])
+    keys = cost(
+        "validate (rules + indicator normalisation)",
+        lambda: [alerts.validate(a, now_ms=now, limits=DEFAULT_LIMITS) for a in decoded],
+    )
+    cost(
+        "verify_alert (Ed25519)",
+        lambda: [verify_alert(a.origin, b, s) for a, (b, s) in zip(decoded, items, strict=True)],
+    )
+    cost(
+        "make_record (SHA-256 id, record)",
+        lambda: [
+            alerts.make_record(b, s, a, k)
+            for a, (b, s), k in zip(decoded, items, keys, strict=True)
+        ],
+    )
+    records = cost(
+        "check_batch (all of the above)",
+        lambda: check_batch(items, roster, now, DEFAULT_LIMITS),
+    )
+    db = Path(tempfile.mkdtemp(prefix="alertmesh-bench-store-"))
     try:
-        async with SqliteStore(db) as store:
-            node = AlertNode(
-                identity=config.identity(),
-                roster=config.roster(),
-                store=store,
-                verifier=verifier,
-                limits=DEFAULT_LIMITS,
+        async with SqliteStore(db / "alerts.db") as store:
+            t0 = time.process_time()
+            for i in range(0, n, batch):
+                await store.put(records[i : i + batch], now_ms=now)
+            costs.append(
+                (f"SqliteStore.put, {batch} per put, empty store -> {n:,}", 0.0)
+                if n == 0
+                else (
+                    f"SqliteStore.put, {batch} per put, empty store -> {n:,}",
+                    (time.process_time() - t0) / n * 1e6,
+                )
             )
-            service = AlertService(node)
-            pending = iter(requests)
-
-            async def worker() -> None:
-                for request in pending:
-                    response = await service.Ingest(request, None)  # type: ignore[arg-type]
-                    response.SerializeToString()
-
-            start = time.perf_counter()
-            profiler.enable()
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
-            profiler.disable()
-            elapsed = time.perf_counter() - start
     finally:
-        verifier.close()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(25)
-    return len(signed) / elapsed, out.getvalue()
+        shutil.rmtree(db, ignore_errors=True)
+    profiler = cProfile.Profile()
+    sample = items[: min(n, 5000)]
+    profiler.enable()
+    check_batch(sample, roster, now, DEFAULT_LIMITS)
+    profiler.disable()
+    return costs, profile_text(profiler, 20)
+
+
+def start_py_spy(path: str, pid: int, seconds: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--output", path, "--format", "raw", "--threads", "--nonblocking",
+         "--rate", "200", "--duration", str(int(seconds))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def py_spy_summary(path: Path, top: int) -> str:
+    """Own-time share of the hottest frames in a py-spy `--format raw` file, per thread."""
+    own: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        thread = frames[0].partition(": ")[2].rstrip("0123456789").rstrip("_") or "main"
+        threads[thread] = threads.get(thread, 0) + n
+        if len(frames) > 1:
+            leaf = frames[-1].rpartition(":")[0] + ")"
+            own[leaf] = own.get(leaf, 0) + n
+    if not total:
+        return "(no samples)"
+    out = ["samples by thread: " + ", ".join(f"{t} {n / total:.0%}" for t, n in threads.items())]
+    out += [f"{n / total:6.1%}  {f}" for f, n in sorted(own.items(), key=lambda x: -x[1])[:top]]
+    return "\n".join(out)
 
 
 # --- report ---------------------------------------------------------------------------------
 
 
 def pct(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
 
 
 def mib(n: float) -> str:
@@ -635,7 +766,7 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--alerts", type=int, default=20_000, help="alerts per ingest measurement (b)")
     p.add_argument("--check-store", type=int, default=100_000, help="store size for (c) and (d)")
@@ -649,211 +780,246 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--check-flagged", type=float, default=0.01, help="share of flagged values")
     p.add_argument("--max-seconds", type=float, default=600.0, help="time bound of each phase")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", action="store_true", help="also cProfile ingest in-process")
-    p.add_argument("--keep", action="store_true", help="keep the node's home directory")
+    p.add_argument("--profile", action="store_true", help="also profile in-process (cProfile)")
+    p.add_argument("--py-spy", metavar="FILE", help="py-spy record the node during (b) to FILE")
     args = p.parse_args(argv)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if args.alerts < args.batch or args.check_store < 1:
-        p.error("--alerts must be at least --batch, --check-store at least 1")
+    if args.alerts < args.batch or args.check_store < 1 or args.check_calls < 1:
+        p.error("--alerts must be at least --batch; --check-store and --check-calls at least 1")
+    return args
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    shown = sys.argv[1:] if argv is None else list(argv)
     total = max(args.check_store, 2 * args.alerts)
-    say(f"# signing {total} alerts from {args.authors} authors ...")
-    t0 = time.perf_counter()
+    say(f"# signing {total:,} alerts from {args.authors} authors ...")
     corpus = build_corpus(total, args.authors, args.body_bytes, args.seed)
-    say(f"#   {time.perf_counter() - t0:.1f} s")
     signed = corpus.signed
     home = Path(tempfile.mkdtemp(prefix="alertmesh-bench-"))
-    node: Node | None = None
-    rows: list[tuple[str, str]] = []
-    notes: list[str] = []
+    node = Node(home)
     try:
         init_home(home, corpus.authors)
         sample = [
-            (alert_pb2.Alert.FromString(s.body).origin, s.body, s.signature)
-            for s in signed[: min(len(signed), 20_000)]
+            (alert_pb2.Alert.FromString(s.body).origin, s.body, s.signature) for s in signed[:4000]
         ]
-
-        def verify_all(tag: str) -> tuple[float, float]:
-            one = verify_rate(sample, 1, args.verify_seconds)
-            two = verify_rate(sample, 2, args.verify_seconds)
-            say(f"# verify {tag}: 1 thread {one:,.0f}/s, 2 threads {two:,.0f}/s")
-            return one, two
-
-        node = Node(home).start()
-        say(f"# node pid {node.pid} on {node.address}")
-        v1a, v2a = verify_all("before")
-        # Requests are serialised before the clock starts; the client only sends bytes.
-        ingest_1 = signed[: args.alerts]
-        ingest_n = signed[args.alerts : 2 * args.alerts]
-        fill = signed[2 * args.alerts : args.check_store]
-        req_1 = requests_of(ingest_1, args.batch)
-        req_n = requests_of(ingest_n, args.batch)
-        req_f = requests_of(fill, args.batch)
-
-        def sizes(signed_part: Sequence[object]) -> list[int]:
-            n = len(signed_part)
-            return [min(args.batch, n - i) for i in range(0, n, args.batch)]
-
-        async def drive() -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            async with grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
-                await asyncio.wait_for(ch.channel_ready(), 30)
-                end = time.perf_counter() + args.max_seconds
-                out["one"] = await ingest(ch, req_1, sizes(ingest_1), args.batch, 1, end, node)
-                say(f"# ingest 1 in flight: {out['one'].rate:,.0f}/s")
-                end = time.perf_counter() + args.max_seconds
-                out["many"] = await ingest(
-                    ch, req_n, sizes(ingest_n), args.batch, args.in_flight, end, node
-                )
-                say(f"# ingest {args.in_flight} in flight: {out['many'].rate:,.0f}/s")
-                out["verify_after"] = await asyncio.to_thread(verify_all, "after")
-                end = time.perf_counter() + args.max_seconds
-                out["fill"] = await ingest(
-                    ch, req_f, sizes(fill), args.batch, args.in_flight, end, node
-                )
-                say(f"# fill: {out['fill'].rate:,.0f}/s")
-                stats = await ch.unary_unary(
-                    "/alertmesh.v1.AlertService/GetStats",
-                    request_serializer=api.GetStatsRequest.SerializeToString,
-                    response_deserializer=api.Stats.FromString,
-                )(api.GetStatsRequest(), timeout=30)
-                out["stored"] = stats.alerts
-                out["mem_loaded"] = node.status()
-                rng = random.Random(args.seed + 1)
-                # every indicator of every alert the node accepted
-                stored_flagged = [
-                    value
-                    for phase, offset in (
-                        ("one", 0),
-                        ("many", args.alerts),
-                        ("fill", 2 * args.alerts),
-                    )
-                    for part in out[phase].done
-                    for i in part
-                    for value in corpus.flagged[offset + i]
-                ]
-                batches = check_requests(
-                    rng, stored_flagged, args.check_calls, args.check_values, args.check_flagged
-                )
-                out["batches"] = batches
-                # warm-up call (not counted), then sequential, then concurrent
-                await check(ch, batches[:1], 1, time.perf_counter() + 60)
-                end = time.perf_counter() + args.max_seconds
-                out["check1"] = await check(ch, batches, 1, end)
-                end = time.perf_counter() + args.max_seconds
-                out["checkn"] = await check(ch, batches, args.in_flight, end)
-                out["mem_after"] = node.status()
-            return out
-
-        res = asyncio.run(drive())
+        phases = {
+            "one": (0, signed[: args.alerts]),
+            "many": (args.alerts, signed[args.alerts : 2 * args.alerts]),
+            "fill": (2 * args.alerts, signed[2 * args.alerts : args.check_store]),
+        }
+        # Requests are serialised before any clock starts; the client only sends bytes.
+        requests = {k: requests_of(part, args.batch) for k, (_, part) in phases.items()}
+        node.start()
+        say(f"# node pid {node.pid} listening on {node.address}")
+        res = asyncio.run(drive(args, node, corpus, phases, requests, sample))
         node.stop()
         db_bytes = sum(f.stat().st_size for f in home.glob("alerts.db*"))
-        core, handler = asyncio.run(
-            server_side_check(home, res["batches"], time.perf_counter() + args.max_seconds)
-        )
-
-        v1b, v2b = res["verify_after"]
-        v1 = (v1a + v1b) / 2
-        v2 = (v2a + v2b) / 2
-        one: IngestRun = res["one"]
-        many: IngestRun = res["many"]
-        fill_run: IngestRun = res["fill"]
-        c1: CheckRun = res["check1"]
-        cn: CheckRun = res["checkn"]
-        for name, r in (("one", one), ("many", many), ("fill", fill_run)):
-            if r.accepted != r.alerts:
-                notes.append(f"ingest {name}: only {r.accepted} of {r.alerts} accepted")
-        body = statistics.mean(corpus.body_sizes)
-        inds = sum(map(len, corpus.flagged)) / len(signed)
-        rows += [
-            (
-                "(a) Ed25519 verify, pynacl, 1 thread",
-                f"{v1:,.0f} alerts/s (before {v1a:,.0f}, after {v1b:,.0f})",
-            ),
-            (
-                "(a) Ed25519 verify, pynacl, 2 threads",
-                f"{v2:,.0f} alerts/s ({v2 / v1:.2f}× 1 thread)",
-            ),
-            (
-                f"(b) Ingest, {args.in_flight} requests in flight",
-                f"{many.rate:,.0f} alerts/s = **{many.rate / v1:.2f}×** (a) 1 thread"
-                f" (node CPU {many.node_cpu / many.seconds:.0%} of one core)",
-            ),
-            (
-                "(b) Ingest, 1 request in flight",
-                f"{one.rate:,.0f} alerts/s = {one.rate / v1:.2f}× (a) 1 thread;"
-                f" {args.batch}-alert request p50 {pct(one.latencies, 50) * 1e3:.0f} ms",
-            ),
-            (
-                f"(b) filling the store to {res['stored']:,} alerts",
-                f"{fill_run.rate:,.0f} alerts/s ({args.in_flight} in flight, {fill_run.alerts:,} alerts)",
-            ),
-            (
-                f"(c) CheckIndicators, {args.check_values} values, client latency",
-                f"p50 {pct(c1.latencies, 50) * 1e3:.1f} ms, p99 {pct(c1.latencies, 99) * 1e3:.1f} ms"
-                f" ({len(c1.latencies)} calls, 1 in flight)",
-            ),
-            (
-                "(c) … server time in-process (handler / AlertNode.check)",
-                f"p50 {pct(handler, 50) * 1e3:.1f} / {pct(core, 50) * 1e3:.1f} ms,"
-                f" p99 {pct(handler, 99) * 1e3:.1f} / {pct(core, 99) * 1e3:.1f} ms",
-            ),
-            (
-                "(c) lookups per second",
-                f"{c1.per_value_rate:,.0f} values/s (1 in flight);"
-                f" {cn.per_value_rate:,.0f} values/s ({args.in_flight} in flight)",
-            ),
-            (
-                "(c) values matched / flagged values asked",
-                f"{c1.matched_values} / {c1.expected_hits}",
-            ),
-            (
-                f"(d) node RSS with {res['stored']:,} alerts",
-                f"{mib(res['mem_loaded']['VmRSS'])} after ingest, {mib(res['mem_after']['VmRSS'])}"
-                f" after checks (peak {mib(res['mem_after']['VmHWM'])})",
-            ),
-            (
-                "(d) database size (alerts.db + WAL)",
-                f"{mib(db_bytes)} ({db_bytes / res['stored']:,.0f} B/alert)",
-            ),
-        ]
-        if c1.matched_values < c1.expected_hits:
-            notes.append("some flagged values were not matched")
-
-        print(
-            f"\n{len(signed):,} pre-signed alerts from {args.authors} authors, body {body:.0f} B mean,"
-            f" {inds:.1f} indicators/alert; Ingest batches of {args.batch};"
-            f" {os.cpu_count()} CPUs; Python {sys.version.split()[0]},"
-            f" SQLite {__import__('sqlite3').sqlite_version}.\n"
-        )
-        print("| measurement | result |")
-        print("|---|---|")
-        for name, value in rows:
-            print(f"| {name} | {value} |")
-        target = many.rate >= v1
-        print(
-            f"\nTarget ingest >= 1.0 × single-core verify: {'met' if target else 'MISSED'}"
-            f" ({many.rate / v1:.2f}×)."
-        )
-        for n in notes:
-            print(f"NOTE: {n}")
-        print(f"\ncommand: {command_line(argv)}")
-
-        if args.profile:
-            n = min(len(signed), 2 * args.alerts)
-            rate, text = asyncio.run(profile_ingest(home, signed[:n], args.batch, args.in_flight))
-            print(
-                f"\n## cProfile of in-process ingest ({n} alerts, {rate:,.0f} alerts/s under the profiler)\n"
+        say("# CheckIndicators in-process over the node's database ...")
+        server = asyncio.run(
+            server_side_check(
+                home, res["batches"], time.perf_counter() + args.max_seconds, args.profile
             )
-            print(text)
-        return 0 if not notes else 1
+        )
+        report(args, shown, corpus, res, server, db_bytes)
+        if args.profile:
+            say("# profiling the ingest stages in-process ...")
+            part = signed[: min(len(signed), 2 * args.alerts)]
+            costs, text = asyncio.run(stage_costs(home, part, args.batch))
+            print(f"\n## In-process cost per alert ({len(part):,} alerts, one thread)\n")
+            print("| stage | CPU µs/alert |\n|---|---|")
+            for name, us in costs:
+                print(f"| {name} | {us:.1f} |")
+            print(f"\ncProfile of check_batch (verifier work), by own time:\n\n{text}")
+            print(f"\ncProfile of 20 CheckIndicators handler calls:\n\n{server.profile}")
+        if args.py_spy:
+            print(f"\n## py-spy of the node during (b), {args.py_spy}\n")
+            print(py_spy_summary(Path(args.py_spy), 25))
+        return 0 if not res["problems"] else 1
     finally:
-        if node is not None:
-            node.stop()
-        if args.keep:
-            print(f"# kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        node.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def drive(
+    args: argparse.Namespace,
+    node: Node,
+    corpus: Corpus,
+    phases: dict[str, tuple[int, list[alert_pb2.SignedAlert]]],
+    requests: dict[str, list[bytes]],
+    sample: Sequence[tuple[bytes, bytes, bytes]],
+) -> dict[str, Any]:
+    """Everything that needs the running node, in order."""
+    out: dict[str, Any] = {"problems": []}
+
+    def verify_both(tag: str) -> tuple[VerifyRun, VerifyRun]:
+        one = verify_rate(sample, 1, args.verify_seconds)
+        two = verify_rate(sample, 2, args.verify_seconds)
+        say(f"# verify {tag}: 1 thread {one.rate:,.0f}/s, 2 threads {two.rate:,.0f}/s")
+        return one, two
+
+    async def phase(name: str, in_flight: int) -> IngestRun:
+        size = len(phases[name][1])
+        end = time.perf_counter() + args.max_seconds
+        run = await ingest(
+            ch, requests[name], sizes_of(size, args.batch), args.batch, in_flight, end, node
+        )
+        say(f"# ingest {name}: {run.alerts:,} alerts, {in_flight} in flight: {run.rate:,.0f}/s")
+        if run.accepted != run.alerts or run.alerts != size:
+            out["problems"].append(f"ingest {name}: {run.accepted} of {size} alerts accepted")
+        return run
+
+    out["verify_before"] = verify_both("before")
+    async with grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
+        await asyncio.wait_for(ch.channel_ready(), 30)
+        out["one"] = await phase("one", 1)
+        spy = start_py_spy(args.py_spy, node.pid, args.max_seconds) if args.py_spy else None
+        if spy is not None:
+            await asyncio.sleep(1.0)  # let py-spy attach
+        out["many"] = await phase("many", args.in_flight)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        # The alerts of "one" again: all are held already (every result DUPLICATE).
+        end = time.perf_counter() + args.max_seconds
+        size = len(phases["one"][1])
+        out["dup"] = await ingest(
+            ch, requests["one"], sizes_of(size, args.batch), args.batch, args.in_flight, end, node
+        )
+        say(f"# ingest duplicates: {out['dup'].rate:,.0f}/s")
+        out["verify_after"] = await asyncio.to_thread(verify_both, "after")
+        out["fill"] = await phase("fill", args.in_flight)
+        stats = await ch.unary_unary(
+            "/alertmesh.v1.AlertService/GetStats",
+            request_serializer=api.GetStatsRequest.SerializeToString,
+            response_deserializer=api.Stats.FromString,
+        )(api.GetStatsRequest(), timeout=30)
+        out["stored"] = stats.alerts
+        out["mem_loaded"] = node.memory()
+        # Flagged values come from the alerts the node accepted.
+        stored = [
+            value
+            for name, (offset, _) in phases.items()
+            for part in out[name].done
+            for i in part
+            for value in corpus.flagged[offset + i]
+        ]
+        rng = random.Random(args.seed + 1)
+        batches = check_requests(
+            rng, stored, args.check_calls, args.check_values, args.check_flagged
+        )
+        out["batches"] = batches
+        await check(ch, batches[:1], 1, time.perf_counter() + 60)  # warm-up, not counted
+        out["check1"] = await check(ch, batches, 1, time.perf_counter() + args.max_seconds)
+        out["checkn"] = await check(
+            ch, batches, args.in_flight, time.perf_counter() + args.max_seconds
+        )
+        if out["check1"].matched_values < out["check1"].expected_hits:
+            out["problems"].append("CheckIndicators missed some flagged values")
+        out["mem_after"] = node.memory()
+    return out
+
+
+def report(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    corpus: Corpus,
+    res: dict[str, Any],
+    server: ServerCheck,
+    db_bytes: int,
+) -> None:
+    (v1a, v2a), (v1b, v2b) = res["verify_before"], res["verify_after"]
+    v1 = (v1a.rate + v1b.rate) / 2
+    v2 = (v2a.rate + v2b.rate) / 2
+    verify_us = (v1a.cpu_us + v1b.cpu_us) / 2
+    one: IngestRun = res["one"]
+    many: IngestRun = res["many"]
+    fill: IngestRun = res["fill"]
+    dup: IngestRun = res["dup"]
+    c1: CheckRun = res["check1"]
+    cn: CheckRun = res["checkn"]
+    stored = res["stored"]
+    n = len(corpus.signed)
+    body = statistics.mean(corpus.body_sizes)
+    inds = sum(map(len, corpus.flagged)) / n
+    k = args.check_values
+    rows = [
+        (
+            "(a) Ed25519 verify (pynacl), 1 thread",
+            f"**{v1:,.0f} alerts/s** (before (b) {v1a.rate:,.0f}, after {v1b.rate:,.0f});"
+            f" {verify_us:.0f} CPU µs/alert",
+        ),
+        ("(a) Ed25519 verify (pynacl), 2 threads", f"{v2:,.0f} alerts/s = {v2 / v1:.2f}× 1 thread"),
+        (
+            f"(b) Ingest, {args.in_flight} requests in flight",
+            f"**{many.rate:,.0f} alerts/s = {many.rate / v1:.2f}× (a) 1 thread**;"
+            f" node CPU {many.node_us:.0f} µs/alert ({many.node_us / verify_us:.1f}× a verify),"
+            f" {many.node_cpu / many.seconds:.2f} cores busy",
+        ),
+        (
+            "(b) Ingest, 1 request in flight",
+            f"{one.rate:,.0f} alerts/s = {one.rate / v1:.2f}× (a) 1 thread;"
+            f" node CPU {one.node_us:.0f} µs/alert; {args.batch}-alert call"
+            f" p50 {ms(pct(one.latencies, 50))}",
+        ),
+        (
+            f"(b) Ingest of {dup.alerts:,} alerts already held ({args.in_flight} in flight)",
+            f"{dup.rate:,.0f} alerts/s = {dup.rate / v1:.2f}× (a) 1 thread;"
+            f" node CPU {dup.node_us:.0f} µs/alert ({dup.accepted} accepted)",
+        ),
+        (
+            f"(b) filling the store to {stored:,}",
+            f"{fill.rate:,.0f} alerts/s over the last {fill.alerts:,} ({args.in_flight} in flight);"
+            f" node CPU {fill.node_us:.0f} µs/alert",
+        ),
+        (
+            f"(c) CheckIndicators of {k:,} values, client latency",
+            f"p50 **{ms(pct(c1.latencies, 50))}**, p99 {ms(pct(c1.latencies, 99))}"
+            f" ({len(c1.latencies)} calls, 1 in flight)",
+        ),
+        (
+            "(c) the same calls in-process: handler / AlertNode.check",
+            f"p50 **{ms(pct(server.handler, 50))}** / {ms(pct(server.node_check, 50))},"
+            f" p99 {ms(pct(server.handler, 99))} / {ms(pct(server.node_check, 99))}",
+        ),
+        (
+            "(c) … of which parsing values / SqliteStore.lookup",
+            f"p50 {ms(pct(server.parse, 50))} / {ms(pct(server.lookup, 50))}",
+        ),
+        (
+            "(c) lookup throughput",
+            f"{c1.per_value_rate:,.0f} values/s (1 call in flight),"
+            f" {cn.per_value_rate:,.0f} values/s ({args.in_flight} in flight)",
+        ),
+        (
+            "(c) values matched / flagged values asked",
+            f"{c1.matched_values:,} / {c1.expected_hits:,}",
+        ),
+        (
+            f"(d) node RSS with {stored:,} alerts",
+            f"{mib(res['mem_loaded']['VmRSS'])} after ingest,"
+            f" {mib(res['mem_after']['VmRSS'])} after the checks"
+            f" (peak {mib(res['mem_after']['VmHWM'])})",
+        ),
+        (
+            "(d) database size (alerts.db + WAL)",
+            f"{mib(db_bytes)} = {db_bytes / stored:,.0f} bytes/alert",
+        ),
+    ]
+    client_us = many.client_cpu / many.alerts * 1e6 if many.alerts else 0.0
+    print(
+        f"\n{n:,} pre-signed alerts from {args.authors} member keys, bodies {body:.0f} bytes"
+        f" on average, {inds:.1f} indicators per alert; Ingest requests of {args.batch} alerts;"
+        f" {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version};"
+        f" client CPU {client_us:.1f} µs/alert.\n"
+    )
+    print("| measurement | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    verdict = "met" if many.rate >= v1 else "MISSED"
+    print(f"\nTarget: ingest ≥ 1.0× single-core verify: {verdict} ({many.rate / v1:.2f}×).")
+    for problem in res["problems"]:
+        print(f"PROBLEM: {problem}")
+    print(f"\ncommand: {command_line(argv)}")
 
 
 if __name__ == "__main__":

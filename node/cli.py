@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -165,6 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     config = Config.load(Path(args.home))
+    # `kill -USR1 PID` writes every thread's stack to the log: for a node that seems stuck.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
     def ready(endpoints: Endpoints) -> None:
         print(f"listening on {endpoints.api}", flush=True)
@@ -363,9 +367,10 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 def cmd_cluster_down(args: argparse.Namespace) -> int:
     from node import cluster
 
-    nodes = cluster.down(Path(args.dir))
-    print(f"stopped {len(nodes)} nodes")
-    return 0
+    directory = Path(args.dir)
+    killed = cluster.down(directory)
+    print(f"stopped {len(cluster.load(directory))} nodes")
+    return 1 if killed else 0
 
 
 def cmd_cluster_status(args: argparse.Namespace) -> int:

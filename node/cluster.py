@@ -173,7 +173,7 @@ def start(node: ClusterNode) -> subprocess.Popen[bytes]:
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    node.pid_file.write_text(str(proc.pid))
+    node.pid_file.write_text(f"{proc.pid}\n")
     return proc
 
 
@@ -234,22 +234,30 @@ async def wait_connected(nodes: list[ClusterNode], timeout: float) -> None:
                 await asyncio.sleep(0.05)
 
 
-def stop(node: ClusterNode, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:
+def stop(node: ClusterNode, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """Stop one node; False if it had to be killed after `timeout`."""
     pid = node.pid()
+    clean = True
     if pid is None:
         node.pid_file.unlink(missing_ok=True)
-        return
+        return clean
     os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while node.pid() is not None and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.05)
     if node.pid() is not None:
+        # Leave the stuck node's stacks in its log (see cmd_run), then kill it.
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        print(f"{node.name} did not stop within {timeout:.0f} s; killed it", file=sys.stderr)
         os.kill(pid, signal.SIGKILL)
+        clean = False
         while node.pid() is not None:
             _reap(pid)
             time.sleep(0.05)
     node.pid_file.unlink(missing_ok=True)
+    return clean
 
 
 def _reap(pid: int) -> None:
@@ -259,11 +267,10 @@ def _reap(pid: int) -> None:
 
 
 def down(directory: Path) -> list[ClusterNode]:
+    """Stop every node; returns the nodes that had to be killed (none, normally)."""
     nodes = load(directory)
     for node in nodes:
         pid = node.pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-    for node in nodes:
-        stop(node)
-    return nodes
+    return [node for node in nodes if not stop(node)]

@@ -84,8 +84,10 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         if not args.keep:
-            cluster.down(directory)
+            killed = cluster.down(directory)
             print(f"\nstopped all {len(nodes)} nodes (their data stays in {directory})")
+            if killed:
+                print(f"(had to kill {', '.join(n.name for n in killed)})")
 
 
 if __name__ == "__main__":

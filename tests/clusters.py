@@ -21,8 +21,8 @@ def running_cluster(
     try:
         yield cluster.up(directory, n, seed=seed)
     finally:
-        if (directory / cluster.MANIFEST).exists():
-            cluster.down(directory)
+        killed = cluster.down(directory) if (directory / cluster.MANIFEST).exists() else []
+    assert not killed, f"nodes that ignored SIGTERM: {[n.name for n in killed]}"
 
 
 async def eventually(

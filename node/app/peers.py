@@ -171,8 +171,11 @@ class PeerManager:
             deadlines += [link.catchup.next_deadline() for link in self.links.values()]
             due = [d for d in deadlines if d is not None]
             timeout = max(0.0, min(due) - self.now()) if due else None
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races with the wake-up, and shutdown then hangs.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             now = self.now()
             gossip_due = self.gossip.next_deadline()

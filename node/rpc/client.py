@@ -40,7 +40,8 @@ class AlertClient:
         await self._channel.close()
 
     async def wait_ready(self, timeout: float) -> None:
-        await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._channel.channel_ready()
 
     async def publish(
         self, request: api.PublishRequest, timeout: float = 30

@@ -89,7 +89,8 @@ class ContextTransport:
 
 
 async def _expect(transport: FrameTransport, kind: str) -> Any:
-    frame = await asyncio.wait_for(transport.read(), HANDSHAKE_TIMEOUT_S)
+    async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+        frame = await transport.read()
     if frame is None or frame.WhichOneof("frame") != kind:
         got = "end of stream" if frame is None else frame.WhichOneof("frame")
         raise HandshakeFailed(f"expected {kind} during the handshake, got {got}")
