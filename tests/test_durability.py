@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
-from node._pb.alertmesh.v1 import alert_pb2, alerts_service_pb2 as api
+from node._pb.alertmesh.v1 import alert_pb2
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.rpc.client import AlertClient
 from tests.procs import NodeProcess, alertmesh
 
@@ -18,6 +18,7 @@ from tests.procs import NodeProcess, alertmesh
 async def publish_until_stopped(node: NodeProcess, sig: int) -> tuple[list[bytes], int]:
     """Publish from 8 concurrent clients, stop the node with `sig` mid-stream."""
     acked: list[bytes] = []
+    enough = asyncio.Event()
     async with AlertClient(node.address) as client:
 
         async def publisher(k: int) -> None:
@@ -29,13 +30,14 @@ async def publish_until_stopped(node: NodeProcess, sig: int) -> tuple[list[bytes
                 )
                 try:
                     acked.append((await client.publish(request, timeout=10)).id)
+                    if len(acked) >= 200:
+                        enough.set()
                 except grpc.aio.AioRpcError:
                     return  # the node went away: this one was not acknowledged
 
         tasks = [asyncio.create_task(publisher(k)) for k in range(8)]
-        deadline = time.monotonic() + 60
-        while len(acked) < 200 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(60):
+            await enough.wait()
         status = await asyncio.to_thread(node.stop, sig)
         await asyncio.gather(*tasks)
     return acked, status

@@ -1,41 +1,45 @@
 """Alert dissemination between peers: eager/lazy push (Plumtree), as a state machine.
 
-No I/O: the runtime tells `Gossip` what happened (a peer came up, a verified alert
-arrived, a control message arrived, time passed) and executes the actions it returns.
+No I/O: the runtime tells `Gossip` what happened (a session opened, a verified alert
+arrived, a control message arrived, time passed) and carries out the actions it returns.
 Peers and alert ids are opaque bytes. Time is the `now` passed to every call (seconds,
 never decreasing); randomness comes from the `random.Random` given to the constructor.
+docs/gossip.md explains the protocol and its parameters.
 
 The rules
 ---------
 Each link to a peer is *eager* (new alerts are pushed in full) or *lazy* (only their
 ids are announced, in batched IHAVEs). The eager links of all nodes should form one
-spanning tree shared by every origin; the lazy links are the repair paths.
+spanning tree, shared by every origin; the lazy links are the repair paths.
 
 1. A new alert (published here, or first received) is pushed to every eager peer and
    announced to every lazy peer, except peers known to have it (the one it came from,
-   peers that announced or sent it to us). Each alert goes to each peer at most once.
+   those that announced or sent it to us). Each alert goes to each peer at most once.
 2. A first copy from a lazy peer makes that link eager (it is a tree edge), unless we
    already have `max_eager` eager peers, the peer is backlogged, or we had asked it.
 3. A duplicate full copy means the eager links have a cycle: the link turns lazy and we
-   send PRUNE, which turns it lazy on the other side too. A duplicate from a peer that is
-   already lazy repeats the PRUNE, so a lost PRUNE heals on the next duplicate. A copy we
-   asked for (GRAFT/IWANT) is never counted against the link.
-4. An IHAVE of an id we lack starts a timer (`graft_timeout`, with jitter) so that the
-   eager copy usually wins. If it does not, we send GRAFT(ids) to the first announcer:
-   "send me these, and make this link eager". After `graft_retry` the next announcer is
-   asked, and when none is left we give up (catch-up will fetch it). A backlogged
-   announcer is asked with IWANT instead, which leaves the link as it is.
-5. GRAFT makes the link eager (unless the peer is backlogged: then we answer PRUNE) and
-   is answered with the requested alerts we hold; IWANT is answered the same way, with
-   no change to the link.
-6. A node keeps at least one eager peer: when the last one is pruned, goes down or is
+   send PRUNE, which turns it lazy on the other side too. When many alerts are in flight
+   their floods find the same cycle at different links, and pruning them all would cut
+   the tree; so a duplicate prunes with probability `prune_rate / k`, where k counts
+   the alerts first seen here in the last `graft_timeout`. A duplicate from a peer that
+   is lazy already repeats the PRUNE, so lost PRUNEs heal. A copy we asked for (GRAFT,
+   IWANT) is never held against the link.
+4. An IHAVE of an id we lack starts a timer (`graft_timeout`, plus jitter) so that the
+   eager copy usually wins. If it does not, we send GRAFT to the first announcer: "make
+   this link eager, and send me these ids", listing every id that peer announced and we
+   still await, since the same break lost them all. After `graft_retry` the next
+   announcer is asked; when none is left we give up and leave it to catch-up. A
+   backlogged announcer is asked with IWANT instead, which leaves the link lazy.
+5. GRAFT makes the link eager (a backlogged peer gets PRUNE instead) and is answered with
+   the requested alerts we still remember; IWANT is answered the same way.
+6. A node keeps one eager peer at least: when the last one is pruned, goes down or is
    backlogged, a random lazy peer is grafted.
 7. Backpressure: `on_peer_backlogged` demotes a slow peer to lazy (PRUNE) and keeps it
-   lazy for `backlog_backoff`. Lazy peers get at most `ihave_max_ids` ids per
-   `ihave_interval`; a queue holds at most `max_queue_ids` ids, and the oldest are dropped.
-8. Memory is bounded: ids are remembered for `seen_ttl` (and at most `max_seen` of them).
-   The ids we are waiting for after IHAVEs are bounded by `max_missing` in total and by
-   `max_queue_ids` for each announcing peer. Each one ends when its timers run out.
+   lazy for `backlog_backoff`. A lazy peer is sent at most `ihave_max_ids` ids per
+   `ihave_interval`; at most `max_queue_ids` wait, and the oldest are dropped first.
+8. Memory is bounded: ids are remembered for `seen_ttl` (at most `max_seen` of them);
+   ids awaited after IHAVEs are bounded by `max_missing`, and by `max_queue_ids` for
+   the ids any one peer made us await; each ends when its timers run out.
 """
 
 from __future__ import annotations
@@ -50,45 +54,39 @@ from typing import TypeAlias
 
 from node.core.errors import ConfigError
 
-PROMOTE = True
-EVIDENCE = True
-EVIDENCE_WINDOW = 0.5
-GRAFT_ON_UP = False
-
 
 @dataclass(frozen=True, slots=True)
 class GossipParams:
     """Tuning of the dissemination protocol. docs/gossip.md says why these defaults."""
 
-    max_eager: int = 4  # eager peers this node chooses itself; GRAFTs may add more
+    max_eager: int = 4  # eager peers this node picks itself; GRAFTs may add more
     ihave_interval: float = 0.1  # announcements to a lazy peer are batched this long
     ihave_max_ids: int = 512  # ids per IHAVE/IWANT/GRAFT frame, and per flush per peer
     graft_timeout: float = 1.0  # after an IHAVE, wait this long for the eager copy
     graft_retry: float = 0.5  # then ask the next announcer after this long
     graft_jitter: float = 0.2  # graft_timeout is stretched by up to this fraction
-    seen_ttl: float = 600.0  # ids are remembered (dedup, serving IWANT) this long
+    prune_rate: float = 2.0  # under load, prunes per cycle per graft_timeout (rule 3)
+    seen_ttl: float = 600.0  # ids are remembered (dedup, serving requests) this long
     max_seen: int = 200_000  # and at most this many
     max_queue_ids: int = 4096  # per peer: announcements queued to it, ids awaited from it
     max_missing: int = 10_000  # ids awaited after IHAVEs, all peers together
     backlog_backoff: float = 10.0  # a backlogged peer stays lazy at least this long
 
     def __post_init__(self) -> None:
-        counts = ("max_eager", "ihave_max_ids", "max_seen", "max_queue_ids", "max_missing")
-        for name in counts:
+        for name in ("max_eager", "ihave_max_ids", "max_seen", "max_queue_ids", "max_missing"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"gossip: {name} must be at least 1")
-        durations = ("ihave_interval", "graft_timeout", "graft_retry", "seen_ttl")
-        for name in durations:
+        for name in ("ihave_interval", "graft_timeout", "graft_retry", "seen_ttl", "prune_rate"):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"gossip: {name} must be a positive number of seconds")
+                raise ConfigError(f"gossip: {name} must be positive")
         if not 0 <= self.graft_jitter <= 1:
             raise ConfigError("gossip: graft_jitter must be between 0 and 1")
         if not self.backlog_backoff >= 0:
             raise ConfigError("gossip: backlog_backoff must not be negative")
 
 
-# Actions: what the runtime must send. The runtime loads the signed alerts for SendAlerts
-# from its store and skips any it no longer holds.
+# Actions: what the runtime must send. For SendAlerts it loads the signed alerts from its
+# store, and skips any it no longer holds.
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +107,7 @@ class SendIHave:
 
 @dataclass(frozen=True, slots=True)
 class SendIWant:
-    """Ask for these alerts, without changing the link."""
+    """Ask for these alerts, leaving the link as it is."""
 
     peer: bytes
     ids: tuple[bytes, ...]
@@ -117,14 +115,14 @@ class SendIWant:
 
 @dataclass(frozen=True, slots=True)
 class SendPrune:
-    """Tell the peer the link is lazy from now on: announce, don't push."""
+    """The link is lazy from now on: announce to us, don't push."""
 
     peer: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class SendGraft:
-    """Tell the peer the link is eager from now on, and ask for these alerts (maybe none)."""
+    """The link is eager from now on; also send us these alerts (maybe none)."""
 
     peer: bytes
     ids: tuple[bytes, ...] = ()
@@ -142,7 +140,7 @@ class PeerStats:
     alerts_sent: int
     ihave_ids_received: int
     ihave_ids_sent: int
-    ihave_ids_dropped: int  # announcements lost because the peer's queue was full
+    ihave_ids_dropped: int  # announcements lost because its queue was full
     prunes_sent: int
     prunes_received: int
     grafts_sent: int
@@ -154,10 +152,10 @@ class GossipStats:
     peers: int
     eager_peers: int
     remembered_ids: int
-    awaited_ids: int  # announced to us, not yet received
+    awaited_ids: int  # announced to us, not received yet
     queued_announcements: int
-    awaited_dropped: int  # announcements ignored because the bounds were reached
-    awaited_abandoned: int  # every announcer was asked and none delivered
+    awaited_dropped: int  # announced ids not awaited because a bound was reached
+    awaited_abandoned: int  # every announcer was asked, and none delivered
 
 
 @dataclass(slots=True)
@@ -166,7 +164,6 @@ class _Peer:
     backlogged_until: float = -math.inf
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
     awaited: int = 0  # live _Missing entries this peer created
-    tree_since: float = -math.inf  # last time an id it announced reached us by eager push
     alerts_received: int = 0
     duplicates_received: int = 0
     alerts_sent: int = 0
@@ -183,16 +180,15 @@ class _Peer:
 class _Seen:
     expires: float
     known: set[bytes]  # peers that have it, or that we pushed or announced it to
-    asked: set[bytes]  # peers we asked for it: their copy is not a duplicate push
+    asked: set[bytes]  # peers we asked for it: their copy is an answer, not a push
 
 
 @dataclass(slots=True)
 class _Missing:
-    since: float
-    creator: bytes | None
-    announcers: deque[bytes]  # not asked yet, in order of announcement
+    creator: bytes | None  # the peer whose `awaited` count this entry uses
+    announcers: deque[bytes]  # not asked yet, in the order they announced
     asked: list[bytes]
-    timer: int  # sequence number of the live entry in the timer heap
+    timer: int  # sequence number of this entry's live timer
 
 
 class Gossip:
@@ -204,21 +200,20 @@ class Gossip:
         self._peers: dict[bytes, _Peer] = {}
         self._seen: OrderedDict[bytes, _Seen] = OrderedDict()  # oldest first
         self._missing: dict[bytes, _Missing] = {}
-        self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, id), lazy deletion
+        self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, id); stale kept
         self._seq = 0
         self._flush_at: float | None = None
+        self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
         self._awaited_dropped = 0
         self._awaited_abandoned = 0
 
-    # -- membership -------------------------------------------------------------------
+    # -- sessions ---------------------------------------------------------------------
 
     def peer_up(self, peer: bytes, now: float) -> list[Action]:
         """A gossip session with `peer` opened. It starts eager while we have room."""
         self._expire(now)
         if peer not in self._peers:
             self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager)
-            if GRAFT_ON_UP and self._peers[peer].eager:
-                return [SendGraft(peer)]
         return []
 
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
@@ -230,13 +225,13 @@ class Gossip:
         for seen in self._seen.values():
             seen.known.discard(peer)
             seen.asked.discard(peer)
-        for missing_id, missing in self._missing.items():
+        for id, missing in self._missing.items():
             if peer in missing.announcers:
                 missing.announcers.remove(peer)
             if missing.creator == peer:
                 missing.creator = None
             if missing.asked and missing.asked[-1] == peer:
-                self._schedule(missing_id, missing, now)  # don't wait for a dead peer
+                self._schedule(id, missing, now)  # no use waiting for its answer
         actions: list[Action] = []
         if state.eager:
             self._keep_one_eager(now, actions)
@@ -264,6 +259,7 @@ class Gossip:
         if id in self._seen:
             return []
         self._drop_missing(id)
+        self._recent.append(now)
         actions: list[Action] = []
         self._forward(id, self._remember(id, now, set()), now, actions)
         return actions
@@ -271,7 +267,7 @@ class Gossip:
     def on_alert(self, peer: bytes, id: bytes, is_new: bool, now: float) -> list[Action]:
         """A full copy from `peer` passed verification; `is_new` is False for a duplicate.
 
-        An id this core still remembers is a duplicate whatever `is_new` says.
+        An id this core still remembers counts as a duplicate, whatever `is_new` says.
         """
         self._expire(now)
         state = self._peers.get(peer)
@@ -286,23 +282,13 @@ class Gossip:
             seen.known.add(peer)
             if missing is not None:  # whoever announced it has it
                 seen.known.update(missing.announcers, missing.asked)
-                if (
-                    peer not in asked
-                    and EVIDENCE
-                    and now - missing.since < EVIDENCE_WINDOW * self.params.graft_timeout
-                ):
-                    # The tree delivers what these peers announce: ids they announced
-                    # before now were lost in transit, not cut off by the tree.
-                    for announcer in (*missing.announcers, *missing.asked):
-                        if (a := self._peers.get(announcer)) is not None:
-                            a.tree_since = now
+            self._recent.append(now)
             if (
                 state is not None
                 and not state.eager
                 and peer not in asked
                 and not self._backlogged(state, now)
                 and self._eager_count() < self.params.max_eager
-                and PROMOTE
             ):
                 state.eager = True  # the copy came down a tree edge
             self._forward(id, seen, now, actions)
@@ -315,15 +301,17 @@ class Gossip:
         if seen is not None:
             seen.known.add(peer)
             if peer in seen.asked:
-                return actions  # a late answer to our own request, not a push
+                return actions  # a late answer to our own request
+        if state.eager and self._rng.random() * len(self._recent) >= self.params.prune_rate:
+            return actions  # rule 3: leave this cycle to a later duplicate
         self._demote(peer, state, actions)
         self._keep_one_eager(now, actions, exclude=peer)
         return actions
 
     def on_caught_up(self, ids: Iterable[bytes], now: float) -> None:
-        """These alerts reached the store another way (catch-up): stop waiting for them.
+        """These alerts reached the store another way (catch-up): stop awaiting them.
 
-        They are remembered, so IWANTs for them are served, but they are not gossiped.
+        They are remembered, so requests for them are served, but they are not gossiped.
         """
         self._expire(now)
         for id in ids:
@@ -336,16 +324,18 @@ class Gossip:
     def on_ihave(
         self, peer: bytes, ids: Sequence[bytes], now: float, have: Callable[[bytes], bool]
     ) -> list[Action]:
-        """`peer` announced alerts. `have(id)` tells whether the store already holds one."""
+        """`peer` announced alerts. `have(id)` tells whether the store holds one already.
+
+        Ids past `ihave_max_ids` in one announcement are ignored.
+        """
         self._expire(now)
         state = self._peers.get(peer)
         if state is None:
             return []
         ids = ids[: self.params.ihave_max_ids]
         state.ihave_ids_received += len(ids)
-        # With no eager peer nothing will be pushed to us, so there is no point waiting.
         if self._eager_count() == 0:
-            delay = 0.0
+            delay = 0.0  # nothing will be pushed to us: no point waiting
         else:
             stretch = 1.0 + self.params.graft_jitter * self._rng.random()
             delay = self.params.graft_timeout * stretch
@@ -367,7 +357,7 @@ class Gossip:
             ):
                 self._awaited_dropped += 1
                 continue
-            missing = _Missing(since=now, creator=peer, announcers=deque([peer]), asked=[], timer=0)
+            missing = _Missing(creator=peer, announcers=deque([peer]), asked=[], timer=0)
             self._missing[id] = missing
             state.awaited += 1
             self._schedule(id, missing, now + delay)
@@ -394,9 +384,7 @@ class Gossip:
         state.grafts_received += 1
         actions: list[Action] = []
         if self._backlogged(state, now):
-            state.eager = False
-            state.prunes_sent += 1
-            actions.append(SendPrune(peer))
+            self._demote(peer, state, actions)
         else:
             state.eager = True
         self._serve(peer, state, ids, actions)
@@ -421,12 +409,13 @@ class Gossip:
         """When `handle_timer` should next be called; None if nothing is pending."""
         while self._timers and self._stale(self._timers[0]):
             heapq.heappop(self._timers)
-        deadlines = [t for t in (self._flush_at, self._timers[0][0] if self._timers else None)]
-        live = [t for t in deadlines if t is not None]
-        return min(live) if live else None
+        deadlines = [self._timers[0][0]] if self._timers else []
+        if self._flush_at is not None:
+            deadlines.append(self._flush_at)
+        return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[Action]:
-        """Flush due announcements and ask for alerts that did not arrive in time."""
+        """Send due announcements, and ask for alerts that did not arrive in time."""
         self._expire(now)
         actions: list[Action] = []
         if self._flush_at is not None and now >= self._flush_at:
@@ -494,6 +483,9 @@ class Gossip:
             len(seen) > self.params.max_seen or next(iter(seen.values())).expires <= now
         ):
             seen.popitem(last=False)
+        recent = self._recent
+        while recent and recent[0] <= now - self.params.graft_timeout:
+            recent.popleft()
 
     def _forward(self, id: bytes, seen: _Seen, now: float, actions: list[Action]) -> None:
         for peer, state in self._peers.items():
@@ -503,13 +495,13 @@ class Gossip:
             if state.eager:
                 state.alerts_sent += 1
                 actions.append(SendAlerts(peer, (id,)))
-            else:
-                if len(state.pending) >= self.params.max_queue_ids:
-                    state.pending.popleft()
-                    state.ihave_ids_dropped += 1
-                state.pending.append(id)
-                if self._flush_at is None:
-                    self._flush_at = now + self.params.ihave_interval
+                continue
+            if len(state.pending) >= self.params.max_queue_ids:
+                state.pending.popleft()
+                state.ihave_ids_dropped += 1
+            state.pending.append(id)
+            if self._flush_at is None:
+                self._flush_at = now + self.params.ihave_interval
 
     def _flush(self, now: float, actions: list[Action]) -> None:
         more = False
@@ -517,7 +509,7 @@ class Gossip:
             batch: list[bytes] = []
             while state.pending and len(batch) < self.params.ihave_max_ids:
                 id = state.pending.popleft()
-                if id in self._seen:  # an expired id is left to catch-up
+                if id in self._seen:  # a forgotten id is left to catch-up
                     batch.append(id)
             if batch:
                 state.ihave_ids_sent += len(batch)
@@ -539,7 +531,7 @@ class Gossip:
             actions.append(SendAlerts(peer, tuple(found)))
 
     def _demote(self, peer: bytes, state: _Peer, actions: list[Action]) -> None:
-        # Sent even if the link is already lazy here: the peer evidently missed a PRUNE.
+        # Sent even if the link is lazy here already: the peer evidently missed a PRUNE.
         state.eager = False
         state.prunes_sent += 1
         actions.append(SendPrune(peer))
@@ -552,19 +544,18 @@ class Gossip:
         candidates = [
             p for p, s in self._peers.items() if p != exclude and not self._backlogged(s, now)
         ]
-        if not candidates:
-            return
-        peer = self._rng.choice(candidates)
-        state = self._peers[peer]
-        state.eager = True
-        state.grafts_sent += 1
-        actions.append(SendGraft(peer))
+        if candidates:
+            peer = self._rng.choice(candidates)
+            state = self._peers[peer]
+            state.eager = True
+            state.grafts_sent += 1
+            actions.append(SendGraft(peer))
 
     def _schedule(self, id: bytes, missing: _Missing, deadline: float) -> None:
         self._seq += 1
         missing.timer = self._seq
         heapq.heappush(self._timers, (deadline, self._seq, id))
-        if len(self._timers) > 2 * len(self._missing) + 64:
+        if len(self._timers) > 2 * len(self._missing) + 64:  # drop stale timers
             self._timers = [t for t in self._timers if not self._stale(t)]
             heapq.heapify(self._timers)
 
@@ -589,22 +580,19 @@ class Gossip:
                 continue
             id = timer[2]
             missing = self._missing[id]
-            target = None
-            while missing.announcers:
-                peer = missing.announcers.popleft()
-                if peer in self._peers:
-                    target = peer
-                    break
-            if target is None:
+            while missing.announcers and missing.announcers[0] not in self._peers:
+                missing.announcers.popleft()
+            if not missing.announcers:
                 self._drop_missing(id)
                 self._awaited_abandoned += 1
                 continue
+            target = missing.announcers.popleft()
             missing.asked.append(target)
             self._schedule(id, missing, now + self.params.graft_retry)
-            state = self._peers[target]
-            pull = self._backlogged(state, now) or missing.since < state.tree_since
-            requests = iwants if pull else grafts
-            requests.setdefault(target, []).append(id)
+            pull = self._backlogged(self._peers[target], now)
+            (iwants if pull else grafts).setdefault(target, []).append(id)
+        if grafts:
+            self._add_awaited_from(grafts, now)
         step = self.params.ihave_max_ids
         for peer, ids in grafts.items():
             state = self._peers[peer]
@@ -615,3 +603,17 @@ class Gossip:
         for peer, ids in iwants.items():
             for i in range(0, len(ids), step):
                 actions.append(SendIWant(peer, tuple(ids[i : i + step])))
+
+    def _add_awaited_from(self, requests: dict[bytes, list[bytes]], now: float) -> None:
+        # A GRAFT means the tree did not bring what this peer announced: whatever else it
+        # announced that we still await was lost the same way, so ask for it at once.
+        for id, missing in self._missing.items():
+            if missing.asked and missing.asked[-1] in requests:
+                continue  # asked just now
+            for peer, ids in requests.items():
+                if peer in missing.announcers:
+                    missing.announcers.remove(peer)
+                    missing.asked.append(peer)
+                    self._schedule(id, missing, now + self.params.graft_retry)
+                    ids.append(id)
+                    break
