@@ -319,6 +319,7 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
                         {
                             "name": p.name,
                             "connected": p.connected,
+                            "blocked": p.blocked,
                             "eager": p.eager,
                             "full_received": p.full_received,
                             "duplicates_received": p.duplicates_received,
@@ -343,6 +344,7 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
               f"contiguous to #{o.contiguous_seq}{flag}")  # fmt: skip
     for p in st.peers:
         state = ("eager" if p.eager else "lazy") if p.connected else "down"
+        state += " (blocked)" if p.blocked else ""
         print(f"peer          {p.name} {p.address} {state}: {p.full_received} received "
               f"({p.duplicates_received} duplicate, {p.invalid_received} invalid)")  # fmt: skip
     for name, value in sorted(st.counters.items()):
@@ -353,6 +355,12 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
 async def cmd_roster_reload(client: AlertClient, args: argparse.Namespace) -> int:
     response = await client.reload_roster()
     print(f"roster reloaded: {response.members} members")
+    return 0
+
+
+async def cmd_peer_block(client: AlertClient, args: argparse.Namespace) -> int:
+    response = await client.set_peer_blocked(args.name, args.command == "peer-block")
+    print(f"blocked: {', '.join(response.blocked) or 'none'}")
     return 0
 
 
@@ -469,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     client_command("roster-reload", "re-read the roster file (like SIGHUP)", cmd_roster_reload)
+    p = client_command("peer-block", "cut a member's node off until unblocked", cmd_peer_block)
+    p.add_argument("name", help="the member's roster name")
+    p = client_command("peer-unblock", "let a blocked member's node back", cmd_peer_block)
+    p.add_argument("name", help="the member's roster name")
 
     cluster = sub.add_parser("cluster", help="local multi-node clusters").add_subparsers(
         dest="cluster_command", required=True, metavar="COMMAND"

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from node import cluster
 from node.rpc.client import AlertClient
 
 CONVERGE_TIMEOUT_S = 120.0
+
+
+@asynccontextmanager
+async def cluster_running(
+    directory: Path, n: int, *, seed: int = 1
+) -> AsyncIterator[list[cluster.ClusterNode]]:
+    """running_cluster for async tests: start and stop in a worker thread."""
+    try:
+        yield await asyncio.to_thread(cluster.up, directory, n, seed=seed)
+    finally:
+        killed = (
+            await asyncio.to_thread(cluster.down, directory)
+            if (directory / cluster.MANIFEST).exists()
+            else []
+        )
+    assert not killed, f"nodes that ignored SIGTERM: {[n.name for n in killed]}"
 
 
 @contextmanager

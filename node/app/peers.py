@@ -24,7 +24,7 @@ from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node.app.service import AlertNode
 from node.core import catchup, gossip
 from node.core.alerts import AlertRecord
-from node.core.errors import AlertmeshError
+from node.core.errors import AlertmeshError, InvalidAlert
 from node.core.roster import Member
 from node.rpc.peer_transport import FrameTransport, HandshakeFailed, dial
 from node.store.base import PutOutcome
@@ -38,6 +38,7 @@ BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
 MAX_INVALID_PER_SESSION = 1000  # a peer sending this much junk is disconnected
+MAX_PROOFS_ON_OPEN = 100  # equivocation proofs re-sent to each new session
 
 
 @dataclass
@@ -96,7 +97,10 @@ class PeerManager:
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
+        self.blocked: set[bytes] = set()
+        self._unblocked = asyncio.Event()
         node.hooks.append(self._on_local_alerts)
+        node.equivocation_hooks.append(self.spread_proof)
         node.peer_stats = self.peer_stats
 
     @property
@@ -116,6 +120,19 @@ class PeerManager:
                 self._reconcile_dialers(tg)
                 await self._roster_changed.wait()
                 self._roster_changed.clear()
+
+    def set_blocked(self, key: bytes, blocked: bool) -> None:
+        """Operator control: cut a member's node off (or let it back) without a restart."""
+        if blocked:
+            self.blocked.add(key)
+            link = self.links.get(key)
+            if link is not None:
+                log.warning("closing the session with %s: blocked by the operator", link.name)
+                self._close(link)
+        else:
+            self.blocked.discard(key)
+            self._unblocked.set()
+            self._unblocked = asyncio.Event()
 
     def roster_reloaded(self) -> None:
         for key, link in list(self.links.items()):
@@ -146,6 +163,10 @@ class PeerManager:
         backoff = BACKOFF_MIN_S
         rng = random.Random()
         while True:
+            if member.key in self.blocked:
+                await self._unblocked.wait()
+                backoff = BACKOFF_MIN_S
+                continue
             existing = self.links.get(member.key)
             if existing is not None:  # the peer dialed us: use that session
                 await existing.closed.wait()
@@ -159,6 +180,8 @@ class PeerManager:
                 )
             except (HandshakeFailed, AlertmeshError, TimeoutError) as exc:
                 log.warning("session with %s failed: %s", member.name, exc)
+            except Exception:
+                log.error("session with %s failed unexpectedly", member.name, exc_info=True)
             if self.now() - started > STABLE_SESSION_S:
                 backoff = BACKOFF_MIN_S
             await asyncio.sleep(backoff * (0.5 + rng.random()))
@@ -192,6 +215,9 @@ class PeerManager:
         """Run one authenticated session until either side ends it."""
         member = self.node.roster.get(key)
         name = member.name if member else key.hex()[:16]
+        if key in self.blocked:
+            log.info("refusing a session with %s: blocked by the operator", name)
+            return
         session = catchup.CatchupSession(
             self.node.store.chains,
             initiator=role == "dialer",
@@ -212,6 +238,8 @@ class PeerManager:
         log.info("session with %s open (%s)", name, role)
         await self._execute(self.gossip.peer_up(key, self.now()))
         await self._catchup(link, session.start(self.now()))
+        for proof in (await self.node.equivocations())[-MAX_PROOFS_ON_OPEN:]:
+            link.send(_proof_frame(proof.first, proof.second))
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._pump(link, self._read(link))),
@@ -232,7 +260,11 @@ class PeerManager:
         try:
             await loop
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, AlertmeshError) as exc:
-            log.info("session with %s ends: %s", link.name, exc)
+            log.info("session with %s ends: %s", link.name, _one_line(exc))
+        except Exception:
+            # grpcio raises its own internal errors when a stream breaks mid-write; no
+            # failure of one session may take the node down.
+            log.warning("session with %s failed", link.name, exc_info=True)
         finally:
             link.closed.set()
 
@@ -258,6 +290,8 @@ class PeerManager:
             elif kind == "vector":
                 heads = catchup.parse_vector((h.origin, h.seq) for h in frame.vector.heads)
                 await self._catchup(link, link.catchup.on_vector(heads, frame.vector.reply, now))
+            elif kind == "equivocation":
+                await self._on_proof(link, frame.equivocation)
             elif kind == "ranges":
                 ranges = [
                     catchup.Range(r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges
@@ -313,6 +347,39 @@ class PeerManager:
         if link.invalid >= MAX_INVALID_PER_SESSION:
             log.warning("disconnecting %s: %d invalid alerts", link.name, link.invalid)
             self._close(link)
+
+    # -- equivocation proofs -------------------------------------------------
+
+    async def _on_proof(self, link: Link, proof: pb.EquivocationProof) -> None:
+        """Both copies are verified and stored like any alert; a new proof is passed on."""
+        first, second = proof.first, proof.second
+        if first.body == second.body:
+            raise InvalidAlert("an equivocation proof needs two different bodies")
+        results = await self.node.ingest(
+            [(first.body, first.signature), (second.body, second.signature)], source=link.key
+        )
+        records = [r.record for r in results if r.record is not None]
+        if len(records) != 2 or (records[0].origin, records[0].seq) != (
+            records[1].origin,
+            records[1].seq,
+        ):
+            self.counters[link.key].invalid_received += 1
+            raise InvalidAlert(f"{link.name} sent an equivocation proof that does not hold")
+        # A proof that is new here was passed on by spread_proof (an ingest hook).
+
+    async def spread_proof(self, second: AlertRecord) -> None:
+        """A new equivocation was recorded here: send the proof to every peer."""
+        stored = await self.node.store.range(second.origin, second.seq, second.seq, limit=1)
+        if not stored:
+            return
+        log.warning(
+            "origin %s signed two alerts with seq %d: equivocation",
+            self.node.roster.name_of(second.origin) or second.origin.hex()[:16],
+            second.seq,
+        )
+        frame = _proof_frame(stored[0], second)
+        for link in self.links.values():
+            link.send(frame)
 
     # -- catch-up ------------------------------------------------------------
 
@@ -454,6 +521,7 @@ class PeerManager:
                     "address": member.addresses[0] if member.addresses else "",
                     "connected": member.key in self.links,
                     "eager": bool(st and st.eager),
+                    "blocked": member.key in self.blocked,
                     "full_received": counters.full_received,
                     "duplicates_received": counters.duplicates_received,
                     "invalid_received": counters.invalid_received,
@@ -466,3 +534,18 @@ class PeerManager:
 
 def _not_in(missing: set[bytes]) -> Callable[[bytes], bool]:
     return lambda alert_id: alert_id not in missing
+
+
+def _proof_frame(first: AlertRecord, second: AlertRecord) -> pb.PeerFrame:
+    return pb.PeerFrame(
+        equivocation=pb.EquivocationProof(
+            first=alert_pb2.SignedAlert(body=first.body, signature=first.signature),
+            second=alert_pb2.SignedAlert(body=second.body, signature=second.signature),
+        )
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details()}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

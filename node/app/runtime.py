@@ -103,6 +103,12 @@ async def run_node(
 
             node.reload_roster = reload_roster
 
+            def set_peer_blocked(key: bytes, blocked: bool) -> list[bytes]:
+                peers.set_blocked(key, blocked)
+                return sorted(peers.blocked)
+
+            node.set_peer_blocked = set_peer_blocked
+
             server = grpc.aio.server(options=SERVER_OPTIONS)
             add_service(server, ALERT_SERVICE, AlertService(node))
             health_servicer = health.aio.HealthServicer()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from node._pb.alertmesh.v1 import alert_pb2
@@ -98,8 +98,11 @@ class AlertNode:
         self.clock = clock
         self.counters = Counters()
         self.hooks: list[NewAlertsHook] = []
+        # Called with the second copy whenever a new equivocation is recorded.
+        self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
         self.reload_roster: Callable[[], None] = lambda: None
+        self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._changed = asyncio.Event()
         self._requests: dict[str, asyncio.Future[bytes]] = {}
         state = store.chains.get(identity.public_key)
@@ -182,6 +185,7 @@ class AlertNode:
         outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
         results: list[IngestResult] = []
         accepted: list[AlertRecord] = []
+        equivocations: list[AlertRecord] = []
         for (body, _), c in zip(items, checked, strict=True):
             if isinstance(c, AlertRecord):
                 outcome = next(outcomes)
@@ -189,11 +193,16 @@ class AlertNode:
                 self.counters.add(f"ingest_{outcome.value}")
                 if outcome is PutOutcome.ACCEPTED:
                     accepted.append(c)
+                elif outcome is PutOutcome.EQUIVOCATION:
+                    equivocations.append(c)
             else:
                 results.append(IngestResult(alerts.alert_id(body), None, c))
                 self.counters.add(f"rejected_{type(c).__name__}")
         if accepted:
             self._accepted(accepted, source)
+        for record in equivocations:
+            for hook in self.equivocation_hooks:
+                await hook(record)
         return results
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:

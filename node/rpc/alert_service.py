@@ -9,7 +9,7 @@ import grpc
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.service import AlertNode, IngestResult
-from node.core.errors import AlertmeshError, InvalidAlert
+from node.core.errors import AlertmeshError, InvalidAlert, NotFound
 from node.rpc import convert
 from node.rpc.errors import MalformedRequest, status_of, streaming, unary
 from node.store.base import PutOutcome, Query, Stored
@@ -152,6 +152,18 @@ class AlertService:
     ) -> api.ReloadRosterResponse:
         self.node.reload_roster()
         return api.ReloadRosterResponse(members=len(self.node.roster))
+
+    @unary
+    async def SetPeerBlocked(
+        self, request: api.SetPeerBlockedRequest, context: grpc.aio.ServicerContext
+    ) -> api.SetPeerBlockedResponse:
+        member = self.node.roster.by_name(request.name)
+        if member is None:
+            raise NotFound(f"no member named {request.name!r} on this node's roster")
+        if member.key == self.node.identity.public_key:
+            raise InvalidAlert("a node cannot block itself")
+        blocked = self.node.set_peer_blocked(member.key, request.blocked)
+        return api.SetPeerBlockedResponse(blocked=[self.node.roster.name_of(k) for k in blocked])
 
     @unary
     async def GetStats(

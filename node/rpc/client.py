@@ -87,6 +87,15 @@ class AlertClient:
         response: api.ReloadRosterResponse = await self.stub.ReloadRoster(request, timeout=timeout)
         return response
 
+    async def set_peer_blocked(
+        self, name: str, blocked: bool, timeout: float = 30
+    ) -> api.SetPeerBlockedResponse:
+        request = api.SetPeerBlockedRequest(name=name, blocked=blocked)
+        response: api.SetPeerBlockedResponse = await self.stub.SetPeerBlocked(
+            request, timeout=timeout
+        )
+        return response
+
     async def stats(self, timeout: float = 30) -> api.Stats:
         response: api.Stats = await self.stub.GetStats(api.GetStatsRequest(), timeout=timeout)
         return response

@@ -50,6 +50,51 @@ INGEST_OUTCOME_REJECTED: IngestOutcome.ValueType  # 4
 Global___IngestOutcome: _TypeAlias = IngestOutcome  # noqa: Y015
 
 @_typing.final
+class SetPeerBlockedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    BLOCKED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """roster name"""
+    blocked: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        blocked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPeerBlockedRequest: _TypeAlias = SetPeerBlockedRequest  # noqa: Y015
+
+@_typing.final
+class SetPeerBlockedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCKED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def blocked(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """names blocked now"""
+
+    def __init__(
+        self,
+        *,
+        blocked: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked", b"blocked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPeerBlockedResponse: _TypeAlias = SetPeerBlockedResponse  # noqa: Y015
+
+@_typing.final
 class ReloadRosterRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -631,6 +676,7 @@ class PeerStats(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
     EAGER_FIELD_NUMBER: _builtins.int
+    BLOCKED_FIELD_NUMBER: _builtins.int
     FULL_RECEIVED_FIELD_NUMBER: _builtins.int
     DUPLICATES_RECEIVED_FIELD_NUMBER: _builtins.int
     INVALID_RECEIVED_FIELD_NUMBER: _builtins.int
@@ -641,6 +687,7 @@ class PeerStats(_message.Message):
     address: _builtins.str
     connected: _builtins.bool
     eager: _builtins.bool
+    blocked: _builtins.bool
     full_received: _builtins.int
     duplicates_received: _builtins.int
     invalid_received: _builtins.int
@@ -654,6 +701,7 @@ class PeerStats(_message.Message):
         address: _builtins.str = ...,
         connected: _builtins.bool = ...,
         eager: _builtins.bool = ...,
+        blocked: _builtins.bool = ...,
         full_received: _builtins.int = ...,
         duplicates_received: _builtins.int = ...,
         invalid_received: _builtins.int = ...,
@@ -662,7 +710,7 @@ class PeerStats(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connected", b"connected", "duplicates_received", b"duplicates_received", "eager", b"eager", "full_received", b"full_received", "full_sent", b"full_sent", "ihave_sent", b"ihave_sent", "invalid_received", b"invalid_received", "key", b"key", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "blocked", b"blocked", "connected", b"connected", "duplicates_received", b"duplicates_received", "eager", b"eager", "full_received", b"full_received", "full_sent", b"full_sent", "ihave_sent", b"ihave_sent", "invalid_received", b"invalid_received", "key", b"key", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -79,6 +79,11 @@ class AlertServiceStub:
                 request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterRequest.SerializeToString,
                 response_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterResponse.FromString,
                 _registered_method=True)
+        self.SetPeerBlocked = channel.unary_unary(
+                '/alertmesh.v1.AlertService/SetPeerBlocked',
+                request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.SetPeerBlockedRequest.SerializeToString,
+                response_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.SetPeerBlockedResponse.FromString,
+                _registered_method=True)
 
 
 class AlertServiceServicer:
@@ -144,6 +149,13 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPeerBlocked(self, request, context):
+        """Cut off a member's node (close its session, refuse and stop dialing it), or let it back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +203,11 @@ def add_AlertServiceServicer_to_server(servicer, server):
                     servicer.ReloadRoster,
                     request_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterRequest.FromString,
                     response_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterResponse.SerializeToString,
+            ),
+            'SetPeerBlocked': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPeerBlocked,
+                    request_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.SetPeerBlockedRequest.FromString,
+                    response_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.SetPeerBlockedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +453,33 @@ class AlertService:
             '/alertmesh.v1.AlertService/ReloadRoster',
             alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterRequest.SerializeToString,
             alertmesh_dot_v1_dot_alerts__service__pb2.ReloadRosterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPeerBlocked(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertService/SetPeerBlocked',
+            alertmesh_dot_v1_dot_alerts__service__pb2.SetPeerBlockedRequest.SerializeToString,
+            alertmesh_dot_v1_dot_alerts__service__pb2.SetPeerBlockedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class AlertServiceStub:
     GetStats: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.GetStatsRequest, _alerts_service_pb2.Stats]
     ReloadRoster: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.ReloadRosterRequest, _alerts_service_pb2.ReloadRosterResponse]
     """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off."""
+    SetPeerBlocked: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.SetPeerBlockedRequest, _alerts_service_pb2.SetPeerBlockedResponse]
+    """Cut off a member's node (close its session, refuse and stop dialing it), or let it back."""
 
 @_typing.type_check_only
 class AlertServiceAsyncStub(AlertServiceStub):
@@ -65,6 +67,8 @@ class AlertServiceAsyncStub(AlertServiceStub):
     GetStats: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.GetStatsRequest, _alerts_service_pb2.Stats]  # type: ignore[assignment]
     ReloadRoster: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.ReloadRosterRequest, _alerts_service_pb2.ReloadRosterResponse]  # type: ignore[assignment]
     """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off."""
+    SetPeerBlocked: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.SetPeerBlockedRequest, _alerts_service_pb2.SetPeerBlockedResponse]  # type: ignore[assignment]
+    """Cut off a member's node (close its session, refuse and stop dialing it), or let it back."""
 
 class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -135,5 +139,13 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_service_pb2.ReloadRosterResponse, _abc.Awaitable[_alerts_service_pb2.ReloadRosterResponse]]:
         """Re-read the roster file (as SIGHUP does): new members may connect, removed ones are cut off."""
+
+    @_abc_1.abstractmethod
+    def SetPeerBlocked(
+        self,
+        request: _alerts_service_pb2.SetPeerBlockedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_service_pb2.SetPeerBlockedResponse, _abc.Awaitable[_alerts_service_pb2.SetPeerBlockedResponse]]:
+        """Cut off a member's node (close its session, refuse and stop dialing it), or let it back."""
 
 def add_AlertServiceServicer_to_server(servicer: AlertServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
