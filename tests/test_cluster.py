@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import grpc
 import pytest
@@ -82,40 +82,66 @@ async def test_an_alert_published_on_one_node_reaches_every_store_once(
             assert [a.id for a in found.alerts] == [published.id]
 
 
+async def peer_totals(nodes: list[cluster.ClusterNode]) -> list[tuple[int, int, int]]:
+    """Per node: full copies received from peers, of which duplicates, and alerts held."""
+    out = []
+    for node in nodes:
+        async with AlertClient(node.api) as client:
+            stats = await client.stats()
+        received = sum(p.full_received for p in stats.peers)
+        out.append((received, sum(p.duplicates_received for p in stats.peers), stats.alerts))
+    return out
+
+
 async def test_a_thousand_alerts_from_three_publishers_reach_all_five(
     nodes: list[cluster.ClusterNode],
 ) -> None:
-    before = await counts(nodes)
+    publishers = nodes[:3]
+    async with AlertClient(publishers[0].api) as client:  # warm-up: the eager tree settles
+        for i in range(60):
+            await client.publish(publish_request(f"warm-up {i}", f"warm-{i}.example"))
+            await asyncio.sleep(0.03)
+    await eventually(lambda: _same(counts(nodes)), "warm-up alerts everywhere", timeout=60)
+    before = await peer_totals(nodes)
     per_node = 334
 
     async def publish_many(node: cluster.ClusterNode, tag: str) -> None:
+        """334 alerts from one node, several in flight, at about 60 per second."""
         async with AlertClient(node.api) as client:
-            sem = asyncio.Semaphore(16)
+            sem = asyncio.Semaphore(8)
 
             async def one(i: int) -> None:
                 async with sem:
                     await client.publish(publish_request(f"{tag} {i}", f"{tag}-{i}.example"))
 
-            await asyncio.gather(*(one(i) for i in range(per_node)))
+            tasks = []
+            for i in range(per_node):
+                tasks.append(asyncio.create_task(one(i)))
+                await asyncio.sleep(1 / 60)
+            await asyncio.gather(*tasks)
 
-    await asyncio.gather(*(publish_many(n, n.name) for n in nodes[:3]))
+    await asyncio.gather(*(publish_many(n, n.name) for n in publishers))
     total = 3 * per_node
 
     async def all_arrived() -> bool:
-        return await counts(nodes) == [c + total for c in before]
+        return [c for *_, c in await peer_totals(nodes)] == [b[2] + total for b in before]
 
     await eventually(all_arrived, f"{total} alerts on all 5 nodes")
-    copies = []
-    for node in nodes:
-        async with AlertClient(node.api) as client:
-            stats = await client.stats()
-        received = sum(p.full_received for p in stats.peers)
-        duplicates = sum(p.duplicates_received for p in stats.peers)
-        copies.append((node.name, received, duplicates))
-    print("\nfull copies received per node (total, duplicates):", copies)
-    for name, received, duplicates in copies:
-        # Flooding on this 5-node full mesh would deliver 4 copies of each alert to each node.
-        assert duplicates <= 0.75 * received + 50, (name, received, duplicates)
+    after = await peer_totals(nodes)
+    report = []
+    for node, (r0, d0, _), (r1, d1, _) in zip(nodes, before, after, strict=True):
+        from_peers = total - (per_node if node in publishers else 0)
+        copies = (r1 - r0) / from_peers
+        report.append((node.name, round(copies, 2), d1 - d0))
+        # Flooding on this 5-node full mesh delivers 4 copies of each alert to each node;
+        # the eager tree delivers about 1. (An unpaced burst that saturates both cores
+        # keeps the tree from settling: docs/gossip.md.)
+        assert copies <= 1.5, (node.name, copies)
+    print("\nfull copies received per alert from peers (node, copies, duplicates):", report)
+
+
+async def _same(values: Awaitable[list[int]]) -> bool:
+    return len(set(await values)) == 1
 
 
 async def test_a_non_member_cannot_open_a_peer_session(nodes: list[cluster.ClusterNode]) -> None:

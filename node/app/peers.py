@@ -23,7 +23,7 @@ from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node.app.service import AlertNode
 from node.core import catchup, gossip
-from node.core.alerts import AlertRecord
+from node.core.alerts import AlertRecord, alert_id
 from node.core.errors import AlertmeshError, InvalidAlert
 from node.core.roster import Member
 from node.rpc.peer_transport import FrameTransport, HandshakeFailed, dial
@@ -98,10 +98,14 @@ class PeerManager:
         self._roster_changed = asyncio.Event()
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
         self.blocked: set[bytes] = set()
+        # Alerts received and still being verified/stored: an IHAVE for one of them must
+        # not start a repair (GRAFT) just because the store does not hold it yet.
+        self._arriving: dict[bytes, int] = {}
         self._unblocked = asyncio.Event()
         node.hooks.append(self._on_local_alerts)
         node.equivocation_hooks.append(self.spread_proof)
         node.peer_stats = self.peer_stats
+        node.extra_counters = self.gossip_counters
 
     @property
     def key(self) -> bytes:
@@ -298,7 +302,7 @@ class PeerManager:
                 ]
                 await self._catchup(link, link.catchup.on_range_requests(ranges))
             elif kind == "ihave":
-                missing = await self.node.store.missing(frame.ihave.ids)
+                missing = await self.node.store.missing(frame.ihave.ids) - self._arriving.keys()
                 await self._execute(
                     self.gossip.on_ihave(
                         link.key, list(frame.ihave.ids), self.now(), _not_in(missing)
@@ -319,7 +323,16 @@ class PeerManager:
 
     async def _on_alerts(self, link: Link, frame: pb.Alerts) -> None:
         items = [(a.body, a.signature) for a in frame.alerts]
-        results = await self.node.ingest(items, source=link.key)
+        arriving = [alert_id(body) for body, _ in items]
+        for i in arriving:
+            self._arriving[i] = self._arriving.get(i, 0) + 1
+        try:
+            results = await self.node.ingest(items, source=link.key)
+        finally:
+            for i in arriving:
+                left = self._arriving.pop(i) - 1
+                if left:
+                    self._arriving[i] = left
         actions: list[gossip.Action] = []
         now = self.now()
         counters = self.counters[link.key]
@@ -503,6 +516,25 @@ class PeerManager:
                 return
 
     # -- inspection ------------------------------------------------------------
+
+    def gossip_counters(self) -> dict[str, int]:
+        """Dissemination totals over the current sessions (for `alertmesh stats`)."""
+        now = self.now()
+        totals: dict[str, int] = {}
+        for key in self.links:
+            st = self.gossip.peer_stats(key, now)
+            if st is None:
+                continue
+            for name in ("prunes_sent", "prunes_received", "grafts_sent", "grafts_received",
+                         "ihave_ids_received", "ihave_ids_dropped"):  # fmt: skip
+                totals[f"gossip_{name}"] = totals.get(f"gossip_{name}", 0) + getattr(st, name)
+        g = self.gossip.stats()
+        totals["gossip_eager_peers"] = g.eager_peers
+        totals["gossip_awaited_ids"] = g.awaited_ids
+        totals["gossip_awaited_abandoned"] = g.awaited_abandoned
+        totals["catchup_alerts_received"] = sum(c.caught_up for c in self.counters.values())
+        totals["catchup_alerts_served"] = sum(c.served for c in self.counters.values())
+        return totals
 
     def peer_stats(self) -> list[dict[str, object]]:
         now = self.now()

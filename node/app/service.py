@@ -101,6 +101,7 @@ class AlertNode:
         # Called with the second copy whenever a new equivocation is recorded.
         self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
+        self.extra_counters: Callable[[], dict[str, int]] = dict
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._changed = asyncio.Event()
@@ -293,7 +294,7 @@ class AlertNode:
             digest=summary_digest(chains.vector()),
             equivocations=len(proofs),
             origins=origins,
-            counters=dict(self.counters.values),
+            counters={**self.counters.values, **self.extra_counters()},
             peers=self.peer_stats(),
         )
 
