@@ -216,3 +216,39 @@ def test_cli_reports_an_unreachable_node_in_one_line() -> None:
         "publish", "--node", "127.0.0.1:9", "--category", "nope", "--title", "x", check=False
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+async def test_ingest_stream_answers_each_batch_in_order(
+    client: AlertClient, member: Author
+) -> None:
+    batches = [[member.next() for _ in range(3)] for _ in range(4)]
+    call = client.stub.IngestStream()
+    outcomes = []
+    for batch in batches:
+        await call.write(api.IngestRequest(alerts=batch))
+        reply = await call.read()
+        outcomes.append([r.outcome for r in reply.results])
+    await call.done_writing()
+    assert outcomes == [[api.INGEST_OUTCOME_ACCEPTED] * 3] * 4
+
+
+def test_cli_watch_streams_alerts_as_they_arrive(node: NodeProcess) -> None:
+    import subprocess
+    import sys
+
+    # --from-start replays what is stored first, so the watcher cannot miss an alert
+    # published before its subscription is in place; only this test uses "ransomware".
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "watch", "--node", node.address,
+         "--category", "ransomware", "--from-start", "--count", "2", "--json"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for title in ("locker one", "locker two"):
+            alertmesh("publish", "--node", node.address, "--category", "ransomware",
+                      "--title", title)  # fmt: skip
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    titles = [json.loads(line)["title"] for line in out.splitlines()]
+    assert titles == ["locker one", "locker two"]
