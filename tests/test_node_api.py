@@ -252,3 +252,17 @@ def test_cli_watch_streams_alerts_as_they_arrive(node: NodeProcess) -> None:
         watcher.kill()
     titles = [json.loads(line)["title"] for line in out.splitlines()]
     assert titles == ["locker one", "locker two"]
+
+
+async def test_a_held_alert_with_another_signature_is_rejected_not_a_duplicate(
+    client: AlertClient, member: Author
+) -> None:
+    """The duplicate fast path (no second verification) applies only to identical bytes."""
+    signed = member.next()
+    assert (await client.ingest([signed])).results[0].outcome == api.INGEST_OUTCOME_ACCEPTED
+    forged = alert_pb2.SignedAlert(body=signed.body, signature=bytes(64))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.ingest([forged])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    again = await client.ingest([signed])
+    assert again.results[0].outcome == api.INGEST_OUTCOME_DUPLICATE

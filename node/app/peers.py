@@ -339,12 +339,12 @@ class PeerManager:
         verified: list[tuple[bytes, int]] = []
         caught_up: list[bytes] = []
         for result in results:
-            if result.error is not None or result.record is None:
+            if result.error is not None:
                 link.invalid += 1
                 counters.invalid_received += 1
                 log.warning("dropped an invalid alert from %s: %s", link.name, result.error)
                 continue
-            verified.append((result.record.origin, result.record.seq))
+            verified.append((result.origin, result.seq))
             if frame.catchup:
                 counters.caught_up += result.outcome is PutOutcome.ACCEPTED
                 caught_up.append(result.id)
@@ -371,11 +371,8 @@ class PeerManager:
         results = await self.node.ingest(
             [(first.body, first.signature), (second.body, second.signature)], source=link.key
         )
-        records = [r.record for r in results if r.record is not None]
-        if len(records) != 2 or (records[0].origin, records[0].seq) != (
-            records[1].origin,
-            records[1].seq,
-        ):
+        slots = {(r.origin, r.seq) for r in results if r.error is None}
+        if len(slots) != 1 or any(r.error is not None for r in results):
             self.counters[link.key].invalid_received += 1
             raise InvalidAlert(f"{link.name} sent an equivocation proof that does not hold")
         # A proof that is new here was passed on by spread_proof (an ingest hook).

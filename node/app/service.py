@@ -36,7 +36,9 @@ class IngestResult:
     id: bytes
     outcome: PutOutcome | None  # None: rejected
     error: AlertmeshError | None = None
-    record: AlertRecord | None = None  # the verified alert (None: rejected)
+    origin: bytes = b""  # of a verified (or already held) alert
+    seq: int = 0
+    record: AlertRecord | None = None  # the verified alert, unless it was held already
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,23 +183,41 @@ class AlertNode:
                 f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
             )
         now = self.clock()
-        checked = await self.verifier.check(items, self.roster, now)
+        # An alert held already, byte for byte with its signature, was verified when it
+        # was stored (Ed25519 signatures are not malleable in libsodium), so it is a
+        # duplicate without a second verification: gossip delivers many of these.
+        ids = [alerts.alert_id(body) for body, _ in items]
+        held = await self.store.held(ids)
+        fresh = [
+            i for i, (alert, (_, sig)) in enumerate(zip(ids, items, strict=True))
+            if alert not in held or held[alert].signature != sig
+        ]  # fmt: skip
+        checked_fresh = await self.verifier.check([items[i] for i in fresh], self.roster, now)
+        checked: list[AlertRecord | AlertmeshError | None] = [None] * len(items)
+        for i, outcome_of_check in zip(fresh, checked_fresh, strict=True):
+            checked[i] = outcome_of_check
         valid = [c for c in checked if isinstance(c, AlertRecord)]
         outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
         results: list[IngestResult] = []
         accepted: list[AlertRecord] = []
         equivocations: list[AlertRecord] = []
-        for (body, _), c in zip(items, checked, strict=True):
-            if isinstance(c, AlertRecord):
+        for alert_id, c in zip(ids, checked, strict=True):
+            if c is None:
+                known = held[alert_id]
+                results.append(
+                    IngestResult(alert_id, PutOutcome.DUPLICATE, origin=known.origin, seq=known.seq)
+                )
+                self.counters.add("ingest_duplicate")
+            elif isinstance(c, AlertRecord):
                 outcome = next(outcomes)
-                results.append(IngestResult(c.id, outcome, record=c))
+                results.append(IngestResult(c.id, outcome, origin=c.origin, seq=c.seq, record=c))
                 self.counters.add(f"ingest_{outcome.value}")
                 if outcome is PutOutcome.ACCEPTED:
                     accepted.append(c)
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocations.append(c)
             else:
-                results.append(IngestResult(alerts.alert_id(body), None, c))
+                results.append(IngestResult(alert_id, None, c))
                 self.counters.add(f"rejected_{type(c).__name__}")
         if accepted:
             self._accepted(accepted, source)

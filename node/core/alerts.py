@@ -43,6 +43,11 @@ TLP_NAMES: dict[str, int] = {
 }
 
 
+_CATEGORIES = frozenset(CATEGORY_NAMES.values())
+_SEVERITIES = frozenset(alert_pb2.Severity.values())
+_TLPS = frozenset(alert_pb2.Tlp.values())
+
+
 def name_of(names: dict[str, int], value: int) -> str:
     for name, v in names.items():
         if v == value:
@@ -119,13 +124,13 @@ def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[st
         )
     if alert.expires_at_ms and alert.expires_at_ms <= alert.created_at_ms:
         raise InvalidAlert("expires_at_ms must be after created_at_ms")
-    if alert.category not in alert_pb2.Category.values() or not alert.category:
+    if alert.category not in _CATEGORIES:
         raise InvalidAlert(
             f"unknown category {alert.category}; use one of {sorted(CATEGORY_NAMES)}"
         )
-    if alert.severity not in alert_pb2.Severity.values():
+    if alert.severity not in _SEVERITIES:
         raise InvalidAlert(f"unknown severity {alert.severity}")
-    if alert.tlp not in alert_pb2.Tlp.values():
+    if alert.tlp not in _TLPS:
         raise InvalidAlert(f"unknown TLP marking {alert.tlp}")
     if alert.confidence > 100:
         raise InvalidAlert(f"confidence is {alert.confidence}; it must be 0..100")

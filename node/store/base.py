@@ -12,7 +12,7 @@ import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
@@ -29,6 +29,12 @@ class Stored:
     record: AlertRecord
     local_seq: int  # position in this store; the cursor clients page and resume by
     received_at_ms: int
+
+
+class Held(NamedTuple):
+    signature: bytes
+    origin: bytes
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,10 @@ class AlertStore(Protocol):
 
     async def missing(self, ids: Collection[bytes]) -> set[bytes]:
         """The ids among `ids` this store does not hold."""
+        ...
+
+    async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
+        """For the ids among `ids` this store holds: signature, origin and seq."""
         ...
 
     async def search(self, query: Query, *, limit: int, before: int | None = None) -> list[Stored]:

@@ -8,7 +8,7 @@ from typing import Self
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
-from node.store.base import Equivocation, PutOutcome, Query, Stored, classify
+from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, classify
 
 
 class MemoryStore:
@@ -65,6 +65,15 @@ class MemoryStore:
 
     async def missing(self, ids: Collection[bytes]) -> set[bytes]:
         return {i for i in ids if i not in self._by_id}
+
+    async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
+        out = {}
+        for i in ids:
+            stored = self._by_id.get(i)
+            if stored is not None:
+                r = stored.record
+                out[i] = Held(r.signature, r.origin, r.seq)
+        return out
 
     async def search(self, query: Query, *, limit: int, before: int | None = None) -> list[Stored]:
         end = len(self._rows) if before is None else min(before - 1, len(self._rows))

@@ -22,7 +22,7 @@ import aiosqlite
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
-from node.store.base import Equivocation, PutOutcome, Query, Stored, classify
+from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, classify
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -301,6 +301,15 @@ class SqliteStore:
         return set(wanted) - await self._existing(
             self._reader, "SELECT id FROM alerts WHERE id IN", wanted
         )
+
+    async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
+        wanted = list(ids)
+        found: dict[bytes, Held] = {}
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, signature, origin, seq FROM alerts WHERE id IN ({marks})"
+            found.update((row[0], Held(*row[1:])) for row in await self._rows(sql, chunk))
+        return found
 
     @staticmethod
     def _where(query: Query) -> tuple[list[str], list[Any]]:

@@ -1,0 +1,115 @@
+"""Members' keys and the alerts they publish: real signed `Alert` protobufs.
+
+Keys come from the run's seed (Identity accepts a 32-byte seed). An `Author` builds
+the next alert of its chain the way AlertNode._publish_new does: origin, seq, prev,
+created_at from the (virtual) clock, normalised indicators, `validate`, then an
+Ed25519 signature over the deterministic serialisation. Bodies are 380–860 bytes,
+600 on average, as docs/catchup.md assumes.
+"""
+
+from __future__ import annotations
+
+import random
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.core import alerts
+from node.core.alerts import AlertRecord
+from node.core.limits import Limits
+from node.crypto import Identity, sign_alert
+from node.sim.seeds import derive, derive_bytes
+
+# Virtual time 0 is 2027-01-01T00:00:00Z; alerts carry created_at in wall-clock ms.
+EPOCH_MS = 1_798_761_600_000
+
+_TEXT = (
+    "wallet drainer airdrop claim phishing kit exchange impersonation bridge exploit "
+    "stolen funds mixer deposit address withdrawal seed phrase support scam telegram "
+    "fake token presale rug pull liquidity removed approval malicious contract victim "
+    "reported customers laundering chain hop sanctions ransomware payment domain"
+)
+_WORDS = tuple(_TEXT.split())
+_CATEGORIES = [v for v in alert_pb2.Category.values() if v]
+_SEVERITIES = [v for v in alert_pb2.Severity.values() if v]
+_TLPS = [alert_pb2.TLP_CLEAR, alert_pb2.TLP_GREEN, alert_pb2.TLP_AMBER]
+
+
+def wall_ms(now: float) -> int:
+    """The wall clock every simulated host reads at virtual time `now` (seconds)."""
+    return EPOCH_MS + round(now * 1000)
+
+
+def identity(seed: int, index: int) -> Identity:
+    """Member `index`'s signing key in the run with this seed."""
+    return Identity(derive_bytes(seed, "identity", index))
+
+
+def outsider(seed: int, index: int) -> Identity:
+    """A key that is on no roster (used by forgers)."""
+    return Identity(derive_bytes(seed, "outsider", index))
+
+
+def draft(rng: random.Random, origin: bytes, seq: int, prev: bytes, created_ms: int) -> bytes:
+    """A realistic alert body, serialised deterministically."""
+    tag = rng.randrange(16**8)
+    words = " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(20, 76)))
+    alert = alert_pb2.Alert(
+        origin=origin,
+        seq=seq,
+        prev=prev,
+        created_at_ms=created_ms,
+        category=rng.choice(_CATEGORIES),
+        severity=rng.choice(_SEVERITIES),
+        confidence=rng.randrange(40, 101),
+        title=f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} campaign {tag:08x}",
+        description=words,
+        tlp=rng.choice(_TLPS),
+    )
+    alert.indicators.add(
+        type=alert_pb2.INDICATOR_TYPE_DOMAIN, value=f"{rng.choice(_WORDS)}-{tag:08x}.example"
+    )
+    alert.indicators.add(
+        type=alert_pb2.INDICATOR_TYPE_ADDRESS,
+        value="eip155:1:0x" + rng.randbytes(20).hex(),
+    )
+    alert.references.append(f"https://reports.example/{tag:08x}")
+    return alert.SerializeToString(deterministic=True)
+
+
+class Author:
+    """A member's own chain: the seq and id of its last alert, as its store holds them."""
+
+    def __init__(self, seed: int, index: int, ident: Identity, limits: Limits) -> None:
+        self.seed = seed
+        self.index = index
+        self.identity = ident
+        self.limits = limits
+        self.seq = 0
+        self.head = b""
+
+    def resume(self, seq: int, head: bytes) -> None:
+        """After a restart: continue the chain from what the store holds."""
+        self.seq, self.head = seq, head
+
+    def body(self, seq: int, prev: bytes, now: float, variant: int = 0) -> bytes:
+        rng = derive(self.seed, "body", self.index, seq, variant)
+        return draft(rng, self.identity.public_key, seq, prev, wall_ms(now))
+
+    def sign(self, body: bytes) -> AlertRecord:
+        """Sign and check a body exactly as a publishing node does."""
+        alert = alert_pb2.Alert.FromString(body)
+        keys = alerts.validate(alert, now_ms=alert.created_at_ms, limits=self.limits)
+        return alerts.make_record(body, sign_alert(self.identity, body), alert, keys)
+
+    def next(self, now: float) -> AlertRecord:
+        """The next alert of this chain, signed; the chain advances."""
+        record = self.sign(self.body(self.seq + 1, self.head, now))
+        self.seq, self.head = record.seq, record.id
+        return record
+
+    def fork(self, now: float) -> tuple[AlertRecord, AlertRecord]:
+        """Two different signed bodies for the next seq (equivocation); the chain follows the
+        first."""
+        first = self.sign(self.body(self.seq + 1, self.head, now, variant=0))
+        second = self.sign(self.body(self.seq + 1, self.head, now, variant=1))
+        self.seq, self.head = first.seq, first.id
+        return first, second

@@ -1,0 +1,212 @@
+"""The protocol at scale, in small: seeded simulations that run the real cores (node/sim).
+
+Each test runs a scenario of node.sim.scenarios with a few dozen members and checks
+what members care about. The invariants (no honest store holds an invalid alert; after
+the network heals every live honest member holds every honest alert; every
+equivocation is detected) are checked inside every run and raise with the seed.
+Seeds are random, printed, and fixed by ALERTMESH_SIM_SEED=N to replay a failure.
+The large scenarios are a benchmark: scripts/simulate report.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from node.core import alerts
+from node.core.alerts import AlertRecord
+from node.core.errors import AlertmeshError
+from node.core.limits import DEFAULT_LIMITS
+from node.sim import cli
+from node.sim.scenarios import SCENARIOS, Scenario, run
+from node.sim.verify import VerifyCache
+from node.sim.wire import (
+    Alerts,
+    Digest,
+    Frame,
+    Handshake,
+    Ids,
+    Kind,
+    Proof,
+    Prune,
+    Ranges,
+    Vector,
+    encoded_size,
+    to_peer_frame,
+)
+from node.sim.world import InvariantViolation, World
+
+
+@pytest.fixture
+def seed() -> int:
+    value = int(os.environ.get("ALERTMESH_SIM_SEED") or random.randrange(2**32))
+    print(f"seed={value} (replay: ALERTMESH_SIM_SEED={value})")
+    return value
+
+
+def scenario(name: str, nodes: int, alerts: int, **changes: object) -> Scenario:
+    return replace(SCENARIOS[name].sized(nodes, alerts), **changes)  # type: ignore[arg-type]
+
+
+def test_every_member_gets_every_alert_with_about_one_copy_each(seed: int) -> None:
+    s = scenario("normal", 30, 200)
+    gossip = run(s, seed, "gossip")
+    flood = run(s, seed, "flood")
+    print(f"copies/alert/member: gossip {gossip.copies:.3f}, flooding {flood.copies:.2f}")
+    assert gossip.delivery == flood.delivery == 1.0
+    assert gossip.copies <= 1.5  # after the warm-up
+    assert flood.copies > 3 * gossip.copies  # flooding: about the degree minus one
+    assert gossip.bytes_per_alert < flood.bytes_per_alert / 2
+
+
+def test_members_on_both_sides_of_a_partition_converge_after_it_heals(seed: int) -> None:
+    summary = run(scenario("partition-heal", 30, 150, partition=40.0), seed)
+    print(f"caught up {summary.catchup_after_heal:.1f} s after the heal")
+    assert summary.delivery == 1.0
+    assert summary.catchup_after_heal is not None and summary.catchup_after_heal < 90
+
+
+def test_members_that_crash_catch_up_after_they_restart(seed: int) -> None:
+    summary = run(scenario("normal", 20, 150, crashes=0.3), seed)
+    print(f"slowest restarted member caught up in {summary.restart_catchup:.1f} s")
+    assert summary.delivery == 1.0
+    assert summary.restart_catchup is not None
+
+
+def test_a_member_that_joins_gets_everything_published_before(seed: int) -> None:
+    summary = run(scenario("normal", 20, 150, joins=0.1), seed)
+    print(f"slowest new member caught up in {summary.join_catchup:.1f} s")
+    assert summary.delivery == 1.0
+    assert summary.join_catchup is not None
+
+
+def test_crashes_joins_loss_and_reordering_together(seed: int) -> None:
+    summary = run(scenario("churn", 24, 120), seed)
+    assert summary.delivery == 1.0
+
+
+def test_with_thirty_percent_silent_the_rest_still_get_everything(seed: int) -> None:
+    summary = run(scenario("silent-30", 40, 150), seed)
+    print(f"{summary.receivers} honest receivers, {summary.cut_off} cut off by silent peers")
+    assert summary.delivery == 1.0
+    assert summary.receivers >= 25
+
+
+def test_forged_alerts_never_reach_an_honest_store(seed: int) -> None:
+    def every_stored_alert_was_signed_by_its_member(world: World) -> None:
+        for host in world.hosts:
+            if host.honest:
+                assert all(r.id in world.record.genuine for r in host.store.records())
+
+    summary = run(
+        scenario("forgers", 20, 100), seed, inspect=every_stored_alert_was_signed_by_its_member
+    )
+    print(f"{summary.invalid_dropped} invalid alerts dropped")
+    assert summary.invalid_dropped > 0
+    assert summary.delivery == 1.0
+
+
+def test_every_honest_member_holds_a_proof_of_each_equivocation(seed: int) -> None:
+    summary = run(scenario("equivocation", 20, 150, hostile=0.15), seed)
+    print(f"equivocations: {summary.equivocations} spread, {summary.equivocations_detected} ")
+    assert summary.equivocations >= 1
+    assert summary.equivocations_detected == summary.equivocations
+
+
+def test_thirty_percent_hostile(seed: int) -> None:
+    summary = run(scenario("hostile-30", 20, 100), seed)
+    assert summary.delivery == 1.0
+    assert summary.invalid_dropped > 0
+
+
+class TrustingVerifier(VerifyCache):
+    """A broken node: it checks everything but the signature."""
+
+    def _check_bytes(self, body: bytes, signature: bytes) -> AlertRecord | AlertmeshError:
+        try:
+            alert = alerts.decode_body(body, self.limits)
+            keys = alerts.validate(alert, now_ms=alert.created_at_ms, limits=self.limits)
+        except AlertmeshError as exc:
+            return exc
+        return alerts.make_record(body, signature, alert, keys)
+
+
+def test_a_broken_invariant_stops_the_run_and_names_the_seed(seed: int) -> None:
+    with pytest.raises(InvariantViolation, match=rf"seed={seed} .*no member signed"):
+        run(scenario("forgers", 12, 40), seed, verifier=TrustingVerifier(DEFAULT_LIMITS))
+
+
+def test_each_distinct_alert_is_verified_once(seed: int) -> None:
+    verifier = VerifyCache(DEFAULT_LIMITS)
+    summary = run(scenario("normal", 20, 60), seed, verifier=verifier)
+    assert verifier.verified == summary.alerts
+    assert verifier.checks > 5 * verifier.verified
+
+
+def test_a_seed_replays_exactly_and_another_seed_does_not(seed: int) -> None:
+    s = scenario("churn", 12, 40)
+    first, again = run(s, seed), run(s, seed)
+    assert first.digest == again.digest
+    assert first.as_dict() == again.as_dict()
+    assert run(s, seed + 1).digest != first.digest
+
+
+def test_the_trace_does_not_depend_on_python_hash_randomisation(seed: int) -> None:
+    digests = []
+    for hash_seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-m", "node.sim.cli", "--scenario", "hostile-30", "--nodes", "12",
+             "--alerts", "30", "--seed", str(seed), "--protocol", "gossip"],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )  # fmt: skip
+        digests.append(re.findall(r"trace digest ([0-9a-f]{64})", out.stdout))
+    assert digests[0] and digests[0] == digests[1]
+
+
+def test_a_failing_run_prints_its_seed_and_how_to_replay_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise InvariantViolation("seed=77 scenario=normal: something broke")
+
+    monkeypatch.setattr(cli, "run", broken)
+    assert cli.main(["--nodes", "10", "--seed", "77"]) == 1
+    err = capsys.readouterr().err
+    assert "seed=77" in err
+    assert "reproduce: scripts/simulate --scenario normal --nodes 10" in err
+    assert "--seed 77" in err
+
+
+def test_frame_sizes_are_exactly_the_protobuf_sizes(seed: int) -> None:
+    rng = random.Random(seed)
+
+    def blob(*sizes: int) -> bytes:
+        return rng.randbytes(rng.choice(sizes))
+
+    for _ in range(300):
+        alerts = tuple(
+            (blob(0, 1, 127, 128, 600, 16383, 16384), blob(0, 64, 200))
+            for _ in range(rng.randrange(4))
+        )
+        frames: list[Frame] = [
+            Alerts(alerts, rng.random() < 0.5),
+            Ids(rng.choice((Kind.IHAVE, Kind.IWANT, Kind.GRAFT)), tuple(
+                blob(32) for _ in range(rng.randrange(600)))),
+            Prune(),
+            Digest(blob(0, 32)),
+            Vector(tuple((blob(32), rng.choice((0, 1, 300, 2**64 - 1)))
+                         for _ in range(rng.randrange(50))), rng.random() < 0.5),
+            Ranges(tuple((blob(0, 32), rng.randrange(2**40), rng.randrange(2**64))
+                         for _ in range(rng.randrange(70)))),
+            Proof((blob(600), blob(64)), (blob(700), blob(64))),
+            Handshake(rng.choice((Kind.HELLO, Kind.CHALLENGE, Kind.AUTH))),
+        ]  # fmt: skip
+        for frame in frames:
+            assert encoded_size(frame) == to_peer_frame(frame).ByteSize(), frame.kind
