@@ -693,3 +693,16 @@ def test_peer_missing_10k_alerts_costs_little_more_than_the_alerts() -> None:
     assert wire.bytes <= 1.2 * payload
     # Framing per alert (a few bytes) plus O(members) for digests, vectors and requests.
     assert overhead <= 10 * 10_000 + 200 * len(BENCH_ORIGINS)
+
+
+def test_scattered_gaps_are_fetched_many_ranges_per_round_trip() -> None:
+    """Flow control bounds alerts in flight, so one-alert gaps don't crawl K per round trip."""
+    origin = b"\x07" * 32
+    local = Chains()
+    for seq in range(1, 400, 2):  # holds every odd seq: 199 one-alert gaps
+        local.add(origin, seq)
+    session = CatchupSession(local, initiator=False)
+    actions = session.on_vector({origin: 400}, True, 0.0)
+    [request] = [a for a in actions if isinstance(a, SendRangeRequests)]
+    assert len(request.ranges) == CatchupConfig().max_outstanding
+    assert all(r.size == 1 for r in request.ranges)

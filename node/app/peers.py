@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_FRAMES = 1024  # frames queued to one peer before it counts as backlogged
 ALERTS_PER_FRAME = 256
+SERVE_FRAME_BYTES = 1024 * 1024  # catch-up answers: one frame holds at most about this much
 CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
@@ -93,7 +94,7 @@ class PeerManager:
         self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
         self.links: dict[bytes, Link] = {}
         self.counters: dict[bytes, PeerCounters] = {}
-        self._cache: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[bytes, bytes, bytes]] = OrderedDict()
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
@@ -421,22 +422,31 @@ class PeerManager:
 
         A full outbox drops the rest: the requester times the range out and asks again.
         """
+        batch: list[alert_pb2.SignedAlert] = []
+        size = 0
         for r in ranges:
             records = await self.node.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size)
-            for i in range(0, len(records), ALERTS_PER_FRAME):
-                batch = [
-                    alert_pb2.SignedAlert(body=x.body, signature=x.signature)
-                    for x in records[i : i + ALERTS_PER_FRAME]
-                ]
-                if not link.send(pb.PeerFrame(alerts=pb.Alerts(alerts=batch, catchup=True))):
-                    return
-                self.counters[link.key].served += len(batch)
+            for x in records:
+                batch.append(alert_pb2.SignedAlert(body=x.body, signature=x.signature))
+                size += len(x.body) + len(x.signature)
+                if len(batch) == ALERTS_PER_FRAME or size >= SERVE_FRAME_BYTES:
+                    if not self._send_served(link, batch):
+                        return
+                    batch, size = [], 0
+        if batch:
+            self._send_served(link, batch)
+
+    def _send_served(self, link: Link, batch: list[alert_pb2.SignedAlert]) -> bool:
+        if not link.send(pb.PeerFrame(alerts=pb.Alerts(alerts=batch, catchup=True))):
+            return False
+        self.counters[link.key].served += len(batch)
+        return True
 
     # -- alerts from this node ----------------------------------------------
 
     def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
         for r in records:
-            self._cache[r.id] = (r.body, r.signature)
+            self._cache[r.id] = (r.body, r.signature, r.origin)
         while len(self._cache) > CACHE_ALERTS:
             self._cache.popitem(last=False)
         if source is None:  # published here or ingested by a client: start spreading it
@@ -448,38 +458,36 @@ class PeerManager:
         # Called from synchronous hooks: only SendAlerts may need the store, and the
         # alerts of a local publish are always in the cache, so no await is needed.
         for action in actions:
-            self._send(action, self._cached(action))
-        self._wake.set()
-
-    def _cached(self, action: gossip.Action) -> list[alert_pb2.SignedAlert]:
-        if not isinstance(action, gossip.SendAlerts):
-            return []
-        out = []
-        for i in action.ids:
-            hit = self._cache.get(i)
-            if hit is not None:
-                out.append(alert_pb2.SignedAlert(body=hit[0], signature=hit[1]))
-        return out
-
-    async def _execute(self, actions: list[gossip.Action]) -> None:
-        for action in actions:
-            alerts = self._cached(action)
-            if isinstance(action, gossip.SendAlerts) and len(alerts) < len(action.ids):
-                alerts = await self._load(action.ids)
+            alerts = self._from_cache(action)[0] if isinstance(action, gossip.SendAlerts) else []
             self._send(action, alerts)
         self._wake.set()
 
-    async def _load(self, ids: Sequence[bytes]) -> list[alert_pb2.SignedAlert]:
-        out = []
-        for i in ids:
+    def _from_cache(
+        self, action: gossip.SendAlerts
+    ) -> tuple[list[alert_pb2.SignedAlert], list[bytes]]:
+        """The cached alerts to send, and the ids not in the cache. An alert is never
+        pushed back to its own author, whatever the gossip core decided."""
+        found, missing = [], []
+        for i in action.ids:
             hit = self._cache.get(i)
             if hit is None:
-                stored = await self.node.store.get(i)
-                if stored is None:
-                    continue
-                hit = (stored.record.body, stored.record.signature)
-            out.append(alert_pb2.SignedAlert(body=hit[0], signature=hit[1]))
-        return out
+                missing.append(i)
+            elif hit[2] != action.peer:
+                found.append(alert_pb2.SignedAlert(body=hit[0], signature=hit[1]))
+        return found, missing
+
+    async def _execute(self, actions: list[gossip.Action]) -> None:
+        for action in actions:
+            alerts: list[alert_pb2.SignedAlert] = []
+            if isinstance(action, gossip.SendAlerts):
+                alerts, missing = self._from_cache(action)
+                for i in missing:
+                    stored = await self.node.store.get(i)
+                    if stored is not None and stored.record.origin != action.peer:
+                        r = stored.record
+                        alerts.append(alert_pb2.SignedAlert(body=r.body, signature=r.signature))
+            self._send(action, alerts)
+        self._wake.set()
 
     def _send(self, action: gossip.Action, alerts: list[alert_pb2.SignedAlert]) -> None:
         link = self.links.get(action.peer)

@@ -19,7 +19,8 @@ The rules:
    above mine, seqs mine+1 .. theirs, minus out-of-order alerts I already hold and
    minus seqs already requested (from this peer, or from any peer when the node's
    sessions share a FetchRegistry), in ranges of at most `max_per_range` seqs. At
-   most `max_outstanding` ranges are in flight; the next goes out as one completes.
+   most `max_outstanding` ranges and `max_outstanding_alerts` seqs are in flight; the
+   next goes out as one completes.
 5. A range completes when each of its seqs has arrived from the peer (new or
    duplicate). It is abandoned when nothing of it arrives for `request_timeout`;
    the next round asks again.
@@ -341,8 +342,11 @@ class CatchupConfig:
     interval: float = 30.0  # seconds between rounds (initiator)
     answer_timeout: float = 15.0  # initiator waits this long for a digest answer
     request_timeout: float = 20.0  # a range with no progress this long is abandoned
-    max_outstanding: int = 4  # K: ranges in flight
+    max_outstanding: int = 64  # K: ranges in flight
     max_per_range: int = 256  # B: seqs per range
+    # A: alerts in flight. Bounding alerts rather than ranges alone keeps scattered
+    # one-alert gaps from moving only K alerts per round trip.
+    max_outstanding_alerts: int = 1024
     max_pending: int = 4096  # ranges queued at once; the rest are planned later
 
     def __post_init__(self) -> None:
@@ -352,6 +356,8 @@ class CatchupConfig:
             raise ValueError(f"max_per_range must be in 1..{MAX_RANGE_LEN}")
         if self.max_pending < self.max_outstanding:
             raise ValueError("max_pending must be at least max_outstanding")
+        if self.max_outstanding_alerts < 1:
+            raise ValueError("max_outstanding_alerts must be at least 1")
 
 
 @dataclass(slots=True)
@@ -527,8 +533,13 @@ class CatchupSession:
 
     def _send_requests(self, now: float) -> list[Action]:
         sent: list[Range] = []
+        in_flight = sum(f.range.size for f in self._flights)
         while self._pending and len(self._flights) < self._config.max_outstanding:
-            r = self._pending.popleft()
+            r = self._pending[0]
+            if self._flights and in_flight + r.size > self._config.max_outstanding_alerts:
+                break
+            in_flight += r.size
+            self._pending.popleft()
             self._flights.append(_Flight(r, now + self._config.request_timeout))
             sent.append(r)
         return [SendRangeRequests(tuple(sent))] if sent else []

@@ -26,6 +26,7 @@ from node.sim.world import InvariantViolation
 # Alerts per run: fewer at N >= 1,000 so the matrix fits in ~15 minutes on 2 cores.
 SIZES = {10: 300, 100: 300, 1000: 200}
 LARGE = {2000: 150}  # "normal" only
+EXTRA = {"liar-partition": (10, 100)}  # a known weakness: how long it delays catch-up
 MATRIX = ("normal", "partition-heal", "silent-10", "silent-30", "hostile-30", "churn")
 PROTOCOLS = ("gossip", "flood")
 BEGIN, END = "<!-- RESULTS:BEGIN (scripts/simulate report) -->", "<!-- RESULTS:END -->"
@@ -50,6 +51,8 @@ def jobs(seed: int, quick: bool) -> list[Job]:
         if quick and nodes > 100:
             continue
         out += [Job(s, nodes, alerts, p, seed) for s in MATRIX for p in PROTOCOLS]
+    for scenario, sizes in EXTRA.items():
+        out += [Job(scenario, n, SIZES[n], p, seed) for n in sizes for p in PROTOCOLS]
     if not quick:
         out += [Job("normal", n, a, p, seed) for n, a in LARGE.items() for p in PROTOCOLS]
     return sorted(out, key=lambda j: -j.cost)

@@ -94,6 +94,7 @@ SCENARIOS: dict[str, Scenario] = {
             hostile=0.1,
             hostile_mix=("liar",),
             partition=60.0,
+            max_settle=2400.0,
             note="10% advertise false heads; then a partition",
         ),
     )
