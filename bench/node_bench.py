@@ -14,8 +14,9 @@ figures are not:
     sent as pre-serialised IngestRequests of --batch alerts, with 1 request in flight
     and with --in-flight requests in flight; every result must be ACCEPTED. (a) and (b)
     run in --rounds interleaved rounds (verify, 1 in flight, N in flight), so that noise
-    and the growing store hit them alike; the ratio is to the mean single-thread rate.
-    Then the first --alerts are sent again (all duplicates).
+    and the growing store hit them alike; the ratio is to the median single-thread rate.
+    Then the first --alerts are sent again (all duplicates). The node's CPU time per
+    alert (/proc/PID/stat, per thread) is reported too: it depends least on other load.
 (c) the store is then filled to --check-store alerts (the same way), and
     CheckIndicators is called --check-calls times with --check-values values each
     (~1% flagged values respelled, 99% unflagged, mixed types and spellings).
@@ -26,9 +27,11 @@ figures are not:
     database size (alerts.db plus its WAL).
 
 `--profile` also prints the CPU cost per alert of each ingest stage, in-process on one
-thread (decode, validate, verify, make_record, SqliteStore.put), and cProfile tables of
-the verifier's work and of the CheckIndicators handler. `--py-spy FILE` samples the node
-process with py-spy (`.venv/bin/pip install py-spy`) during the concurrent ingest.
+thread (decode, validate, verify, make_record, SqliteStore.put), the rate of the whole
+ingest path in-process without gRPC (with SqliteStore, and with a store that does not
+write), and cProfile tables of the verifier's work and of the CheckIndicators handler.
+`--py-spy FILE` samples the node process with py-spy (`.venv/bin/pip install py-spy`)
+during (b).
 Only 127.0.0.1 is used; every loop is bounded in count and by --max-seconds.
 """
 
@@ -38,12 +41,14 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import hashlib
 import io
 import os
 import pstats
 import queue
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -84,6 +89,7 @@ CHANNEL_OPTIONS = [
 STARTUP_TIMEOUT_S = 60.0
 ACCEPTED = api.INGEST_OUTCOME_ACCEPTED
 MAX_VERIFY_COUNT = 10_000_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # --- realistic alert content ------------------------------------------------------------
 
@@ -400,7 +406,32 @@ class Node:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the node process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def thread_cpu(self) -> dict[int, float]:
+        """CPU seconds of each thread of the node, by thread id."""
+        out = {}
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                fields = (task / "stat").read_text().rpartition(")")[2].split()
+                out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return out
+
+    def thread_names(self) -> dict[int, str]:
+        """Python thread names by thread id, from `py-spy dump` if py-spy is installed."""
+        names = {self.pid: "MainThread"}
+        spy = Path(sys.executable).parent / "py-spy"
+        if spy.exists():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                dump = subprocess.run(
+                    [str(spy), "dump", "--pid", str(self.pid)],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                ).stdout
+                for tid, name in re.findall(r'^Thread (\d+) \(\w+\): "([^"]*)"', dump, re.M):
+                    names[int(tid)] = name
+        return names
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -439,6 +470,7 @@ class IngestRun:
     client_cpu: float = 0.0  # CPU seconds this process used
     latencies: list[float] = field(default_factory=list)
     done: list[range] = field(default_factory=list)  # alert indices (within the phase) stored
+    threads: dict[int, float] = field(default_factory=dict)  # node CPU seconds by thread id
 
     @property
     def rate(self) -> float:
@@ -452,6 +484,8 @@ class IngestRun:
         self.client_cpu += other.client_cpu
         self.latencies += other.latencies
         self.done += other.done
+        for tid, cpu in other.threads.items():
+            self.threads[tid] = self.threads.get(tid, 0.0) + cpu
 
     @property
     def node_us(self) -> float:
@@ -487,11 +521,12 @@ async def ingest(
             run.done.append(range(i * batch, i * batch + sizes[i]))
             run.accepted += sum(1 for r in response.results if r.outcome == ACCEPTED)
 
-    cpu0, client0 = node.cpu_seconds(), time.process_time()
+    cpu0, client0, threads0 = node.cpu_seconds(), time.process_time(), node.thread_cpu()
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     run.seconds = time.perf_counter() - start
     run.node_cpu = node.cpu_seconds() - cpu0
+    run.threads = {t: c - threads0.get(t, 0.0) for t, c in node.thread_cpu().items()}
     run.client_cpu = time.process_time() - client0
     return run
 
@@ -608,6 +643,8 @@ async def server_side_check(
                 limits=DEFAULT_LIMITS,
             )
             service = AlertService(node)
+            for values, _ in batches[:2]:  # warm-up (page cache), not counted
+                await node.check(values, include_expired=False)
             for values, _ in batches:
                 if time.perf_counter() > deadline:
                     break
@@ -652,6 +689,60 @@ def profile_text(profiler: cProfile.Profile, top: int) -> str:
     lines = text.getvalue().strip().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
     return "\n".join([lines[0].strip(), *lines[start:]])
+
+
+async def inprocess_ingest(
+    home: Path,
+    signed: Sequence[alert_pb2.SignedAlert],
+    batch: int,
+    in_flight: int,
+    write: bool,
+) -> tuple[float, float, float]:
+    """The whole ingest path in this process without gRPC: AlertService.Ingest on AlertNode
+    + Verifier + a fresh SqliteStore (`write=False`: a store that accepts without writing).
+    Returns (alerts/s, CPU µs/alert, cores busy)."""
+    from node.app.config import Config
+    from node.app.service import AlertNode
+    from node.app.verify import Verifier
+    from node.core.limits import DEFAULT_LIMITS
+    from node.rpc.alert_service import AlertService
+    from node.store.base import PutOutcome
+    from node.store.sqlite import SqliteStore
+
+    class NoWrites(SqliteStore):
+        async def put(
+            self, records: Sequence[Any], *, now_ms: int, request_id: str = ""
+        ) -> list[PutOutcome]:
+            return [PutOutcome.ACCEPTED] * len(records)
+
+    config = Config.load(home)
+    requests = [api.IngestRequest.FromString(r) for r in requests_of(signed, batch)]
+    db = Path(tempfile.mkdtemp(prefix="alertmesh-bench-store-"))
+    verifier = Verifier(DEFAULT_LIMITS)
+    try:
+        async with (SqliteStore if write else NoWrites)(db / "alerts.db") as store:
+            node = AlertNode(
+                identity=config.identity(),
+                roster=config.roster(),
+                store=store,
+                verifier=verifier,
+                limits=DEFAULT_LIMITS,
+            )
+            service = AlertService(node)
+            pending = iter(requests)
+
+            async def worker() -> None:
+                for request in pending:
+                    response = await service.Ingest(request, None)  # type: ignore[arg-type]
+                    response.SerializeToString()
+
+            cpu, start = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - start
+    finally:
+        verifier.close()
+        shutil.rmtree(db, ignore_errors=True)
+    return len(signed) / wall, cpu / len(signed) * 1e6, cpu / wall
 
 
 async def stage_costs(
@@ -757,6 +848,40 @@ def py_spy_summary(path: Path, top: int) -> str:
 # --- report ---------------------------------------------------------------------------------
 
 
+def by_thread(run: IngestRun, names: dict[int, str]) -> list[tuple[str, float]]:
+    """Node CPU µs per alert by thread, threads of one kind (name without -N / _N) summed."""
+    out: dict[str, float] = {}
+    for tid, cpu in run.threads.items():
+        name = names.get(tid, "other")
+        name = re.sub(r"^Thread-\d+ \((\w+)\)$", r"\1", name)
+        name = re.sub(r"_\d+$", "", name).replace("_connection_worker_thread", "aiosqlite")
+        out[name] = out.get(name, 0.0) + cpu / max(1, run.alerts) * 1e6
+    rest = run.node_us - sum(out.values())  # threads that ended, rounding
+    if rest >= 0.5:
+        out["other"] = out.get("other", 0.0) + rest
+    return sorted(((n, us) for n, us in out.items() if us >= 0.5), key=lambda x: -x[1])
+
+
+def code_version() -> str:
+    """The commit of the node code measured, with "+changes" for a dirty work tree."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "node"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes in node/' if dirty else ''}" if head else "unknown"
+
+
 def pct(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -831,12 +956,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         node.stop()
         db_bytes = sum(f.stat().st_size for f in home.glob("alerts.db*"))
         say("# CheckIndicators in-process over the node's database ...")
+        # This process holds millions of objects (the corpus): keep the collector's full
+        # passes over them out of the in-process timings.
+        gc.collect()
+        gc.freeze()
         server = asyncio.run(
             server_side_check(
                 home, res["batches"], time.perf_counter() + args.max_seconds, args.profile
             )
         )
-        report(args, shown, corpus, res, server, db_bytes)
+        v1 = report(args, shown, corpus, res, server, db_bytes)
         if args.profile:
             say("# profiling the ingest stages in-process ...")
             part = signed[: min(len(signed), 2 * args.alerts)]
@@ -845,6 +974,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("| stage | CPU µs/alert |\n|---|---|")
             for name, us in costs:
                 print(f"| {name} | {us:.1f} |")
+            print(
+                f"\nThe whole ingest path in-process, no gRPC ({len(part):,} alerts,"
+                f" {args.in_flight} requests in flight; (a) 1 thread = {v1:,.0f} alerts/s):\n"
+            )
+            print("| store | alerts/s | × (a) 1 thread | CPU µs/alert | cores busy |")
+            print("|---|---|---|---|---|")
+            for label, write in (("SqliteStore", True), ("no writes (put only answers)", False)):
+                rate, us, cores = asyncio.run(
+                    inprocess_ingest(home, part, args.batch, args.in_flight, write)
+                )
+                print(f"| {label} | {rate:,.0f} | {rate / v1:.2f}× | {us:.0f} | {cores:.2f} |")
             print(f"\ncProfile of check_batch (verifier work), by own time:\n\n{text}")
             print(f"\ncProfile of 20 CheckIndicators handler calls:\n\n{server.profile}")
         if args.py_spy:
@@ -910,6 +1050,7 @@ async def drive(
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+        out["thread_names"] = node.thread_names()
         # The alerts of "one" again: all are held already (every result DUPLICATE).
         out["dup"] = await phase("one", args.in_flight)
         for name in ("one", "many"):
@@ -957,7 +1098,8 @@ def report(
     res: dict[str, Any],
     server: ServerCheck,
     db_bytes: int,
-) -> None:
+) -> float:
+    """Print the results table; return the single-thread verify rate of (a)."""
     rounds = res["rounds"]
     v1 = statistics.median(v[0].rate for v, _, _ in rounds)
     v2 = statistics.median(v[1].rate for v, _, _ in rounds)
@@ -994,6 +1136,10 @@ def report(
             f"**{many.node_us:.0f} µs = {many.node_us / verify_us:.1f}× a verify** →"
             f" even perfectly parallel on {cores} idle cores at most"
             f" {cores * verify_us / many.node_us:.2f}× (a) 1 thread",
+        ),
+        (
+            "(b) … node CPU by thread, µs/alert",
+            ", ".join(f"{name} {us:.0f}" for name, us in by_thread(many, res["thread_names"])),
         ),
         (
             "(b) Ingest, 1 request in flight",
@@ -1050,7 +1196,7 @@ def report(
         f"\n{n:,} pre-signed alerts from {args.authors} member keys, bodies {body:.0f} bytes"
         f" on average, {inds:.1f} indicators per alert; Ingest requests of {args.batch} alerts;"
         f" {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version};"
-        f" client CPU {client_us:.1f} µs/alert.\n"
+        f" client CPU {client_us:.1f} µs/alert; node code {code_version()}.\n"
     )
     print("| measurement | result |\n|---|---|")
     for name, value in rows:
@@ -1060,6 +1206,7 @@ def report(
     for problem in res["problems"]:
         print(f"PROBLEM: {problem}")
     print(f"\ncommand: {command_line(argv)}")
+    return v1
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ Verified records (the same realistic alerts as bench/node_bench.py) are written 
 node/store/sqlite.py writes them: one transaction per group commit doing the id SELECT,
 the INSERT into alerts and the INSERT into indicator_keys, WAL, synchronous=FULL, the
 node's own SCHEMA. Each variant changes one or more of: rows per transaction, page cache
-size, WAL auto-checkpoint interval, and storing indicator keys as 64-bit hashes instead
-of text. The first variant is SqliteStore itself (through aiosqlite), to show the plain
-sqlite3 replica costs the same. Reported: CPU microseconds per alert (all threads of
-this process) over the whole fill and over its last 20,000 alerts, and the file size.
+size, WAL auto-checkpoint interval, storing indicator keys as 64-bit hashes instead
+of text, and multi-row `INSERT ... VALUES (...), (...)` statements instead of
+executemany. The first variant is SqliteStore itself (through aiosqlite), to show the
+plain sqlite3 replica costs the same. Reported: CPU microseconds per alert over the whole
+fill and over its last 20,000 alerts; the wall-clock microseconds per alert of a fill of
+--contended alerts while two threads run the verifier's work (check_batch) as in a node,
+competing for the GIL (executemany gives the GIL up and takes it back for every row);
+the file size.
 Variants run interleaved, --rounds times, so that a noisy machine hits them alike.
 """
 
@@ -22,6 +26,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +62,7 @@ class Variant:
     rows_per_commit: int = 500
     pragmas: tuple[str, ...] = ()
     hashed_keys: bool = False
+    multirow: bool = False
     real_store: bool = False
 
 
@@ -67,17 +73,60 @@ VARIANTS = [
     Variant("cache_size 64 MiB", pragmas=(CACHE,)),
     Variant("wal_autocheckpoint 10000", pragmas=(CHECKPOINT,)),
     Variant("indicator keys as 64-bit hashes", hashed_keys=True),
+    Variant("multi-row INSERT statements", multirow=True),
     Variant(
-        "all four: hashes, 64 MiB, ckpt 10000, 2000/commit",
+        "all five: hashes, 64 MiB, ckpt 10000, 2000/commit, multi-row",
         rows_per_commit=2000,
         pragmas=(CACHE, CHECKPOINT),
         hashed_keys=True,
+        multirow=True,
     ),
 ]
+MAX_PARAMS = 30_000  # per statement; SQLite's default limit is 32,766
 
 
 def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def insert_rows(
+    conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[object, ...]], columns: int
+) -> None:
+    """`insert` VALUES (...), (...), ...: one statement (one sqlite3_step) per chunk."""
+    step = MAX_PARAMS // columns
+    one = "(" + ",".join("?" * columns) + ")"
+    for i in range(0, len(rows), step):
+        chunk = rows[i : i + step]
+        conn.execute(
+            f"{insert} VALUES {','.join([one] * len(chunk))}", [x for r in chunk for x in r]
+        )
+
+
+class Competition:
+    """Two threads running the verifier's check_batch in a loop, as a node's Verifier does."""
+
+    def __init__(self, items: Sequence[tuple[bytes, bytes]], roster: Roster, now: int) -> None:
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self.run, args=(items[i::2], roster, now), daemon=True)
+            for i in range(2)
+        ]
+
+    def run(self, items: Sequence[tuple[bytes, bytes]], roster: Roster, now: int) -> None:
+        for _ in range(10_000):  # bounded; stopped long before
+            if self.stop.is_set():
+                return
+            check_batch(items, roster, now, DEFAULT_LIMITS)
+
+    def __enter__(self) -> Competition:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
 
 
 def write_replica(db: Path, records: Sequence[AlertRecord], v: Variant, now: int) -> float:
@@ -110,8 +159,12 @@ def write_replica(db: Path, records: Sequence[AlertRecord], v: Variant, now: int
                  now, r.body, r.signature)
             )  # fmt: skip
             keys.extend(((key_hash(k) if v.hashed_keys else k), local_seq) for k in r.index_keys)
-        conn.executemany(INSERT_ALERT, rows)
-        conn.executemany("INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)", keys)
+        if v.multirow:
+            insert_rows(conn, INSERT_ALERT.partition(" VALUES")[0], rows, 15)
+            insert_rows(conn, "INSERT OR IGNORE INTO indicator_keys", keys, 2)
+        else:
+            conn.executemany(INSERT_ALERT, rows)
+            conn.executemany("INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)", keys)
         conn.commit()
     conn.close()
     return time.process_time() - (tail_start or time.process_time())
@@ -131,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--alerts", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--contended", type=int, default=10_000, help="alerts in the contended fill")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     shown = sys.argv[1:] if argv is None else list(argv)
@@ -143,35 +197,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = [r for r in checked if isinstance(r, AlertRecord)]
     assert len(records) == len(items), "the corpus must verify"
     tail = min(TAIL, len(records))
-    results: dict[str, list[tuple[float, float, int]]] = {v.name: [] for v in VARIANTS}
+    results: dict[str, list[tuple[float, float, float, int]]] = {v.name: [] for v in VARIANTS}
+
+    def fill(v: Variant, part: Sequence[AlertRecord]) -> tuple[float, float, float, int]:
+        home = Path(tempfile.mkdtemp(prefix="alertmesh-store-bench-"))
+        try:
+            start, wall = time.process_time(), time.perf_counter()
+            if v.real_store:
+                tail_cpu = asyncio.run(write_real(home / "alerts.db", part, now))
+            else:
+                tail_cpu = write_replica(home / "alerts.db", part, v, now)
+            cpu, wall = time.process_time() - start, time.perf_counter() - wall
+            size = sum(f.stat().st_size for f in home.glob("alerts.db*"))
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        n = len(part)
+        return cpu / n * 1e6, tail_cpu / min(TAIL, n) * 1e6, wall / n * 1e6, size
+
     for round_ in range(args.rounds):
         for v in VARIANTS:
-            home = Path(tempfile.mkdtemp(prefix="alertmesh-store-bench-"))
-            try:
-                start = time.process_time()
-                if v.real_store:
-                    tail_cpu = asyncio.run(write_real(home / "alerts.db", records, now))
-                else:
-                    tail_cpu = write_replica(home / "alerts.db", records, v, now)
-                cpu = time.process_time() - start
-                size = sum(f.stat().st_size for f in home.glob("alerts.db*"))
-            finally:
-                shutil.rmtree(home, ignore_errors=True)
-            results[v.name].append((cpu / len(records) * 1e6, tail_cpu / tail * 1e6, size))
+            cpu, tail_cpu, _, size = fill(v, records)
+            with Competition(items[:2000], roster, now):
+                _, _, contended, _ = fill(v, records[: args.contended])
+            results[v.name].append((cpu, tail_cpu, contended, size))
             print(
-                f"# round {round_ + 1} {v.name}: {cpu / len(records) * 1e6:.1f} µs/alert",
+                f"# round {round_ + 1} {v.name}: {cpu:.1f} CPU µs/alert,"
+                f" {contended:.1f} wall µs/alert contended",
                 file=sys.stderr,
                 flush=True,
             )
     print(f"\n{len(records):,} alerts, SQLite {sqlite3.sqlite_version}, best of {args.rounds}.\n")
-    print(f"| write path | CPU µs/alert, all | CPU µs/alert, last {tail:,} | file size |")
-    print("|---|---|---|---|")
+    print(
+        f"| write path | CPU µs/alert, all | CPU µs/alert, last {tail:,} |"
+        f" wall µs/alert, GIL contended, first {min(args.contended, len(records)):,} | file size |"
+    )
+    print("|---|---|---|---|---|")
     for v in VARIANTS:
         runs = results[v.name]
-        size = runs[-1][2]
         print(
             f"| {v.name} | {min(r[0] for r in runs):.1f} | {min(r[1] for r in runs):.1f} |"
-            f" {size / 2**20:.0f} MiB |"
+            f" {min(r[2] for r in runs):.1f} | {runs[-1][3] / 2**20:.0f} MiB |"
         )
     print("\ncommand: .venv/bin/python bench/store_bench.py" + "".join(f" {a}" for a in shown))
     return 0
