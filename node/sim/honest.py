@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from node.app.peers import ALERTS_PER_FRAME, MAX_INVALID_PER_SESSION, MAX_PROOFS_ON_OPEN
+from node.app.peers import (
+    ALERTS_PER_FRAME,
+    MAX_INVALID_PER_SESSION,
+    MAX_PROOFS_ON_OPEN,
+    SERVE_FRAME_BYTES,
+)
 from node.core import catchup, gossip
-from node.core.alerts import AlertRecord
+from node.core.alerts import AlertRecord, alert_id
 from node.core.errors import AlertmeshError, InvalidAlert, LimitExceeded
 from node.sim.process import Env, Host, Link, Process
 from node.sim.store import Arrival
@@ -123,24 +128,38 @@ class HonestNode(Process):
     def _ingest(
         self, link: Link, items: Sequence[Signed], hops: Sequence[int], catchup: bool
     ) -> list[tuple[AlertRecord | None, PutOutcome | None]]:
-        """AlertNode.ingest: verify, store, then run the equivocation hooks."""
+        """AlertNode.ingest: verify, store, then run the equivocation hooks.
+
+        An alert held already, byte for byte with its signature, is a duplicate and is
+        not verified again.
+        """
         if len(items) > self.env.limits.max_batch:
             raise LimitExceeded(f"{len(items)} alerts in one frame")
         now = self.env.now
         now_ms = wall_ms(now)
-        checked = [self.env.verifier.check(b, s, self.env.roster, now_ms) for b, s in items]
+        ids = [alert_id(body) for body, _ in items]
+        checked: list[AlertRecord | AlertmeshError | None] = []
+        for (body, signature), id in zip(items, ids, strict=True):
+            held = self.store.get(id)
+            if held is not None and held.signature == signature:
+                checked.append(None)
+            else:
+                checked.append(self.env.verifier.check(body, signature, self.env.roster, now_ms))
         valid: list[AlertRecord] = []
         arrivals: list[Arrival] = []
         for c, hop in zip(checked, hops, strict=True):
             if isinstance(c, AlertRecord):
                 valid.append(c)
                 arrivals.append(Arrival(now, hop, catchup))
-            else:
+            elif c is not None:
                 self.env.invalid_received(self.host.index, link.peer_index, c)
         outcomes = iter(self.store.put(valid, arrivals, now_ms) if valid else [])
         results: list[tuple[AlertRecord | None, PutOutcome | None]] = []
         equivocations: list[AlertRecord] = []
-        for c in checked:
+        for c, id in zip(checked, ids, strict=True):
+            if c is None:
+                results.append((self.store.get(id), PutOutcome.DUPLICATE))
+                continue
             if not isinstance(c, AlertRecord):
                 results.append((None, None))
                 continue
@@ -226,13 +245,20 @@ class HonestNode(Process):
                 self._serve(link, action.ranges)
 
     def _serve(self, link: Link, ranges: Sequence[catchup.Range]) -> None:
-        """Original signed bytes, a bounded batch per frame; a full outbox drops the rest."""
+        """Original signed bytes, frames of at most ALERTS_PER_FRAME alerts and about
+        SERVE_FRAME_BYTES; a full outbox drops the rest."""
+        batch: list[AlertRecord] = []
+        size = 0
         for r in ranges:
-            records = self.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size)
-            for i in range(0, len(records), ALERTS_PER_FRAME):
-                batch = records[i : i + ALERTS_PER_FRAME]
-                if not link.send(self._alerts_frame(batch, catchup=True)):
-                    return
+            for record in self.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size):
+                batch.append(record)
+                size += len(record.body) + len(record.signature)
+                if len(batch) == ALERTS_PER_FRAME or size >= SERVE_FRAME_BYTES:
+                    if not link.send(self._alerts_frame(batch, catchup=True)):
+                        return
+                    batch, size = [], 0
+        if batch:
+            link.send(self._alerts_frame(batch, catchup=True))
 
     # -- alerts from this node (AlertNode._publish_new, PeerManager._on_local_alerts) ------
 
@@ -254,7 +280,8 @@ class HonestNode(Process):
             if isinstance(action, gossip.SendAlerts):
                 for i in action.ids:
                     record = self.store.get(i)
-                    if record is not None:
+                    # Never pushed back to its own author, whatever the core decided.
+                    if record is not None and record.origin != action.peer:
                         records.append(record)
             self._send(action, records)
 

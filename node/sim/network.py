@@ -9,7 +9,8 @@
   host queued before it and then takes size/bandwidth to serialise. Downlinks and
   CPU are not modelled.
 - Order. A session is one gRPC stream over TCP: frames arrive in the order they were
-  sent. With `reorder`, that guarantee is dropped and jitter alone orders them.
+  sent. With `reorder`, that guarantee is dropped and jitter alone orders them
+  (except that nothing overtakes the session's handshake).
 - Loss. With `loss` > 0 each frame is dropped with that probability. TCP would
   retransmit instead; this is a stress test of the protocol's repair paths.
 - Partitions. Hosts in different groups cannot reach each other: frames between

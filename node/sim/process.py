@@ -41,6 +41,7 @@ class Session:
     state: list[int] = field(default_factory=lambda: [PENDING, PENDING])
     links: list[Link | None] = field(default_factory=lambda: [None, None])
     last_arrival: list[float] = field(default_factory=lambda: [0.0, 0.0])  # per receiving side
+    handshake_arrival: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
 @dataclass(eq=False, slots=True)

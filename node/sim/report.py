@@ -27,7 +27,15 @@ from node.sim.world import InvariantViolation
 SIZES = {10: 300, 100: 300, 1000: 200}
 LARGE = {2000: 150}  # "normal" only
 EXTRA = {"liar-partition": (10, 100)}  # a known weakness: how long it delays catch-up
-MATRIX = ("normal", "partition-heal", "silent-10", "silent-30", "hostile-30", "churn")
+MATRIX = (
+    "normal",
+    "partition-heal",
+    "silent-10",
+    "silent-30",
+    "hostile-10",
+    "hostile-30",
+    "churn",
+)
 PROTOCOLS = ("gossip", "flood")
 BEGIN, END = "<!-- RESULTS:BEGIN (scripts/simulate report) -->", "<!-- RESULTS:END -->"
 
@@ -182,7 +190,7 @@ def results_markdown(results: list[dict[str, Any]], args: argparse.Namespace, to
               "| scenario | N | slowest restart caught up s | slowest join caught up s | "
               "invalid alerts dropped | equivocations detected / made |",
               "|---|--:|---|---|---|---|"]  # fmt: skip
-    for scenario in ("churn", "hostile-30"):
+    for scenario in ("churn", "hostile-10", "hostile-30"):
         for n in sizes:
             g, f = by.get((scenario, n, "gossip"), {}), by.get((scenario, n, "flood"), {})
             if "alerts" not in g or "alerts" not in f:

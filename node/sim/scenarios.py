@@ -5,7 +5,7 @@ Timeline of every scenario:
 - t = 10 s: alerts start, `rate` per second for the whole network (Poisson), each from
   a member chosen at random among the live publishing members.
 - During the alerts, as the scenario says: a partition (the Americas cut off from
-  the rest of the world) for `partition` seconds, starting a third of the way in;
+  the rest of the world) for `partition` seconds, starting half-way through them;
   crashes of a share of honest members (each down 5–30 s, then restarted); new
   members joining; frame loss and reordering.
 - After the last alert and the last disturbance: at least `settle` seconds, then
@@ -72,6 +72,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("partition-heal", partition=60.0, note="the Americas cut off for 60 s"),
         Scenario("silent-10", silent=0.1, note="10% of members silent"),
         Scenario("silent-30", silent=0.3, note="30% of members silent"),
+        Scenario(
+            "hostile-10",
+            hostile=0.1,
+            note="10% hostile: forgers, flooders, equivocators in equal parts",
+        ),
         Scenario(
             "hostile-30",
             hostile=0.3,
@@ -145,7 +150,7 @@ def run(
     joins: list[tuple[int, float]] = []
     end = last
     if scenario.partition > 0:
-        cut_at = START + span / 3
+        cut_at = START + span / 2
         heal_at = cut_at + scenario.partition
         world.loop.at(cut_at, world.cut, [_americas(world, hosts, rng)])
         world.loop.at(heal_at, world.heal)

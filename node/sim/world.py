@@ -1,6 +1,7 @@
 """The simulated deployment: hosts, their sessions, and what happens to them.
 
-Sessions follow the real node's life cycle (node/app/peers.py, node/rpc/peer_transport.py):
+Sessions (node/sim/sessions.py) follow the real node's life cycle (node/app/peers.py,
+node/rpc/peer_transport.py):
 - A host dials the peers on its connect list. The handshake is three frames (Hello,
   Challenge, Auth) over the virtual network; the dialer's side opens when it sends
   Auth, the acceptor's when Auth arrives. A handshake not done in 10 s fails.
@@ -25,44 +26,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from node.app.peers import BACKOFF_MAX_S, BACKOFF_MIN_S, OUTBOX_FRAMES, STABLE_SESSION_S
 from node.core.alerts import AlertRecord
 from node.core.catchup import CatchupConfig
 from node.core.errors import AlertmeshError
 from node.core.gossip import Gossip, GossipParams
 from node.core.limits import DEFAULT_LIMITS, Limits
 from node.core.roster import Member, Roster
-from node.rpc.peer_transport import HANDSHAKE_TIMEOUT_S, KEEPALIVE_OPTIONS
 from node.sim import adversary
 from node.sim.honest import Flood, HonestNode
 from node.sim.loop import EventLoop
 from node.sim.metrics import Recorder
 from node.sim.network import NetParams, Network
-from node.sim.process import (
-    ACCEPTOR,
-    CLOSED,
-    DIALER,
-    OPEN,
-    PENDING,
-    Host,
-    Link,
-    Process,
-    Session,
-)
+from node.sim.process import ACCEPTOR, DIALER, Host, Process
 from node.sim.seeds import derive
+from node.sim.sessions import T_CRASH, T_PUBLISH, T_START, Sessions
 from node.sim.store import SimStore
 from node.sim.verify import VerifyCache
-from node.sim.wire import Frame, Handshake, Kind, traffic_class, wire_size
 from node.sim.workload import Author, identity
 
-_KEEPALIVE = dict(KEEPALIVE_OPTIONS)
-KEEPALIVE_S = float(_KEEPALIVE["grpc.keepalive_time_ms"]) / 1000
-KEEPALIVE_TIMEOUT_S = float(_KEEPALIVE["grpc.keepalive_timeout_ms"]) / 1000
-
 PUBLISHERS = ("honest", "equivocator")  # roles whose members publish alerts
-
-# Trace record types.
-_T_FRAME, _T_WAKE, _T_PUBLISH, _T_CRASH, _T_START, _T_OPEN, _T_CLOSE = range(1, 8)
 
 
 class InvariantViolation(AssertionError):
@@ -79,7 +61,7 @@ class WorldParams:
     limits: Limits = DEFAULT_LIMITS
 
 
-class World:
+class World(Sessions):
     def __init__(
         self,
         seed: int,
@@ -89,36 +71,22 @@ class World:
         verifier: VerifyCache | None = None,
         loop: EventLoop | None = None,
     ) -> None:
+        super().__init__(loop or EventLoop(), Network(params.net, seed), Recorder())
         self.seed = seed
         self.params = params
         self.label = label
-        self.loop = loop or EventLoop()
-        self.net = Network(params.net, seed)
         self.verifier = verifier or VerifyCache(params.limits)
         self.limits = params.limits
         self.gossip_params = params.gossip
         self.catchup_config = params.catchup
-        self.hosts: list[Host] = []
         self._roster = Roster()
-        self.sessions: dict[int, Session] = {}
-        self._session_ids = 0
-        self._rng = derive(seed, "world")
-        self.record = Recorder()
-        self.backlogged = 0
         self._component: tuple[int, list[int]] | None = None
 
     # -- Env ---------------------------------------------------------------------------
 
     @property
-    def now(self) -> float:
-        return self.loop.now
-
-    @property
     def roster(self) -> Roster:
         return self._roster
-
-    def close(self, link: Link) -> None:
-        self._end_side(link.session, link.side, notify=True)
 
     def published(self, host: int, record: AlertRecord) -> None:
         self.record.published(record, host, self.hosts[host].role, self.now)
@@ -209,7 +177,7 @@ class World:
         host.epoch += 1
         host.backoff.clear()
         host.process = self._make_process(host)
-        self.loop.record(_T_START, host.index, host.epoch)
+        self.loop.record(T_START, host.index, host.epoch)
         for target in host.dials:
             self._dial(host.index, target, host.epoch)
         self._touch(host)
@@ -220,7 +188,7 @@ class World:
         host.process = None
         host.crashes.append(self.now)
         host.wake_at = None
-        self.loop.record(_T_CRASH, host.index)
+        self.loop.record(T_CRASH, host.index)
         for session in list(host.sessions.values()):
             side = DIALER if session.hosts[DIALER] == host.index else ACCEPTOR
             self._end_side(session, side, notify=True)
@@ -240,20 +208,14 @@ class World:
             return None
         record = host.process.publish()
         if record is not None:
-            self.loop.record(_T_PUBLISH, host.index, record.seq)
+            self.loop.record(T_PUBLISH, host.index, record.seq)
         self._touch(host)
         return record
 
     def cut(self, groups: list[list[int]]) -> None:
         """Partition the network; sessions across the cut end by keepalive."""
         self.net.cut(groups)
-        for session in list(self.sessions.values()):
-            a, b = session.hosts
-            if self.net.reachable(a, b):
-                continue
-            for side in (DIALER, ACCEPTOR):
-                if session.state[side] != CLOSED:
-                    self.loop.after(self._keepalive_delay(), self._keepalive, session, side)
+        self.cut_sessions()
 
     def heal(self) -> None:
         self.net.heal()
@@ -265,177 +227,6 @@ class World:
             cls = adversary.Equivocator if host.role == "equivocator" else HonestNode
             return cls(self, host, core)
         return adversary.ROLES[host.role](self, host)
-
-    # -- timers ------------------------------------------------------------------------
-
-    def _touch(self, host: Host) -> None:
-        """Make sure the host is woken at its process's next deadline."""
-        process = host.process
-        if process is None:
-            return
-        deadline = process.next_deadline()
-        if deadline is not None and (host.wake_at is None or deadline < host.wake_at):
-            host.wake_at = deadline
-            self.loop.at(deadline, self._wake, host, host.epoch, deadline)
-
-    def _wake(self, host: Host, epoch: int, when: float) -> None:
-        if host.epoch != epoch or host.wake_at != when or host.process is None:
-            return
-        host.wake_at = None
-        self.loop.record(_T_WAKE, host.index)
-        host.process.wake()
-        self._touch(host)
-
-    # -- sessions ----------------------------------------------------------------------
-
-    def _dial(self, index: int, target: int, epoch: int) -> None:
-        host = self.hosts[index]
-        if host.epoch != epoch or host.process is None:
-            return
-        host.dial_started[target] = self.now
-        self._session_ids += 1
-        session = Session(self._session_ids, (index, target), [epoch, 0], self.now)
-        self.sessions[session.id] = session
-        host.sessions[session.id] = session
-        self._transmit(session, ACCEPTOR, Handshake(Kind.HELLO))
-        self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, DIALER)
-
-    def _redial(self, host: Host, target: int) -> None:
-        """What PeerManager._dial_loop does after a session ends or a dial fails."""
-        backoff = host.backoff.get(target, BACKOFF_MIN_S)
-        if self.now - host.dial_started.get(target, self.now) > STABLE_SESSION_S:
-            backoff = BACKOFF_MIN_S
-        host.backoff[target] = min(backoff * 2, BACKOFF_MAX_S)
-        delay = backoff * (0.5 + self.net.random())
-        self.loop.after(delay, self._dial, host.index, target, host.epoch)
-
-    def _handshake(self, session: Session, to_side: int, frame: Handshake) -> None:
-        dialer, acceptor = (self.hosts[i] for i in session.hosts)
-        if frame.kind is Kind.HELLO:
-            if session.state[ACCEPTOR] != PENDING or session.id in acceptor.sessions:
-                return
-            if acceptor.process is None:  # connection refused
-                self.loop.after(self._latency(session), self._end_side, session, DIALER, False)
-                return
-            session.epochs[ACCEPTOR] = acceptor.epoch
-            acceptor.sessions[session.id] = session
-            self._transmit(session, DIALER, Handshake(Kind.CHALLENGE))
-            self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, ACCEPTOR)
-        elif frame.kind is Kind.CHALLENGE:
-            if session.state[DIALER] == PENDING and dialer.epoch == session.epochs[DIALER]:
-                self._transmit(session, ACCEPTOR, Handshake(Kind.AUTH))
-                self._open(session, DIALER)
-        elif session.state[ACCEPTOR] == PENDING and acceptor.epoch == session.epochs[ACCEPTOR]:
-            self._open(session, ACCEPTOR)
-
-    def _handshake_timeout(self, session: Session, side: int) -> None:
-        if session.state[side] == PENDING:
-            self._end_side(session, side, notify=True)
-
-    def _open(self, session: Session, side: int) -> None:
-        session.state[side] = OPEN
-        me, peer = session.hosts[side], session.hosts[1 - side]
-        link = Link(
-            session=session,
-            side=side,
-            me=me,
-            peer_index=peer,
-            peer=self.hosts[peer].key,
-            role="dialer" if side == DIALER else "acceptor",
-            transmit=self._send,
-        )
-        session.links[side] = link
-        self.loop.record(_T_OPEN, me, peer, session.id)
-        host = self.hosts[me]
-        assert host.process is not None
-        host.process.session_up(link)
-        self._touch(host)
-
-    def _end_side(self, session: Session, side: int, notify: bool) -> None:
-        state = session.state[side]
-        if state == CLOSED:
-            return
-        session.state[side] = CLOSED
-        host = self.hosts[session.hosts[side]]
-        mine = host.epoch == session.epochs[side] and host.process is not None
-        if host.sessions.get(session.id) is session:
-            del host.sessions[session.id]
-        self.loop.record(_T_CLOSE, host.index, session.id)
-        link = session.links[side]
-        if state == OPEN and mine and link is not None and host.process is not None:
-            host.process.session_down(link)
-            self._touch(host)
-        other = 1 - side
-        if notify and session.state[other] != CLOSED:
-            if self.net.reachable(*session.hosts):
-                delay = self._latency(session)
-            else:
-                delay = self._keepalive_delay()  # nothing gets through: keepalive notices
-            self.loop.after(delay, self._end_side, session, other, False)
-        if session.state[other] == CLOSED:
-            self.sessions.pop(session.id, None)
-        if side == DIALER and mine:
-            self._redial(host, session.hosts[ACCEPTOR])
-
-    def _keepalive(self, session: Session, side: int) -> None:
-        if not self.net.reachable(*session.hosts):
-            self._end_side(session, side, notify=False)
-
-    def _keepalive_delay(self) -> float:
-        return KEEPALIVE_TIMEOUT_S + KEEPALIVE_S * self.net.random()
-
-    def _latency(self, session: Session) -> float:
-        return self.net.latency(*session.hosts)
-
-    # -- frames ------------------------------------------------------------------------
-
-    def _send(self, link: Link, frame: Frame) -> bool:
-        """Link.send: queue on the outbox, or refuse when it holds OUTBOX_FRAMES."""
-        outbox = link.outbox
-        now = self.now
-        while outbox and outbox[0] <= now:
-            outbox.popleft()
-        if len(outbox) >= OUTBOX_FRAMES:
-            self.backlogged += 1
-            return False
-        if link.session.state[link.side] != OPEN:
-            return True  # written to a stream that is going away
-        outbox.append(self._transmit(link.session, 1 - link.side, frame))
-        return True
-
-    def _transmit(self, session: Session, to_side: int, frame: Frame) -> float:
-        """Put a frame on the wire towards `to_side`; returns when it has left the uplink."""
-        src, dst = session.hosts[1 - to_side], session.hosts[to_side]
-        size = wire_size(frame)
-        if self.hosts[src].honest:
-            self.record.sent(traffic_class(frame), size)
-        left, arrival = self.net.send(src, dst, size, self.now)
-        if arrival is not None:
-            if not self.net.params.reorder:
-                arrival = max(arrival, session.last_arrival[to_side])
-                session.last_arrival[to_side] = arrival
-            self.loop.at(arrival, self._arrive, session, to_side, frame, left)
-        return left
-
-    def _arrive(self, session: Session, to_side: int, frame: Frame, left: float) -> None:
-        src_side = 1 - to_side
-        src = self.hosts[session.hosts[src_side]]
-        epoch = session.epochs[src_side]
-        if len(src.crashes) >= epoch > 0 and src.crashes[epoch - 1] < left:
-            return  # it had not left the uplink when the sender crashed
-        dst = self.hosts[session.hosts[to_side]]
-        if not self.net.reachable(src.index, dst.index):
-            self.net.dropped_cut += 1
-            return
-        if isinstance(frame, Handshake):
-            self._handshake(session, to_side, frame)
-            return
-        link = session.links[to_side]
-        if session.state[to_side] != OPEN or link is None or dst.process is None:
-            return
-        self.loop.record(_T_FRAME, src.index, dst.index, int(frame.kind))
-        dst.process.on_frame(link, frame)
-        self._touch(dst)
 
     # -- running -----------------------------------------------------------------------
 

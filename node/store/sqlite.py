@@ -72,7 +72,7 @@ STORED_COLUMNS = f"local_seq, received_at_ms, {COLUMNS}"
 KEY_SEP = "\x1f"
 NOT_EXPIRED = "(expires_at_ms = 0 OR expires_at_ms > ?)"
 CHUNK = 500  # ids per IN (...) query
-CACHE_KIB = -65536  # SQLite page cache per connection: 64 MiB
+CACHE_KIB = -65536  # the writer's SQLite page cache: 64 MiB (readers keep the default)
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -146,7 +146,6 @@ class SqliteStore:
             await self._wdb.commit()
             self._rdb = await stack.enter_async_context(aiosqlite.connect(self.path))
             await self._rdb.execute("PRAGMA query_only=ON")
-            await self._rdb.execute(f"PRAGMA cache_size={CACHE_KIB}")
             await self._load_state()
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tg.create_task(self._writer(), name=f"store-writer {self.path.name}")
