@@ -22,9 +22,13 @@ venv_setup() {
   # Reinstall only when pyproject.toml changed since the last install.
   local stamp="$VENV/.alertmesh-installed-$extras"
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    echo "installing alertmesh${extras:+[$extras]} into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -e "$spec" >&2
+    echo "installing alertmesh${extras:+[$extras]} into $VENV (log: $VENV/install.log)" >&2
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e "$spec"; } >"$VENV/install.log" 2>&1; then
+      tail -n 40 "$VENV/install.log" >&2
+      echo "error: installing the project failed; see $VENV/install.log" >&2
+      exit 2
+    fi
     touch "$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
