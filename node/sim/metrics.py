@@ -3,6 +3,8 @@
 Definitions (docs/simulation.md repeats them next to the results):
 - Receivers of an alert: the honest members of the honest component (the honest
   hosts that can reach one another through honest hosts), other than its origin.
+  Only alerts from members of the component count: a member cut off by silent peers
+  can neither send nor receive (`cut_off` says how many there were).
 - Stable receivers: those that never crashed and were there from the start. Coverage
   time and hops are measured over them, for *steady* alerts: honest alerts
   published after the warm-up and not near a partition (from 5 s before the cut
@@ -52,7 +54,7 @@ class Recorder:
         self.forks: dict[tuple[bytes, int], tuple[bytes, bytes]] = {}  # equivocations made
         self.fork_reached: dict[tuple[bytes, int], dict[bytes, None]] = {}
         self.roles: list[str] = []
-        self.honest_published = 0
+        self.published_by: list[int] = []  # per host: honest alerts it published
         self.honest_held: list[int] = []  # per host: honest alerts its store holds
         self.copies_gossip: dict[bytes, int] = {}
         self.copies_catchup: dict[bytes, int] = {}
@@ -63,12 +65,13 @@ class Recorder:
     def add_host(self, role: str) -> None:
         self.roles.append(role)
         self.honest_held.append(0)
+        self.published_by.append(0)
 
     def published(self, record: AlertRecord, host: int, role: str, now: float) -> None:
         honest = role == "honest"
         self.genuine[record.id] = host
         self.alerts.append(Published(record.id, host, record.seq, now, honest))
-        self.honest_published += honest
+        self.published_by[host] += honest
 
     def equivocated(self, first: AlertRecord, second: AlertRecord) -> None:
         slot = (first.origin, first.seq)
@@ -156,9 +159,11 @@ def summarize(
 ) -> Summary:
     rec = world.record
     component = world.honest_component()
+    in_component = set(component)
     live = [h for h in component if world.hosts[h].up]
     stable = [h for h in component if not world.hosts[h].crashes and world.hosts[h].joined_at == 0]
-    honest_alerts = [a for a in rec.alerts if a.honest]
+    # An honest member with no honest path to the others can neither send nor receive.
+    honest_alerts = [a for a in rec.alerts if a.honest and a.origin in in_component]
     steady = [
         a
         for a in honest_alerts

@@ -226,7 +226,7 @@ def _americas(world: World, hosts: list[Host], rng: random.Random) -> list[int]:
 
 
 def _missing_pairs(world: World) -> int:
-    target = world.record.honest_published
+    target = world.honest_target()
     return sum(
         target - world.record.honest_held[h] for h in world.honest_component() if world.hosts[h].up
     )
@@ -234,9 +234,11 @@ def _missing_pairs(world: World) -> int:
 
 def check_final(world: World) -> None:
     """Invariants at the end of a run, with the network healed and quiet."""
-    live = [h for h in world.honest_component() if world.hosts[h].up]
+    component = world.honest_component()
+    live = [h for h in component if world.hosts[h].up]
     rec = world.record
-    honest_ids = [a.id for a in rec.alerts if a.honest]
+    members = set(component)
+    honest_ids = [a.id for a in rec.alerts if a.honest and a.origin in members]
     for h in live:
         store = world.hosts[h].store
         lacking = [i for i in honest_ids if not store.holds(i)]

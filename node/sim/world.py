@@ -280,8 +280,12 @@ class World(Sessions):
         self._component = (len(self.hosts), best)
         return best
 
+    def honest_target(self) -> int:
+        """How many alerts each honest member must hold: those of the honest component."""
+        return sum(self.record.published_by[h] for h in self.honest_component())
+
     def converged(self) -> bool:
         """Every live honest member holds every alert of every honest member."""
-        target = self.record.honest_published
+        target = self.honest_target()
         held = self.record.honest_held
         return all(held[h] >= target for h in self.honest_component() if self.hosts[h].up)
