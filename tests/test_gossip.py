@@ -577,3 +577,15 @@ def test_a_seed_replays_exactly() -> None:
     seed = random.randrange(2**32)
     print(f"seed={seed}")
     assert run(seed) == run(seed)
+
+
+def test_a_new_alert_from_catch_up_is_forwarded_without_promoting_the_link() -> None:
+    """Its subtree should not wait for a catch-up round of its own."""
+    g = node(A, B, C, D)  # A, B eager; C, D lazy
+    assert g.forward_caught_up(C, aid(1), 1.0) == [
+        SendAlerts(A, (aid(1),)),
+        SendAlerts(B, (aid(1),)),
+    ]
+    assert g.handle_timer(1.1) == [SendIHave(D, (aid(1),))]  # not back to C
+    assert g.lazy_peers() == {C, D}
+    assert g.forward_caught_up(D, aid(1), 1.2) == []  # known now: nothing twice

@@ -21,7 +21,7 @@ import grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
-from node.app.service import AlertNode
+from node.app.service import AlertNode, IngestResult
 from node.core import catchup, gossip
 from node.core.alerts import AlertRecord, alert_id
 from node.core.errors import AlertmeshError, InvalidAlert
@@ -348,7 +348,10 @@ class PeerManager:
             verified.append((result.origin, result.seq))
             if frame.catchup:
                 counters.caught_up += result.outcome is PutOutcome.ACCEPTED
-                caught_up.append(result.id)
+                if result.outcome is PutOutcome.ACCEPTED and self._recent(result):
+                    actions += self.gossip.forward_caught_up(link.key, result.id, now)
+                else:
+                    caught_up.append(result.id)
             elif result.outcome in (PutOutcome.ACCEPTED, PutOutcome.DUPLICATE):
                 is_new = result.outcome is PutOutcome.ACCEPTED
                 counters.full_received += 1
@@ -361,6 +364,12 @@ class PeerManager:
         if link.invalid >= MAX_INVALID_PER_SESSION:
             log.warning("disconnecting %s: %d invalid alerts", link.name, link.invalid)
             self._close(link)
+
+    def _recent(self, result: IngestResult) -> bool:
+        """Created within the gossip core's memory (seen_ttl): still worth forwarding."""
+        assert result.record is not None
+        age_s = (self.node.clock() - result.record.created_at_ms) / 1000
+        return age_s < self.gossip.params.seen_ttl
 
     # -- equivocation proofs -------------------------------------------------
 

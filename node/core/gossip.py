@@ -308,6 +308,25 @@ class Gossip:
         self._keep_one_eager(now, actions, exclude=peer)
         return actions
 
+    def forward_caught_up(self, peer: bytes, id: bytes, now: float) -> list[Action]:
+        """A recent alert new to this node came from `peer` by catch-up, not gossip.
+
+        It is forwarded like a first copy (eager peers get it, lazy peers an IHAVE), so
+        the subtree below this node does not wait for its own catch-up round; the link
+        it came by is not promoted, since it is not a tree edge.
+        """
+        self._expire(now)
+        if id in self._seen:
+            return []
+        missing = self._drop_missing(id)
+        seen = self._remember(id, now, set(missing.asked) if missing is not None else set())
+        seen.known.add(peer)
+        if missing is not None:
+            seen.known.update(missing.announcers, missing.asked)
+        actions: list[Action] = []
+        self._forward(id, seen, now, actions)
+        return actions
+
     def on_caught_up(self, ids: Iterable[bytes], now: float) -> None:
         """These alerts reached the store another way (catch-up): stop awaiting them.
 

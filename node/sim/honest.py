@@ -187,8 +187,12 @@ class HonestNode(Process):
                 continue
             verified.append((record.origin, record.seq))
             if frame.catchup:
-                caught_up.append(record.id)
                 self.env.copy_received(self.host.index, record, catchup=True)
+                age_s = (wall_ms(now) - record.created_at_ms) / 1000
+                if outcome is PutOutcome.ACCEPTED and age_s < self.gossip.params.seen_ttl:
+                    actions += self.gossip.forward_caught_up(link.peer, record.id, now)
+                else:
+                    caught_up.append(record.id)
             elif outcome in (PutOutcome.ACCEPTED, PutOutcome.DUPLICATE):
                 is_new = outcome is PutOutcome.ACCEPTED
                 self.env.copy_received(self.host.index, record, catchup=False)
