@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from node import cluster
+from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.rpc.client import AlertClient
 
 CONVERGE_TIMEOUT_S = 120.0
@@ -53,17 +54,17 @@ async def eventually(
     raise AssertionError(f"timed out waiting for: {what}")
 
 
-async def counts(nodes: list[cluster.ClusterNode]) -> list[int]:
+async def stats(nodes: list[cluster.ClusterNode]) -> list[api.Stats]:
     out = []
     for node in nodes:
         async with AlertClient(node.api) as client:
-            out.append((await client.stats()).alerts)
+            out.append(await client.stats())
     return out
+
+
+async def counts(nodes: list[cluster.ClusterNode]) -> list[int]:
+    return [s.alerts for s in await stats(nodes)]
 
 
 async def digests(nodes: list[cluster.ClusterNode]) -> list[str]:
-    out = []
-    for node in nodes:
-        async with AlertClient(node.api) as client:
-            out.append((await client.stats()).digest)
-    return out
+    return [s.digest for s in await stats(nodes)]

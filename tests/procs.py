@@ -27,6 +27,17 @@ def alertmesh(
     )
 
 
+def new_node(home: Path, name: str, members: dict[str, bytes]) -> NodeProcess:
+    """`alertmesh init` a home, add `members` (name -> key) to its roster, start it."""
+    from node.core.roster import Member, Roster
+
+    alertmesh("init", "--home", str(home), "--name", name)
+    roster = Roster.from_toml((home / "roster.toml").read_text())
+    extra = [Member(n, key) for n, key in members.items()]
+    (home / "roster.toml").write_text(Roster.of([*roster, *extra]).to_toml())
+    return NodeProcess(home).start()
+
+
 class NodeProcess:
     """`alertmesh run --home HOME --listen 127.0.0.1:0` in its own process."""
 

@@ -10,10 +10,9 @@ import pytest
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.core.limits import DEFAULT_LIMITS
-from node.core.roster import Member, Roster
 from node.rpc.client import AlertClient
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
-from tests.procs import NodeProcess, alertmesh
+from tests.procs import NodeProcess, new_node
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -25,11 +24,7 @@ STRANGER = Author()
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    home = tmp_path_factory.mktemp("node")
-    alertmesh("init", "--home", str(home), "--name", "acme")
-    roster = Roster.from_toml((home / "roster.toml").read_text())
-    (home / "roster.toml").write_text(Roster.of([*roster, Member("m", MEMBER.key)]).to_toml())
-    proc = NodeProcess(home).start()
+    proc = new_node(tmp_path_factory.mktemp("node"), "acme", {"m": MEMBER.key})
     yield proc
     proc.kill()
 

@@ -13,10 +13,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
-from node.core.roster import Member, Roster
 from node.rpc.client import AlertClient
 from tests.factory import ADDRESS, DOMAIN, Author
-from tests.procs import NodeProcess, alertmesh
+from tests.procs import NodeProcess, alertmesh, new_node
 
 EVM = "eip155:1:0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"
 
@@ -29,12 +28,7 @@ def member() -> Author:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, member: Author) -> Iterator[NodeProcess]:
-    home = tmp_path_factory.mktemp("node")
-    alertmesh("init", "--home", str(home), "--name", "acme")
-    roster = Roster.from_toml((home / "roster.toml").read_text())
-    roster = Roster.of([*roster, Member("partner", member.key, ())])
-    (home / "roster.toml").write_text(roster.to_toml())
-    proc = NodeProcess(home).start()
+    proc = new_node(tmp_path_factory.mktemp("node"), "acme", {"partner": member.key})
     yield proc
     proc.kill()
 
