@@ -76,6 +76,7 @@ from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
 from node.core import indicators  # noqa: E402
 from node.core.alerts import alert_id  # noqa: E402
+from node.core.blockchains import base58check_encode, encode_segwit  # noqa: E402
 from node.core.roster import Member, Roster  # noqa: E402
 from node.crypto import Identity, sign_alert  # noqa: E402
 from node.crypto.identity import ALERT_DOMAIN  # noqa: E402
@@ -106,8 +107,6 @@ WORDS = tuple(VOCABULARY.split())
 TLDS = ("com", "io", "xyz", "app", "net", "org", "co", "finance", "online", "site")
 EVM_CHAINS = ("eip155:1", "eip155:56", "eip155:137", "eip155:42161", "eip155:8453")
 BTC = "bip122:000000000019d6689c085ae165831e93"
-BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 CATEGORIES = [v for v in alert_pb2.Category.values() if v]
 KINDS = ("evm", "btc", "domain", "url", "tx", "ip", "email", "handle")
 KIND_WEIGHTS = (30, 8, 20, 15, 10, 7, 6, 4)
@@ -121,46 +120,6 @@ TYPE_OF = {
     "email": indicators.EMAIL,
     "handle": indicators.HANDLE,
 }
-
-
-def base58check(payload: bytes) -> str:
-    raw = payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
-    n = int.from_bytes(raw, "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 58)
-        out = BASE58[r] + out
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
-
-
-def _polymod(values: list[int]) -> int:
-    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
-    chk = 1
-    for v in values:
-        top = chk >> 25
-        chk = ((chk & 0x1FFFFFF) << 5) ^ v
-        for i in range(5):
-            if (top >> i) & 1:
-                chk ^= gen[i]
-    return chk
-
-
-def segwit(hrp: str, version: int, program: bytes) -> str:
-    acc = bits = 0
-    data = [version]
-    for b in program:
-        acc = (acc << 8) | b
-        bits += 8
-        while bits >= 5:
-            bits -= 5
-            data.append((acc >> bits) & 31)
-    if bits:
-        data.append((acc << (5 - bits)) & 31)
-    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    const = 1 if version == 0 else 0x2BC830A3
-    pm = _polymod(expanded + data + [0] * 6) ^ const
-    checksum = [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
-    return hrp + "1" + "".join(BECH32[d] for d in data + checksum)
 
 
 def words(rng: random.Random, n: int) -> str:
@@ -177,8 +136,8 @@ def random_value(rng: random.Random, kind: str) -> str:
         return f"{rng.choice(EVM_CHAINS)}:0x{rng.randbytes(20).hex()}"
     if kind == "btc":
         if rng.random() < 0.5:
-            return f"{BTC}:{base58check(bytes([0]) + rng.randbytes(20))}"
-        return f"{BTC}:{segwit('bc', 0, rng.randbytes(20))}"
+            return f"{BTC}:{base58check_encode(bytes([0]) + rng.randbytes(20))}"
+        return f"{BTC}:{encode_segwit('bc', 0, rng.randbytes(20))}"
     if kind == "tx":
         return f"{rng.choice(EVM_CHAINS)}:0x{rng.randbytes(32).hex()}"
     if kind == "domain":

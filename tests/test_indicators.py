@@ -752,3 +752,18 @@ def test_a_thousand_mixed_lookups_normalise() -> None:
         again = normalize(ind.type, ind.value, strict=False)
         assert again == ind
         assert lookup_keys(again)
+
+
+def test_blockchain_encoders_round_trip_and_validate() -> None:
+    rng = random.Random(5)
+    print("seed 5")
+    for _ in range(50):
+        payload = bytes([0]) + rng.randbytes(20)
+        raw = chains.base58_decode(chains.base58check_encode(payload))
+        chains.check_base58check(raw)
+        assert raw[:-4] == payload
+        for version, size in ((0, 20), (0, 32), (1, 32)):
+            program = rng.randbytes(size)
+            address = chains.encode_segwit("bc", version, program)
+            assert chains.decode_segwit(address) == ("bc", version, program)
+            assert parse(address).type == ADDRESS

@@ -371,6 +371,18 @@ def base58_decode(text: str) -> bytes:
     return bytes(zeros) + n.to_bytes((n.bit_length() + 7) // 8, "big")
 
 
+def base58check_encode(payload: bytes) -> str:
+    """The base58check spelling of `payload` (version byte included): the inverse of
+    base58_decode + check_base58check."""
+    raw = payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
+    n = int.from_bytes(raw, "big")
+    out = []
+    while n:
+        n, r = divmod(n, 58)
+        out.append(BASE58_ALPHABET[r])
+    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + "".join(reversed(out))
+
+
 def check_base58check(raw: bytes) -> None:
     """Raise ValueError unless the last 4 bytes are the double-SHA-256 checksum of the rest."""
     payload, checksum = raw[:-4], raw[-4:]
@@ -414,6 +426,24 @@ def _convert_5_to_8(data: list[int]) -> bytes:
     if bits >= 5 or (acc << (8 - bits)) & 0xFF:
         raise ValueError("the address has invalid padding bits")
     return bytes(out)
+
+
+def encode_segwit(hrp: str, version: int, program: bytes) -> str:
+    """The bech32 (version 0) or bech32m (version 1+) segwit address: decode_segwit's inverse."""
+    acc = bits = 0
+    data = [version]
+    for byte in program:
+        acc = (acc << 8) | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            data.append((acc >> bits) & 31)
+    if bits:
+        data.append((acc << (5 - bits)) & 31)
+    const = _BECH32_CONST if version == 0 else _BECH32M_CONST
+    pm = _polymod(_hrp_expand(hrp) + data + [0] * 6) ^ const
+    checksum = [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(BECH32_CHARSET[d] for d in data + checksum)
 
 
 def decode_segwit(address: str) -> tuple[str, int, bytes]:
