@@ -49,6 +49,7 @@ import pstats
 import queue
 import random
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -353,24 +354,40 @@ class Node:
         assert self.proc is not None
         return self.proc.pid
 
+    def workers(self) -> list[int]:
+        """Pids of the node's child processes (its verifier workers)."""
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                if int(stat.read_text().rpartition(")")[2].split()[1]) == self.pid:
+                    out.append(int(stat.parent.name))
+        return out
+
     def memory(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak RSS) in bytes, from /proc/PID/status."""
-        out = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                out[name] = int(rest.split()[0]) * 1024
+        """VmRSS and VmHWM (peak RSS) in bytes of the node process, from /proc/PID/status,
+        and "workers": the RSS of its verifier processes together."""
+        out = {"workers": 0}
+        for pid in [self.pid, *self.workers()]:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    name, _, rest = line.partition(":")
+                    if pid != self.pid and name == "VmRSS":
+                        out["workers"] += int(rest.split()[0]) * 1024
+                    elif pid == self.pid and name in ("VmRSS", "VmHWM"):
+                        out[name] = int(rest.split()[0]) * 1024
         return out
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the node process (all its threads) so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system CPU time of the node process (all its threads) and its workers."""
+        return sum(self.thread_cpu().values())
 
     def thread_cpu(self) -> dict[int, float]:
-        """CPU seconds of each thread of the node, by thread id."""
+        """CPU seconds of each thread of the node by thread id, and of each verifier
+        process by its pid."""
         out = {}
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
+        tasks = list(Path(f"/proc/{self.pid}/task").iterdir())
+        tasks += [Path(f"/proc/{pid}") for pid in self.workers()]
+        for task in tasks:
             with contextlib.suppress(OSError):
                 fields = (task / "stat").read_text().rpartition(")")[2].split()
                 out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -379,6 +396,7 @@ class Node:
     def thread_names(self) -> dict[int, str]:
         """Python thread names by thread id, from `py-spy dump` if py-spy is installed."""
         names = {self.pid: "MainThread"}
+        names.update((pid, "verifier processes") for pid in self.workers())
         spy = Path(sys.executable).parent / "py-spy"
         if spy.exists():
             with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -590,52 +608,48 @@ async def server_side_check(
     from node.store.sqlite import SqliteStore
 
     config = Config.load(home)
-    verifier = Verifier(DEFAULT_LIMITS)
     out = ServerCheck()
-    try:
-        async with SqliteStore(config.store_path) as store:
-            node = AlertNode(
-                identity=config.identity(),
-                roster=config.roster(),
-                store=store,
-                verifier=verifier,
-                limits=DEFAULT_LIMITS,
-            )
-            service = AlertService(node)
-            for values, _ in batches[:2]:  # warm-up (page cache), not counted
-                await node.check(values, include_expired=False)
-            for values, _ in batches:
-                if time.perf_counter() > deadline:
-                    break
-                request = api.CheckIndicatorsRequest(values=values)
-                t0 = time.perf_counter()
-                response = await service.CheckIndicators(request, None)  # type: ignore[arg-type]
-                response.SerializeToString()
-                out.handler.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                await node.check(values, include_expired=False)
-                out.node_check.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                keys: set[str] = set()
-                for value in values:
-                    with contextlib.suppress(InvalidAlert):
-                        keys.update(indicators.lookup_keys(indicators.parse(value, strict=False)))
-                out.parse.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                await store.lookup(keys, now_ms=node.clock())
-                out.lookup.append(time.perf_counter() - t0)
-            if profile:
-                profiler = cProfile.Profile()
-                profiler.enable()
-                for values, _ in batches[:20]:
-                    await service.CheckIndicators(
-                        api.CheckIndicatorsRequest(values=values),
-                        None,  # type: ignore[arg-type]
-                    )
-                profiler.disable()
-                out.profile = profile_text(profiler, 15)
-    finally:
-        verifier.close()
+    async with Verifier(DEFAULT_LIMITS) as verifier, SqliteStore(config.store_path) as store:
+        node = AlertNode(
+            identity=config.identity(),
+            roster=config.roster(),
+            store=store,
+            verifier=verifier,
+            limits=DEFAULT_LIMITS,
+        )
+        service = AlertService(node)
+        for values, _ in batches[:2]:  # warm-up (page cache), not counted
+            await node.check(values, include_expired=False)
+        for values, _ in batches:
+            if time.perf_counter() > deadline:
+                break
+            request = api.CheckIndicatorsRequest(values=values)
+            t0 = time.perf_counter()
+            response = await service.CheckIndicators(request, None)  # type: ignore[arg-type]
+            response.SerializeToString()
+            out.handler.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await node.check(values, include_expired=False)
+            out.node_check.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            keys: set[str] = set()
+            for value in values:
+                with contextlib.suppress(InvalidAlert):
+                    keys.update(indicators.lookup_keys(indicators.parse(value, strict=False)))
+            out.parse.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await store.lookup(keys, now_ms=node.clock())
+            out.lookup.append(time.perf_counter() - t0)
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for values, _ in batches[:20]:
+                await service.CheckIndicators(
+                    api.CheckIndicatorsRequest(values=values),
+                    None,  # type: ignore[arg-type]
+                )
+            profiler.disable()
+            out.profile = profile_text(profiler, 15)
     return out
 
 
@@ -677,9 +691,12 @@ async def inprocess_ingest(
     config = Config.load(home)
     requests = [api.IngestRequest.FromString(r) for r in requests_of(signed, batch)]
     db = Path(tempfile.mkdtemp(prefix="alertmesh-bench-store-"))
-    verifier = Verifier(DEFAULT_LIMITS)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        async with (SqliteStore if write else NoWrites)(db / "alerts.db") as store:
+        async with (
+            Verifier(DEFAULT_LIMITS) as verifier,
+            (SqliteStore if write else NoWrites)(db / "alerts.db") as store,
+        ):
             node = AlertNode(
                 identity=config.identity(),
                 roster=config.roster(),
@@ -698,8 +715,11 @@ async def inprocess_ingest(
             cpu, start = time.process_time(), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(in_flight)))
             cpu, wall = time.process_time() - cpu, time.perf_counter() - start
+        # The verifier processes have exited: their CPU time is counted now (it includes
+        # their start-up, about 0.1 s each).
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu += after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     finally:
-        verifier.close()
         shutil.rmtree(db, ignore_errors=True)
     return len(signed) / wall, cpu / len(signed) * 1e6, cpu / wall
 
@@ -1143,7 +1163,8 @@ def report(
             f"(d) node RSS with {stored:,} alerts",
             f"{mib(res['mem_loaded']['VmRSS'])} after ingest,"
             f" {mib(res['mem_after']['VmRSS'])} after the checks"
-            f" (peak {mib(res['mem_after']['VmHWM'])})",
+            f" (peak {mib(res['mem_after']['VmHWM'])}); verifier processes"
+            f" {mib(res['mem_after']['workers'])} more",
         ),
         (
             "(d) database size (alerts.db + WAL)",

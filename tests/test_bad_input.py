@@ -9,6 +9,7 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app.verify import PROCESS_MIN as VERIFIER_PROCESS_MIN
 from node.core.limits import DEFAULT_LIMITS
 from node.rpc.client import AlertClient
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
@@ -116,6 +117,38 @@ async def test_bad_alert_is_refused_and_nothing_changes(client: AlertClient, cas
     assert words in err.value.details()
     after = await client.stats()
     assert (after.alerts, after.digest) == (before.alerts, before.digest)
+
+
+async def test_bad_alerts_inside_a_large_batch_are_rejected_one_by_one(
+    client: AlertClient,
+) -> None:
+    """A batch this large is checked by the node's verifier processes; each bad alert
+    still gets its own status and reason, and every good one is stored."""
+    author = MEMBER
+    assert VERIFIER_PROCESS_MIN <= 150
+    bad = {case: make() for case, (make, _, _) in CASES.items()}
+    batch: list[alert_pb2.SignedAlert] = []
+    expected: list[str | None] = []
+    cases = iter(bad.items())
+    for i in range(150):
+        if i % 10 == 5 and (case := next(cases, None)) is not None:
+            batch.append(case[1])
+            expected.append(case[0])
+        else:
+            batch.append(author.next(indicators=[(DOMAIN, f"good{i}.example")]))
+            expected.append(None)
+    before = await client.stats()
+    response = await client.ingest(batch)
+    assert len(response.results) == len(batch)
+    for result, case in zip(response.results, expected, strict=True):
+        if case is None:
+            assert result.outcome == api.INGEST_OUTCOME_ACCEPTED, result.error
+        else:
+            _, code, words = CASES[case]
+            assert result.outcome == api.INGEST_OUTCOME_REJECTED, case
+            assert (result.code, words in result.error) == (code.value[0], True), result.error
+    good = expected.count(None)
+    assert (await client.stats()).alerts == before.alerts + good
 
 
 async def test_malformed_request_bytes(node: NodeProcess, client: AlertClient) -> None:

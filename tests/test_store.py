@@ -2,8 +2,11 @@
 
 from pathlib import Path
 
+import pytest
+
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
+from node.core.errors import ConfigError
 from node.store import PutOutcome, Query, SqliteStore
 from node.store.base import AlertStore
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
@@ -162,6 +165,36 @@ async def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
         assert await store.last_cursor() == 10
         found = await store.lookup(keys("d3.example"), now_ms=now_ms())
         assert [s.record.id for hits in found.values() for s in hits] == [records[3].id]
+
+
+async def test_a_store_written_before_key_hashing_is_migrated(tmp_path: Path) -> None:
+    """A database from before schema versions (indicator keys as text) opens, re-indexed."""
+    import sqlite3
+
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"old{i}.example")]) for i in range(5)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        await store.put(records, now_ms=now_ms())
+    with sqlite3.connect(tmp_path / "a.db") as db:  # rewind it to the old layout
+        db.executescript(
+            "DROP TABLE indicator_keys;"
+            " CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
+            " PRIMARY KEY (key, local_seq)) WITHOUT ROWID; PRAGMA user_version = 0;"
+        )
+        db.executemany(
+            "INSERT INTO indicator_keys VALUES (?, ?)",
+            [(k, i + 1) for i, r in enumerate(records) for k in r.index_keys],
+        )
+    async with SqliteStore(tmp_path / "a.db") as store:
+        found = await store.lookup(keys("https://www.OLD3.example/x"), now_ms=now_ms())
+        assert [s.record.id for hits in found.values() for s in hits] == [records[3].id]
+        hits = await store.search(Query(now_ms=now_ms(), keys=keys("old1.example")), limit=10)
+        assert [s.record.id for s in hits] == [records[1].id]
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="newer alertmesh"):
+        async with SqliteStore(tmp_path / "a.db"):
+            pass
 
 
 async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:

@@ -77,75 +77,71 @@ async def run_node(
         )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    verifier = Verifier(limits)
-    try:
-        async with SqliteStore(config.store_path) as store:
-            node = AlertNode(
-                identity=identity, roster=roster, store=store, verifier=verifier, limits=limits
-            )
-            await node.start()
+    async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
+        node = AlertNode(
+            identity=identity, roster=roster, store=store, verifier=verifier, limits=limits
+        )
+        await node.start()
 
-            peers = PeerManager(node, connect=config.connect)
+        peers = PeerManager(node, connect=config.connect)
 
-            def reload_roster() -> None:
-                roster = config.roster()
-                if identity.public_key not in roster:
-                    raise ConfigError(f"{config.roster_path} no longer lists this node's own key")
-                node.roster = roster
-                log.info("roster reloaded: %d members", len(roster))
-                peers.roster_reloaded()
+        def reload_roster() -> None:
+            roster = config.roster()
+            if identity.public_key not in roster:
+                raise ConfigError(f"{config.roster_path} no longer lists this node's own key")
+            node.roster = roster
+            log.info("roster reloaded: %d members", len(roster))
+            peers.roster_reloaded()
 
-            def reload_on_signal() -> None:
-                try:
-                    reload_roster()
-                except ConfigError as exc:
-                    log.error("roster not reloaded: %s", exc)
-
-            node.reload_roster = reload_roster
-
-            def set_peer_blocked(key: bytes, blocked: bool) -> list[bytes]:
-                peers.set_blocked(key, blocked)
-                return sorted(peers.blocked)
-
-            node.set_peer_blocked = set_peer_blocked
-
-            server = grpc.aio.server(options=SERVER_OPTIONS)
-            add_service(server, ALERT_SERVICE, AlertService(node))
-            health_servicer = health.aio.HealthServicer()
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-            reflection.enable_server_reflection(
-                [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-            )
-            api_address = bind(server, api_listen or config.api_listen, "the client API")
-            peer_server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
-            add_service(
-                peer_server,
-                PEER_SERVICE,
-                PeerServicer(identity, lambda: node.roster, peers.session),
-            )
-            peer_address = bind(peer_server, peer_listen or config.peer_listen, "peers")
-            await server.start()
-            await peer_server.start()
-            for service in ("", ALERT_SERVICE.full_name):
-                await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
-            log.info("node %s serving the client API on %s", config.name, api_address)
-            if on_ready:
-                on_ready(Endpoints(api=api_address, peer=peer_address))
+        def reload_on_signal() -> None:
             try:
-                async with asyncio.TaskGroup() as tg:
-                    peer_task = tg.create_task(peers.run(), name="peers")
-                    await stop.wait()
-                    peer_task.cancel()
-            finally:
-                log.info("shutting down")
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
-                await health_servicer.enter_graceful_shutdown()
-                # In-flight calls finish (their alerts are committed) before the store closes.
-                await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), peer_server.stop(1.0))
-    finally:
-        verifier.close()
+                reload_roster()
+            except ConfigError as exc:
+                log.error("roster not reloaded: %s", exc)
+
+        node.reload_roster = reload_roster
+
+        def set_peer_blocked(key: bytes, blocked: bool) -> list[bytes]:
+            peers.set_blocked(key, blocked)
+            return sorted(peers.blocked)
+
+        node.set_peer_blocked = set_peer_blocked
+
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        add_service(server, ALERT_SERVICE, AlertService(node))
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        api_address = bind(server, api_listen or config.api_listen, "the client API")
+        peer_server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
+        add_service(
+            peer_server,
+            PEER_SERVICE,
+            PeerServicer(identity, lambda: node.roster, peers.session),
+        )
+        peer_address = bind(peer_server, peer_listen or config.peer_listen, "peers")
+        await server.start()
+        await peer_server.start()
+        for service in ("", ALERT_SERVICE.full_name):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
+        log.info("node %s serving the client API on %s", config.name, api_address)
+        if on_ready:
+            on_ready(Endpoints(api=api_address, peer=peer_address))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                peer_task = tg.create_task(peers.run(), name="peers")
+                await stop.wait()
+                peer_task.cancel()
+        finally:
+            log.info("shutting down")
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await health_servicer.enter_graceful_shutdown()
+            # In-flight calls finish (their alerts are committed) before the store closes.
+            await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), peer_server.stop(1.0))
     log.info("stopped")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.app.verify import Verifier
+from node.app.verify import Admitted, Verifier, admit
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
 from node.core.catchup import summary_digest
@@ -183,26 +183,38 @@ class AlertNode:
                 f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
             )
         now = self.clock()
+        ids = [alerts.alert_id(body) for body, _ in items]
+        checked: list[AlertRecord | AlertmeshError | None] = [None] * len(items)
+        admitted: list[tuple[int, Admitted]] = []
+        for i, (body, signature) in enumerate(items):
+            try:
+                alert = admit(body, self.limits, self.roster)
+            except AlertmeshError as exc:
+                checked[i] = exc
+            else:
+                admitted.append((i, Admitted(ids[i], body, signature, alert)))
         # An alert held already, byte for byte with its signature, was verified when it
         # was stored (Ed25519 signatures are not malleable in libsodium), so it is a
-        # duplicate without a second verification: gossip delivers many of these.
-        ids = [alerts.alert_id(body) for body, _ in items]
-        held = await self.store.held(ids)
+        # duplicate without a second verification: gossip delivers many of these. Only
+        # an alert whose (origin, seq) slot is taken can be held.
+        chains = self.store.chains
+        held = await self.store.held(
+            [a.id for _, a in admitted if chains.holds(a.alert.origin, a.alert.seq)]
+        )
         fresh = [
-            i for i, (alert, (_, sig)) in enumerate(zip(ids, items, strict=True))
-            if alert not in held or held[alert].signature != sig
+            (i, a) for i, a in admitted
+            if a.id not in held or held[a.id].signature != a.signature
         ]  # fmt: skip
-        checked_fresh = await self.verifier.check([items[i] for i in fresh], self.roster, now)
-        checked: list[AlertRecord | AlertmeshError | None] = [None] * len(items)
-        for i, outcome_of_check in zip(fresh, checked_fresh, strict=True):
-            checked[i] = outcome_of_check
+        verdicts = await self.verifier.check([a for _, a in fresh], now)
+        for (i, _), verdict in zip(fresh, verdicts, strict=True):
+            checked[i] = verdict
         valid = [c for c in checked if isinstance(c, AlertRecord)]
         outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
         results: list[IngestResult] = []
         accepted: list[AlertRecord] = []
         equivocations: list[AlertRecord] = []
         for alert_id, c in zip(ids, checked, strict=True):
-            if c is None:
+            if c is None:  # held already
                 known = held[alert_id]
                 results.append(
                     IngestResult(alert_id, PutOutcome.DUPLICATE, origin=known.origin, seq=known.seq)

@@ -1,17 +1,36 @@
-"""Turning signed bytes from elsewhere into verified records, off the event loop.
+"""Turning signed bytes from elsewhere into verified records.
 
-Cheap checks run first (size, decoding, roster, protocol rules) so that junk
-costs no signature verification. libsodium releases the GIL while verifying,
-so a small thread pool verifies on every core.
+The node admits each alert first, on the event loop: its size, that it decodes,
+that its origin is on the roster (about a microsecond each), so that junk costs no
+signature verification. The rest (protocol rules, indicator normalisation, the
+Ed25519 signature) runs off the event loop: a handful of alerts (gossip) on a
+thread, a large batch split over worker processes (node/app/verify_worker.py).
+
+Processes rather than threads for large batches: libsodium drops the GIL while it
+verifies, but a thread that wants the GIL back while the event loop is busy waits
+for the interpreter's switch interval (5 ms). Verifier threads in a loaded node ran
+about one verification per switch, and ingest used 1.1-1.3 of 2 cores
+(docs/benchmarks.md). Worker processes have their own interpreters, and the event
+loop reads their pipes itself, so no thread in the node waits for the GIL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import pickle
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple, Self
 
+from node._pb.alertmesh.v1 import alert_pb2
+from node.app.verify_worker import HEADER, Keys, frame
 from node.core import alerts
 from node.core.alerts import AlertRecord
 from node.core.errors import AlertmeshError
@@ -19,15 +38,38 @@ from node.core.limits import Limits
 from node.core.roster import Roster
 from node.crypto import verify_alert
 
+log = logging.getLogger(__name__)
+
 Checked = AlertRecord | AlertmeshError
+
+PROCESS_MIN = 64  # alerts in a batch worth the round trip to a worker process
+SLICE = 128  # alerts per task sent to a worker process
+RESPAWN_AFTER_S = 30.0  # after workers failed to start, check on threads meanwhile
+# Workers import `node` from where this node runs it, installed or not.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class Admitted(NamedTuple):
+    """A received alert that decoded and whose origin is a member: ready to check."""
+
+    id: bytes
+    body: bytes
+    signature: bytes
+    alert: alert_pb2.Alert
+
+
+def admit(body: bytes, limits: Limits, roster: Roster) -> alert_pb2.Alert:
+    """The cheap checks, in the order a junk alert fails them: size, decoding, origin."""
+    alert = alerts.decode_body(body, limits)
+    roster.require(alert.origin)
+    return alert
 
 
 def check_signed(
     body: bytes, signature: bytes, *, roster: Roster, now_ms: int, limits: Limits
 ) -> AlertRecord:
     """Verify one signed alert completely; raise the first rule it breaks."""
-    alert = alerts.decode_body(body, limits)
-    roster.require(alert.origin)
+    alert = admit(body, limits, roster)
     keys = alerts.validate(alert, now_ms=now_ms, limits=limits)
     verify_alert(alert.origin, body, signature)
     return alerts.make_record(body, signature, alert, keys)
@@ -36,6 +78,7 @@ def check_signed(
 def check_batch(
     items: Sequence[tuple[bytes, bytes]], roster: Roster, now_ms: int, limits: Limits
 ) -> list[Checked]:
+    """check_signed over a batch, an error in place of each alert that fails."""
     out: list[Checked] = []
     for body, signature in items:
         try:
@@ -45,34 +88,174 @@ def check_batch(
     return out
 
 
+def _check_admitted(items: Sequence[Admitted], now_ms: int, limits: Limits) -> list[Checked]:
+    out: list[Checked] = []
+    for item in items:
+        try:
+            keys = alerts.validate(item.alert, now_ms=now_ms, limits=limits)
+            verify_alert(item.alert.origin, item.body, item.signature)
+            out.append(alerts.make_record(item.body, item.signature, item.alert, keys, item.id))
+        except AlertmeshError as exc:
+            out.append(exc)
+    return out
+
+
+class WorkerDied(Exception):
+    """A verifier process exited (killed, out of memory) with tasks outstanding."""
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: asyncio.subprocess.Process
+    pending: dict[int, asyncio.Future[list[Keys | AlertmeshError]]] = field(default_factory=dict)
+
+
 class Verifier:
-    """A thread pool that checks batches of signed alerts in parallel slices."""
+    """Checks admitted alerts on a thread (small batches) or worker processes (large).
 
-    def __init__(self, limits: Limits, threads: int | None = None) -> None:
+    An async context manager: worker processes start on the first large batch and
+    stop when it exits. A worker that dies is replaced on the next large batch; the
+    batch it was checking is checked again on a thread.
+    """
+
+    def __init__(self, limits: Limits, processes: int | None = None) -> None:
         self.limits = limits
-        self._threads = threads or min(4, os.cpu_count() or 1)
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="verify")
+        self._processes = processes or os.cpu_count() or 1
+        self._thread = ThreadPoolExecutor(2, thread_name_prefix="verify")
+        self._workers: list[_Worker] = []
+        self._starting = asyncio.Lock()
+        self._retry_at = 0.0
+        self._tasks = 0
+        self._stack = contextlib.AsyncExitStack()
+        self._tg: asyncio.TaskGroup | None = None
 
-    async def check(
-        self, items: Sequence[tuple[bytes, bytes]], roster: Roster, now_ms: int
-    ) -> list[Checked]:
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self._thread.shutdown, wait=True, cancel_futures=True)
+            self._tg = await stack.enter_async_context(asyncio.TaskGroup())
+            stack.push_async_callback(self._stop_workers)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def check(self, items: Sequence[Admitted], now_ms: int) -> list[Checked]:
+        """A verified record, or the rule it breaks, for each admitted alert."""
         if not items:
             return []
-        loop = asyncio.get_running_loop()
-        if len(items) < 16:
-            return await loop.run_in_executor(
-                self._pool, check_batch, items, roster, now_ms, self.limits
+        workers = await self._ready_workers() if len(items) >= PROCESS_MIN else []
+        if not workers:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, _check_admitted, items, now_ms, self.limits
             )
-        step = -(-len(items) // self._threads)
-        parts = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    self._pool, check_batch, items[i : i + step], roster, now_ms, self.limits
+        try:
+            parts = await asyncio.gather(
+                *(
+                    self._submit(workers, items[i : i + SLICE], now_ms)
+                    for i in range(0, len(items), SLICE)
                 )
-                for i in range(0, len(items), step)
             )
-        )
-        return [checked for part in parts for checked in part]
+        except WorkerDied:
+            log.error("a verifier process died; checking its batch on a thread")
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, _check_admitted, items, now_ms, self.limits
+            )
+        results = (r for part in parts for r in part)
+        return [
+            r if isinstance(r, AlertmeshError)
+            else alerts.make_record(item.body, item.signature, item.alert, r, item.id)
+            for item, r in zip(items, results, strict=True)
+        ]  # fmt: skip
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    async def _submit(
+        self, workers: list[_Worker], items: Sequence[Admitted], now_ms: int
+    ) -> list[Keys | AlertmeshError]:
+        worker = min(workers, key=lambda w: len(w.pending))
+        if worker.process.returncode is not None or worker not in self._workers:
+            raise WorkerDied
+        self._tasks += 1
+        future: asyncio.Future[list[Keys | AlertmeshError]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        worker.pending[self._tasks] = future
+        payload = (self._tasks, [(i.body, i.signature) for i in items], now_ms, self.limits)
+        stdin = worker.process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(frame(payload))
+            await stdin.drain()
+        except ConnectionError as exc:
+            raise WorkerDied from exc
+        return await future
+
+    async def _ready_workers(self) -> list[_Worker]:
+        if len(self._workers) >= self._processes:
+            return self._workers
+        loop = asyncio.get_running_loop()
+        async with self._starting:
+            if len(self._workers) < self._processes and loop.time() >= self._retry_at:
+                try:
+                    while len(self._workers) < self._processes:
+                        self._workers.append(await self._spawn())
+                except OSError as exc:
+                    log.error("cannot start verifier processes (%s); checking on threads", exc)
+                    self._retry_at = loop.time() + RESPAWN_AFTER_S
+        return self._workers
+
+    async def _spawn(self) -> _Worker:
+        assert self._tg is not None, "use the Verifier as an async context manager"
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, path]))}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "node.app.verify_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        worker = _Worker(process)
+        self._tg.create_task(self._read(worker), name=f"verifier-{process.pid}")
+        return worker
+
+    async def _read(self, worker: _Worker) -> None:
+        """Hand each result to its caller until the worker's stdout closes."""
+        stdout = worker.process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
+                number, results = pickle.loads(await stdout.readexactly(size))
+                future = worker.pending.pop(number, None)
+                if future is not None and not future.done():
+                    future.set_result(results)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if worker in self._workers:
+                self._workers.remove(worker)
+            for future in worker.pending.values():
+                if not future.done():
+                    future.set_exception(WorkerDied())
+            worker.pending.clear()
+        status = await worker.process.wait()
+        if status != 0:
+            log.error("verifier process %d exited with status %d", worker.process.pid, status)
+
+    async def _stop_workers(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            if worker.process.stdin is not None:
+                worker.process.stdin.close()
+        for worker in workers:
+            try:
+                await asyncio.wait_for(worker.process.wait(), 5.0)
+            except TimeoutError:
+                worker.process.kill()
+                await worker.process.wait()

@@ -169,10 +169,14 @@ def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[st
 
 
 def make_record(
-    body: bytes, signature: bytes, alert: alert_pb2.Alert, keys: tuple[str, ...]
+    body: bytes,
+    signature: bytes,
+    alert: alert_pb2.Alert,
+    keys: tuple[str, ...],
+    id: bytes | None = None,  # alert_id(body), when the caller has it already
 ) -> AlertRecord:
     return AlertRecord(
-        id=alert_id(body),
+        id=id or alert_id(body),
         body=body,
         signature=signature,
         origin=alert.origin,
