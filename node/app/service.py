@@ -8,6 +8,7 @@ feeds gossiped alerts through `ingest` like any other source.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -68,6 +69,8 @@ class NodeStats:
     counters: dict[str, int]
     peers: list[dict[str, object]]  # fields of alertmesh.v1.PeerStats
 
+
+_COUNTER_OF = {outcome: f"ingest_{outcome.value}" for outcome in PutOutcome}
 
 # Called with the newly accepted records and the peer they came from (None: local/client).
 NewAlertsHook = Callable[[Sequence[AlertRecord], bytes | None], None]
@@ -213,24 +216,27 @@ class AlertNode:
         results: list[IngestResult] = []
         accepted: list[AlertRecord] = []
         equivocations: list[AlertRecord] = []
+        tally: collections.Counter[str] = collections.Counter()
         for alert_id, c in zip(ids, checked, strict=True):
             if c is None:  # held already
                 known = held[alert_id]
                 results.append(
                     IngestResult(alert_id, PutOutcome.DUPLICATE, origin=known.origin, seq=known.seq)
                 )
-                self.counters.add("ingest_duplicate")
+                tally[_COUNTER_OF[PutOutcome.DUPLICATE]] += 1
             elif isinstance(c, AlertRecord):
                 outcome = next(outcomes)
                 results.append(IngestResult(c.id, outcome, origin=c.origin, seq=c.seq, record=c))
-                self.counters.add(f"ingest_{outcome.value}")
+                tally[_COUNTER_OF[outcome]] += 1
                 if outcome is PutOutcome.ACCEPTED:
                     accepted.append(c)
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocations.append(c)
             else:
                 results.append(IngestResult(alert_id, None, c))
-                self.counters.add(f"rejected_{type(c).__name__}")
+                tally[f"rejected_{type(c).__name__}"] += 1
+        for name, n in tally.items():
+            self.counters.add(name, n)
         if accepted:
             self._accepted(accepted, source)
         for record in equivocations:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import pickle
@@ -44,6 +45,7 @@ Checked = AlertRecord | AlertmeshError
 
 PROCESS_MIN = 64  # alerts in a batch worth the round trip to a worker process
 SLICE = 128  # alerts per task sent to a worker process
+PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 RESPAWN_AFTER_S = 30.0  # after workers failed to start, check on threads meanwhile
 # Workers import `node` from where this node runs it, installed or not.
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -98,6 +100,17 @@ def _check_admitted(items: Sequence[Admitted], now_ms: int, limits: Limits) -> l
         except AlertmeshError as exc:
             out.append(exc)
     return out
+
+
+def _widen(*streams: asyncio.StreamWriter | asyncio.StreamReader | None) -> None:
+    """Pipes of PIPE_BYTES (Linux), so a worker finds its next tasks waiting in the
+    pipe rather than in the event loop's buffer while the loop is busy."""
+    for stream in streams:
+        transport = getattr(stream, "transport", None) or getattr(stream, "_transport", None)
+        pipe = transport.get_extra_info("pipe") if transport is not None else None
+        if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class WorkerDied(Exception):
@@ -220,6 +233,7 @@ class Verifier:
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
+        _widen(process.stdin, process.stdout)
         worker = _Worker(process)
         self._tg.create_task(self._read(worker), name=f"verifier-{process.pid}")
         return worker

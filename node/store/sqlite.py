@@ -1,26 +1,20 @@
-"""The durable store: SQLite in WAL mode through aiosqlite.
+"""The durable store: SQLite in WAL mode.
 
 All writes go through one writer task that commits whole batches at once (group
 commit): many concurrent `put` calls share one transaction and one fsync, and a
-`put` returns only after its transaction is durable. Reads use a second
-connection, which WAL lets run alongside the writer.
-
-Indicator keys are indexed as 64-bit hashes (the first 8 bytes of their SHA-256):
-the index is a third of the size of one over the key text, and each commit
-rewrites fewer pages (bench/store_bench.py). Lookups confirm every hit against the
-alert's own key text, so a hash collision can never make an unflagged value look
-flagged; a search filter by indicator could in principle (chance about 2^-64 per
-pair of keys) return an extra alert.
+`put` returns only after its transaction is durable. The transaction runs on the
+writer's own thread (node/store/sqlite_writer.py, which also holds the schema).
+Reads use a second connection through aiosqlite, which WAL lets run alongside the
+writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import struct
 from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,68 +25,15 @@ import aiosqlite
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
-from node.core.errors import ConfigError
-from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, classify
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    local_seq      INTEGER PRIMARY KEY,
-    id             BLOB NOT NULL UNIQUE,
-    origin         BLOB NOT NULL,
-    seq            INTEGER NOT NULL,
-    prev           BLOB NOT NULL,
-    created_at_ms  INTEGER NOT NULL,
-    expires_at_ms  INTEGER NOT NULL,
-    category       INTEGER NOT NULL,
-    severity       INTEGER NOT NULL,
-    confidence     INTEGER NOT NULL,
-    title          TEXT NOT NULL,
-    index_keys     TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    body           BLOB NOT NULL,
-    signature      BLOB NOT NULL,
-    UNIQUE (origin, seq)
-);
-CREATE TABLE IF NOT EXISTS indicator_keys (
-    key       INTEGER NOT NULL,  -- key_hash(indicator key)
-    local_seq INTEGER NOT NULL,
-    PRIMARY KEY (key, local_seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS equivocations (
-    origin         BLOB NOT NULL,
-    seq            INTEGER NOT NULL,
-    second_id      BLOB NOT NULL PRIMARY KEY,
-    first_id       BLOB NOT NULL,
-    body           BLOB NOT NULL,
-    signature      BLOB NOT NULL,
-    index_keys     TEXT NOT NULL,
-    detected_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS publish_requests (
-    request_id TEXT PRIMARY KEY,
-    alert_id   BLOB NOT NULL
-);
-"""
+from node.store.base import Equivocation, Held, PutOutcome, Query, Stored
+from node.store.sqlite_writer import KEY_SEP, Committed, Write, Writer, chunks, key_hash
 
 COLUMNS = (
     "id, body, signature, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
     " confidence, title, index_keys"
 )
 STORED_COLUMNS = f"local_seq, received_at_ms, {COLUMNS}"
-KEY_SEP = "\x1f"
 NOT_EXPIRED = "(expires_at_ms = 0 OR expires_at_ms > ?)"
-CHUNK = 500  # ids per IN (...) query
-CACHE_KIB = -65536  # the writer's SQLite page cache: 64 MiB (readers keep the default)
-# PRAGMA user_version: 2 = indicator keys stored as hashes; 0 on a file written before
-# versions were recorded (keys as text), which opening migrates.
-SCHEMA_VERSION = 2
-_INT64 = struct.Struct(">q")
-
-
-def key_hash(key: str) -> int:
-    """How an indicator key is indexed: a signed 64-bit integer."""
-    value: int = _INT64.unpack_from(hashlib.sha256(key.encode()).digest())[0]
-    return value
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -118,16 +59,9 @@ def _stored(row: Sequence[Any]) -> Stored:
     return Stored(_record(row[2:]), local_seq=row[0], received_at_ms=row[1])
 
 
-def _chunks(items: Sequence[bytes]) -> Iterable[Sequence[bytes]]:
-    for i in range(0, len(items), CHUNK):
-        yield items[i : i + CHUNK]
-
-
 @dataclass(slots=True)
-class _Write:
-    records: Sequence[AlertRecord]
-    now_ms: int
-    request_id: str
+class _Put:
+    write: Write
     done: asyncio.Future[list[PutOutcome]]
 
 
@@ -137,9 +71,10 @@ class SqliteStore:
         self._batch_rows = batch_rows
         self._synchronous = synchronous
         self._chains = Chains()
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Put | None] = asyncio.Queue()
         self._stack = contextlib.AsyncExitStack()
-        self._wdb: aiosqlite.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._writer_db: Writer | None = None
         self._rdb: aiosqlite.Connection | None = None
         self._last_local_seq = 0
         self._count = 0
@@ -153,16 +88,16 @@ class SqliteStore:
         assert self._rdb is not None, "store is not open"
         return self._rdb
 
+    async def _on_writer_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
-            self._wdb = await stack.enter_async_context(aiosqlite.connect(self.path))
-            await self._wdb.execute("PRAGMA journal_mode=WAL")
-            await self._wdb.execute(f"PRAGMA synchronous={self._synchronous}")
-            # A bigger page cache and rarer checkpoints: each commit dirties pages all
-            # over the id and indicator-key indexes (bench/store_bench.py).
-            await self._wdb.execute(f"PRAGMA cache_size={CACHE_KIB}")
-            await self._wdb.execute("PRAGMA wal_autocheckpoint=10000")
-            await self._migrate(self._wdb)
+            stack.callback(self._thread.shutdown, wait=True)
+            writer = await self._on_writer_thread(Writer, self.path, self._synchronous)
+            stack.push_async_callback(self._on_writer_thread, writer.close)
+            await self._on_writer_thread(writer.migrate)
+            self._writer_db = writer
             self._rdb = await stack.enter_async_context(aiosqlite.connect(self.path))
             await self._rdb.execute("PRAGMA query_only=ON")
             await self._load_state()
@@ -179,30 +114,6 @@ class SqliteStore:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
-
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        [(version,)] = await db.execute_fetchall("PRAGMA user_version")
-        [(tables,)] = await db.execute_fetchall(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
-        )
-        if tables and version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{self.path} was written by a newer alertmesh (store schema {version}; this"
-                f" version reads {SCHEMA_VERSION}); run the newer version"
-            )
-        if tables and version < SCHEMA_VERSION:
-            # Version 0 kept keys as text; the alerts rows keep them too, so re-index.
-            await db.execute("DROP TABLE IF EXISTS indicator_keys")
-            await db.executescript(SCHEMA)
-            rows = await db.execute_fetchall("SELECT local_seq, index_keys FROM alerts")
-            await db.executemany(
-                "INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)",
-                [(key_hash(k), seq) for seq, keys in rows if keys for k in keys.split(KEY_SEP)],
-            )
-        else:
-            await db.executescript(SCHEMA)
-        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        await db.commit()
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Sequence[Any]]:
         """Run one read on the reader connection, start to finish in one step.
@@ -228,7 +139,7 @@ class SqliteStore:
         if not records:
             return []
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Write(records, now_ms, request_id, done))
+        await self._queue.put(_Put(Write(records, now_ms, request_id), done))
         return await done
 
     async def _writer(self) -> None:
@@ -237,7 +148,7 @@ class SqliteStore:
             if first is None:
                 return
             batch = [first]
-            rows = len(first.records)
+            rows = len(first.write.records)
             stop = False
             while rows < self._batch_rows and not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -245,92 +156,35 @@ class SqliteStore:
                     stop = True
                     break
                 batch.append(item)
-                rows += len(item.records)
+                rows += len(item.write.records)
             try:
-                results = await self._write(batch)
+                results = await self._write([put.write for put in batch])
             except Exception as exc:  # a failed transaction fails every put in it
-                for w in batch:
-                    if not w.done.done():
-                        w.done.set_exception(exc)
+                for put in batch:
+                    if not put.done.done():
+                        put.done.set_exception(exc)
             else:
-                for w, outcomes in zip(batch, results, strict=True):
-                    if not w.done.done():
-                        w.done.set_result(outcomes)
+                for put, outcomes in zip(batch, results, strict=True):
+                    if not put.done.done():
+                        put.done.set_result(outcomes)
             if stop:
                 return
 
-    async def _write(self, batch: list[_Write]) -> list[list[PutOutcome]]:
-        db = self._wdb
-        assert db is not None
-        records = [r for w in batch for r in w.records]
-        # An id can be held only if its (origin, seq) slot is: most records need no query.
-        taken = list(dict.fromkeys(r.id for r in records if self._chains.holds(r.origin, r.seq)))
-        held = await self._existing(db, "SELECT id FROM alerts WHERE id IN", taken)
-        known = await self._existing(
-            db,
-            "SELECT second_id FROM equivocations WHERE second_id IN",
-            [i for i in taken if i not in held],
+    async def _write(self, batch: list[Write]) -> list[list[PutOutcome]]:
+        assert self._writer_db is not None
+        done: Committed = await self._on_writer_thread(
+            self._writer_db.write, batch, self._chains, self._last_local_seq
         )
-        outcomes = classify(records, held=held, known_equivocations=known, chains=self._chains)
-
-        alert_rows = []
-        key_rows: list[tuple[int, int]] = []
-        equivocation_rows = []
-        local_seq = self._last_local_seq
-        start = 0
-        per_write: list[list[PutOutcome]] = []
-        for w in batch:
-            mine = outcomes[start : start + len(w.records)]
-            start += len(w.records)
-            per_write.append(mine)
-            for r, outcome in zip(w.records, mine, strict=True):
-                if outcome is PutOutcome.ACCEPTED:
-                    local_seq += 1
-                    alert_rows.append(
-                        (local_seq, r.id, r.origin, r.seq, r.prev, r.created_at_ms,
-                         r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
-                         KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
-                    )  # fmt: skip
-                    key_rows.extend((key_hash(k), local_seq) for k in r.index_keys)
-                elif outcome is PutOutcome.EQUIVOCATION:
-                    equivocation_rows.append(
-                        (r.origin, r.seq, r.id, r.body, r.signature,
-                         KEY_SEP.join(r.index_keys), w.now_ms)
-                    )  # fmt: skip
-        await db.executemany(
-            "INSERT INTO alerts (local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms,"
-            " category, severity, confidence, title, index_keys, received_at_ms, body, signature)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            alert_rows,
-        )
-        if key_rows:
-            await db.executemany("INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)", key_rows)
-        if equivocation_rows:
-            # The first copy is whichever this store accepted for that slot (maybe in this batch).
-            await db.executemany(
-                "INSERT OR IGNORE INTO equivocations"
-                " (origin, seq, second_id, first_id, body, signature, index_keys, detected_at_ms)"
-                " SELECT ?1, ?2, ?3, id, ?4, ?5, ?6, ?7 FROM alerts WHERE origin = ?1 AND seq = ?2",
-                equivocation_rows,
-            )
-        requests = [(w.request_id, w.records[0].id) for w in batch if w.request_id]
-        if requests:
-            await db.executemany("INSERT OR IGNORE INTO publish_requests VALUES (?, ?)", requests)
-        try:
-            await db.commit()
-        except Exception:
-            await db.rollback()
-            raise
-        self._last_local_seq = local_seq
-        self._count += len(alert_rows)
-        for row in alert_rows:
-            self._chains.add(row[2], row[3])
-        return per_write
+        self._last_local_seq = done.last_local_seq
+        self._count += len(done.accepted)
+        for origin, seq in done.accepted:
+            self._chains.add(origin, seq)
+        return done.outcomes
 
     @staticmethod
     async def _existing(db: aiosqlite.Connection, sql: str, ids: Sequence[bytes]) -> set[bytes]:
         found: set[bytes] = set()
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             marks = ",".join("?" * len(chunk))
             found.update(row[0] for row in await db.execute_fetchall(f"{sql} ({marks})", chunk))
         return found
@@ -353,7 +207,7 @@ class SqliteStore:
     async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
         wanted = list(ids)
         found: dict[bytes, Held] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT id, signature, origin, seq FROM alerts WHERE id IN ({marks})"
             found.update((row[0], Held(*row[1:])) for row in await self._rows(sql, chunk))

@@ -1,0 +1,251 @@
+"""The SQLite store's tables, and its write transaction, which runs on its own thread.
+
+The writer uses a plain `sqlite3` connection on one dedicated thread and runs each
+group commit there from start to finish: the id checks, building the rows, the
+inserts and the COMMIT. One hop per transaction instead of one per statement, and
+the event loop's thread does none of the per-row work, so it stays free to feed
+the verifier processes.
+
+Indicator keys are indexed as 64-bit hashes (the first 8 bytes of their SHA-256):
+the index is a third of the size of one over the key text, and each commit
+rewrites fewer pages (bench/store_bench.py). Lookups confirm every hit against the
+alert's own key text, so a hash collision can never make an unflagged value look
+flagged; a search filter by indicator could in principle (chance about 2^-64 per
+pair of keys) return an extra alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.core.alerts import AlertRecord
+from node.core.chain import Chains
+from node.core.errors import ConfigError
+from node.store.base import PutOutcome, classify
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    local_seq      INTEGER PRIMARY KEY,
+    id             BLOB NOT NULL UNIQUE,
+    origin         BLOB NOT NULL,
+    seq            INTEGER NOT NULL,
+    prev           BLOB NOT NULL,
+    created_at_ms  INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL,
+    category       INTEGER NOT NULL,
+    severity       INTEGER NOT NULL,
+    confidence     INTEGER NOT NULL,
+    title          TEXT NOT NULL,
+    index_keys     TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    body           BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    UNIQUE (origin, seq)
+);
+CREATE TABLE IF NOT EXISTS indicator_keys (
+    key       INTEGER NOT NULL,  -- key_hash(indicator key)
+    local_seq INTEGER NOT NULL,
+    PRIMARY KEY (key, local_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS equivocations (
+    origin         BLOB NOT NULL,
+    seq            INTEGER NOT NULL,
+    second_id      BLOB NOT NULL PRIMARY KEY,
+    first_id       BLOB NOT NULL,
+    body           BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    index_keys     TEXT NOT NULL,
+    detected_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publish_requests (
+    request_id TEXT PRIMARY KEY,
+    alert_id   BLOB NOT NULL
+);
+"""
+ALERT_COLUMNS = (
+    "local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
+    " confidence, title, index_keys, received_at_ms, body, signature"
+)
+# PRAGMA user_version: 2 = indicator keys stored as hashes; 0 on a file written before
+# versions were recorded (keys as text), which opening migrates.
+SCHEMA_VERSION = 2
+KEY_SEP = "\x1f"
+CHUNK = 500  # ids per IN (...) query
+ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
+# The writer's page cache (64 MiB) and page size (16 KiB, for new files): each commit
+# dirties pages all over the id and indicator-key indexes (bench/store_bench.py).
+CACHE_KIB = 65536
+PAGE_BYTES = 16384
+_INT64 = struct.Struct(">q")
+
+
+def key_hash(key: str) -> int:
+    """How an indicator key is indexed: a signed 64-bit integer."""
+    value: int = _INT64.unpack_from(hashlib.sha256(key.encode()).digest())[0]
+    return value
+
+
+def chunks(items: Sequence[bytes]) -> Iterable[Sequence[bytes]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+@dataclass(slots=True)
+class Write:
+    """One `put`: its records, and the outcome of each once committed."""
+
+    records: Sequence[AlertRecord]
+    now_ms: int
+    request_id: str
+
+
+@dataclass(slots=True)
+class Committed:
+    outcomes: list[list[PutOutcome]]  # per Write
+    accepted: list[tuple[bytes, int]]  # (origin, seq) of each alert now stored
+    last_local_seq: int
+
+
+class Writer:
+    """The write connection. Every method runs on the store's writer thread."""
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self.db.execute("PRAGMA wal_autocheckpoint=10000")  # pages
+
+    def close(self) -> None:
+        self.db.close()
+
+    def migrate(self) -> None:
+        db = self.db
+        [(version,)] = db.execute("PRAGMA user_version").fetchall()
+        [(tables,)] = db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
+        ).fetchall()
+        if tables and version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{self.path} was written by a newer alertmesh (store schema {version}; this"
+                f" version reads {SCHEMA_VERSION}); run the newer version"
+            )
+        db.execute("BEGIN")
+        try:
+            if tables and version < SCHEMA_VERSION:
+                # Version 0 kept keys as text; the alerts rows keep them too, so re-index.
+                db.execute("DROP TABLE IF EXISTS indicator_keys")
+                self._create_tables()
+                rows = db.execute("SELECT local_seq, index_keys FROM alerts").fetchall()
+                db.executemany(
+                    "INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)",
+                    [(key_hash(k), seq) for seq, keys in rows if keys for k in keys.split(KEY_SEP)],
+                )
+            else:
+                self._create_tables()
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _create_tables(self) -> None:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+
+    def write(self, batch: Sequence[Write], chains: Chains, last_local_seq: int) -> Committed:
+        """Store what is new in `batch` in one transaction. `chains` is read only here;
+        the caller adds the accepted slots once this returns."""
+        db = self.db
+        records = [r for w in batch for r in w.records]
+        # An id can be held only if its (origin, seq) slot is: most records need no query.
+        taken = list(dict.fromkeys(r.id for r in records if chains.holds(r.origin, r.seq)))
+        held = self._existing("SELECT id FROM alerts WHERE id IN", taken)
+        known = self._existing(
+            "SELECT second_id FROM equivocations WHERE second_id IN",
+            [i for i in taken if i not in held],
+        )
+        outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
+
+        alert_rows = []
+        key_rows: list[tuple[int, int]] = []
+        equivocation_rows = []
+        local_seq = last_local_seq
+        start = 0
+        per_write: list[list[PutOutcome]] = []
+        for w in batch:
+            mine = outcomes[start : start + len(w.records)]
+            start += len(w.records)
+            per_write.append(mine)
+            for r, outcome in zip(w.records, mine, strict=True):
+                if outcome is PutOutcome.ACCEPTED:
+                    local_seq += 1
+                    alert_rows.append(
+                        (local_seq, r.id, r.origin, r.seq, r.prev, r.created_at_ms,
+                         r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
+                         KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
+                    )  # fmt: skip
+                    key_rows.extend((key_hash(k), local_seq) for k in r.index_keys)
+                elif outcome is PutOutcome.EQUIVOCATION:
+                    equivocation_rows.append(
+                        (r.origin, r.seq, r.id, r.body, r.signature,
+                         KEY_SEP.join(r.index_keys), w.now_ms)
+                    )  # fmt: skip
+        requests = [(w.request_id, w.records[0].id) for w in batch if w.request_id]
+        db.execute("BEGIN")
+        try:
+            self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
+            self._insert("INSERT OR IGNORE INTO indicator_keys VALUES", key_rows)
+            if equivocation_rows:
+                # The first copy is whichever this store accepted for that slot (maybe in
+                # this batch).
+                db.executemany(
+                    "INSERT OR IGNORE INTO equivocations"
+                    " (origin, seq, second_id, first_id, body, signature, index_keys,"
+                    " detected_at_ms) SELECT ?1, ?2, ?3, id, ?4, ?5, ?6, ?7 FROM alerts"
+                    " WHERE origin = ?1 AND seq = ?2",
+                    equivocation_rows,
+                )
+            if requests:
+                db.executemany("INSERT OR IGNORE INTO publish_requests VALUES (?, ?)", requests)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
+
+    def _existing(self, sql: str, ids: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for chunk in chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self.db.execute(f"{sql} ({marks})", chunk))
+        return found
+
+    def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """`insert` ("INSERT ... VALUES") for every row, ROWS_PER_INSERT per statement:
+        executemany releases and retakes the GIL around every row, and in a busy node
+        each retake can wait for another thread."""
+        if not rows:
+            return
+        marks = f"({','.join('?' * len(rows[0]))})"
+        whole = len(rows) - len(rows) % ROWS_PER_INSERT
+        if whole:
+            self.db.executemany(
+                f"{insert} {','.join([marks] * ROWS_PER_INSERT)}",
+                (
+                    [v for row in rows[i : i + ROWS_PER_INSERT] for v in row]
+                    for i in range(0, whole, ROWS_PER_INSERT)
+                ),
+            )
+        if whole < len(rows):
+            self.db.executemany(f"{insert} {marks}", rows[whole:])
