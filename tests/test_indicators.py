@@ -6,14 +6,19 @@ canonical value it must become, or the reason it is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+import re
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.core import blockchains as chains
+from node.core import indicators
 from node.core.errors import InvalidIndicator
 from node.core.indicators import (
     ADDRESS,
@@ -767,3 +772,400 @@ def test_blockchain_encoders_round_trip_and_validate() -> None:
             address = chains.encode_segwit("bc", version, program)
             assert chains.decode_segwit(address) == ("bc", version, program)
             assert parse(address).type == ADDRESS
+
+
+# --- fast paths: the same results as the general path, for any spelling ----------------
+#
+# Common spellings take fast paths (a regex for an already plain value, table-driven
+# codecs). These tests generate many values of every kind in random spellings, valid and
+# not, and check that switching the fast paths off changes no result and no error.
+
+DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, print_blob=True)
+NEVER = re.compile(r"(?!)")
+
+
+@contextlib.contextmanager
+def general_paths_only() -> Iterator[None]:
+    """Switch every fast path off: the general code then computes every result."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in (
+            "_PLAIN_EVM_ACCOUNT",
+            "_PLAIN_EVM_TX",
+            "_PLAIN_HOST",
+            "_PLAIN_EMAIL",
+            "_CANONICAL_IPV4",
+            "_PLAIN_URL",
+        ):
+            patch.setattr(indicators, name, NEVER)
+        patch.setattr(chains, "_ALIASED_CHAINS", frozenset())
+        patch.setattr(chains, "_CANONICAL_CAIP2", NEVER)
+        patch.setattr(chains, "_BASE58_MERGED_DIGITS", -1)  # digit by digit
+        patch.setattr(chains, "_TABLED_VALUES", -1)  # bech32 checksum step by step
+        yield
+
+
+def outcome(call: Callable[[], Indicator]) -> str:
+    """What a caller sees: the indicator and its keys, or the refusal."""
+    try:
+        ind = call()
+    except InvalidIndicator as exc:
+        return f"refused: {exc}"
+    return f"{ind!r} {index_keys(ind)} {lookup_keys(ind)}"
+
+
+def outcomes(text: str) -> list[str]:
+    calls: list[Callable[[], Indicator]] = [
+        partial(parse, text, strict=False),
+        partial(parse, text, strict=True),
+    ]
+    for type_ in TYPE_NAMES.values():
+        calls += [partial(normalize, type_, text, strict=s) for s in (False, True)]
+    return [outcome(call) for call in calls]
+
+
+def assert_fast_paths_agree(texts: list[str]) -> None:
+    fast = [outcomes(text) for text in texts]
+    with general_paths_only():
+        general = [outcomes(text) for text in texts]
+    for text, a, b in zip(texts, fast, general, strict=True):
+        assert a == b, text
+
+
+LABEL_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+ODD_CHARS = "_*. ü\u212a\u017f\u0131\u0130ｅ．\t%@:[]/?#\x00"  # Kelvin K, long s, dotless i…
+
+
+def random_case(rng: random.Random, text: str) -> str:
+    style = rng.randrange(4)
+    if style == 0:
+        return text
+    if style == 1:
+        return text.upper()
+    if style == 2:
+        return text.lower()
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in text)
+
+
+def mutate(rng: random.Random, text: str) -> str:
+    """The text with one random edit, to reach the edges of every rule."""
+    if not text:
+        return rng.choice(ODD_CHARS)
+    i = rng.randrange(len(text))
+    edit = rng.randrange(5)
+    if edit == 0:
+        return text[:i] + text[i + 1 :]
+    if edit == 1:
+        return text[:i] + rng.choice(ODD_CHARS + LABEL_CHARS) + text[i:]
+    if edit == 2:
+        return text[:i] + text[i].swapcase() + text[i + 1 :]
+    if edit == 3:
+        return text[:i] + rng.choice(chains.BASE58_ALPHABET + "0OIl") + text[i + 1 :]
+    return rng.choice(["", " ", "\t"]) + text + rng.choice(["", ".", " ", ":", "/", "1"])
+
+
+def random_domain(rng: random.Random) -> str:
+    labels = []
+    for _ in range(rng.randrange(1, 5)):
+        size = rng.choice([1, 3, 8, 8, 62, 63, 64])
+        labels.append("".join(rng.choice(LABEL_CHARS) for _ in range(size)))
+    labels.append(rng.choice(["com", "example", "xyz", "io", "123", "bücher", "a1", "ｃｏｍ"]))
+    domain = random_case(rng, ".".join(labels))
+    if rng.random() < 0.3:
+        domain = domain.replace(".", "[.]", rng.randrange(1, 3))
+    return rng.choice(["", "", "", "*.", "[.]"]) + domain + rng.choice(["", "", "", ".", ".."])
+
+
+def random_ip(rng: random.Random) -> str:
+    if rng.random() < 0.6:
+        octets = [
+            str(rng.choice([0, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256])) for _ in "1234"
+        ]
+        if rng.random() < 0.1:
+            octets[rng.randrange(4)] = "0" + octets[0]
+        if rng.random() < 0.1:
+            octets = octets[:3] if rng.random() < 0.5 else [*octets, "1"]
+        ip = ".".join(octets)
+    else:
+        ip = random_case(rng, ":".join(f"{rng.randrange(0x10000):x}" for _ in range(8)))
+        ip = rng.choice([ip, ip.replace(":0:", "::", 1), "::ffff:1.2.3.4", "::1"])
+    return rng.choice(["", "", "", "[", "ip:"]) + ip + rng.choice(["", "", "/32", "]", "%eth0"])
+
+
+def random_url(rng: random.Random) -> str:
+    scheme = rng.choice(["https", "http", "HTTPS", "Http", "hxxp", "hXxPs", "ftp", "htxp"])
+    host = random_domain(rng) if rng.random() < 0.75 else random_ip(rng).removeprefix("ip:")
+    if rng.random() < 0.1:
+        host = rng.choice(["user@", "binance.com@", "u:p@"]) + host
+    if rng.random() < 0.3:
+        host += ":" + rng.choice(["80", "443", "8080", "0", "0443", "65535", "65536", "", "x"])
+    segments = [
+        rng.choice(["claim", "a b", "%7e", "%7E", "%41", "%2f", "%zz", "ü", "~x", "a\tb", ""])
+        for _ in range(rng.randrange(3))
+    ]
+    path = "/" + "/".join(segments) if segments or rng.random() < 0.5 else ""
+    query = rng.choice(["", "", "?", "?ref=1", "?a=%7e&b=ü", "?x=1?y=@"])
+    fragment = rng.choice(["", "", "#", "#top", "#a\nb"])
+    return f"{scheme}{rng.choice(['://', '://', ':/'])}{host}{path}{query}{fragment}"
+
+
+def random_email(rng: random.Random) -> str:
+    local = rng.choice(["bob", "Bob.Smith+tag", "ü", "a b", "x" * 64, "x" * 65, "a[x]", "a:b"])
+    email = f"{local}@{random_domain(rng)}"
+    if rng.random() < 0.3:
+        email = rng.choice(["mailto:", "MAILTO:", "MailTo:", "ma\u0131lto:"]) + email
+    if rng.random() < 0.2:
+        email = email.replace("@", rng.choice(["[at]", "[@]"]))
+    return email + rng.choice(["", "", "?subject=hi"])
+
+
+def random_handle(rng: random.Random) -> str:
+    name = rng.choice(["Scam_Bot", "bob", "a b", "", "ü", "alice@mastodon.example", "x" * 257])
+    platform = rng.choice(["", "", "telegram:", "Telegram:", "twitter: ", "9gag:", "a" * 33 + ":"])
+    return platform + rng.choice(["", "@"]) + name
+
+
+def random_chain_value(rng: random.Random) -> str:
+    """An address or tx on a random chain, bare or CAIP-10, with a random checksum case."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        digits = rng.randbytes(20).hex()
+        digits = rng.choice(
+            [digits, digits.upper(), chains.eip55(digits), random_case(rng, digits)]
+        )
+        value = rng.choice(["0x", "0x", "0X"]) + digits
+        prefixes = ["", "eip155:1:", "EIP155:137:", "eip155:0x89:", "eip155:01:", "eth:", "sol:"]
+    elif kind == 1:
+        value = rng.choice(["0x", "0X", ""]) + random_case(rng, rng.randbytes(32).hex())
+        prefixes = ["", "eip155:8453:", "Eip155:1:", "eip155:0:", "bitcoin:", "tron:"]
+    elif kind == 2:
+        version = rng.choice([0x00, 0x05, 0x6F, 0x41])
+        value = chains.base58check_encode(bytes([version]) + rng.randbytes(20))
+        prefixes = ["", "bitcoin:", f"{BTC}:", f"{BTC_TEST}:", "tron:", "trx:"]
+    elif kind == 3:
+        program = rng.randbytes(rng.choice([20, 32, 32, 40, 2]))
+        value = chains.encode_segwit(
+            rng.choice(["bc", "tb", "ltc"]), rng.choice([0, 1, 2]), program
+        )
+        value = random_case(rng, value)
+        prefixes = [
+            "",
+            "bitcoin:",
+            "BTC:",
+            f"{BTC_TEST}:",
+            "bip122:1234567890abcdef1234567890abcdef:",
+        ]
+    else:
+        value = chains.base58check_encode(
+            bytes(rng.randrange(3)) + rng.randbytes(rng.choice([31, 32, 64]))
+        )
+        prefixes = ["sol:", f"{SOL}:", "cosmos:cosmoshub-4:", "solana:"]
+    return rng.choice(prefixes) + value
+
+
+GENERATORS = (random_chain_value, random_domain, random_url, random_ip, random_email, random_handle)
+
+
+def random_texts(seed: int, per_kind: int) -> list[str]:
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    texts = []
+    for generate in GENERATORS:
+        for _ in range(per_kind):
+            text = generate(rng)
+            texts.append(mutate(rng, text) if rng.random() < 0.2 else text)
+    return texts
+
+
+# Spellings at the edges of the fast paths' regexes.
+EDGES = [
+    "mailto:@evil.example",
+    "MAILTO:mailto:bob@evil.example",
+    "mailto:bob@evil.example?x=@y",
+    "bob@evil.example:80",
+    "b[x]ob@evil.example",
+    "https://evil.example?",
+    "https://evil.example:",
+    "https://evil.example:/x",
+    "https://evil.example.:8080",
+    "https://1.2.3.4./",
+    "https://a.123/",
+    "https://evil.example:00443/",
+    "https://evil.example/\x00",
+    "https://evil.example/x?y#z?w",
+    "https://" + "a" * 63 + ".example/",
+    "https://" + ".".join(["a" * 63] * 4) + "/",
+    ".".join(["a" * 63] * 3 + ["a" * 61]),
+    ".".join(["a" * 63] * 3 + ["a" * 62]),
+    "0.0.0.0",
+    "255.255.255.255",
+    "00.0.0.0",
+    "1.2.3.4.",
+    "[1.2.3.4]",
+    "eip155:" + "9" * 30 + ":0x" + "ab" * 20,
+    "eip155:" + "9" * 31 + ":0x" + "ab" * 20,
+    "eip155:0:0x" + "ab" * 20,
+    "0x" + "12" * 20,
+    "eip155:1:0X" + "AB" * 32,
+    "bc1q\u017f\u017f\u017f\u017f\u017f\u017f\u017f",
+    "@@bob",
+]
+
+
+def test_fast_paths_agree_with_the_general_path_on_random_spellings() -> None:
+    texts = EDGES + random_texts(20240611, per_kind=400)
+    canonical = []
+    for text in texts:  # the canonical values themselves take the fast paths most
+        for strict in (False, True):
+            with contextlib.suppress(InvalidIndicator):
+                ind = parse(text, strict=strict)
+                canonical += [ind.value, str(ind)]
+    assert_fast_paths_agree(texts + canonical)
+
+
+@DETERMINISTIC
+@given(st.text(alphabet=st.sampled_from(LABEL_CHARS + ODD_CHARS + "AZxX"), max_size=40))
+def test_fast_paths_agree_with_the_general_path_on_junk(text: str) -> None:
+    assert_fast_paths_agree([text, f"https://{text}", f"{text}@evil.example", f"eip155:1:{text}"])
+
+
+def test_normalising_twice_changes_nothing() -> None:
+    for text in random_texts(7, per_kind=300):
+        for type_ in TYPE_NAMES.values():
+            for strict in (False, True):
+                try:
+                    once = normalize(type_, text, strict=strict)
+                except InvalidIndicator:
+                    continue
+                if type_ == HANDLE and once.value.rpartition(":")[2].startswith("@"):
+                    continue  # "@@bob" keeps one "@" and loses it the next time (a quirk)
+                assert normalize(type_, once.value, strict=strict) == once, text
+
+
+def respellings(kind: str, value: str) -> list[str]:
+    """Spellings a person might paste for one canonical value of `kind`."""
+    if kind in ("evm", "tx"):
+        chain, _, digits = value.rpartition(":0x")
+        out = [f"{chain}:0X{digits.upper()}", value.upper().replace("0X", "0x")]
+        if kind == "evm":
+            out.append(f"{chain}:0x{chains.eip55(digits)}")
+        if chain == "eip155:1":
+            out += [f"eth:0x{digits}", f"ETHEREUM:0x{digits}", f"eip155:0x1:0x{digits}"]
+        return out
+    if kind == "btc":
+        account = value.rpartition(":")[2]
+        return [f"bitcoin:{account}", f"BTC:{account}", f"{BTC.upper()}:{account}"] + (
+            [f"bitcoin:{account.upper()}"] if account.startswith("bc1") else []
+        )
+    if kind == "domain":
+        return [value.upper() + ".", value.replace(".", "[.]"), "*." + value.title()]
+    if kind == "url":
+        host, _, rest = value.partition("://")[2].partition("/")
+        out = [f"HTTPS://{host.upper()}:443/{rest}", f"hxxps://{host.replace('.', '[.]')}/{rest}"]
+        return [*out, f"https://{host}./{rest}#frag", f"https://{host}/{rest.replace('-', '%2d')}"]
+    if kind == "ip":
+        return [value.replace(".", "[.]"), f"::ffff:{value}", f"::FFFF:{value}", f" {value} "]
+    if kind == "email":
+        local, _, host = value.partition("@")
+        return [f"mailto:{value.upper()}", f"{local}[at]{host.replace('.', '[.]')}", value + "."]
+    name = value.partition(":")[2]
+    return [f"Telegram:@{name.upper()}", f"TELEGRAM:@{name}"]
+
+
+def canonical_value(rng: random.Random, kind: str) -> str:
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randrange(1, 12)))
+    domain = f"{word}-{rng.randrange(10**6)}.{rng.choice(['com', 'io', 'xn--p1ai'])}"
+    if kind == "evm":
+        return f"eip155:{rng.choice([1, 1, 56, 8453])}:0x{rng.randbytes(20).hex()}"
+    if kind == "tx":
+        return f"eip155:{rng.choice([1, 10])}:0x{rng.randbytes(32).hex()}"
+    if kind == "btc":
+        if rng.random() < 0.5:
+            return f"{BTC}:{chains.base58check_encode(bytes([0]) + rng.randbytes(20))}"
+        return f"{BTC}:{chains.encode_segwit('bc', 1, rng.randbytes(32))}"
+    if kind == "domain":
+        return domain
+    if kind == "url":
+        return f"https://{rng.choice(['', 'login.'])}{domain}/{word}/a-b?ref={rng.randrange(99)}"
+    if kind == "ip":
+        return ".".join(str(rng.randrange(1, 256)) for _ in range(4))
+    if kind == "email":
+        return f"{word}.{rng.randrange(99)}@{domain}"
+    return f"telegram:{word}_{rng.randrange(99)}"
+
+
+def test_every_respelling_reaches_the_same_canonical_value() -> None:
+    seed = 99
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    types = {"evm": ADDRESS, "tx": TX, "btc": ADDRESS, "domain": DOMAIN, "url": URL}
+    types |= {"ip": IP, "email": EMAIL, "handle": HANDLE}
+    for _ in range(40):
+        for kind, type_ in types.items():
+            value = canonical_value(rng, kind)
+            flagged = normalize(type_, value)
+            assert flagged == Indicator(type_, value)
+            for spelling in respellings(kind, value):
+                assert normalize(type_, spelling, strict=False) == flagged, spelling
+                if "[at]" not in spelling:  # parse infers an email address from its "@"
+                    assert parse(spelling, strict=False) == flagged, spelling
+
+
+def test_a_wrong_checksum_is_refused_for_publishing_and_found_for_lookups() -> None:
+    seed = 3
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    for _ in range(30):
+        digits = rng.randbytes(20).hex()
+        checksummed = chains.eip55(digits)
+        letters = [i for i, c in enumerate(checksummed) if c.isalpha()]
+        if letters:
+            i = rng.choice(letters)
+            wrong = checksummed[:i] + checksummed[i].swapcase() + checksummed[i + 1 :]
+            for spelling in (f"0x{wrong}", f"eip155:1:0x{wrong}"):
+                assert "EIP-55" in reason(ADDRESS, spelling)
+                assert normalize(ADDRESS, spelling, strict=False).value.endswith(f"0x{digits}")
+
+        base58 = chains.base58check_encode(bytes([0]) + rng.randbytes(20))
+        other_digits = chains.BASE58_ALPHABET.replace(base58[-1], "")
+        corrupt_base58 = base58[:-1] + rng.choice(other_digits)  # only the checksum changes
+        segwit = chains.encode_segwit("bc", rng.choice([0, 1]), rng.randbytes(32))
+        corrupt_segwit = segwit[:-1] + rng.choice(chains.BECH32_CHARSET.replace(segwit[-1], ""))
+        for account in (corrupt_base58, corrupt_segwit):
+            for spelling in (account, f"bitcoin:{account}"):
+                assert "checksum does not match" in reason(ADDRESS, spelling)
+                assert normalize(ADDRESS, spelling, strict=False).value.endswith(account)
+                assert parse(spelling, strict=False).type == ADDRESS
+
+
+@DETERMINISTIC
+@given(
+    hrp=st.one_of(st.sampled_from(["bc", "tb"]), st.text(min_size=1, max_size=90)),
+    data=st.lists(st.integers(min_value=0, max_value=31), max_size=200),
+)
+def test_the_bech32_checksum_tables_agree_with_the_step_by_step_checksum(
+    hrp: str, data: list[int]
+) -> None:
+    expected = chains._polymod([*chains._hrp_expand(hrp), *data])
+    assert chains._checksum(hrp, bytes(data)) == expected
+
+
+def test_base58_decodes_what_it_encodes_at_every_length() -> None:
+    seed = 58
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    for size in range(80):  # up to 109 digits: both sides of the 64 the merges cover
+        for raw in (
+            rng.randbytes(size),
+            bytes([255]) * size,
+            bytes(rng.randrange(3)) + bytes(size),
+        ):
+            assert chains.base58_decode(b58encode(raw)) == raw
+
+
+@DETERMINISTIC
+@given(program=st.binary(min_size=2, max_size=40), version=st.integers(min_value=1, max_value=16))
+def test_segwit_decodes_what_it_encodes(program: bytes, version: int) -> None:
+    address = chains.encode_segwit("tb", version, program)
+    assert chains.decode_segwit(address.upper()) == ("tb", version, program)
+    with general_paths_only():
+        assert chains.encode_segwit("tb", version, program) == address

@@ -34,6 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
+from functools import reduce
+from operator import getitem, xor
 
 BITCOIN_MAINNET = "bip122:000000000019d6689c085ae165831e93"
 BITCOIN_TESTNET = "bip122:000000000933ea01ad0ee984209779ba"
@@ -79,6 +82,9 @@ _CAIP10_ACCOUNT = re.compile(r"[-.%a-zA-Z0-9]{1,128}")
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
 _BECH32_SHAPE = re.compile(r"[a-zA-Z]{1,83}1[02-9ac-hj-np-zAC-HJ-NP-Z]{6,87}")
 _BARE_BITCOIN = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{24,34}|(?i:bc1[02-9ac-hj-np-z]{6,87})")
+# Chains as caip2() spells them (the usual input: canonical values).
+_ALIASED_CHAINS = frozenset(CHAIN_ALIASES.values())
+_CANONICAL_CAIP2 = re.compile(r"eip155:[1-9][0-9]{0,29}|bip122:[0-9a-f]{32}")
 
 
 # --- chains ---------------------------------------------------------------------------
@@ -86,6 +92,8 @@ _BARE_BITCOIN = re.compile(r"[13][1-9A-HJ-NP-Za-km-z]{24,34}|(?i:bc1[02-9ac-hj-n
 
 def caip2(text: str) -> str:
     """The CAIP-2 id of a chain written as namespace:reference or as an alias."""
+    if text in _ALIASED_CHAINS or _CANONICAL_CAIP2.fullmatch(text):  # already canonical
+        return text
     if ":" not in text:
         alias = CHAIN_ALIASES.get(text.lower())
         if alias is None:
@@ -186,7 +194,7 @@ def _evm_account(text: str, strict: bool) -> str:
 
 def _bitcoin_account(chain: str, text: str, strict: bool) -> str:
     network = _BITCOIN_NETWORKS.get(chain)
-    if _BASE58.fullmatch(text) and 25 <= len(text) <= 35:
+    if 25 <= len(text) <= 35 and _BASE58.fullmatch(text):
         raw = base58_decode(text)
         if len(raw) == 25:
             if network and raw[0] not in network[1]:
@@ -357,16 +365,41 @@ def eip55(hex40: str) -> str:
 
 BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BASE58_INDEX = {ch: i for i, ch in enumerate(BASE58_ALPHABET)}
+# bytes.translate table: an ASCII character to its base58 digit, 255 if it is not one.
+_BASE58_DIGITS = bytes(_BASE58_INDEX.get(chr(b), 255) for b in range(256))
+
+
+# Base58 digits as the bytes of one big-endian integer are slots of 8 bits. Each merge
+# makes slots twice as wide: adjacent slots hi, lo (w bits, values below B = 58**(w/8))
+# become one holding hi * B + lo, by subtracting (2**w - B) * hi from every pair at once;
+# no pair borrows from the next. Six merges leave one 512-bit slot: up to 64 digits.
+_BASE58_MERGED_DIGITS = 64
+_BASE58_MERGES = tuple(
+    (w, (1 << w) - 58 ** (w // 8), sum(((1 << w) - 1) << (2 * w * i) for i in range(256 // w)))
+    for w in (8, 16, 32, 64, 128, 256)
+)
+
+
+def _base58_value(digits: bytes) -> int:
+    """The number that base58 digit values (0-57, most significant first) spell."""
+    if len(digits) > _BASE58_MERGED_DIGITS:
+        n = 0
+        for digit in digits:
+            n = n * 58 + digit
+        return n
+    n = int.from_bytes(digits, "big")
+    for width, excess, low_halves in _BASE58_MERGES:
+        n -= excess * ((n >> width) & low_halves)
+    return n
 
 
 def base58_decode(text: str) -> bytes:
     """Decode base58; leading '1's are leading zero bytes. ValueError on a bad character."""
-    n = 0
-    for ch in text:
-        digit = _BASE58_INDEX.get(ch)
-        if digit is None:
-            raise ValueError(f"{ch!r} is not a base58 character")
-        n = n * 58 + digit
+    digits = text.encode("ascii", "replace").translate(_BASE58_DIGITS)
+    if 255 in digits:
+        bad = next(ch for ch in text if ch not in _BASE58_INDEX)
+        raise ValueError(f"{bad!r} is not a base58 character")
+    n = _base58_value(digits)
     zeros = len(text) - len(text.lstrip("1"))
     return bytes(zeros) + n.to_bytes((n.bit_length() + 7) // 8, "big")
 
@@ -394,19 +427,31 @@ def check_base58check(raw: bytes) -> None:
 
 BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _BECH32_INDEX = {ch: i for i, ch in enumerate(BECH32_CHARSET)}
+# bytes.translate tables: an ASCII character to its 5-bit value (255 if not bech32), and
+# 5-bit values to the digits of int(…, 32), which then regroups the bits into bytes.
+_BECH32_VALUES = bytes(_BECH32_INDEX.get(chr(b), 255) for b in range(256))
+_BASE32_DIGITS = bytes.maketrans(bytes(range(32)), b"0123456789abcdefghijklmnopqrstuv")
 _BECH32_CONST = 1
 _BECH32M_CONST = 0x2BC830A3
 _GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 
 
-def _polymod(values: list[int]) -> int:
-    chk = 1
+def _generators_of(top: int) -> int:
+    """XOR of the generators picked by the 5 bits that one polymod step shifts out."""
+    mixed = 0
+    for i, generator in enumerate(_GENERATOR):
+        if (top >> i) & 1:
+            mixed ^= generator
+    return mixed
+
+
+_POLYMOD_TABLE = tuple(_generators_of(top) for top in range(32))
+
+
+def _polymod(values: Iterable[int], chk: int = 1) -> int:
+    """The BIP-173 checksum state after `values`, continuing from `chk`."""
     for v in values:
-        top = chk >> 25
-        chk = ((chk & 0x1FFFFFF) << 5) ^ v
-        for i in range(5):
-            if (top >> i) & 1:
-                chk ^= _GENERATOR[i]
+        chk = ((chk & 0x1FFFFFF) << 5) ^ v ^ _POLYMOD_TABLE[chk >> 25]
     return chk
 
 
@@ -414,18 +459,50 @@ def _hrp_expand(hrp: str) -> list[int]:
     return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
 
 
-def _convert_5_to_8(data: list[int]) -> bytes:
-    acc = bits = 0
-    out = bytearray()
-    for value in data:
-        acc = (acc << 5) | value
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((acc >> bits) & 0xFF)
-    if bits >= 5 or (acc << (8 - bits)) & 0xFF:
+# A step is linear over GF(2), so the checksum of values below 32 is the XOR of what each
+# value, and the state before them, contribute; that depends only on how many values
+# follow. _CONTRIBUTION[k][v] is what v followed by k values contributes, _shifted(state)[k]
+# what a state followed by k values does. map() and reduce() then run the loop in C.
+# The tables cover the longest input of decode_segwit (hrp and data in 90 characters).
+_TABLED_VALUES = 2 * 90
+
+
+def _shifted(state: int) -> tuple[int, ...]:
+    states = [state]
+    while len(states) <= _TABLED_VALUES:
+        states.append(_polymod([0], states[-1]))
+    return tuple(states)
+
+
+_CONTRIBUTION = tuple(zip(*(_shifted(v) for v in range(32)), strict=True))
+_START_SHIFTED = _shifted(1)
+_BITCOIN_HRP_SHIFTED = {
+    hrp: _shifted(_polymod(_hrp_expand(hrp))) for hrp, _, _ in _BITCOIN_NETWORKS.values()
+}
+
+
+def _checksum(hrp: str, data: bytes) -> int:
+    """_polymod(_hrp_expand(hrp) + data) for data values below 32, mostly by table."""
+    shifted = _BITCOIN_HRP_SHIFTED.get(hrp)
+    if shifted is None:
+        if not hrp.isascii():  # characters past U+03FF expand to values of 32 and more
+            return _polymod([*_hrp_expand(hrp), *data])
+        data = bytes(_hrp_expand(hrp)) + data
+        shifted = _START_SHIFTED
+    n = len(data)
+    if n > _TABLED_VALUES:
+        return _polymod(data, shifted[0])
+    return reduce(xor, map(getitem, _CONTRIBUTION[n - 1 :: -1], data), shifted[n])
+
+
+def _convert_5_to_8(data: bytes) -> bytes:
+    """5-bit values regrouped into bytes; the 0-4 bits left over must be zero."""
+    bits = 5 * len(data)
+    pad = bits % 8
+    acc = int(data.translate(_BASE32_DIGITS), 32) if data else 0
+    if pad >= 5 or acc & ((1 << pad) - 1):
         raise ValueError("the address has invalid padding bits")
-    return bytes(out)
+    return (acc >> pad).to_bytes(bits // 8, "big")
 
 
 def encode_segwit(hrp: str, version: int, program: bytes) -> str:
@@ -441,7 +518,7 @@ def encode_segwit(hrp: str, version: int, program: bytes) -> str:
     if bits:
         data.append((acc << (5 - bits)) & 31)
     const = _BECH32_CONST if version == 0 else _BECH32M_CONST
-    pm = _polymod(_hrp_expand(hrp) + data + [0] * 6) ^ const
+    pm = _checksum(hrp, bytes(data) + bytes(6)) ^ const
     checksum = [(pm >> 5 * (5 - i)) & 31 for i in range(6)]
     return hrp + "1" + "".join(BECH32_CHARSET[d] for d in data + checksum)
 
@@ -452,19 +529,20 @@ def decode_segwit(address: str) -> tuple[str, int, bytes]:
     Checks character set, case, checksum (bech32 for v0, bech32m for v1+), version and
     program length. The human-readable part is returned, not checked.
     """
-    if address.lower() != address and address.upper() != address:
+    lower = address.lower()
+    if lower != address and address.upper() != address:
         raise ValueError("a bech32 address must not mix upper and lower case")
-    address = address.lower()
+    address = lower
     hrp, sep, data_part = address.rpartition("1")
     if not sep or not hrp or len(address) > 90:
         raise ValueError("a bech32 address is PREFIX1DATA, at most 90 characters")
     if len(data_part) < 7:
         raise ValueError("the bech32 data part is too short to hold a witness program")
-    data = [_BECH32_INDEX.get(ch, -1) for ch in data_part]
-    if -1 in data:
+    data = data_part.encode("ascii", "replace").translate(_BECH32_VALUES)
+    if 255 in data:
         raise ValueError(f"bech32 data uses only the characters {BECH32_CHARSET}")
     version = data[0]
-    const = _polymod(_hrp_expand(hrp) + data)
+    const = _checksum(hrp, data)
     if const not in (_BECH32_CONST, _BECH32M_CONST):
         raise ValueError("the bech32 checksum does not match (a character is wrong)")
     if version > 16:

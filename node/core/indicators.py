@@ -7,7 +7,7 @@ Values are stripped of surrounding whitespace; an empty value, or one longer tha
 max_indicator_chars (2048), is invalid. The rules per type:
 
 address  CAIP-10 `CHAIN:ACCOUNT`, or a bare EVM or bitcoin account meaning "on every
-         chain of its family". Chains, aliases and per-chain rules: node/core/chains.py.
+         chain of its family". Chains, aliases and per-chain rules: node/core/blockchains.py.
 tx       `CHAIN:TXHASH`, or a bare EVM (0x + 64 hex) or bitcoin (64 hex) hash.
 domain   lower case, IDNA 2003 (stdlib codec) to punycode, `[.]` defanging undone, one
          trailing dot and a leading `*.` stripped. At least two labels; each 1-63 letters,
@@ -84,6 +84,29 @@ _EMAIL_SHAPE = re.compile(r"(?i:mailto:)?[^\s@:/]+@[^\s@:/]+\.[^\s@:/]+")
 _PLATFORM = re.compile(r"[a-z][a-z0-9._-]{0,31}")
 _HANDLE_NAME = re.compile(r"[^\s:]{1,256}")
 _HANDLE_SHAPE = re.compile(r"(?:[a-zA-Z][a-zA-Z0-9._-]{0,31}:)?@[^\s:]+")
+# Fast paths for the common spellings; each is checked against the general path in tests.
+# EVM values on a decimal chain id (or bare) that normalise by lower-casing alone.
+_EVM_PREFIX = r"(?:[eE][iI][pP]155:[1-9][0-9]{0,29}:)?0[xX]"
+_PLAIN_EVM_ACCOUNT = re.compile(rf"{_EVM_PREFIX}[0-9a-fA-F]{{40}}")
+_PLAIN_EVM_TX = re.compile(rf"{_EVM_PREFIX}[0-9a-fA-F]{{64}}")
+_PLAIN_HOST = re.compile(r"[a-zA-Z0-9-]{1,63}(?:(?:\.|\[\.\])[a-zA-Z0-9-]{1,63})+\.?")
+# An ASCII "mailto:" at most, and no "?…", "[at]" or second "@" to undo.
+_PLAIN_EMAIL = re.compile(
+    rf"(?:[mM][aA][iI][lL][tT][oO]:)?([^\s@?:\[]{{1,64}})@({_PLAIN_HOST.pattern})"
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+# http(s)/hxxp(s), a plain host, a port, then path, query and fragment as urlsplit cuts
+# them (it deletes tabs and newlines, so those take the general path).
+_PLAIN_URL = re.compile(
+    r"((?:[hH][tT][tT]|[hH][xX][xX])[pP][sS]?)://"
+    rf"({_PLAIN_HOST.pattern})"
+    r"(?::([0-9]{1,5}))?"
+    r"(/[^?#\t\r\n]*)?"
+    r"(?:\?([^#\t\r\n]*))?"
+    r"(?:#.*)?",
+    re.DOTALL,
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEMES = {"http": "http", "https": "https", "hxxp": "http", "hxxps": "https"}
 
@@ -145,27 +168,28 @@ def parse(text: str, *, strict: bool = True) -> Indicator:
 
 def index_keys(ind: Indicator) -> list[str]:
     """The store keys of a flagged (published) indicator."""
-    t, v = ind.type, ind.value
-    if t in (ADDRESS, TX):
-        prefix = "a" if t == ADDRESS else "t"
-        scope, _, ident = v.rpartition(":")
-        return _scoped_index_keys(prefix, scope, ident, _chain_family(scope, ident))
-    if t == HANDLE:
-        scope, _, ident = v.rpartition(":")
-        return _scoped_index_keys("h", scope, ident, "")
-    return [_exact_key(ind)]
+    prefix = _SCOPED_PREFIX.get(ind.type)
+    if prefix is None:
+        return [_exact_key(ind)]
+    scope, family, ident = _scoped(ind)
+    if not scope:
+        return [f"{prefix}f:{family}{ident}", f"{prefix}a:{family}{ident}"]
+    if family is None:
+        return [f"{prefix}:{scope}:{ident}"]
+    return [f"{prefix}:{scope}:{ident}", f"{prefix}f:{family}{ident}"]
 
 
 def lookup_keys(ind: Indicator) -> list[str]:
     """The store keys to look up for "is this flagged?"; see the table above."""
     t, v = ind.type, ind.value
-    if t in (ADDRESS, TX):
-        prefix = "a" if t == ADDRESS else "t"
-        scope, _, ident = v.rpartition(":")
-        return _scoped_lookup_keys(prefix, scope, ident, _chain_family(scope, ident))
-    if t == HANDLE:
-        scope, _, ident = v.rpartition(":")
-        return _scoped_lookup_keys("h", scope, ident, "")
+    prefix = _SCOPED_PREFIX.get(t)
+    if prefix is not None:
+        scope, family, ident = _scoped(ind)
+        if not scope:
+            return [f"{prefix}f:{family}{ident}"]
+        if family is None:
+            return [f"{prefix}:{scope}:{ident}"]
+        return [f"{prefix}:{scope}:{ident}", f"{prefix}a:{family}{ident}"]
     if t == DOMAIN:
         return _domain_keys(v)
     if t == URL:
@@ -178,38 +202,28 @@ def lookup_keys(ind: Indicator) -> list[str]:
 # --- keys -----------------------------------------------------------------------------
 
 _EXACT_PREFIX: dict[int, str] = {DOMAIN: "d", URL: "u", IP: "i", EMAIL: "e", OTHER: "o"}
+_SCOPED_PREFIX: dict[int, str] = {ADDRESS: "a", TX: "t", HANDLE: "h"}
 
 
 def _exact_key(ind: Indicator) -> str:
     return f"{_EXACT_PREFIX[ind.type]}:{ind.value}"
 
 
-def _chain_family(chain: str, ident: str) -> str | None:
-    fam = chains.family(chain, ident)
-    return None if fam is None else f"{fam}:"
-
-
-def _scoped_index_keys(prefix: str, scope: str, ident: str, family: str | None) -> list[str]:
-    if not scope:
-        return [f"{prefix}f:{family}{ident}", f"{prefix}a:{family}{ident}"]
-    keys = [f"{prefix}:{scope}:{ident}"]
-    if family is not None:
-        keys.append(f"{prefix}f:{family}{ident}")
-    return keys
-
-
-def _scoped_lookup_keys(prefix: str, scope: str, ident: str, family: str | None) -> list[str]:
-    if not scope:
-        return [f"{prefix}f:{family}{ident}"]
-    keys = [f"{prefix}:{scope}:{ident}"]
-    if family is not None:
-        keys.append(f"{prefix}a:{family}{ident}")
-    return keys
+def _scoped(ind: Indicator) -> tuple[str, str | None, str]:
+    """(scope, "FAM:" or None, ident) of an address or tx; for a handle FAM: is ""."""
+    scope, _, ident = ind.value.rpartition(":")
+    if ind.type == HANDLE:
+        return scope, "", ident
+    family = chains.family(scope, ident)
+    return scope, None if family is None else f"{family}:", ident
 
 
 def _domain_keys(domain: str) -> list[str]:
-    labels = domain.split(".")
-    return [f"d:{'.'.join(labels[i:])}" for i in range(len(labels) - 1)]
+    keys = []
+    while "." in domain:  # the domain and its parents of two labels or more
+        keys.append(f"d:{domain}")
+        domain = domain.partition(".")[2]
+    return keys
 
 
 def _url_host_of(url: str) -> str:
@@ -230,21 +244,27 @@ def _host_keys(host: str) -> list[str]:
 
 
 def _infer_type(text: str) -> int:
-    if chains.is_bare_evm_account(text) or chains.is_bare_bitcoin(text):
+    # The first shape that fits decides; the `in` tests only skip shapes that cannot fit.
+    if text[:2] in ("0x", "0X"):  # never a bare bitcoin address
+        if chains.is_bare_evm_account(text):
+            return ADDRESS
+        if chains.is_bare_evm_tx(text):
+            return TX
+    elif chains.is_bare_bitcoin(text):
         return ADDRESS
-    if chains.is_bare_evm_tx(text):
-        return TX
-    if _URL_SCHEME.match(text):
-        return URL
-    kind = chains.caip10_kind(text)  # only for known namespaces and aliases
-    if kind is not None:
-        return ADDRESS if kind == "account" else TX
+    if ":" in text:
+        if _URL_SCHEME.match(text):
+            return URL
+        kind = chains.caip10_kind(text)  # only for known namespaces and aliases
+        if kind is not None:
+            return ADDRESS if kind == "account" else TX
     if _is_ip(text):
         return IP
-    if _EMAIL_SHAPE.fullmatch(text):
-        return EMAIL
-    if _HANDLE_SHAPE.fullmatch(text):
-        return HANDLE
+    if "@" in text:
+        if _EMAIL_SHAPE.fullmatch(text):
+            return EMAIL
+        if _HANDLE_SHAPE.fullmatch(text):
+            return HANDLE
     if _is_domain(text):
         return DOMAIN
     return OTHER
@@ -273,6 +293,10 @@ def _is_domain(text: str) -> bool:
 
 
 def _address(text: str, strict: bool) -> str:
+    if _PLAIN_EVM_ACCOUNT.fullmatch(text) and (
+        not strict or text[-40:].islower() or text[-40:].isupper()  # no checksum to check
+    ):
+        return text.lower()  # all that the chain and account rules below would change
     chain, sep, account = text.rpartition(":")
     try:
         if not sep:
@@ -284,6 +308,8 @@ def _address(text: str, strict: bool) -> str:
 
 
 def _tx(text: str, strict: bool) -> str:
+    if _PLAIN_EVM_TX.fullmatch(text):
+        return text.lower()  # all that the chain and hash rules below would change
     chain, sep, tx_hash = text.rpartition(":")
     try:
         if not sep:
@@ -299,6 +325,8 @@ def _domain(text: str, strict: bool) -> str:
 
 
 def _hostname(text: str, *, wildcard: bool = False) -> str:
+    if _PLAIN_HOST.fullmatch(text) and (host := _plain_hostname(text)) is not None:
+        return host  # ASCII labels: the steps below only undo case, [.] and a final dot
     host = text.replace("[.]", ".").lower()
     if host.endswith("."):
         host = host[:-1]
@@ -324,7 +352,34 @@ def _hostname(text: str, *, wildcard: bool = False) -> str:
     return host
 
 
+def _plain_hostname(text: str) -> str | None:
+    """_hostname(text) for a text _PLAIN_HOST matches (only the case, [.] and one trailing
+    dot to undo), or None where _hostname raises or could read it as an IPv4 address."""
+    host = text.replace("[.]", ".").lower().removesuffix(".")
+    if len(host) <= 253 and not host.rpartition(".")[2].isdigit():
+        return host
+    return None
+
+
 def _url(text: str, strict: bool) -> str:
+    match = _PLAIN_URL.fullmatch(text)
+    if match:  # the steps of _any_url(), with urlsplit's cuts done by the regex
+        scheme, host, port_digits, path, query = match.groups()
+        port = int(port_digits) if port_digits else None
+        if port is None or port <= 65535:  # else urlsplit's error, from _any_url()
+            scheme = _SCHEMES[scheme.lower()]
+            netloc = _plain_hostname(host)
+            if netloc is None:  # an IPv4 address, or a reason to refuse it
+                netloc = _url_host(host.replace("[.]", ".").lower())
+            if port is not None and port != _DEFAULT_PORTS[scheme]:
+                netloc = f"{netloc}:{port}"
+            path = _normalize_escapes(path or "") or "/"
+            query = _normalize_escapes(query or "")
+            return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
+    return _any_url(text)
+
+
+def _any_url(text: str) -> str:
     match = _URL_SCHEME.match(text)
     if not match:
         raise _Reason("a URL starts with http:// or https:// (to flag a whole site, use domain:)")
@@ -380,6 +435,8 @@ def _ip(text: str, strict: bool) -> str:
 
 
 def _ip_address(text: str) -> str:
+    if _CANONICAL_IPV4.fullmatch(text):  # what str(IPv4Address(text)) would give
+        return text
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if "/" in text:
@@ -394,6 +451,9 @@ def _ip_address(text: str) -> str:
 
 
 def _email(text: str, strict: bool) -> str:
+    match = _PLAIN_EMAIL.fullmatch(text)
+    if match and (host := _plain_hostname(match.group(2))) is not None:
+        return f"{match.group(1).lower()}@{host}"  # the replacements below change nothing
     if text[:7].lower() == "mailto:":
         text = text[7:]
     text = text.partition("?")[0].replace("[at]", "@").replace("[@]", "@").replace("[.]", ".")
