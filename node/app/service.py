@@ -189,21 +189,21 @@ class AlertNode:
         ids = [alerts.alert_id(body) for body, _ in items]
         checked: list[AlertRecord | AlertmeshError | None] = [None] * len(items)
         admitted: list[tuple[int, Admitted]] = []
+        # An alert held already, byte for byte with its signature, was verified when it
+        # was stored (Ed25519 signatures are not malleable in libsodium), so it is a
+        # duplicate without a second verification: gossip delivers many of these. Only
+        # an alert whose (origin, seq) slot is taken can be held.
+        holds, taken = self.store.chains.holds, []
         for i, (body, signature) in enumerate(items):
             try:
                 alert = admit(body, self.limits, self.roster)
             except AlertmeshError as exc:
                 checked[i] = exc
-            else:
-                admitted.append((i, Admitted(ids[i], body, signature, alert)))
-        # An alert held already, byte for byte with its signature, was verified when it
-        # was stored (Ed25519 signatures are not malleable in libsodium), so it is a
-        # duplicate without a second verification: gossip delivers many of these. Only
-        # an alert whose (origin, seq) slot is taken can be held.
-        chains = self.store.chains
-        held = await self.store.held(
-            [a.id for _, a in admitted if chains.holds(a.alert.origin, a.alert.seq)]
-        )
+                continue
+            admitted.append((i, Admitted(ids[i], body, signature, alert)))
+            if holds(alert.origin, alert.seq):
+                taken.append(ids[i])
+        held = await self.store.held(taken) if taken else {}
         fresh = [
             (i, a) for i, a in admitted
             if a.id not in held or held[a.id].signature != a.signature

@@ -17,6 +17,7 @@ pair of keys) return an extra alert.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 import struct
 from collections.abc import Iterable, Sequence
@@ -82,6 +83,7 @@ ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
 # dirties pages all over the id and indicator-key indexes (bench/store_bench.py).
 CACHE_KIB = 65536
 PAGE_BYTES = 16384
+CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
 _INT64 = struct.Struct(">q")
 
 
@@ -122,7 +124,8 @@ class Writer:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self.db.execute("PRAGMA wal_autocheckpoint=10000")  # pages
+        [(page_bytes,)] = self.db.execute("PRAGMA page_size").fetchall()
+        self.db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BYTES // page_bytes}")
 
     def close(self) -> None:
         self.db.close()
@@ -176,6 +179,7 @@ class Writer:
         )
         outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
 
+        sha256, unpack = hashlib.sha256, _INT64.unpack_from  # key_hash, inlined: hot
         alert_rows = []
         key_rows: list[tuple[int, int]] = []
         equivocation_rows = []
@@ -194,7 +198,9 @@ class Writer:
                          r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
                          KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
                     )  # fmt: skip
-                    key_rows.extend((key_hash(k), local_seq) for k in r.index_keys)
+                    key_rows += [
+                        (unpack(sha256(k.encode()).digest())[0], local_seq) for k in r.index_keys
+                    ]
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocation_rows.append(
                         (r.origin, r.seq, r.id, r.body, r.signature,
@@ -243,7 +249,7 @@ class Writer:
             self.db.executemany(
                 f"{insert} {','.join([marks] * ROWS_PER_INSERT)}",
                 (
-                    [v for row in rows[i : i + ROWS_PER_INSERT] for v in row]
+                    list(itertools.chain.from_iterable(rows[i : i + ROWS_PER_INSERT]))
                     for i in range(0, whole, ROWS_PER_INSERT)
                 ),
             )
