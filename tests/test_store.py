@@ -76,6 +76,18 @@ async def test_chain_state_tracks_contiguous_seq_and_gaps(store: AlertStore) -> 
     assert [r.seq for r in await store.range(author.key, 1, 10**9, limit=2)] == [1, 2]
 
 
+async def test_lookup_of_more_keys_than_one_query_takes(store: AlertStore) -> None:
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"many{i}.example")]) for i in range(3)]
+    await store.put(records, now_ms=now_ms())
+    asked = {f"d:absent{i}.example" for i in range(25_000)} | {"d:many0.example", "d:many2.example"}
+    found = await store.lookup(asked, now_ms=now_ms())
+    assert {k: [s.record.id for s in v] for k, v in found.items()} == {
+        "d:many0.example": [records[0].id],
+        "d:many2.example": [records[2].id],
+    }
+
+
 async def test_lookup_by_every_spelling(store: AlertStore) -> None:
     author = Author()
     flagged = author.record(indicators=[(ADDRESS, EVM), (DOMAIN, "evil.example")])

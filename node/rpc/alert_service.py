@@ -114,17 +114,21 @@ class AlertService:
     ) -> api.CheckIndicatorsResponse:
         results = await self.node.check(request.values, include_expired=request.include_expired)
         out = api.CheckIndicatorsResponse()
+        add = out.results.add
+        name_of = self.node.roster.name_of
         for r in results:
-            item = out.results.add(query=r.query, error=r.error)
-            if r.indicator is not None:
-                item.normalized.type = alert_pb2.IndicatorType.ValueType(r.indicator.type)
-                item.normalized.value = r.indicator.value
+            if r.indicator is None:
+                item = add(query=r.query, error=r.error)
+            else:  # a dict initialiser builds the submessage fastest (1,000 per call)
+                item = add(
+                    query=r.query, normalized={"type": r.indicator.type, "value": r.indicator.value}
+                )
             for stored, flagged in r.matches:
                 rec = stored.record
                 item.matches.add(
                     alert_id=rec.id,
                     origin=rec.origin,
-                    origin_name=self.node.roster.name_of(rec.origin),
+                    origin_name=name_of(rec.origin),
                     category=rec.category,
                     severity=rec.severity,
                     confidence=rec.confidence,
@@ -132,7 +136,7 @@ class AlertService:
                     indicator=flagged,
                     created_at_ms=rec.created_at_ms,
                 )
-            out.any_flagged = out.any_flagged or bool(r.matches)
+                out.any_flagged = True
         return out
 
     @streaming
