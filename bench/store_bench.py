@@ -43,7 +43,8 @@ from node.app.verify import check_batch  # noqa: E402
 from node.core.alerts import AlertRecord  # noqa: E402
 from node.core.limits import DEFAULT_LIMITS  # noqa: E402
 from node.core.roster import Member, Roster  # noqa: E402
-from node.store.sqlite import KEY_SEP, SCHEMA, SqliteStore  # noqa: E402
+from node.store.sqlite import SqliteStore  # noqa: E402
+from node.store.sqlite_writer import KEY_SEP, SCHEMA  # noqa: E402
 
 INSERT_ALERT = (
     "INSERT INTO alerts (local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms,"
