@@ -46,7 +46,7 @@ Checked = AlertRecord | AlertmeshError
 PROCESS_MIN = 64  # alerts in a batch worth the round trip to a worker process
 SLICE = 128  # alerts per task sent to a worker process
 PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
-RESPAWN_AFTER_S = 30.0  # after workers failed to start, check on threads meanwhile
+RESPAWN_AFTER_S = 5.0  # after a worker died or failed to start: threads check meanwhile
 # Workers import `node` from where this node runs it, installed or not.
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -175,6 +175,9 @@ class Verifier:
                 )
             )
         except WorkerDied:
+            # Replacements start with a later batch, not at once: a worker that cannot
+            # even start must not cost a spawn per batch.
+            self._retry_at = asyncio.get_running_loop().time() + RESPAWN_AFTER_S
             log.error("a verifier process died; checking its batch on a thread")
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, _check_admitted, items, now_ms, self.limits
