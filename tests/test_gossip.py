@@ -258,6 +258,18 @@ def test_peer_down_clears_its_state_and_pending_work() -> None:
     assert g.peer_down(C, 2.0) == []
 
 
+def test_a_peer_that_takes_a_departed_peers_place_inherits_nothing() -> None:
+    g = node(A, B, C)
+    g.on_ihave(C, [aid(1)], 1.0, never)
+    assert g.handle_timer(1.5) == [SendGraft(C, (aid(1),))]
+    g.on_alert(A, aid(1), True, 1.6)  # C was asked: its copy would be an answer
+    g.peer_down(C, 1.65)
+    g.peer_up(D, 1.66)  # reuses C's slot in the remembered ids' peer sets
+    assert D not in g.eager_peers()
+    # D's copy is an unasked push from a lazy peer, not a late answer: it is pruned.
+    assert g.on_alert(D, aid(1), False, 1.7) == [SendPrune(D)]
+
+
 def test_peer_down_of_the_only_eager_peer_grafts_another() -> None:
     g = node(A, B, C)
     g.on_prune(B, 0.5)

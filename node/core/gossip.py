@@ -161,6 +161,7 @@ class GossipStats:
 @dataclass(slots=True)
 class _Peer:
     eager: bool
+    bit: int = 0  # this peer's bit in _Seen.known / _Seen.asked
     backlogged_until: float = -math.inf
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
     awaited: int = 0  # live _Missing entries this peer created
@@ -178,9 +179,12 @@ class _Peer:
 
 @dataclass(slots=True)
 class _Seen:
+    # Peer sets as bitmasks of _Peer.bit: a node remembers up to max_seen ids, and two
+    # Python sets per id cost ~600 bytes where an int of a few peers' bits costs none
+    # (CPython shares the small ones).
     expires: float
-    known: set[bytes]  # peers that have it, or that we pushed or announced it to
-    asked: set[bytes]  # peers we asked for it: their copy is an answer, not a push
+    known: int  # peers that have it, or that we pushed or announced it to
+    asked: int  # peers we asked for it: their copy is an answer, not a push
 
 
 @dataclass(slots=True)
@@ -206,6 +210,8 @@ class Gossip:
         self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
         self._awaited_dropped = 0
         self._awaited_abandoned = 0
+        self._free_bits: list[int] = []  # bits of peers gone, for reuse
+        self._next_bit = 1
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -213,7 +219,10 @@ class Gossip:
         """A gossip session with `peer` opened. It starts eager while we have room."""
         self._expire(now)
         if peer not in self._peers:
-            self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager)
+            bit = self._free_bits.pop() if self._free_bits else self._next_bit
+            if bit == self._next_bit:
+                self._next_bit <<= 1
+            self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager, bit=bit)
         return []
 
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
@@ -222,9 +231,11 @@ class Gossip:
         state = self._peers.pop(peer, None)
         if state is None:
             return []
+        keep = ~state.bit
         for seen in self._seen.values():
-            seen.known.discard(peer)
-            seen.asked.discard(peer)
+            seen.known &= keep
+            seen.asked &= keep
+        self._free_bits.append(state.bit)
         for id, missing in self._missing.items():
             if peer in missing.announcers:
                 missing.announcers.remove(peer)
@@ -261,7 +272,7 @@ class Gossip:
         self._drop_missing(id)
         self._recent.append(now)
         actions: list[Action] = []
-        self._forward(id, self._remember(id, now, set()), now, actions)
+        self._forward(id, self._remember(id, now, 0), now, actions)
         return actions
 
     def on_alert(self, peer: bytes, id: bytes, is_new: bool, now: float) -> list[Action]:
@@ -277,16 +288,16 @@ class Gossip:
         actions: list[Action] = []
         if seen is None and is_new:
             missing = self._drop_missing(id)
-            asked = set(missing.asked) if missing is not None else set()
+            asked = self._bits(missing.asked) if missing is not None else 0
             seen = self._remember(id, now, asked)
-            seen.known.add(peer)
+            seen.known |= self._bits((peer,))
             if missing is not None:  # whoever announced it has it
-                seen.known.update(missing.announcers, missing.asked)
+                seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
             if (
                 state is not None
                 and not state.eager
-                and peer not in asked
+                and not asked & state.bit
                 and not self._backlogged(state, now)
                 and self._eager_count() < self.params.max_eager
             ):
@@ -299,8 +310,8 @@ class Gossip:
             return actions
         state.duplicates_received += 1
         if seen is not None:
-            seen.known.add(peer)
-            if peer in seen.asked:
+            seen.known |= state.bit
+            if seen.asked & state.bit:
                 return actions  # a late answer to our own request
         if state.eager and self._rng.random() * len(self._recent) >= self.params.prune_rate:
             return actions  # rule 3: leave this cycle to a later duplicate
@@ -319,10 +330,11 @@ class Gossip:
         if id in self._seen:
             return []
         missing = self._drop_missing(id)
-        seen = self._remember(id, now, set(missing.asked) if missing is not None else set())
-        seen.known.add(peer)
+        asked = self._bits(missing.asked) if missing is not None else 0
+        seen = self._remember(id, now, asked)
+        seen.known |= self._bits((peer,))
         if missing is not None:
-            seen.known.update(missing.announcers, missing.asked)
+            seen.known |= self._bits(missing.announcers) | asked
         actions: list[Action] = []
         self._forward(id, seen, now, actions)
         return actions
@@ -336,7 +348,7 @@ class Gossip:
         for id in ids:
             self._drop_missing(id)
             if id not in self._seen:
-                self._remember(id, now, set())
+                self._remember(id, now, 0)
 
     # -- control messages -------------------------------------------------------------
 
@@ -361,7 +373,7 @@ class Gossip:
         for id in ids:
             seen = self._seen.get(id)
             if seen is not None:
-                seen.known.add(peer)
+                seen.known |= state.bit
                 continue
             missing = self._missing.get(id)
             if missing is not None:
@@ -489,8 +501,17 @@ class Gossip:
     def _backlogged(state: _Peer, now: float) -> bool:
         return now < state.backlogged_until
 
-    def _remember(self, id: bytes, now: float, asked: set[bytes]) -> _Seen:
-        seen = _Seen(expires=now + self.params.seen_ttl, known=set(), asked=asked)
+    def _bits(self, peers: Iterable[bytes]) -> int:
+        """The bitmask of `peers`; peers without a session have no bit."""
+        mask = 0
+        for peer in peers:
+            state = self._peers.get(peer)
+            if state is not None:
+                mask |= state.bit
+        return mask
+
+    def _remember(self, id: bytes, now: float, asked: int) -> _Seen:
+        seen = _Seen(expires=now + self.params.seen_ttl, known=0, asked=asked)
         self._seen[id] = seen
         self._expire(now)
         return seen
@@ -508,9 +529,9 @@ class Gossip:
 
     def _forward(self, id: bytes, seen: _Seen, now: float, actions: list[Action]) -> None:
         for peer, state in self._peers.items():
-            if peer in seen.known:
+            if seen.known & state.bit:
                 continue
-            seen.known.add(peer)
+            seen.known |= state.bit
             if state.eager:
                 state.alerts_sent += 1
                 actions.append(SendAlerts(peer, (id,)))
@@ -543,7 +564,7 @@ class Gossip:
         for id in ids[: self.params.ihave_max_ids]:
             seen = self._seen.get(id)
             if seen is not None:
-                seen.known.add(peer)
+                seen.known |= state.bit
                 found[id] = None
         if found:
             state.alerts_sent += len(found)
