@@ -595,13 +595,27 @@ class ServerCheck:
     profile: str = ""
 
 
+def in_process_node(config: Any, store: Any, verifier: Any) -> Any:
+    """An AlertNode over `store` with the bench home's identity and roster."""
+    from node.app.service import AlertNode
+    from node.core.limits import DEFAULT_LIMITS
+
+    return AlertNode(
+        identity=config.identity(),
+        roster=config.roster(),
+        store=store,
+        verifier=verifier,
+        limits=DEFAULT_LIMITS,
+    )
+
+
 async def server_side_check(
     home: Path, batches: Sequence[tuple[list[str], int]], deadline: float, profile: bool
 ) -> ServerCheck:
     """The CheckIndicators calls again, in-process over the node's own (stopped) database:
     the server time without gRPC transport."""
     from node.app.config import Config
-    from node.app.service import AlertNode, _parse_for_lookup
+    from node.app.service import _parse_for_lookup
     from node.app.verify import Verifier
     from node.core.errors import InvalidAlert
     from node.core.limits import DEFAULT_LIMITS
@@ -611,13 +625,7 @@ async def server_side_check(
     config = Config.load(home)
     out = ServerCheck()
     async with Verifier(DEFAULT_LIMITS) as verifier, SqliteStore(config.store_path) as store:
-        node = AlertNode(
-            identity=config.identity(),
-            roster=config.roster(),
-            store=store,
-            verifier=verifier,
-            limits=DEFAULT_LIMITS,
-        )
+        node = in_process_node(config, store, verifier)
         service = AlertService(node)
         for values, _ in batches[:2]:  # warm-up (page cache), not counted
             await node.check(values, include_expired=False)
@@ -682,7 +690,6 @@ async def inprocess_ingest(
     + Verifier + a fresh SqliteStore (`write=False`: a store that accepts without writing).
     Returns (alerts/s, CPU µs/alert, cores busy)."""
     from node.app.config import Config
-    from node.app.service import AlertNode
     from node.app.verify import Verifier
     from node.core.limits import DEFAULT_LIMITS
     from node.rpc.alert_service import AlertService
@@ -704,14 +711,7 @@ async def inprocess_ingest(
             Verifier(DEFAULT_LIMITS) as verifier,
             (SqliteStore if write else NoWrites)(db / "alerts.db") as store,
         ):
-            node = AlertNode(
-                identity=config.identity(),
-                roster=config.roster(),
-                store=store,
-                verifier=verifier,
-                limits=DEFAULT_LIMITS,
-            )
-            service = AlertService(node)
+            service = AlertService(in_process_node(config, store, verifier))
             pending = iter(requests)
 
             async def worker() -> None:
