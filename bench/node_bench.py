@@ -615,7 +615,7 @@ async def server_side_check(
     """The CheckIndicators calls again, in-process over the node's own (stopped) database:
     the server time without gRPC transport."""
     from node.app.config import Config
-    from node.app.service import _parse_for_lookup
+    from node.app.service import _parse_cached
     from node.app.verify import Verifier
     from node.core.errors import InvalidAlert
     from node.core.limits import DEFAULT_LIMITS
@@ -633,7 +633,7 @@ async def server_side_check(
             if time.perf_counter() > deadline:
                 break
             request = api.CheckIndicatorsRequest(values=values)
-            _parse_for_lookup.cache_clear()  # values never seen (the node caches parses)
+            _parse_cached.cache_clear()  # values never seen (the node caches parses)
             t0 = time.perf_counter()
             response = await service.CheckIndicators(request, None)  # type: ignore[arg-type]
             response.SerializeToString()
@@ -642,7 +642,7 @@ async def server_side_check(
             response = await service.CheckIndicators(request, None)  # type: ignore[arg-type]
             response.SerializeToString()
             out.handler_warm.append(time.perf_counter() - t0)
-            _parse_for_lookup.cache_clear()
+            _parse_cached.cache_clear()
             t0 = time.perf_counter()
             await node.check(values, include_expired=False)
             out.node_check.append(time.perf_counter() - t0)

@@ -13,7 +13,7 @@ from node.app.verify import PROCESS_MIN as VERIFIER_PROCESS_MIN
 from node.core.limits import DEFAULT_LIMITS
 from node.rpc.client import AlertClient
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
-from tests.procs import NodeProcess, new_node
+from tests.procs import NodeProcess, children, new_node
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -120,7 +120,7 @@ async def test_bad_alert_is_refused_and_nothing_changes(client: AlertClient, cas
 
 
 async def test_bad_alerts_inside_a_large_batch_are_rejected_one_by_one(
-    client: AlertClient,
+    node: NodeProcess, client: AlertClient
 ) -> None:
     """A batch this large is checked by the node's verifier processes; each bad alert
     still gets its own status and reason, and every good one is stored."""
@@ -149,6 +149,8 @@ async def test_bad_alerts_inside_a_large_batch_are_rejected_one_by_one(
             assert (result.code, words in result.error) == (code.value[0], True), result.error
     good = expected.count(None)
     assert (await client.stats()).alerts == before.alerts + good
+    assert node.proc is not None and children(node.proc.pid), "no verifier process was used"
+    assert "verifier process" not in node.log.read_text()  # none died or failed to start
 
 
 async def test_malformed_request_bytes(node: NodeProcess, client: AlertClient) -> None:

@@ -189,7 +189,7 @@ async def test_a_store_written_before_key_hashing_is_migrated(tmp_path: Path) ->
         await store.put(records, now_ms=now_ms())
     with sqlite3.connect(tmp_path / "a.db") as db:  # rewind it to the old layout
         db.executescript(
-            "DROP TABLE indicator_keys;"
+            "DROP TABLE indicator_key_hashes;"
             " CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
             " PRIMARY KEY (key, local_seq)) WITHOUT ROWID; PRAGMA user_version = 0;"
         )
@@ -203,10 +203,35 @@ async def test_a_store_written_before_key_hashing_is_migrated(tmp_path: Path) ->
         hits = await store.search(Query(now_ms=now_ms(), keys=keys("old1.example")), limit=10)
         assert [s.record.id for s in hits] == [records[1].id]
     with sqlite3.connect(tmp_path / "a.db") as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        assert "indicator_keys" not in tables
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(ConfigError, match="newer alertmesh"):
         async with SqliteStore(tmp_path / "a.db"):
             pass
+
+
+async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
+    tmp_path: Path,
+) -> None:
+    """Rolled back and forward again: an older node ignores the schema version and
+    stores new alerts without hashed keys; the newer one indexes them when it opens."""
+    import sqlite3
+
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"roll{i}.example")]) for i in range(6)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        await store.put(records, now_ms=now_ms())
+    with sqlite3.connect(tmp_path / "a.db") as db:  # what the older node left behind
+        db.execute("DELETE FROM indicator_key_hashes WHERE local_seq > 3")
+        db.execute(
+            "CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
+            " PRIMARY KEY (key, local_seq)) WITHOUT ROWID"
+        )
+    async with SqliteStore(tmp_path / "a.db") as store:
+        for i in range(6):
+            found = await store.lookup(keys(f"roll{i}.example"), now_ms=now_ms())
+            assert [s.record.id for hits in found.values() for s in hits] == [records[i].id]
 
 
 async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:

@@ -13,30 +13,9 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.verify import PROCESS_MIN
 from node.rpc.client import AlertClient
 from tests.factory import DOMAIN, Author
-from tests.procs import NodeProcess, new_node
+from tests.procs import NodeProcess, alive, children, cpu_ticks, new_node
 
 BATCH = max(PROCESS_MIN, 200)
-
-
-def children(pid: int) -> list[int]:
-    """The live processes whose parent is `pid`."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def wait_until(condition: object, timeout: float = 20.0) -> bool:
@@ -84,6 +63,48 @@ async def test_a_killed_verifier_process_is_replaced_and_its_batch_still_checked
         async with AlertClient(node.address) as client:
             assert (await client.stats()).alerts == batches * BATCH
         assert "verifier process" in node.log.read_text()
+    finally:
+        node.kill()
+
+
+async def test_workers_killed_mid_batch_lose_nothing(tmp_path: Path) -> None:
+    author = Author()
+    node = new_node(tmp_path / "n", "acme", {"m": author.key})
+    try:
+        assert node.proc is not None
+        await ingest_batch(node, author, "warm")  # the workers are up
+        stored = BATCH
+        for attempt in range(3):
+            batches = [
+                [
+                    author.next(indicators=[(DOMAIN, f"r{attempt}b{b}i{i}.example")])
+                    for i in range(1000)
+                ]
+                for b in range(6)
+            ]
+            workers = children(node.proc.pid)
+            busy_from = sum(cpu_ticks(p) for p in workers)
+            async with AlertClient(node.address) as client:
+                calls = [asyncio.create_task(client.ingest(b)) for b in batches]
+                # Kill them once they are working on these batches, none answered yet.
+                for _ in range(2000):  # polling /proc: at most ~10 s
+                    busy = sum(cpu_ticks(p) for p in workers) > busy_from + 1
+                    if busy or any(c.done() for c in calls):
+                        break
+                    await asyncio.sleep(0.005)
+                mid_batch = not any(c.done() for c in calls)
+                for pid in workers:
+                    os.kill(pid, signal.SIGKILL)
+                responses = await asyncio.gather(*calls)
+            for response in responses:
+                assert [r.outcome for r in response.results] == [api.INGEST_OUTCOME_ACCEPTED] * 1000
+            stored += 6000
+            if mid_batch:
+                break
+        assert mid_batch, "the workers finished before they could be killed, 3 times"
+        assert "checking its batch on a thread" in node.log.read_text()
+        async with AlertClient(node.address) as client:
+            assert (await client.stats()).alerts == stored
     finally:
         node.kill()
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.app.verify import Admitted, Verifier, admit
+from node.app.verify import Admitted, Verifier
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
 from node.core.catchup import summary_digest
@@ -189,26 +189,33 @@ class AlertNode:
         now = self.clock()
         ids = [alerts.alert_id(body) for body, _ in items]
         checked: list[AlertRecord | AlertmeshError | None] = [None] * len(items)
-        admitted: list[tuple[int, Admitted]] = []
+        decoded: list[tuple[int, Admitted]] = []
         # An alert held already, byte for byte with its signature, was verified when it
         # was stored (Ed25519 signatures are not malleable in libsodium), so it is a
-        # duplicate without a second verification: gossip delivers many of these. Only
-        # an alert whose (origin, seq) slot is taken can be held.
+        # duplicate without a second verification (gossip delivers many of these), even
+        # if its author has left the roster since. Only an alert whose (origin, seq) slot
+        # is taken can be held.
         holds, taken = self.store.chains.holds, []
         for i, (body, signature) in enumerate(items):
             try:
-                alert = admit(body, self.limits, self.roster)
+                alert = alerts.decode_body(body, self.limits)
             except AlertmeshError as exc:
                 checked[i] = exc
                 continue
-            admitted.append((i, Admitted(ids[i], body, signature, alert)))
+            decoded.append((i, Admitted(ids[i], body, signature, alert)))
             if holds(alert.origin, alert.seq):
                 taken.append(ids[i])
         held = await self.store.held(taken) if taken else {}
-        fresh = [
-            (i, a) for i, a in admitted
-            if a.id not in held or held[a.id].signature != a.signature
-        ]  # fmt: skip
+        fresh = []
+        for i, a in decoded:
+            if a.id in held and held[a.id].signature == a.signature:
+                continue
+            try:
+                self.roster.require(a.alert.origin)
+            except AlertmeshError as exc:
+                checked[i] = exc
+                continue
+            fresh.append((i, a))
         verdicts = await self.verifier.check([a for _, a in fresh], now)
         for (i, _), verdict in zip(fresh, verdicts, strict=True):
             checked[i] = verdict
@@ -331,18 +338,28 @@ class AlertNode:
         )
 
 
-@functools.lru_cache(maxsize=16384)
-def _parse_for_lookup(value: str) -> tuple[indicators.Indicator | None, str, tuple[str, ...]]:
-    """A checked value's indicator, the error if it has none, and its lookup keys.
+CACHED_VALUE_CHARS = 256  # longer values are parsed every time: they bound the cache's size
 
-    Cached (pure, bounded: about 5 MiB): clients check the same hot addresses and
-    domains again and again, and parsing is most of a check's cost.
-    """
+
+def _parse_value(value: str) -> tuple[indicators.Indicator | None, str, tuple[str, ...]]:
+    """A checked value's indicator, the error if it has none, and its lookup keys."""
     try:
         ind = indicators.parse(value, strict=False)
     except InvalidAlert as exc:
         return None, str(exc), ()
     return ind, "", tuple(indicators.lookup_keys(ind))
+
+
+# Clients check the same hot addresses and domains again and again, and parsing is most
+# of a check's cost. Pure and bounded: 16,384 values of at most 256 characters, with
+# their keys, are at most about 20 MiB (about 5 MiB for addresses and domains).
+_parse_cached = functools.lru_cache(maxsize=16384)(_parse_value)
+
+
+def _parse_for_lookup(value: str) -> tuple[indicators.Indicator | None, str, tuple[str, ...]]:
+    if len(value) <= CACHED_VALUE_CHARS:
+        return _parse_cached(value)
+    return _parse_value(value)
 
 
 def _flagged(record: AlertRecord, key: str) -> alert_pb2.Indicator:

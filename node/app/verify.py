@@ -31,13 +31,12 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.app.verify_worker import HEADER, Keys, frame
+from node.app.verify_worker import HEADER, Keys, check_rules_and_signature, frame
 from node.core import alerts
 from node.core.alerts import AlertRecord
 from node.core.errors import AlertmeshError
 from node.core.limits import Limits
 from node.core.roster import Roster
-from node.crypto import verify_alert
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,7 @@ Checked = AlertRecord | AlertmeshError
 
 PROCESS_MIN = 64  # alerts in a batch worth the round trip to a worker process
 SLICE = 128  # alerts per task sent to a worker process
+MAX_PROCESSES = 8
 PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 RESPAWN_AFTER_S = 5.0  # after a worker died or failed to start: threads check meanwhile
 # Workers import `node` from where this node runs it, installed or not.
@@ -72,8 +72,7 @@ def check_signed(
 ) -> AlertRecord:
     """Verify one signed alert completely; raise the first rule it breaks."""
     alert = admit(body, limits, roster)
-    keys = alerts.validate(alert, now_ms=now_ms, limits=limits)
-    verify_alert(alert.origin, body, signature)
+    keys = check_rules_and_signature(alert, body, signature, now_ms, limits)
     return alerts.make_record(body, signature, alert, keys)
 
 
@@ -94,8 +93,7 @@ def _check_admitted(items: Sequence[Admitted], now_ms: int, limits: Limits) -> l
     out: list[Checked] = []
     for item in items:
         try:
-            keys = alerts.validate(item.alert, now_ms=now_ms, limits=limits)
-            verify_alert(item.alert.origin, item.body, item.signature)
+            keys = check_rules_and_signature(item.alert, item.body, item.signature, now_ms, limits)
             out.append(alerts.make_record(item.body, item.signature, item.alert, keys, item.id))
         except AlertmeshError as exc:
             out.append(exc)
@@ -106,11 +104,19 @@ def _widen(*streams: asyncio.StreamWriter | asyncio.StreamReader | None) -> None
     """Pipes of PIPE_BYTES (Linux), so a worker finds its next tasks waiting in the
     pipe rather than in the event loop's buffer while the loop is busy."""
     for stream in streams:
+        # StreamReader keeps its transport private; a missing one just skips the pipe.
         transport = getattr(stream, "transport", None) or getattr(stream, "_transport", None)
         pipe = transport.get_extra_info("pipe") if transport is not None else None
         if pipe is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):  # ValueError: closed already
                 fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity, not the host's count), at most MAX_PROCESSES."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, min(MAX_PROCESSES, len(os.sched_getaffinity(0))))
+    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
 
 
 class WorkerDied(Exception):
@@ -133,7 +139,7 @@ class Verifier:
 
     def __init__(self, limits: Limits, processes: int | None = None) -> None:
         self.limits = limits
-        self._processes = processes or os.cpu_count() or 1
+        self._processes = processes or usable_cpus()
         self._thread = ThreadPoolExecutor(2, thread_name_prefix="verify")
         self._workers: list[_Worker] = []
         self._starting = asyncio.Lock()
@@ -162,7 +168,7 @@ class Verifier:
         """A verified record, or the rule it breaks, for each admitted alert."""
         if not items:
             return []
-        workers = await self._ready_workers() if len(items) >= PROCESS_MIN else []
+        workers = list(await self._ready_workers()) if len(items) >= PROCESS_MIN else []
         if not workers:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, _check_admitted, items, now_ms, self.limits
@@ -192,9 +198,10 @@ class Verifier:
     async def _submit(
         self, workers: list[_Worker], items: Sequence[Admitted], now_ms: int
     ) -> list[Keys | AlertmeshError]:
-        worker = min(workers, key=lambda w: len(w.pending))
-        if worker.process.returncode is not None or worker not in self._workers:
+        live = [w for w in workers if w in self._workers and w.process.returncode is None]
+        if not live:
             raise WorkerDied
+        worker = min(live, key=lambda w: len(w.pending))
         self._tasks += 1
         future: asyncio.Future[list[Keys | AlertmeshError]] = (
             asyncio.get_running_loop().create_future()
@@ -219,7 +226,7 @@ class Verifier:
                 try:
                     while len(self._workers) < self._processes:
                         self._workers.append(await self._spawn())
-                except OSError as exc:
+                except Exception as exc:  # no python, no fork, too many processes, ...
                     log.error("cannot start verifier processes (%s); checking on threads", exc)
                     self._retry_at = loop.time() + RESPAWN_AFTER_S
         return self._workers
@@ -253,7 +260,13 @@ class Verifier:
                 if future is not None and not future.done():
                     future.set_result(results)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            pass  # it exited
+        except Exception:  # garbled output: this worker cannot be trusted any more
+            log.exception(
+                "verifier process %d sent garbled output; stopping it", worker.process.pid
+            )
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
         finally:
             if worker in self._workers:
                 self._workers.remove(worker)

@@ -13,12 +13,13 @@ import pickle
 import signal
 import struct
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import BinaryIO
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import alerts
-from node.core.errors import AlertmeshError
+from node.core.errors import AlertmeshError, InvalidAlert
 from node.core.limits import Limits
 from node.crypto import verify_alert
 
@@ -27,18 +28,38 @@ HEADER = struct.Struct(">I")
 Keys = tuple[str, ...]
 
 
+def check_rules_and_signature(
+    alert: alert_pb2.Alert, body: bytes, signature: bytes, now_ms: int, limits: Limits
+) -> Keys:
+    """The index keys of an admitted alert (it decodes, its origin is a member), or the
+    first rule it breaks: protocol rules and indicators first, then the signature.
+
+    Every path that checks received alerts goes through here, so their errors agree. An
+    exception other than AlertmeshError is a bug in the checks: the alert is refused,
+    with the bug logged, rather than taking the worker (or the batch) down with it.
+    """
+    try:
+        keys = alerts.validate(alert, now_ms=now_ms, limits=limits)
+        verify_alert(alert.origin, body, signature)
+    except AlertmeshError:
+        raise
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        raise InvalidAlert(
+            f"this alert could not be checked ({type(exc).__name__}); it is refused"
+        ) from None
+    return keys
+
+
 def check_admitted_bytes(
     items: Sequence[tuple[bytes, bytes]], now_ms: int, limits: Limits
 ) -> list[Keys | AlertmeshError]:
-    """The index keys of each admitted alert (it decodes, its origin is a member), or
-    the rule it breaks: protocol rules and indicators first, then the signature."""
+    """check_rules_and_signature over a task's (body, signature) pairs."""
     out: list[Keys | AlertmeshError] = []
     for body, signature in items:
         try:
-            alert = alert_pb2.Alert.FromString(body)
-            keys = alerts.validate(alert, now_ms=now_ms, limits=limits)
-            verify_alert(alert.origin, body, signature)
-            out.append(keys)
+            alert = alert_pb2.Alert.FromString(body)  # admitted: it decodes
+            out.append(check_rules_and_signature(alert, body, signature, now_ms, limits))
         except AlertmeshError as exc:
             out.append(exc)
     return out

@@ -238,7 +238,7 @@ class SqliteStore:
             params.append(query.until_ms)
         if query.keys or query.any_key:
             clauses.append(
-                "local_seq IN (SELECT local_seq FROM indicator_keys"
+                "local_seq IN (SELECT local_seq FROM indicator_key_hashes"
                 " WHERE key IN (SELECT value FROM json_each(?)))"
             )
             params.append(json.dumps(sorted(key_hash(k) for k in query.keys)))
@@ -288,7 +288,7 @@ class SqliteStore:
             # index in key order (15 % faster for 1,600 keys).
             sql = (
                 f"SELECT k.key, {', '.join('a.' + c.strip() for c in STORED_COLUMNS.split(','))}"
-                " FROM indicator_keys k JOIN alerts a ON a.local_seq = k.local_seq"
+                " FROM indicator_key_hashes k JOIN alerts a ON a.local_seq = k.local_seq"
                 f" WHERE k.key IN ({','.join('?' * len(part))})"
             )
             params: list[Any] = part

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     signature      BLOB NOT NULL,
     UNIQUE (origin, seq)
 );
-CREATE TABLE IF NOT EXISTS indicator_keys (
+CREATE TABLE IF NOT EXISTS indicator_key_hashes (
     key       INTEGER NOT NULL,  -- key_hash(indicator key)
     local_seq INTEGER NOT NULL,
     PRIMARY KEY (key, local_seq)
@@ -73,8 +73,10 @@ ALERT_COLUMNS = (
     "local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
     " confidence, title, index_keys, received_at_ms, body, signature"
 )
-# PRAGMA user_version: 2 = indicator keys stored as hashes; 0 on a file written before
-# versions were recorded (keys as text), which opening migrates.
+# PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes). A
+# file written before versions were recorded (0) kept them as text in indicator_keys.
+# Opening indexes every alert above the highest one indexed, so a file an older
+# alertmesh wrote to (it ignores the version) is caught up too, and drops the text table.
 SCHEMA_VERSION = 2
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
@@ -143,22 +145,32 @@ class Writer:
             )
         db.execute("BEGIN")
         try:
-            if tables and version < SCHEMA_VERSION:
-                # Version 0 kept keys as text; the alerts rows keep them too, so re-index.
-                db.execute("DROP TABLE IF EXISTS indicator_keys")
-                self._create_tables()
-                rows = db.execute("SELECT local_seq, index_keys FROM alerts").fetchall()
-                db.executemany(
-                    "INSERT OR IGNORE INTO indicator_keys VALUES (?, ?)",
-                    [(key_hash(k), seq) for seq, keys in rows if keys for k in keys.split(KEY_SEP)],
-                )
-            else:
-                self._create_tables()
+            self._create_tables()
+            db.execute("DROP TABLE IF EXISTS indicator_keys")
+            self._index_unindexed()
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _index_unindexed(self) -> None:
+        """Index the keys of every alert above the highest one indexed (all of them in
+        a file from before hashed keys); streamed, a few thousand rows at a time."""
+        [(top,)] = self.db.execute(
+            "SELECT COALESCE(MAX(local_seq), 0) FROM indicator_key_hashes"
+        ).fetchall()
+        rows = self.db.cursor()  # its own cursor: the inserts below use the connection's
+        rows.execute(
+            "SELECT local_seq, index_keys FROM alerts WHERE local_seq > ? ORDER BY local_seq",
+            (top,),
+        )
+        while chunk := rows.fetchmany(5000):
+            self.db.executemany(
+                "INSERT OR IGNORE INTO indicator_key_hashes VALUES (?, ?)",
+                [(key_hash(k), seq) for seq, keys in chunk if keys for k in keys.split(KEY_SEP)],
+            )
+        rows.close()
 
     def _create_tables(self) -> None:
         for statement in SCHEMA.split(";"):
@@ -210,7 +222,7 @@ class Writer:
         db.execute("BEGIN")
         try:
             self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
-            self._insert("INSERT OR IGNORE INTO indicator_keys VALUES", key_rows)
+            self._insert("INSERT OR IGNORE INTO indicator_key_hashes VALUES", key_rows)
             if equivocation_rows:
                 # The first copy is whichever this store accepted for that slot (maybe in
                 # this batch).
