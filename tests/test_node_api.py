@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -260,3 +261,26 @@ async def test_a_held_alert_with_another_signature_is_rejected_not_a_duplicate(
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     again = await client.ingest([signed])
     assert again.results[0].outcome == api.INGEST_OUTCOME_DUPLICATE
+
+
+async def test_alerts_of_a_member_removed_from_the_roster(tmp_path: Path) -> None:
+    """What the node already holds stays a duplicate; anything new is refused."""
+    from node.core.roster import Roster
+
+    leaver = Author()
+    node = new_node(tmp_path / "n", "acme", {"leaver": leaver.key})
+    try:
+        held = [leaver.next() for _ in range(3)]
+        async with AlertClient(node.address) as client:
+            await client.ingest(held)
+            roster = Roster.from_toml((node.home / "roster.toml").read_text())
+            kept = Roster.of([m for m in roster if m.key != leaver.key])
+            (node.home / "roster.toml").write_text(kept.to_toml())
+            alertmesh("roster-reload", "--node", node.address)
+            again = await client.ingest(held)
+            assert [r.outcome for r in again.results] == [api.INGEST_OUTCOME_DUPLICATE] * 3
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await client.ingest([leaver.next()])
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        node.kill()
