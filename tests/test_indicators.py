@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.core import address_codecs, indicators
 from node.core import blockchains as chains
-from node.core import indicators
 from node.core.errors import InvalidIndicator
 from node.core.indicators import (
     ADDRESS,
@@ -125,7 +125,7 @@ def test_keccak256_known_vectors(data: bytes, digest: str) -> None:
 def test_the_keccak_sponge_matches_hashlib_sha3_across_block_boundaries() -> None:
     data = bytes(range(256)) * 2
     for n in (0, 1, 134, 135, 136, 137, 271, 272, 273, 500):
-        assert chains._sponge256(data[:n], 0x06) == hashlib.sha3_256(data[:n]).digest(), n
+        assert address_codecs._sponge256(data[:n], 0x06) == hashlib.sha3_256(data[:n]).digest(), n
 
 
 @pytest.mark.parametrize(
@@ -799,8 +799,8 @@ def general_paths_only() -> Iterator[None]:
             patch.setattr(indicators, name, NEVER)
         patch.setattr(chains, "_ALIASED_CHAINS", frozenset())
         patch.setattr(chains, "_CANONICAL_CAIP2", NEVER)
-        patch.setattr(chains, "_BASE58_MERGED_DIGITS", -1)  # digit by digit
-        patch.setattr(chains, "_TABLED_VALUES", -1)  # bech32 checksum step by step
+        patch.setattr(address_codecs, "_BASE58_MERGED_DIGITS", -1)  # digit by digit
+        patch.setattr(address_codecs, "_TABLED_VALUES", -1)  # bech32 checksum step by step
         yield
 
 
@@ -1145,8 +1145,8 @@ def test_a_wrong_checksum_is_refused_for_publishing_and_found_for_lookups() -> N
 def test_the_bech32_checksum_tables_agree_with_the_step_by_step_checksum(
     hrp: str, data: list[int]
 ) -> None:
-    expected = chains._polymod([*chains._hrp_expand(hrp), *data])
-    assert chains._checksum(hrp, bytes(data)) == expected
+    expected = address_codecs._polymod([*address_codecs._hrp_expand(hrp), *data])
+    assert address_codecs._checksum(hrp, bytes(data)) == expected
 
 
 def test_base58_decodes_what_it_encodes_at_every_length() -> None:
