@@ -53,7 +53,7 @@ class NodeProcess:
         log = open(self.log, "a")  # noqa: SIM115 - closed when the process ends
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "run", "--home", str(self.home),
-             "--listen", "127.0.0.1:0"],
+             "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
