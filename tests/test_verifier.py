@@ -9,10 +9,17 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
+from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
-from node.app.verify import PROCESS_MIN
+from node.app.verify import PROCESS_MIN, Admitted, Verifier, admit
+from node.core.alerts import AlertRecord, alert_id
+from node.core.errors import InvalidSignature
+from node.core.limits import DEFAULT_LIMITS
+from node.core.roster import Member, Roster
 from node.rpc.client import AlertClient
-from tests.factory import DOMAIN, Author
+from tests.factory import DOMAIN, Author, now_ms
 from tests.procs import NodeProcess, alive, children, cpu_ticks, new_node
 
 BATCH = max(PROCESS_MIN, 200)
@@ -122,3 +129,26 @@ async def test_verifier_processes_end_with_the_node(tmp_path: Path) -> None:
             assert wait_until(lambda: not any(alive(p) for p in workers)), how.name  # noqa: B023
         finally:
             node.kill()
+
+
+async def test_workers_that_cannot_start_leave_the_checks_to_a_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fault injection: the worker command fails at once (here, a module that does not
+    exist). Every alert is still checked, bad ones refused, on the thread."""
+    author = Author()
+    roster = Roster.of([Member("m", author.key)])
+    signed = [author.next(indicators=[(DOMAIN, f"t{i}.example")]) for i in range(BATCH)]
+    signed[7] = alert_pb2.SignedAlert(body=signed[7].body, signature=bytes(64))
+    items = [
+        Admitted(alert_id(s.body), s.body, s.signature, admit(s.body, DEFAULT_LIMITS, roster))
+        for s in signed
+    ]
+    async with Verifier(DEFAULT_LIMITS, processes=2, worker="node.app.no_such_worker") as v:
+        for _ in range(3):
+            checked = await v.check(items, now_ms())
+            assert isinstance(checked[7], InvalidSignature)
+            assert [c.id for c in checked if isinstance(c, AlertRecord)] == [
+                item.id for i, item in enumerate(items) if i != 7
+            ]
+    assert "checking its batch on a thread" in caplog.text

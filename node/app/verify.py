@@ -137,8 +137,11 @@ class Verifier:
     batch it was checking is checked again on a thread.
     """
 
-    def __init__(self, limits: Limits, processes: int | None = None) -> None:
+    def __init__(
+        self, limits: Limits, processes: int | None = None, worker: str = "node.app.verify_worker"
+    ) -> None:
         self.limits = limits
+        self._worker_module = worker
         self._processes = processes or usable_cpus()
         self._thread = ThreadPoolExecutor(2, thread_name_prefix="verify")
         self._workers: list[_Worker] = []
@@ -218,6 +221,8 @@ class Verifier:
         return await future
 
     async def _ready_workers(self) -> list[_Worker]:
+        # A worker that died before its reader task ran is still listed: drop it.
+        self._workers[:] = [w for w in self._workers if w.process.returncode is None]
         if len(self._workers) >= self._processes:
             return self._workers
         loop = asyncio.get_running_loop()
@@ -238,7 +243,7 @@ class Verifier:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "node.app.verify_worker",
+            self._worker_module,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
