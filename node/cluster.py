@@ -32,12 +32,18 @@ STOP_TIMEOUT_S = 15.0
 MANIFEST = "cluster.json"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", taken: set[int] | None = None) -> int:
     """A port that is free now, chosen below the kernel's ephemeral range so that the
-    nodes' own outgoing connections cannot take it before the node binds it."""
+    nodes' own outgoing connections cannot take it before the node binds it, and not
+    in `taken` (ports already given to this cluster's nodes, not bound yet); it is
+    added to `taken`."""
     rng = random.Random()
+    taken = set() if taken is None else taken
     for _ in range(200):
         port = rng.randrange(20_000, 32_000)
+        if port in taken:
+            continue
+        taken.add(port)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
@@ -108,10 +114,11 @@ def create(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
     directory.mkdir(parents=True, exist_ok=True)
     nodes = []
     configs = []
+    taken: set[int] = set()
     for i in range(n):
         name = f"node{i + 1}"
-        api = f"127.0.0.1:{free_port()}"
-        peer = f"127.0.0.1:{free_port()}"
+        api = f"127.0.0.1:{free_port(taken=taken)}"
+        peer = f"127.0.0.1:{free_port(taken=taken)}"
         configs.append(init_home(directory / name, name=name, api_listen=api, peer_listen=peer))
         nodes.append(ClusterNode(name, directory / name, api, peer))
     roster = Roster.of([m for c in configs for m in c.roster()])
@@ -142,11 +149,12 @@ def add_node(directory: Path) -> ClusterNode:
     """Create one more member, add it to every roster, and have it dial two others."""
     nodes = load(directory)
     name = f"node{len(nodes) + 1}"
+    taken = {int(address.rpartition(":")[2]) for n in nodes for address in (n.api, n.peer)}
     config = init_home(
         directory / name,
         name=name,
-        api_listen=f"127.0.0.1:{free_port()}",
-        peer_listen=f"127.0.0.1:{free_port()}",
+        api_listen=f"127.0.0.1:{free_port(taken=taken)}",
+        peer_listen=f"127.0.0.1:{free_port(taken=taken)}",
     )
     roster = Roster.of([*Config.load(nodes[0].home).roster(), *config.roster()])
     new = ClusterNode(name, config.home, config.api_listen, config.peer_listen)
