@@ -52,7 +52,7 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class Admitted(NamedTuple):
-    """A received alert that decoded and whose origin is a member: ready to check."""
+    """A received alert that decoded; the node checks its origin before verifying it."""
 
     id: bytes
     body: bytes
@@ -114,9 +114,9 @@ def _widen(*streams: asyncio.StreamWriter | asyncio.StreamReader | None) -> None
 
 def usable_cpus() -> int:
     """CPUs this process may run on (affinity, not the host's count), at most MAX_PROCESSES."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, min(MAX_PROCESSES, len(os.sched_getaffinity(0))))
-    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+    affinity = getattr(os, "sched_getaffinity", None)  # not on macOS
+    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return max(1, min(MAX_PROCESSES, cpus))
 
 
 class WorkerDied(Exception):
@@ -173,9 +173,7 @@ class Verifier:
             return []
         workers = list(await self._ready_workers()) if len(items) >= PROCESS_MIN else []
         if not workers:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, _check_admitted, items, now_ms, self.limits
-            )
+            return await self._on_thread(items, now_ms)
         try:
             parts = await asyncio.gather(
                 *(
@@ -188,15 +186,18 @@ class Verifier:
             # even start must not cost a spawn per batch.
             self._retry_at = asyncio.get_running_loop().time() + RESPAWN_AFTER_S
             log.error("a verifier process died; checking its batch on a thread")
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, _check_admitted, items, now_ms, self.limits
-            )
+            return await self._on_thread(items, now_ms)
         results = (r for part in parts for r in part)
         return [
             r if isinstance(r, AlertmeshError)
             else alerts.make_record(item.body, item.signature, item.alert, r, item.id)
             for item, r in zip(items, results, strict=True)
         ]  # fmt: skip
+
+    async def _on_thread(self, items: Sequence[Admitted], now_ms: int) -> list[Checked]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, _check_admitted, items, now_ms, self.limits
+        )
 
     async def _submit(
         self, workers: list[_Worker], items: Sequence[Admitted], now_ms: int

@@ -26,7 +26,7 @@ from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
 from node.store.base import Equivocation, Held, PutOutcome, Query, Stored
-from node.store.sqlite_writer import KEY_SEP, Committed, Write, Writer, chunks, key_hash
+from node.store.sqlite_writer import KEY_SEP, Committed, Write, Writer, id_queries, key_hash
 
 COLUMNS = (
     "id, body, signature, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
@@ -185,14 +185,6 @@ class SqliteStore:
             self._chains.add(origin, seq)
         return done.outcomes
 
-    @staticmethod
-    async def _existing(db: aiosqlite.Connection, sql: str, ids: Sequence[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for chunk in chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in await db.execute_fetchall(f"{sql} ({marks})", chunk))
-        return found
-
     # -- reads -------------------------------------------------------------
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Stored]:
@@ -204,16 +196,16 @@ class SqliteStore:
 
     async def missing(self, ids: Collection[bytes]) -> set[bytes]:
         wanted = list(ids)
-        return set(wanted) - await self._existing(
-            self._reader, "SELECT id FROM alerts WHERE id IN", wanted
-        )
+        found: set[bytes] = set()
+        for sql, chunk in id_queries("SELECT id FROM alerts WHERE id IN", wanted):
+            found.update(row[0] for row in await self._rows(sql, chunk))
+        return set(wanted) - found
 
     async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
         wanted = list(ids)
         found: dict[bytes, Held] = {}
-        for chunk in chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, signature, origin, seq FROM alerts WHERE id IN ({marks})"
+        select = "SELECT id, signature, origin, seq FROM alerts WHERE id IN"
+        for sql, chunk in id_queries(select, wanted):
             found.update((row[0], Held(*row[1:])) for row in await self._rows(sql, chunk))
         return found
 
@@ -273,13 +265,9 @@ class SqliteStore:
     ) -> dict[str, list[Stored]]:
         if not keys:
             return {}
-        asked: dict[int, list[str]] = {}
+        asked: dict[int, list[str]] = {}  # several keys per hash only on a collision
         for key in keys:
-            h = key_hash(key)
-            if h in asked:  # a collision among the keys asked (2^-64 per pair)
-                asked[h].append(key)
-            else:
-                asked[h] = [key]
+            asked.setdefault(key_hash(key), []).append(key)
         hashes = list(asked)
         found: dict[str, list[Stored]] = {}
         for i in range(0, len(hashes), LOOKUP_CHUNK):

@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import sqlite3
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,9 +95,11 @@ def key_hash(key: str) -> int:
     return value
 
 
-def chunks(items: Sequence[bytes]) -> Iterable[Sequence[bytes]]:
-    for i in range(0, len(items), CHUNK):
-        yield items[i : i + CHUNK]
+def id_queries(select: str, ids: Sequence[bytes]) -> Iterator[tuple[str, Sequence[bytes]]]:
+    """`select` ("... WHERE id IN") completed for each CHUNK of `ids`: (sql, params)."""
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i : i + CHUNK]
+        yield f"{select} ({','.join('?' * len(chunk))})", chunk
 
 
 @dataclass(slots=True)
@@ -191,7 +193,6 @@ class Writer:
         )
         outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
 
-        sha256, unpack = hashlib.sha256, _INT64.unpack_from  # key_hash, inlined: hot
         alert_rows = []
         key_rows: list[tuple[int, int]] = []
         equivocation_rows = []
@@ -210,9 +211,7 @@ class Writer:
                          r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
                          KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
                     )  # fmt: skip
-                    key_rows += [
-                        (unpack(sha256(k.encode()).digest())[0], local_seq) for k in r.index_keys
-                    ]
+                    key_rows += [(key_hash(k), local_seq) for k in r.index_keys]
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocation_rows.append(
                         (r.origin, r.seq, r.id, r.body, r.signature,
@@ -242,12 +241,9 @@ class Writer:
             raise
         return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
 
-    def _existing(self, sql: str, ids: Sequence[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for chunk in chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            found.update(row[0] for row in self.db.execute(f"{sql} ({marks})", chunk))
-        return found
+    def _existing(self, select: str, ids: Sequence[bytes]) -> set[bytes]:
+        queries = id_queries(select, ids)
+        return {row[0] for sql, chunk in queries for row in self.db.execute(sql, chunk)}
 
     def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """`insert` ("INSERT ... VALUES") for every row, ROWS_PER_INSERT per statement:
