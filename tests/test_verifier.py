@@ -4,6 +4,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -19,19 +20,15 @@ from node.core.errors import InvalidSignature
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
 from node.rpc.client import AlertClient
+from tests.clusters import eventually
 from tests.factory import DOMAIN, Author, now_ms
 from tests.procs import NodeProcess, alive, children, cpu_ticks, new_node
 
 BATCH = max(PROCESS_MIN, 200)
 
 
-def wait_until(condition: object, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+async def exited(pids: list[int]) -> bool:
+    return not any(alive(p) for p in pids)
 
 
 async def ingest_batch(node: NodeProcess, author: Author, tag: str) -> list[int]:
@@ -55,7 +52,7 @@ async def test_a_killed_verifier_process_is_replaced_and_its_batch_still_checked
         assert workers
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: not any(alive(p) for p in workers))
+        await eventually(lambda: exited(workers), "the killed workers to exit", timeout=20)
         # Every batch is still checked and stored; new workers take over within seconds.
         batches, replaced = 1, []
         deadline = time.monotonic() + 30
@@ -126,7 +123,9 @@ async def test_verifier_processes_end_with_the_node(tmp_path: Path) -> None:
             workers = children(node.proc.pid)
             assert workers
             node.stop(how)
-            assert wait_until(lambda: not any(alive(p) for p in workers)), how.name  # noqa: B023
+            await eventually(
+                functools.partial(exited, workers), f"workers to exit after {how.name}", 20
+            )
         finally:
             node.kill()
 
