@@ -7,8 +7,9 @@ import pytest
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
 from node.core.errors import ConfigError
-from node.store import PutOutcome, Query, SqliteStore
+from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
 from node.store.base import AlertStore
+from node.store.sqlite_writer import KEY_TABLES
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
 
 EVM = "eip155:1:0x00000000000000000000000000000000000000aa"
@@ -223,7 +224,8 @@ async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
     async with SqliteStore(tmp_path / "a.db") as store:
         await store.put(records, now_ms=now_ms())
     with sqlite3.connect(tmp_path / "a.db") as db:  # what the older node left behind
-        db.execute("DELETE FROM indicator_key_hashes WHERE local_seq > 3")
+        for table in KEY_TABLES:
+            db.execute(f"DELETE FROM {table} WHERE local_seq > 3")
         db.execute(
             "CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
             " PRIMARY KEY (key, local_seq)) WITHOUT ROWID"
@@ -232,6 +234,43 @@ async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
         for i in range(6):
             found = await store.lookup(keys(f"roll{i}.example"), now_ms=now_ms())
             assert [s.record.id for hits in found.values() for s in hits] == [records[i].id]
+
+
+async def test_recent_keys_move_to_the_big_index_and_stay_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Key rows go to the small recent table and move to the big index once it is full;
+    every alert is found exactly once before, during and after moves, and after a restart."""
+    import sqlite3
+
+    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 10)
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(12)]
+
+    def rows() -> dict[str, int]:
+        with sqlite3.connect(tmp_path / "a.db") as db:
+            return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in KEY_TABLES}
+
+    async def all_found(store: SqliteStore, upto: int) -> None:
+        for i in range(upto):
+            found = await store.lookup(keys(f"https://m{i}.example/x"), now_ms=now_ms())
+            assert [s.record.id for hits in found.values() for s in hits] == [records[i].id]
+            hits = await store.search(Query(now_ms=now_ms(), keys=keys(f"m{i}.example")), limit=5)
+            assert [s.record.id for s in hits] == [records[i].id]
+
+    async with SqliteStore(tmp_path / "a.db") as store:
+        await store.put(records[:3], now_ms=now_ms())  # 3 alerts, 3 key rows
+        await all_found(store, 3)
+        assert rows() == {"indicator_key_hashes": 0, "recent_key_hashes": 3}
+        await store.put(records[3:10], now_ms=now_ms())  # 10 rows: a move is due
+        await store.put(records[10:11], now_ms=now_ms())  # the move ran before this commit
+        assert rows() == {"indicator_key_hashes": 10, "recent_key_hashes": 1}
+        await all_found(store, 11)
+    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 1)
+    async with SqliteStore(tmp_path / "a.db") as store:  # opening moves a full table
+        assert rows() == {"indicator_key_hashes": 11, "recent_key_hashes": 0}
+        await store.put(records[11:], now_ms=now_ms())
+        await all_found(store, 12)
 
 
 async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:

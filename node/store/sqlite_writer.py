@@ -12,6 +12,17 @@ rewrites fewer pages (bench/store_bench.py). Lookups confirm every hit against t
 alert's own key text, so a hash collision can never make an unflagged value look
 flagged; a search filter by indicator could in principle (chance about 2^-64 per
 pair of keys) return an extra alert.
+
+The key index has two levels, like a small log-structured merge tree. Keys are
+random, so a commit that inserted straight into one big index would dirty pages
+all over it, and each dirty page is written whole to the WAL and again at the
+checkpoint: the cost per alert grew with the store (about 40 µs per alert at
+100,000 alerts, bench/store_bench.py). New key rows go to `recent_key_hashes`,
+which stays small (at most MERGE_ROWS rows, about 1.5 MiB) and so cheap to
+change; once it holds MERGE_ROWS rows, the writer moves them into
+`indicator_key_hashes` in one transaction, in key order, touching each page of
+the big index once. Readers look in both tables; the move is atomic, so a reader
+sees every row in exactly one of them.
 """
 
 from __future__ import annotations
@@ -54,6 +65,11 @@ CREATE TABLE IF NOT EXISTS indicator_key_hashes (
     local_seq INTEGER NOT NULL,
     PRIMARY KEY (key, local_seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recent_key_hashes (  -- the same, not merged yet
+    key       INTEGER NOT NULL,
+    local_seq INTEGER NOT NULL,
+    PRIMARY KEY (key, local_seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS equivocations (
     origin         BLOB NOT NULL,
     seq            INTEGER NOT NULL,
@@ -73,11 +89,14 @@ ALERT_COLUMNS = (
     "local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
     " confidence, title, index_keys, received_at_ms, body, signature"
 )
-# PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes). A
-# file written before versions were recorded (0) kept them as text in indicator_keys.
-# Opening indexes every alert above the highest one indexed, so a file an older
-# alertmesh wrote to (it ignores the version) is caught up too, and drops the text table.
-SCHEMA_VERSION = 2
+# PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes);
+# 3 = new key rows go to recent_key_hashes first. A file written before versions were
+# recorded (0) kept them as text in indicator_keys. Opening indexes every alert above
+# the highest one indexed, so a file an older alertmesh wrote to (it ignores the
+# version) is caught up too, and drops the text table.
+SCHEMA_VERSION = 3
+KEY_TABLES = ("indicator_key_hashes", "recent_key_hashes")
+MERGE_ROWS = 100_000  # key rows (~22,000 alerts) in recent_key_hashes before a merge
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
@@ -124,6 +143,7 @@ class Writer:
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.recent_rows = 0  # rows in recent_key_hashes (set by migrate)
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -150,6 +170,9 @@ class Writer:
             self._create_tables()
             db.execute("DROP TABLE IF EXISTS indicator_keys")
             self._index_unindexed()
+            [(self.recent_rows,)] = db.execute("SELECT count(*) FROM recent_key_hashes")
+            if self.merge_due:
+                self._move_recent()
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -160,7 +183,8 @@ class Writer:
         """Index the keys of every alert above the highest one indexed (all of them in
         a file from before hashed keys); streamed, a few thousand rows at a time."""
         [(top,)] = self.db.execute(
-            "SELECT COALESCE(MAX(local_seq), 0) FROM indicator_key_hashes"
+            "SELECT COALESCE(MAX(local_seq), 0) FROM (SELECT MAX(local_seq) AS local_seq"
+            " FROM indicator_key_hashes UNION ALL SELECT MAX(local_seq) FROM recent_key_hashes)"
         ).fetchall()
         rows = self.db.cursor()  # its own cursor: the inserts below use the connection's
         rows.execute(
@@ -169,10 +193,35 @@ class Writer:
         )
         while chunk := rows.fetchmany(5000):
             self.db.executemany(
-                "INSERT OR IGNORE INTO indicator_key_hashes VALUES (?, ?)",
+                "INSERT OR IGNORE INTO recent_key_hashes VALUES (?, ?)",
                 [(key_hash(k), seq) for seq, keys in chunk if keys for k in keys.split(KEY_SEP)],
             )
         rows.close()
+
+    @property
+    def merge_due(self) -> bool:
+        return self.recent_rows >= MERGE_ROWS
+
+    def merge(self) -> None:
+        """Move the recent key rows into the big index, in one transaction."""
+        self.db.execute("BEGIN")
+        try:
+            self._move_recent()
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def _move_recent(self) -> None:
+        # recent_key_hashes is read in key order (its primary key), so the inserts walk
+        # the big index from one end to the other.
+        self.db.execute(
+            "INSERT OR IGNORE INTO indicator_key_hashes"
+            " SELECT key, local_seq FROM recent_key_hashes"
+        )
+        self.db.execute("DELETE FROM recent_key_hashes")
+        self.recent_rows = 0
 
     def _create_tables(self) -> None:
         for statement in SCHEMA.split(";"):
@@ -221,7 +270,7 @@ class Writer:
         db.execute("BEGIN")
         try:
             self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
-            self._insert("INSERT OR IGNORE INTO indicator_key_hashes VALUES", key_rows)
+            self._insert("INSERT OR IGNORE INTO recent_key_hashes VALUES", key_rows)
             if equivocation_rows:
                 # The first copy is whichever this store accepted for that slot (maybe in
                 # this batch).
@@ -239,6 +288,7 @@ class Writer:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self.recent_rows += len(key_rows)
         return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
 
     def _existing(self, select: str, ids: Sequence[bytes]) -> set[bytes]:
