@@ -51,7 +51,13 @@ INSERT_ALERT = (
     " category, severity, confidence, title, index_keys, received_at_ms, body, signature)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-HASHED_SCHEMA = SCHEMA.replace("key       TEXT NOT NULL,", "key       INTEGER NOT NULL,")
+# The replica's schema: the node's alerts table, and indicator keys as text in one
+# index (as before schema version 2); HASHED_SCHEMA keeps 64-bit hashes in it instead.
+REPLICA_SCHEMA = SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS indicator_key_hashes")] + (
+    "CREATE TABLE IF NOT EXISTS indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
+    " PRIMARY KEY (key, local_seq)) WITHOUT ROWID;"
+)
+HASHED_SCHEMA = REPLICA_SCHEMA.replace("key TEXT NOT NULL", "key INTEGER NOT NULL")
 CACHE = "PRAGMA cache_size=-65536"  # 64 MiB instead of the default 2 MiB
 CHECKPOINT = "PRAGMA wal_autocheckpoint=10000"  # pages, instead of 1000
 TAIL = 20_000
@@ -137,7 +143,7 @@ def write_replica(db: Path, records: Sequence[AlertRecord], v: Variant, now: int
     conn.execute("PRAGMA synchronous=FULL")
     for pragma in v.pragmas:
         conn.execute(pragma)
-    conn.executescript(HASHED_SCHEMA if v.hashed_keys else SCHEMA)
+    conn.executescript(HASHED_SCHEMA if v.hashed_keys else REPLICA_SCHEMA)
     conn.commit()
     local_seq = 0
     tail_start = None
