@@ -44,17 +44,20 @@ from node.core.alerts import AlertRecord  # noqa: E402
 from node.core.limits import DEFAULT_LIMITS  # noqa: E402
 from node.core.roster import Member, Roster  # noqa: E402
 from node.store.sqlite import SqliteStore  # noqa: E402
-from node.store.sqlite_writer import KEY_SEP, SCHEMA  # noqa: E402
+from node.store.sqlite_writer import ALERTS_TABLE, KEY_SEP  # noqa: E402
 
 INSERT_ALERT = (
     "INSERT INTO alerts (local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms,"
     " category, severity, confidence, title, index_keys, received_at_ms, body, signature)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# The replica's schema: the node's alerts table, and indicator keys as text in one
-# index (as before schema version 2); HASHED_SCHEMA keeps 64-bit hashes in it instead.
-REPLICA_SCHEMA = SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS indicator_key_hashes")] + (
-    "CREATE TABLE IF NOT EXISTS indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
+# The replica's schema: the node's alerts table with a UNIQUE index on id, and indicator
+# keys as text in one index (as before schema version 2); HASHED_SCHEMA keeps 64-bit
+# hashes in it instead.
+REPLICA_SCHEMA = ALERTS_TABLE.format(name="alerts").replace(
+    "id             BLOB NOT NULL,", "id             BLOB NOT NULL UNIQUE,"
+) + (
+    "; CREATE TABLE IF NOT EXISTS indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
     " PRIMARY KEY (key, local_seq)) WITHOUT ROWID;"
 )
 HASHED_SCHEMA = REPLICA_SCHEMA.replace("key TEXT NOT NULL", "key INTEGER NOT NULL")

@@ -1,5 +1,6 @@
 """Store behaviour, identical for the in-memory and the SQLite store."""
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from node.core import indicators
 from node.core.errors import ConfigError
 from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
 from node.store.base import AlertStore
-from node.store.sqlite_writer import KEY_TABLES
+from node.store.sqlite_writer import ID_TABLES, KEY_TABLES
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
 
 EVM = "eip155:1:0x00000000000000000000000000000000000000aa"
@@ -182,8 +183,6 @@ async def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
 
 async def test_a_store_written_before_key_hashing_is_migrated(tmp_path: Path) -> None:
     """A database from before schema versions (indicator keys as text) opens, re-indexed."""
-    import sqlite3
-
     author = Author()
     records = [author.record(indicators=[(DOMAIN, f"old{i}.example")]) for i in range(5)]
     async with SqliteStore(tmp_path / "a.db") as store:
@@ -217,14 +216,12 @@ async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
 ) -> None:
     """Rolled back and forward again: an older node ignores the schema version and
     stores new alerts without hashed keys; the newer one indexes them when it opens."""
-    import sqlite3
-
     author = Author()
     records = [author.record(indicators=[(DOMAIN, f"roll{i}.example")]) for i in range(6)]
     async with SqliteStore(tmp_path / "a.db") as store:
         await store.put(records, now_ms=now_ms())
     with sqlite3.connect(tmp_path / "a.db") as db:  # what the older node left behind
-        for table in KEY_TABLES:
+        for table in KEY_TABLES + ID_TABLES:
             db.execute(f"DELETE FROM {table} WHERE local_seq > 3")
         db.execute(
             "CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
@@ -234,22 +231,25 @@ async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
         for i in range(6):
             found = await store.lookup(keys(f"roll{i}.example"), now_ms=now_ms())
             assert [s.record.id for hits in found.values() for s in hits] == [records[i].id]
+            assert await store.get(records[i].id) is not None
 
 
-async def test_recent_keys_move_to_the_big_index_and_stay_found(
+async def test_recent_rows_move_to_the_big_indexes_and_stay_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Key rows go to the small recent table and move to the big index once it is full;
-    every alert is found exactly once before, during and after moves, and after a restart."""
-    import sqlite3
-
-    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 10)
+    """Key and id rows go to the small recent tables and move to the big indexes once
+    those hold MERGE_ROWS; every alert is found exactly once, by indicator and by id,
+    before and after moves, and after a restart."""
+    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 20)
     author = Author()
     records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(12)]
 
-    def rows() -> dict[str, int]:
+    def rows() -> tuple[int, ...]:  # big keys, recent keys, big ids, recent ids
         with sqlite3.connect(tmp_path / "a.db") as db:
-            return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in KEY_TABLES}
+            return tuple(
+                db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in KEY_TABLES + ID_TABLES
+            )
 
     async def all_found(store: SqliteStore, upto: int) -> None:
         for i in range(upto):
@@ -257,20 +257,71 @@ async def test_recent_keys_move_to_the_big_index_and_stay_found(
             assert [s.record.id for hits in found.values() for s in hits] == [records[i].id]
             hits = await store.search(Query(now_ms=now_ms(), keys=keys(f"m{i}.example")), limit=5)
             assert [s.record.id for s in hits] == [records[i].id]
+            got = await store.get(records[i].id)
+            assert got is not None and got.record == records[i]
+        ids = [r.id for r in records]
+        assert await store.missing(ids) == set(ids[upto:])
+        assert set(await store.held(ids)) == set(ids[:upto])
 
     async with SqliteStore(tmp_path / "a.db") as store:
-        await store.put(records[:3], now_ms=now_ms())  # 3 alerts, 3 key rows
+        await store.put(records[:3], now_ms=now_ms())  # 3 alerts: 3 key rows, 3 id rows
         await all_found(store, 3)
-        assert rows() == {"indicator_key_hashes": 0, "recent_key_hashes": 3}
-        await store.put(records[3:10], now_ms=now_ms())  # 10 rows: a move is due
+        assert rows() == (0, 3, 0, 3)
+        await store.put(records[3:10], now_ms=now_ms())  # 20 rows: a move is due
         await store.put(records[10:11], now_ms=now_ms())  # the move ran before this commit
-        assert rows() == {"indicator_key_hashes": 10, "recent_key_hashes": 1}
+        assert rows() == (10, 1, 10, 1)
         await all_found(store, 11)
-    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 1)
-    async with SqliteStore(tmp_path / "a.db") as store:  # opening moves a full table
-        assert rows() == {"indicator_key_hashes": 11, "recent_key_hashes": 0}
+    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 2)
+    async with SqliteStore(tmp_path / "a.db") as store:  # opening moves full tables
+        assert rows() == (11, 0, 11, 0)
         await store.put(records[11:], now_ms=now_ms())
         await all_found(store, 12)
+
+
+async def test_a_store_from_before_schema_4_is_rebuilt_without_a_unique_id_index(
+    tmp_path: Path,
+) -> None:
+    """Schema 3 kept a UNIQUE index on alerts.id; opening rebuilds the table without it
+    once and indexes the ids, and everything held is found as before."""
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"v3-{i}.example")]) for i in range(5)]
+    author.seq, author.head = 4, records[3].id
+    second = author.record(title="another fifth")  # same slot as records[4]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        await store.put([*records, second], now_ms=now_ms())
+    with sqlite3.connect(tmp_path / "a.db") as db:  # rewind it to the schema 3 layout
+        db.execute("ALTER TABLE alerts RENAME TO alerts_new")
+        db.execute(
+            sqlite_writer.ALERTS_TABLE.format(name="alerts").replace(
+                "BLOB NOT NULL,  -- indexed", "BLOB NOT NULL UNIQUE,  -- indexed"
+            )
+        )
+        db.execute("INSERT INTO alerts SELECT * FROM alerts_new")
+        db.executescript(
+            "DROP TABLE alerts_new; DROP TABLE alert_ids; DROP TABLE recent_alert_ids;"
+            " PRAGMA user_version = 3;"
+        )
+        assert _unique_id_index(db)
+    async with SqliteStore(tmp_path / "a.db") as store:
+        for r in records:
+            got = await store.get(r.id)
+            assert got is not None and got.record == r
+        assert await store.missing([r.id for r in records] + [second.id]) == {second.id}
+        [proof] = await store.equivocations()
+        assert (proof.first.id, proof.second.id) == (records[4].id, second.id)
+        found = await store.lookup(keys("v3-2.example"), now_ms=now_ms())
+        assert [s.record.id for hits in found.values() for s in hits] == [records[2].id]
+        assert await store.put([records[0]], now_ms=now_ms()) == [PutOutcome.DUPLICATE]
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        assert not _unique_id_index(db)
+        assert db.execute("PRAGMA user_version").fetchone() == (sqlite_writer.SCHEMA_VERSION,)
+
+
+def _unique_id_index(db: sqlite3.Connection) -> bool:
+    return any(
+        unique and [c[2] for c in db.execute(f"PRAGMA index_info({name})")] == ["id"]
+        for _, name, unique, *_ in db.execute("PRAGMA index_list(alerts)").fetchall()
+    )
 
 
 async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from node.store.sqlite_writer import (
     Committed,
     Write,
     Writer,
-    id_queries,
+    alert_id_queries,
     key_hash,
 )
 
@@ -202,24 +202,23 @@ class SqliteStore:
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Stored]:
         return [_stored(row) for row in await self._rows(sql, params)]
 
+    async def _by_id(self, columns: str, ids: Collection[bytes]) -> list[Sequence[Any]]:
+        """`columns` of the alerts held among `ids`."""
+        out: list[Sequence[Any]] = []
+        for sql, params in alert_id_queries(columns, list(ids)):
+            out += await self._rows(sql, params)
+        return out
+
     async def get(self, alert_id: bytes) -> Stored | None:
-        rows = await self._fetch(f"SELECT {STORED_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
-        return rows[0] if rows else None
+        rows = await self._by_id(STORED_COLUMNS, [alert_id])
+        return _stored(rows[0]) if rows else None
 
     async def missing(self, ids: Collection[bytes]) -> set[bytes]:
-        wanted = list(ids)
-        found: set[bytes] = set()
-        for sql, chunk in id_queries("SELECT id FROM alerts WHERE id IN", wanted):
-            found.update(row[0] for row in await self._rows(sql, chunk))
-        return set(wanted) - found
+        return set(ids) - {row[0] for row in await self._by_id("id", ids)}
 
     async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
-        wanted = list(ids)
-        found: dict[bytes, Held] = {}
-        select = "SELECT id, signature, origin, seq FROM alerts WHERE id IN"
-        for sql, chunk in id_queries(select, wanted):
-            found.update((row[0], Held(*row[1:])) for row in await self._rows(sql, chunk))
-        return found
+        rows = await self._by_id("id, signature, origin, seq", ids)
+        return {row[0]: Held(*row[1:]) for row in rows}
 
     @staticmethod
     def _where(query: Query) -> tuple[list[str], list[Any]]:
@@ -338,7 +337,8 @@ class SqliteStore:
         sql = (
             f"SELECT e.detected_at_ms, e.body, e.signature, e.index_keys,"
             f" {', '.join('a.' + c.strip() for c in COLUMNS.split(','))}"
-            " FROM equivocations e JOIN alerts a ON a.id = e.first_id ORDER BY e.rowid"
+            " FROM equivocations e JOIN alerts a ON a.origin = e.origin AND a.seq = e.seq"
+            " ORDER BY e.rowid"
         )
         out = []
         for row in await self._rows(sql):

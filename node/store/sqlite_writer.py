@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import sqlite3
 import struct
 from collections.abc import Iterator, Sequence
@@ -41,10 +42,12 @@ from node.core.chain import Chains
 from node.core.errors import ConfigError
 from node.store.base import PutOutcome, classify
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
+log = logging.getLogger(__name__)
+
+ALERTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     local_seq      INTEGER PRIMARY KEY,
-    id             BLOB NOT NULL UNIQUE,
+    id             BLOB NOT NULL,  -- indexed through alert_ids
     origin         BLOB NOT NULL,
     seq            INTEGER NOT NULL,
     prev           BLOB NOT NULL,
@@ -59,17 +62,22 @@ CREATE TABLE IF NOT EXISTS alerts (
     body           BLOB NOT NULL,
     signature      BLOB NOT NULL,
     UNIQUE (origin, seq)
-);
-CREATE TABLE IF NOT EXISTS indicator_key_hashes (
-    key       INTEGER NOT NULL,  -- key_hash(indicator key)
+)"""
+HASH_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    {key} INTEGER NOT NULL,
     local_seq INTEGER NOT NULL,
-    PRIMARY KEY (key, local_seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS recent_key_hashes (  -- the same, not merged yet
-    key       INTEGER NOT NULL,
-    local_seq INTEGER NOT NULL,
-    PRIMARY KEY (key, local_seq)
-) WITHOUT ROWID;
+    PRIMARY KEY ({key}, local_seq)
+) WITHOUT ROWID"""
+# Two levels each (big, recent): indicator keys by key_hash(key), alert ids by id64(id).
+KEY_TABLES = ("indicator_key_hashes", "recent_key_hashes")
+ID_TABLES = ("alert_ids", "recent_alert_ids")
+SCHEMA = ";".join(
+    [
+        ALERTS_TABLE.format(name="alerts"),
+        *(HASH_TABLE.format(name=name, key="key") for name in KEY_TABLES),
+        *(HASH_TABLE.format(name=name, key="id64") for name in ID_TABLES),
+        """
 CREATE TABLE IF NOT EXISTS equivocations (
     origin         BLOB NOT NULL,
     seq            INTEGER NOT NULL,
@@ -79,24 +87,26 @@ CREATE TABLE IF NOT EXISTS equivocations (
     signature      BLOB NOT NULL,
     index_keys     TEXT NOT NULL,
     detected_at_ms INTEGER NOT NULL
-);
+)""",
+        """
 CREATE TABLE IF NOT EXISTS publish_requests (
     request_id TEXT PRIMARY KEY,
     alert_id   BLOB NOT NULL
-);
-"""
+)""",
+    ]
+)
 ALERT_COLUMNS = (
     "local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
     " confidence, title, index_keys, received_at_ms, body, signature"
 )
 # PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes);
-# 3 = new key rows go to recent_key_hashes first. A file written before versions were
-# recorded (0) kept them as text in indicator_keys. Opening indexes every alert above
+# 3 = new key rows go to recent_key_hashes first; 4 = alert ids indexed the same way
+# (alert_ids), not by a UNIQUE index on alerts.id. A file written before versions were
+# recorded (0) kept keys as text in indicator_keys. Opening indexes every alert above
 # the highest one indexed, so a file an older alertmesh wrote to (it ignores the
 # version) is caught up too, and drops the text table.
-SCHEMA_VERSION = 3
-KEY_TABLES = ("indicator_key_hashes", "recent_key_hashes")
-MERGE_ROWS = 100_000  # key rows (~22,000 alerts) in recent_key_hashes before a merge
+SCHEMA_VERSION = 4
+MERGE_ROWS = 100_000  # rows in the recent tables (~18,000 alerts) before a merge
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
@@ -114,11 +124,41 @@ def key_hash(key: str) -> int:
     return value
 
 
+def id64(alert_id: bytes) -> int:
+    """How an alert id is indexed: its first 8 bytes (it is a SHA-256 already)."""
+    value: int = _INT64.unpack_from(alert_id)[0]
+    return value
+
+
+def _key_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
+    return [(key_hash(k), local_seq) for k in keys.split(KEY_SEP)] if keys else []
+
+
+def _id_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
+    return [(id64(alert_id), local_seq)]
+
+
 def id_queries(select: str, ids: Sequence[bytes]) -> Iterator[tuple[str, Sequence[bytes]]]:
     """`select` ("... WHERE id IN") completed for each CHUNK of `ids`: (sql, params)."""
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i : i + CHUNK]
         yield f"{select} ({','.join('?' * len(chunk))})", chunk
+
+
+def alert_id_queries(columns: str, ids: Sequence[bytes]) -> Iterator[tuple[str, list[Any]]]:
+    """SELECT `columns` of the alerts with these `ids`, for each CHUNK: (sql, params).
+    The id64 index finds candidates; `id IN` keeps only the alerts asked for."""
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i : i + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        both = " UNION ALL ".join(
+            f"SELECT local_seq FROM {table} WHERE id64 IN ({marks})" for table in ID_TABLES
+        )
+        hashes = [id64(i) for i in chunk]
+        yield (
+            f"SELECT {columns} FROM alerts WHERE local_seq IN ({both}) AND id IN ({marks})",
+            [*hashes * len(ID_TABLES), *chunk],
+        )
 
 
 @dataclass(slots=True)
@@ -167,10 +207,15 @@ class Writer:
             )
         db.execute("BEGIN")
         try:
+            if tables and self._unique_ids():
+                self._rebuild_alerts()
             self._create_tables()
             db.execute("DROP TABLE IF EXISTS indicator_keys")
             self._index_unindexed()
-            [(self.recent_rows,)] = db.execute("SELECT count(*) FROM recent_key_hashes")
+            self.recent_rows = sum(
+                db.execute(f"SELECT count(*) FROM {recent}").fetchone()[0]
+                for recent in (KEY_TABLES[1], ID_TABLES[1])
+            )
             if self.merge_due:
                 self._move_recent()
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -179,24 +224,48 @@ class Writer:
             db.execute("ROLLBACK")
             raise
 
-    def _index_unindexed(self) -> None:
-        """Index the keys of every alert above the highest one indexed (all of them in
-        a file from before hashed keys); streamed, a few thousand rows at a time."""
-        [(top,)] = self.db.execute(
-            "SELECT COALESCE(MAX(local_seq), 0) FROM (SELECT MAX(local_seq) AS local_seq"
-            " FROM indicator_key_hashes UNION ALL SELECT MAX(local_seq) FROM recent_key_hashes)"
-        ).fetchall()
-        rows = self.db.cursor()  # its own cursor: the inserts below use the connection's
-        rows.execute(
-            "SELECT local_seq, index_keys FROM alerts WHERE local_seq > ? ORDER BY local_seq",
-            (top,),
+    def _unique_ids(self) -> bool:
+        """Whether alerts.id has a UNIQUE index (a file from before schema 4)."""
+        for _, name, unique, *_ in self.db.execute("PRAGMA index_list(alerts)").fetchall():
+            columns = [row[2] for row in self.db.execute(f"PRAGMA index_info({name})")]
+            if unique and columns == ["id"]:
+                return True
+        return False
+
+    def _rebuild_alerts(self) -> None:
+        """Copy the alerts into a table without the UNIQUE index on id (SQLite cannot
+        drop it in place). Once, on the first open by schema 4; about a second per
+        100,000 alerts, and the file needs room for a second copy meanwhile."""
+        log.warning("upgrading %s: rebuilding the alerts table once (schema 4)", self.path)
+        self.db.execute(ALERTS_TABLE.format(name="alerts_v4"))
+        self.db.execute(
+            f"INSERT INTO alerts_v4 ({ALERT_COLUMNS}) SELECT {ALERT_COLUMNS} FROM alerts"
         )
-        while chunk := rows.fetchmany(5000):
-            self.db.executemany(
-                "INSERT OR IGNORE INTO recent_key_hashes VALUES (?, ?)",
-                [(key_hash(k), seq) for seq, keys in chunk if keys for k in keys.split(KEY_SEP)],
+        self.db.execute("DROP TABLE alerts")
+        self.db.execute("ALTER TABLE alerts_v4 RENAME TO alerts")
+
+    def _index_unindexed(self) -> None:
+        """Index the keys and the id of every alert above the highest one indexed (all
+        of them in a file from before hashed keys, or before schema 4 for the ids);
+        streamed, a few thousand rows at a time."""
+        for tables, rows_of in ((KEY_TABLES, _key_rows), (ID_TABLES, _id_rows)):
+            [(top,)] = self.db.execute(
+                "SELECT COALESCE(MAX(local_seq), 0) FROM ("
+                + " UNION ALL ".join(f"SELECT MAX(local_seq) AS local_seq FROM {t}" for t in tables)
+                + ")"
+            ).fetchall()
+            rows = self.db.cursor()  # its own cursor: the inserts use the connection's
+            rows.execute(
+                "SELECT local_seq, id, index_keys FROM alerts WHERE local_seq > ?"
+                " ORDER BY local_seq",
+                (top,),
             )
-        rows.close()
+            while chunk := rows.fetchmany(5000):
+                self.db.executemany(
+                    f"INSERT OR IGNORE INTO {tables[1]} VALUES (?, ?)",
+                    [row for seq, alert_id, keys in chunk for row in rows_of(seq, alert_id, keys)],
+                )
+            rows.close()
 
     @property
     def merge_due(self) -> bool:
@@ -214,13 +283,11 @@ class Writer:
             raise
 
     def _move_recent(self) -> None:
-        # recent_key_hashes is read in key order (its primary key), so the inserts walk
+        # A recent table is read in key order (its primary key), so the inserts walk
         # the big index from one end to the other.
-        self.db.execute(
-            "INSERT OR IGNORE INTO indicator_key_hashes"
-            " SELECT key, local_seq FROM recent_key_hashes"
-        )
-        self.db.execute("DELETE FROM recent_key_hashes")
+        for big, recent in (KEY_TABLES, ID_TABLES):
+            self.db.execute(f"INSERT OR IGNORE INTO {big} SELECT * FROM {recent}")
+            self.db.execute(f"DELETE FROM {recent}")
         self.recent_rows = 0
 
     def _create_tables(self) -> None:
@@ -235,17 +302,27 @@ class Writer:
         records = [r for w in batch for r in w.records]
         # An id can be held only if its (origin, seq) slot is: most records need no query.
         taken = list(dict.fromkeys(r.id for r in records if chains.holds(r.origin, r.seq)))
-        held = self._existing("SELECT id FROM alerts WHERE id IN", taken)
-        known = self._existing(
-            "SELECT second_id FROM equivocations WHERE second_id IN",
-            [i for i in taken if i not in held],
-        )
+        held = {
+            row[0]
+            for sql, params in alert_id_queries("id", taken)
+            for row in db.execute(sql, params)
+        }
+        known = {
+            row[0]
+            for sql, chunk in id_queries(
+                "SELECT second_id FROM equivocations WHERE second_id IN",
+                [i for i in taken if i not in held],
+            )
+            for row in db.execute(sql, chunk)
+        }
         outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
 
         alert_rows = []
         key_rows: list[tuple[int, int]] = []
+        id_rows: list[tuple[int, int]] = []
         equivocation_rows = []
         local_seq = last_local_seq
+        unpack, sha256 = _INT64.unpack_from, hashlib.sha256  # key_hash and id64, inlined
         start = 0
         per_write: list[list[PutOutcome]] = []
         for w in batch:
@@ -260,7 +337,10 @@ class Writer:
                          r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
                          KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
                     )  # fmt: skip
-                    key_rows += [(key_hash(k), local_seq) for k in r.index_keys]
+                    key_rows += [
+                        (unpack(sha256(k.encode()).digest())[0], local_seq) for k in r.index_keys
+                    ]
+                    id_rows.append((unpack(r.id)[0], local_seq))
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocation_rows.append(
                         (r.origin, r.seq, r.id, r.body, r.signature,
@@ -270,7 +350,8 @@ class Writer:
         db.execute("BEGIN")
         try:
             self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
-            self._insert("INSERT OR IGNORE INTO recent_key_hashes VALUES", key_rows)
+            self._insert(f"INSERT OR IGNORE INTO {KEY_TABLES[1]} VALUES", key_rows)
+            self._insert(f"INSERT INTO {ID_TABLES[1]} VALUES", id_rows)
             if equivocation_rows:
                 # The first copy is whichever this store accepted for that slot (maybe in
                 # this batch).
@@ -288,12 +369,8 @@ class Writer:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self.recent_rows += len(key_rows)
+        self.recent_rows += len(key_rows) + len(id_rows)
         return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
-
-    def _existing(self, select: str, ids: Sequence[bytes]) -> set[bytes]:
-        queries = id_queries(select, ids)
-        return {row[0] for sql, chunk in queries for row in self.db.execute(sql, chunk)}
 
     def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """`insert` ("INSERT ... VALUES") for every row, ROWS_PER_INSERT per statement:
