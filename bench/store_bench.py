@@ -1,6 +1,7 @@
 """What the SQLite write path of ingest costs, and what would make it cheaper.
 
     .venv/bin/python bench/store_bench.py [--alerts 100000] [--rounds 2]
+    .venv/bin/python bench/store_bench.py --growth --alerts 300000
 
 Verified records (the same realistic alerts as bench/node_bench.py) are written the way
 node/store/sqlite.py writes them: one transaction per group commit doing the id SELECT,
@@ -180,6 +181,35 @@ def write_replica(db: Path, records: Sequence[AlertRecord], v: Variant, now: int
     return time.process_time() - (tail_start or time.process_time())
 
 
+async def growth(db: Path, records: Sequence[AlertRecord], now: int, segments: int) -> list[float]:
+    """SqliteStore filled from empty in puts of 500: CPU µs per alert of each segment."""
+    size = len(records) // segments
+    out = []
+    async with SqliteStore(db) as store:
+        for s in range(segments):
+            start = time.process_time()
+            for i in range(s * size, (s + 1) * size, 500):
+                await store.put(records[i : min(i + 500, (s + 1) * size)], now_ms=now)
+            out.append((time.process_time() - start) / size * 1e6)
+    return out
+
+
+def report_growth(records: Sequence[AlertRecord], now: int, shown: Sequence[str]) -> int:
+    segments = 6
+    home = Path(tempfile.mkdtemp(prefix="alertmesh-store-bench-"))
+    try:
+        costs = asyncio.run(growth(home / "alerts.db", records, now, segments))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    size = len(records) // segments
+    print(f"\nSqliteStore, SQLite {sqlite3.sqlite_version}, puts of 500, process CPU.\n")
+    print("| alerts stored | CPU µs/alert |\n|---|---|")
+    for s, cost in enumerate(costs):
+        print(f"| {s * size:,} → {(s + 1) * size:,} | {cost:.1f} |")
+    print("\ncommand: .venv/bin/python bench/store_bench.py" + "".join(f" {a}" for a in shown))
+    return 0
+
+
 async def write_real(db: Path, records: Sequence[AlertRecord], now: int) -> float:
     tail_start = None
     async with SqliteStore(db) as store:
@@ -196,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--contended", type=int, default=10_000, help="alerts in the contended fill")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--growth",
+        action="store_true",
+        help="instead: fill SqliteStore alone and report its CPU per alert as the store grows",
+    )
     args = p.parse_args(argv)
     shown = sys.argv[1:] if argv is None else list(argv)
     print(f"# preparing {args.alerts:,} verified records ...", file=sys.stderr, flush=True)
@@ -206,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checked = check_batch(items, roster, now, DEFAULT_LIMITS)
     records = [r for r in checked if isinstance(r, AlertRecord)]
     assert len(records) == len(items), "the corpus must verify"
+    if args.growth:
+        return report_growth(records, now, shown)
     tail = min(TAIL, len(records))
     results: dict[str, list[tuple[float, float, float, int]]] = {v.name: [] for v in VARIANTS}
 
