@@ -55,8 +55,10 @@ INSERT_ALERT = (
 # The replica's schema: the node's alerts table with a UNIQUE index on id, and indicator
 # keys as text in one index (as before schema version 2); HASHED_SCHEMA keeps 64-bit
 # hashes in it instead.
+_ID_COLUMN = "id             BLOB NOT NULL,"
+assert _ID_COLUMN in ALERTS_TABLE, "the replica needs the node's id column"
 REPLICA_SCHEMA = ALERTS_TABLE.format(name="alerts").replace(
-    "id             BLOB NOT NULL,", "id             BLOB NOT NULL UNIQUE,"
+    _ID_COLUMN, "id             BLOB NOT NULL UNIQUE,"
 ) + (
     "; CREATE TABLE IF NOT EXISTS indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
     " PRIMARY KEY (key, local_seq)) WITHOUT ROWID;"
@@ -181,16 +183,21 @@ def write_replica(db: Path, records: Sequence[AlertRecord], v: Variant, now: int
     return time.process_time() - (tail_start or time.process_time())
 
 
-async def growth(db: Path, records: Sequence[AlertRecord], now: int, segments: int) -> list[float]:
-    """SqliteStore filled from empty in puts of 500: CPU µs per alert of each segment."""
+async def growth(
+    db: Path, records: Sequence[AlertRecord], now: int, segments: int
+) -> list[tuple[float, float]]:
+    """SqliteStore filled from empty in puts of 500: for each segment, the CPU µs per
+    alert and the longest put in ms (one that waited for an index move)."""
     size = len(records) // segments
     out = []
     async with SqliteStore(db) as store:
         for s in range(segments):
-            start = time.process_time()
+            start, longest = time.process_time(), 0.0
             for i in range(s * size, (s + 1) * size, 500):
+                began = time.perf_counter()
                 await store.put(records[i : min(i + 500, (s + 1) * size)], now_ms=now)
-            out.append((time.process_time() - start) / size * 1e6)
+                longest = max(longest, time.perf_counter() - began)
+            out.append(((time.process_time() - start) / size * 1e6, longest * 1e3))
     return out
 
 
@@ -203,9 +210,9 @@ def report_growth(records: Sequence[AlertRecord], now: int, shown: Sequence[str]
         shutil.rmtree(home, ignore_errors=True)
     size = len(records) // segments
     print(f"\nSqliteStore, SQLite {sqlite3.sqlite_version}, puts of 500, process CPU.\n")
-    print("| alerts stored | CPU µs/alert |\n|---|---|")
-    for s, cost in enumerate(costs):
-        print(f"| {s * size:,} → {(s + 1) * size:,} | {cost:.1f} |")
+    print("| alerts stored | CPU µs/alert | longest put, ms |\n|---|---|---|")
+    for s, (cost, longest) in enumerate(costs):
+        print(f"| {s * size:,} → {(s + 1) * size:,} | {cost:.1f} | {longest:.0f} |")
     print("\ncommand: .venv/bin/python bench/store_bench.py" + "".join(f" {a}" for a in shown))
     return 0
 
@@ -242,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = [r for r in checked if isinstance(r, AlertRecord)]
     assert len(records) == len(items), "the corpus must verify"
     if args.growth:
+        if len(records) < 6 * 500:
+            p.error("--growth needs --alerts 3000 or more (six parts of whole puts)")
         return report_growth(records, now, shown)
     tail = min(TAIL, len(records))
     results: dict[str, list[tuple[float, float, float, int]]] = {v.name: [] for v in VARIANTS}

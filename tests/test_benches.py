@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 COMMANDS = [
     "bench/store_bench.py --alerts 600 --rounds 1 --contended 200",
-    "bench/store_bench.py --growth --alerts 600",
+    "bench/store_bench.py --growth --alerts 3000",
     "bench/indicator_bench.py --rounds 1 --values 200",
     "bench/node_bench.py --alerts 1000 --check-store 1500 --rounds 1 --verify-seconds 0.2"
     " --check-calls 3 --check-values 100",

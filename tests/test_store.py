@@ -7,10 +7,11 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
+from node.core.alerts import AlertRecord
 from node.core.errors import ConfigError
 from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
 from node.store.base import AlertStore
-from node.store.sqlite_writer import ID_TABLES, KEY_TABLES
+from node.store.sqlite_writer import ID_LEVELS, KEY_LEVELS, LEVELS
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
 
 EVM = "eip155:1:0x00000000000000000000000000000000000000aa"
@@ -188,8 +189,10 @@ async def test_a_store_written_before_key_hashing_is_migrated(tmp_path: Path) ->
     async with SqliteStore(tmp_path / "a.db") as store:
         await store.put(records, now_ms=now_ms())
     with sqlite3.connect(tmp_path / "a.db") as db:  # rewind it to the old layout
+        _rewind_alerts_to_unique_ids(db)
+        for table in KEY_LEVELS + ID_LEVELS:
+            db.execute(f"DROP TABLE {table}")
         db.executescript(
-            "DROP TABLE indicator_key_hashes;"
             " CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
             " PRIMARY KEY (key, local_seq)) WITHOUT ROWID; PRAGMA user_version = 0;"
         )
@@ -202,9 +205,13 @@ async def test_a_store_written_before_key_hashing_is_migrated(tmp_path: Path) ->
         assert [s.record.id for hits in found.values() for s in hits] == [records[3].id]
         hits = await store.search(Query(now_ms=now_ms(), keys=keys("old1.example")), limit=10)
         assert [s.record.id for s in hits] == [records[1].id]
+        for r in records:
+            got = await store.get(r.id)
+            assert got is not None and got.record == r
     with sqlite3.connect(tmp_path / "a.db") as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         assert "indicator_keys" not in tables
+        assert not _unique_id_index(db)
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(ConfigError, match="newer alertmesh"):
         async with SqliteStore(tmp_path / "a.db"):
@@ -221,7 +228,7 @@ async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
     async with SqliteStore(tmp_path / "a.db") as store:
         await store.put(records, now_ms=now_ms())
     with sqlite3.connect(tmp_path / "a.db") as db:  # what the older node left behind
-        for table in KEY_TABLES + ID_TABLES:
+        for table in KEY_LEVELS + ID_LEVELS:
             db.execute(f"DELETE FROM {table} WHERE local_seq > 3")
         db.execute(
             "CREATE TABLE indicator_keys (key TEXT NOT NULL, local_seq INTEGER NOT NULL,"
@@ -234,22 +241,33 @@ async def test_alerts_an_older_alertmesh_wrote_are_indexed_on_the_next_open(
             assert await store.get(records[i].id) is not None
 
 
-async def test_recent_rows_move_to_the_big_indexes_and_stay_found(
+async def put(store: SqliteStore, records: list[AlertRecord]) -> list[PutOutcome]:
+    """store.put, and then whatever the writer does after answering it (moving index
+    rows): a second put waits behind it."""
+    outcomes = await store.put(records, now_ms=now_ms())
+    await store.put(records[:1], now_ms=now_ms())  # a duplicate: writes nothing
+    return outcomes
+
+
+def _level_rows(path: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Rows in each level, newest first: (indicator keys, alert ids)."""
+    with sqlite3.connect(path) as db:
+        return tuple(  # type: ignore[return-value]
+            tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+            for tables in LEVELS
+        )
+
+
+async def test_index_rows_move_down_the_levels_and_stay_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Key and id rows go to the small recent tables and move to the big indexes once
-    those hold MERGE_ROWS; every alert is found exactly once, by indicator and by id,
-    before and after moves, and after a restart."""
-    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 20)
+    """Key and id rows go to level 0 and move down once a level is full; every alert is
+    found exactly once, by indicator and by id, wherever its rows are, also after a
+    restart (which must not index anything again), and a copy of any is a duplicate."""
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (8, 16))
     author = Author()
-    records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(12)]
-
-    def rows() -> tuple[int, ...]:  # big keys, recent keys, big ids, recent ids
-        with sqlite3.connect(tmp_path / "a.db") as db:
-            return tuple(
-                db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in KEY_TABLES + ID_TABLES
-            )
+    records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(14)]
+    db = tmp_path / "a.db"
 
     async def all_found(store: SqliteStore, upto: int) -> None:
         for i in range(upto):
@@ -262,20 +280,79 @@ async def test_recent_rows_move_to_the_big_indexes_and_stay_found(
         ids = [r.id for r in records]
         assert await store.missing(ids) == set(ids[upto:])
         assert set(await store.held(ids)) == set(ids[:upto])
+        outcomes = await store.put(records[:upto], now_ms=now_ms())
+        assert outcomes == [PutOutcome.DUPLICATE] * upto
 
-    async with SqliteStore(tmp_path / "a.db") as store:
-        await store.put(records[:3], now_ms=now_ms())  # 3 alerts: 3 key rows, 3 id rows
+    async with SqliteStore(db) as store:
+        await put(store, records[:3])  # one key row and one id row each
         await all_found(store, 3)
-        assert rows() == (0, 3, 0, 3)
-        await store.put(records[3:10], now_ms=now_ms())  # 20 rows: a move is due
-        await store.put(records[10:11], now_ms=now_ms())  # the move ran before this commit
-        assert rows() == (10, 1, 10, 1)
-        await all_found(store, 11)
-    monkeypatch.setattr(sqlite_writer, "MERGE_ROWS", 2)
-    async with SqliteStore(tmp_path / "a.db") as store:  # opening moves full tables
-        assert rows() == (11, 0, 11, 0)
-        await store.put(records[11:], now_ms=now_ms())
-        await all_found(store, 12)
+        assert _level_rows(db) == ((3, 0, 0), (3, 0, 0))
+        await put(store, records[3:4])  # level 0 full: moved
+        assert _level_rows(db) == ((0, 4, 0), (0, 4, 0))
+        await all_found(store, 4)
+        await put(store, records[4:8])  # level 1 full too: all to level 2
+        assert _level_rows(db) == ((0, 0, 8), (0, 0, 8))
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (100, 1000))  # no moves to hide in
+    async with SqliteStore(db) as store:  # a restart with empty upper levels
+        assert _level_rows(db) == ((0, 0, 8), (0, 0, 8))
+        await all_found(store, 8)
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (8, 16))
+    async with SqliteStore(db) as store:
+        await put(store, records[8:10])
+        assert _level_rows(db) == ((2, 0, 8), (2, 0, 8))
+        await all_found(store, 10)
+    async with SqliteStore(db) as store:  # a restart indexes nothing twice
+        assert _level_rows(db) == ((2, 0, 8), (2, 0, 8))
+        await all_found(store, 10)
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (4, 16))
+    async with SqliteStore(db) as store:  # opening moves a full level
+        assert _level_rows(db) == ((0, 2, 8), (0, 2, 8))
+        await put(store, records[10:])
+        await all_found(store, 14)
+
+
+async def test_a_failed_move_changes_nothing_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A move that fails (here: the first one) is logged; puts and reads go on, every
+    row stays found where it was, and a later put moves the rows."""
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (4, 1000))
+    monkeypatch.setattr(sqlite_writer, "MERGE_RETRY_ROWS", 6)
+    real = sqlite_writer.Writer._move_full
+    failures = iter([sqlite3.OperationalError("database or disk is full")])
+
+    def flaky(self: sqlite_writer.Writer, counts: list[int]) -> list[int]:
+        moved = real(self, counts)  # the rows move, then the transaction fails
+        if counts[0] >= sqlite_writer.LEVEL_ROWS[0] and (failure := next(failures, None)):
+            raise failure
+        return moved
+
+    monkeypatch.setattr(sqlite_writer.Writer, "_move_full", flaky)
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"f{i}.example")]) for i in range(6)]
+    db = tmp_path / "a.db"
+    async with SqliteStore(db) as store:
+        assert await put(store, records[:2]) == [PutOutcome.ACCEPTED] * 2
+        assert "moving index rows down failed" in caplog.text
+        assert _level_rows(db) == ((2, 0, 0), (2, 0, 0))  # rolled back
+        assert await put(store, records[2:4]) == [PutOutcome.ACCEPTED] * 2
+        assert _level_rows(db) == ((4, 0, 0), (4, 0, 0))  # not yet: 6 more rows first
+        assert await put(store, records[4:]) == [PutOutcome.ACCEPTED] * 2
+        assert _level_rows(db) == ((0, 6, 0), (0, 6, 0))
+        for i, r in enumerate(records):
+            assert await store.get(r.id) is not None
+            found = await store.lookup(keys(f"f{i}.example"), now_ms=now_ms())
+            assert [s.record.id for hits in found.values() for s in hits] == [r.id]
+
+
+async def test_ids_of_the_wrong_size_are_not_held(store: AlertStore) -> None:
+    """Ids from a peer are not checked before the store sees them (IHAVE, IWANT)."""
+    author = Author()
+    a = author.record()
+    await store.put([a], now_ms=now_ms())
+    assert await store.get(b"short") is None
+    assert await store.missing([b"short", b"", a.id]) == {b"short", b""}
+    assert await store.held([b"x" * 40, a.id]) == {a.id: (await store.held([a.id]))[a.id]}
 
 
 async def test_a_store_from_before_schema_4_is_rebuilt_without_a_unique_id_index(
@@ -290,16 +367,11 @@ async def test_a_store_from_before_schema_4_is_rebuilt_without_a_unique_id_index
     async with SqliteStore(tmp_path / "a.db") as store:
         await store.put([*records, second], now_ms=now_ms())
     with sqlite3.connect(tmp_path / "a.db") as db:  # rewind it to the schema 3 layout
-        db.execute("ALTER TABLE alerts RENAME TO alerts_new")
-        db.execute(
-            sqlite_writer.ALERTS_TABLE.format(name="alerts").replace(
-                "BLOB NOT NULL,  -- indexed", "BLOB NOT NULL UNIQUE,  -- indexed"
-            )
-        )
-        db.execute("INSERT INTO alerts SELECT * FROM alerts_new")
+        _rewind_alerts_to_unique_ids(db)
         db.executescript(
-            "DROP TABLE alerts_new; DROP TABLE alert_ids; DROP TABLE recent_alert_ids;"
-            " PRAGMA user_version = 3;"
+            "INSERT INTO indicator_key_hashes SELECT * FROM middle_key_hashes;"
+            " DROP TABLE middle_key_hashes; DROP TABLE middle_alert_ids;"
+            " DROP TABLE alert_ids; DROP TABLE recent_alert_ids; PRAGMA user_version = 3;"
         )
         assert _unique_id_index(db)
     async with SqliteStore(tmp_path / "a.db") as store:
@@ -315,6 +387,19 @@ async def test_a_store_from_before_schema_4_is_rebuilt_without_a_unique_id_index
     with sqlite3.connect(tmp_path / "a.db") as db:
         assert not _unique_id_index(db)
         assert db.execute("PRAGMA user_version").fetchone() == (sqlite_writer.SCHEMA_VERSION,)
+
+
+def _rewind_alerts_to_unique_ids(db: sqlite3.Connection) -> None:
+    """The alerts table as it was before schema 4: a UNIQUE index on id."""
+    db.execute("ALTER TABLE alerts RENAME TO alerts_new")
+    db.execute(
+        sqlite_writer.ALERTS_TABLE.format(name="alerts").replace(
+            "BLOB NOT NULL,  -- indexed", "BLOB NOT NULL UNIQUE,  -- indexed"
+        )
+    )
+    db.execute("INSERT INTO alerts SELECT * FROM alerts_new")
+    db.execute("DROP TABLE alerts_new")
+    assert _unique_id_index(db)
 
 
 def _unique_id_index(db: sqlite3.Connection) -> bool:

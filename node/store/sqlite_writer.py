@@ -14,15 +14,17 @@ flagged; a search filter by indicator could in principle (chance about 2^-64 per
 pair of keys) return an extra alert.
 
 Both random-keyed indexes, indicator keys and alert ids (by their first 8 bytes),
-have two levels, like a small log-structured merge tree. A commit that inserted
-random keys straight into one big index would dirty pages all over it, and each
-dirty page is written whole to the WAL and again at the checkpoint: the cost per
-alert grew with the store (23 -> 74 µs per alert by 300,000 alerts,
-`bench/store_bench.py --growth`). New rows go to the recent tables, which stay
-small (MERGE_ROWS rows in all, a few MiB) and so cheap to change; once they hold
-MERGE_ROWS rows, the writer moves them into the big tables in one transaction, in
-key order, touching each page of a big index at most once. Readers look in both
-levels; a move is atomic, so a reader sees every row in exactly one of them.
+are kept in three levels, like a small log-structured merge tree. A commit that
+inserted random keys straight into one big index would dirty pages all over it, and
+each dirty page is written whole to the WAL and again at the checkpoint: the cost
+per alert grew with the store (23 -> 74 µs per alert by 300,000 alerts,
+`bench/store_bench.py --growth`). New rows go to level 0, which stays small
+(LEVEL_ROWS[0] rows, a couple of MiB) and so cheap to change; once full, the writer
+moves it into level 1 in one transaction, in key order, touching each page there at
+most once; level 1 (at most LEVEL_ROWS[1] rows) moves into the unbounded level 2 the
+same way, ten times more rarely. So a move rewrites the pages of a big level about
+once per LEVEL_ROWS[1] new rows instead of once per commit. Readers look in every
+level; a move is atomic, so a reader sees every row in exactly one of them.
 """
 
 from __future__ import annotations
@@ -69,14 +71,17 @@ CREATE TABLE IF NOT EXISTS {name} (
     local_seq INTEGER NOT NULL,
     PRIMARY KEY ({key}, local_seq)
 ) WITHOUT ROWID"""
-# Two levels each (big, recent): indicator keys by key_hash(key), alert ids by id64(id).
-KEY_TABLES = ("indicator_key_hashes", "recent_key_hashes")
-ID_TABLES = ("alert_ids", "recent_alert_ids")
+# The levels of each index, newest first: indicator keys by key_hash(key), alert ids by
+# id64(id). A level moves into the next once the two indexes hold LEVEL_ROWS[i] rows in
+# it together (level 0: ~18,000 alerts; level 1: ~180,000); the last level is unbounded.
+KEY_LEVELS = ("recent_key_hashes", "middle_key_hashes", "indicator_key_hashes")
+ID_LEVELS = ("recent_alert_ids", "middle_alert_ids", "alert_ids")
+LEVEL_ROWS = (100_000, 1_000_000)
 SCHEMA = ";".join(
     [
         ALERTS_TABLE.format(name="alerts"),
-        *(HASH_TABLE.format(name=name, key="key") for name in KEY_TABLES),
-        *(HASH_TABLE.format(name=name, key="id64") for name in ID_TABLES),
+        *(HASH_TABLE.format(name=name, key="key") for name in KEY_LEVELS),
+        *(HASH_TABLE.format(name=name, key="id64") for name in ID_LEVELS),
         """
 CREATE TABLE IF NOT EXISTS equivocations (
     origin         BLOB NOT NULL,
@@ -95,18 +100,21 @@ CREATE TABLE IF NOT EXISTS publish_requests (
 )""",
     ]
 )
+LEVELS = (KEY_LEVELS, ID_LEVELS)
+ID_BYTES = 32
 ALERT_COLUMNS = (
     "local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
     " confidence, title, index_keys, received_at_ms, body, signature"
 )
 # PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes);
 # 3 = new key rows go to recent_key_hashes first; 4 = alert ids indexed the same way
-# (alert_ids), not by a UNIQUE index on alerts.id. A file written before versions were
-# recorded (0) kept keys as text in indicator_keys. Opening indexes every alert above
-# the highest one indexed, so a file an older alertmesh wrote to (it ignores the
-# version) is caught up too, and drops the text table.
+# (alert_ids) instead of by a UNIQUE index on alerts.id, and a middle level for both.
+# A file written before versions were recorded (0) kept keys as text in
+# indicator_keys. Opening indexes every alert above the highest one indexed, so a file
+# an older alertmesh wrote to (it ignores the version) is caught up too, and drops the
+# text table.
 SCHEMA_VERSION = 4
-MERGE_ROWS = 100_000  # rows in the recent tables (~18,000 alerts) before a merge
+MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
@@ -147,17 +155,19 @@ def id_queries(select: str, ids: Sequence[bytes]) -> Iterator[tuple[str, Sequenc
 
 def alert_id_queries(columns: str, ids: Sequence[bytes]) -> Iterator[tuple[str, list[Any]]]:
     """SELECT `columns` of the alerts with these `ids`, for each CHUNK: (sql, params).
-    The id64 index finds candidates; `id IN` keeps only the alerts asked for."""
+    The id64 index finds candidates; `id IN` keeps only the alerts asked for. An id that
+    is not 32 bytes (a peer's mistake) is simply not held."""
+    ids = [i for i in ids if len(i) == ID_BYTES]
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i : i + CHUNK]
         marks = ",".join("?" * len(chunk))
         both = " UNION ALL ".join(
-            f"SELECT local_seq FROM {table} WHERE id64 IN ({marks})" for table in ID_TABLES
+            f"SELECT local_seq FROM {table} WHERE id64 IN ({marks})" for table in ID_LEVELS
         )
         hashes = [id64(i) for i in chunk]
         yield (
             f"SELECT {columns} FROM alerts WHERE local_seq IN ({both}) AND id IN ({marks})",
-            [*hashes * len(ID_TABLES), *chunk],
+            [*hashes * len(ID_LEVELS), *chunk],
         )
 
 
@@ -183,7 +193,10 @@ class Writer:
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.recent_rows = 0  # rows in recent_key_hashes (set by migrate)
+        # Rows in each level but the last, both indexes together (set by migrate), and
+        # the level 0 count at which the next move runs.
+        self.level_rows = [0] * len(LEVEL_ROWS)
+        self._merge_at = LEVEL_ROWS[0]
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -215,17 +228,18 @@ class Writer:
             self._create_tables()
             db.execute("DROP TABLE IF EXISTS indicator_keys")
             self._index_unindexed()
-            self.recent_rows = sum(
-                db.execute(f"SELECT count(*) FROM {recent}").fetchone()[0]
-                for recent in (KEY_TABLES[1], ID_TABLES[1])
-            )
-            if self.merge_due:
-                self._move_recent()
+            counts = [
+                sum(db.execute(f"SELECT count(*) FROM {t[level]}").fetchone()[0] for t in LEVELS)
+                for level in range(len(LEVEL_ROWS))
+            ]
+            counts = self._move_full(counts)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have rolled back already (disk full)
+                db.execute("ROLLBACK")
             raise
+        self.level_rows = counts
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after an upgrade, a WAL of its size
 
     def _unique_ids(self) -> bool:
@@ -256,7 +270,7 @@ class Writer:
         """Index the keys and the id of every alert above the highest one indexed (all
         of them in a file from before hashed keys, or before schema 4 for the ids);
         streamed, a few thousand rows at a time."""
-        for tables, rows_of in ((KEY_TABLES, _key_rows), (ID_TABLES, _id_rows)):
+        for tables, rows_of in ((KEY_LEVELS, _key_rows), (ID_LEVELS, _id_rows)):
             [(top,)] = self.db.execute(
                 "SELECT COALESCE(MAX(local_seq), 0) FROM ("
                 + " UNION ALL ".join(f"SELECT MAX(local_seq) AS local_seq FROM {t}" for t in tables)
@@ -270,33 +284,48 @@ class Writer:
             )
             while chunk := rows.fetchmany(5000):
                 self.db.executemany(
-                    f"INSERT OR IGNORE INTO {tables[1]} VALUES (?, ?)",
+                    f"INSERT OR IGNORE INTO {tables[0]} VALUES (?, ?)",
                     [row for seq, alert_id, keys in chunk for row in rows_of(seq, alert_id, keys)],
                 )
             rows.close()
 
     @property
     def merge_due(self) -> bool:
-        return self.recent_rows >= MERGE_ROWS
+        return self.level_rows[0] >= self._merge_at
 
     def merge(self) -> None:
-        """Move the recent key rows into the big index, in one transaction."""
+        """Move each full level into the next, in one transaction. If that fails (disk
+        full, a lock held too long), nothing moved: the rows stay where they were, all
+        found, and the move is tried again after MERGE_RETRY_ROWS more rows."""
         self.db.execute("BEGIN")
         try:
-            self._move_recent()
+            counts = self._move_full(self.level_rows)
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
+            self._merge_at = self.level_rows[0] + MERGE_RETRY_ROWS
             raise
+        self.level_rows = counts
+        self._merge_at = LEVEL_ROWS[0]
 
-    def _move_recent(self) -> None:
-        # A recent table is read in key order (its primary key), so the inserts walk
-        # the big index from one end to the other.
-        for big, recent in (KEY_TABLES, ID_TABLES):
-            self.db.execute(f"INSERT OR IGNORE INTO {big} SELECT * FROM {recent}")
-            self.db.execute(f"DELETE FROM {recent}")
-        self.recent_rows = 0
+    def _move_full(self, counts: Sequence[int]) -> list[int]:
+        """Move every level that holds its LEVEL_ROWS into the next (within the caller's
+        transaction); the row counts afterwards."""
+        counts = list(counts)
+        for level, limit in enumerate(LEVEL_ROWS):
+            if counts[level] < limit:
+                continue
+            # A level is read in key order (its primary key), so the inserts walk the
+            # next level's index from one end to the other, each page at most once.
+            for tables in LEVELS:
+                older, newer = tables[level + 1], tables[level]
+                self.db.execute(f"INSERT OR IGNORE INTO {older} SELECT * FROM {newer}")
+                self.db.execute(f"DELETE FROM {newer}")
+            if level + 1 < len(counts):
+                counts[level + 1] += counts[level]
+            counts[level] = 0
+        return counts
 
     def _create_tables(self) -> None:
         for statement in SCHEMA.split(";"):
@@ -358,8 +387,8 @@ class Writer:
         db.execute("BEGIN")
         try:
             self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
-            self._insert(f"INSERT OR IGNORE INTO {KEY_TABLES[1]} VALUES", key_rows)
-            self._insert(f"INSERT INTO {ID_TABLES[1]} VALUES", id_rows)
+            self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_rows)
+            self._insert(f"INSERT INTO {ID_LEVELS[0]} VALUES", id_rows)
             if equivocation_rows:
                 # The first copy is whichever this store accepted for that slot (maybe in
                 # this batch).
@@ -377,7 +406,7 @@ class Writer:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self.recent_rows += len(key_rows) + len(id_rows)
+        self.level_rows[0] += len(key_rows) + len(id_rows)
         return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
 
     def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
