@@ -266,7 +266,7 @@ async def test_index_rows_move_down_the_levels_and_stay_found(
     restart (which must not index anything again), and a copy of any is a duplicate."""
     monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (8, 16))
     author = Author()
-    records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(14)]
+    records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(13)]
     db = tmp_path / "a.db"
 
     async def all_found(store: SqliteStore, upto: int) -> None:
@@ -307,8 +307,11 @@ async def test_index_rows_move_down_the_levels_and_stay_found(
     monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (4, 16))
     async with SqliteStore(db) as store:  # opening moves a full level
         assert _level_rows(db) == ((0, 2, 8), (0, 2, 8))
-        await put(store, records[10:])
-        await all_found(store, 14)
+        await put(store, records[10:12])  # 4 rows: moved again
+        assert _level_rows(db) == ((0, 4, 8), (0, 4, 8))
+        await put(store, records[12:13])
+        assert _level_rows(db) == ((1, 4, 8), (1, 4, 8))  # rows in all three levels
+        await all_found(store, 13)
 
 
 async def test_a_failed_move_changes_nothing_and_is_tried_again(
@@ -343,6 +346,52 @@ async def test_a_failed_move_changes_nothing_and_is_tried_again(
             assert await store.get(r.id) is not None
             found = await store.lookup(keys(f"f{i}.example"), now_ms=now_ms())
             assert [s.record.id for hits in found.values() for s in hits] == [r.id]
+
+
+async def test_a_move_still_failing_when_the_node_starts_again_does_not_stop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (4, 1000))
+    real = sqlite_writer.Writer._move_full
+
+    def failing(self: sqlite_writer.Writer, counts: list[int]) -> list[int]:
+        real(self, counts)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sqlite_writer.Writer, "_move_full", failing)
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"s{i}.example")]) for i in range(3)]
+    db = tmp_path / "a.db"
+    async with SqliteStore(db) as store:
+        await put(store, records[:2])
+    async with SqliteStore(db) as store:  # the move is due at once, and fails again
+        assert caplog.text.count("moving index rows down failed") == 2
+        await put(store, records[2:])
+        assert _level_rows(db) == ((3, 0, 0), (3, 0, 0))
+    monkeypatch.setattr(sqlite_writer.Writer, "_move_full", real)
+    async with SqliteStore(db) as store:  # the disk has room again
+        assert _level_rows(db) == ((0, 3, 0), (0, 3, 0))
+        for r in records:
+            assert await store.get(r.id) is not None
+
+
+async def test_lookup_hides_expired_alerts_unless_asked_and_keeps_store_order(
+    store: AlertStore,
+) -> None:
+    a, t = Author(), now_ms()
+    old = a.record(indicators=[(DOMAIN, "exp.example")], created_at_ms=t - 10_000)
+    gone = a.record(
+        indicators=[(DOMAIN, "exp.example")], created_at_ms=t - 10_000, expires_at_ms=t - 5_000
+    )
+    new = a.record(indicators=[(DOMAIN, "exp.example")])
+    await store.put([old, gone, new], now_ms=t)
+
+    async def hits(include_expired: bool) -> list[bytes]:
+        found = await store.lookup(keys("exp.example"), now_ms=t, include_expired=include_expired)
+        return [s.record.id for hits in found.values() for s in hits]
+
+    assert await hits(False) == [old.id, new.id]
+    assert await hits(True) == [old.id, gone.id, new.id]
 
 
 async def test_ids_of_the_wrong_size_are_not_held(store: AlertStore) -> None:

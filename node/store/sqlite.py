@@ -126,6 +126,7 @@ class SqliteStore:
             await self._rdb.execute("PRAGMA query_only=ON")
             await self._rdb.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
             await self._load_state()
+            await self._merge_if_due()  # a level left full (a move failed before the stop)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tg.create_task(self._writer(), name=f"store-writer {self.path.name}")
             stack.push_async_callback(self._queue.put, None)  # stop the writer first
@@ -320,11 +321,17 @@ class SqliteStore:
             if not include_expired:
                 sql += f" WHERE {NOT_EXPIRED.replace('expires_at_ms', 'a.expires_at_ms')}"
                 params.append(now_ms)
+            seen: set[tuple[int, int]] = set()  # defensive: a row in two levels counts once
             for row in await self._rows(sql, params):
+                if (row[0], row[1]) in seen:
+                    continue
+                seen.add((row[0], row[1]))
                 stored = _stored(row[1:])
                 for key in asked[row[0]]:
                     if key in stored.record.index_keys:  # not a hash collision
                         found.setdefault(key, []).append(stored)
+        for hits in found.values():  # in store order, whichever levels they came from
+            hits.sort(key=lambda stored: stored.local_seq)
         return found
 
     async def range(

@@ -108,12 +108,13 @@ ALERT_COLUMNS = (
 )
 # PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes);
 # 3 = new key rows go to recent_key_hashes first; 4 = alert ids indexed the same way
-# (alert_ids) instead of by a UNIQUE index on alerts.id, and a middle level for both.
+# (alert_ids) instead of by a UNIQUE index on alerts.id (development only); 5 = three
+# levels for both (middle_*): a schema 4 binary would not look there.
 # A file written before versions were recorded (0) kept keys as text in
 # indicator_keys. Opening indexes every alert above the highest one indexed, so a file
 # an older alertmesh wrote to (it ignores the version) is caught up too, and drops the
 # text table.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
@@ -193,10 +194,11 @@ class Writer:
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # Rows in each level but the last, both indexes together (set by migrate), and
-        # the level 0 count at which the next move runs.
+        # Rows in each level but the last, both indexes together (set by migrate); rows
+        # written; after a failed move, the rows written before the next try.
         self.level_rows = [0] * len(LEVEL_ROWS)
-        self._merge_at = LEVEL_ROWS[0]
+        self._written = 0
+        self._retry_at = 0
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -232,7 +234,6 @@ class Writer:
                 sum(db.execute(f"SELECT count(*) FROM {t[level]}").fetchone()[0] for t in LEVELS)
                 for level in range(len(LEVEL_ROWS))
             ]
-            counts = self._move_full(counts)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
@@ -252,10 +253,10 @@ class Writer:
 
     def _rebuild_alerts(self) -> None:
         """Copy the alerts into a table without the UNIQUE index on id (SQLite cannot
-        drop it in place). Once, on the first open by schema 4: about 1-1.5 s per
+        drop it in place). Once, on the first open by schema 5: about 1-1.5 s per
         100,000 alerts, and the old copy's space stays in the file for new alerts."""
         log.warning(
-            "upgrading %s: rebuilding the alerts table once (store schema 4); the file keeps"
+            "upgrading %s: rebuilding the alerts table once (store schema 5); the file keeps"
             " the freed space for new alerts (VACUUM with the node stopped returns it)",
             self.path,
         )
@@ -291,12 +292,14 @@ class Writer:
 
     @property
     def merge_due(self) -> bool:
-        return self.level_rows[0] >= self._merge_at
+        full = any(n >= limit for n, limit in zip(self.level_rows, LEVEL_ROWS, strict=True))
+        return full and self._written >= self._retry_at
 
     def merge(self) -> None:
         """Move each full level into the next, in one transaction. If that fails (disk
         full, a lock held too long), nothing moved: the rows stay where they were, all
         found, and the move is tried again after MERGE_RETRY_ROWS more rows."""
+        self._retry_at = self._written + MERGE_RETRY_ROWS  # unless it succeeds
         self.db.execute("BEGIN")
         try:
             counts = self._move_full(self.level_rows)
@@ -304,10 +307,9 @@ class Writer:
         except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            self._merge_at = self.level_rows[0] + MERGE_RETRY_ROWS
             raise
         self.level_rows = counts
-        self._merge_at = LEVEL_ROWS[0]
+        self._retry_at = 0
 
     def _move_full(self, counts: Sequence[int]) -> list[int]:
         """Move every level that holds its LEVEL_ROWS into the next (within the caller's
@@ -407,6 +409,7 @@ class Writer:
                 db.execute("ROLLBACK")
             raise
         self.level_rows[0] += len(key_rows) + len(id_rows)
+        self._written += len(key_rows) + len(id_rows)
         return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
 
     def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
