@@ -199,7 +199,7 @@ class SqliteStore:
 
     async def _merge_if_due(self) -> None:
         """Move full index levels down, after the puts are answered: a move delays the
-        next commit (tens of milliseconds every ~18,000 alerts, a few hundred every
+        next commit (tens of milliseconds every ~9,000 alerts, a few hundred every
         ~180,000 once the store is large), never an answer. A move that fails changes
         nothing; it is logged and tried again later."""
         writer = self._writer_db
