@@ -119,8 +119,8 @@ MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
-# The writer's page cache (64 MiB) and page size (16 KiB, for new files): each commit
-# dirties pages all over the id and indicator-key indexes (bench/store_bench.py).
+# The writer's page cache (64 MiB) and page size (16 KiB, for new files): a move between
+# index levels touches pages all over the level below (bench/store_bench.py).
 CACHE_KIB = 65536
 PAGE_BYTES = 16384
 CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
@@ -158,14 +158,14 @@ def alert_id_queries(columns: str, ids: Sequence[bytes]) -> Iterator[tuple[str, 
     """SELECT `columns` of the alerts with these `ids`, for each CHUNK: (sql, params).
     The id64 index finds candidates; `id IN` keeps only the alerts asked for. An id that
     is not 32 bytes (a peer's mistake) is simply not held."""
-    ids = [i for i in ids if len(i) == ID_BYTES]
-    for i in range(0, len(ids), CHUNK):
-        chunk = ids[i : i + CHUNK]
+    ids = [alert_id for alert_id in ids if len(alert_id) == ID_BYTES]
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
         marks = ",".join("?" * len(chunk))
         both = " UNION ALL ".join(
             f"SELECT local_seq FROM {table} WHERE id64 IN ({marks})" for table in ID_LEVELS
         )
-        hashes = [id64(i) for i in chunk]
+        hashes = [id64(alert_id) for alert_id in chunk]
         yield (
             f"SELECT {columns} FROM alerts WHERE local_seq IN ({both}) AND id IN ({marks})",
             [*hashes * len(ID_LEVELS), *chunk],
