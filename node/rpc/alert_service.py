@@ -24,7 +24,8 @@ _OUTCOMES = {
 }
 
 
-def _add_ingest_results(out: api.IngestResponse, results: Sequence[IngestResult]) -> None:
+def _ingest_response(results: Sequence[IngestResult]) -> api.IngestResponse:
+    out = api.IngestResponse()
     add = out.results.add  # built in place: 0.2 µs per result, against 0.5 copied in
     for r in results:
         if r.error is not None:
@@ -37,6 +38,7 @@ def _add_ingest_results(out: api.IngestResponse, results: Sequence[IngestResult]
         else:
             assert r.outcome is not None
             add(id=r.id, outcome=_OUTCOMES[r.outcome])
+    return out
 
 
 class AlertService:
@@ -65,9 +67,7 @@ class AlertService:
             assert first is not None
             prefix = "" if len(results) == 1 else f"all {len(results)} alerts rejected; first: "
             raise type(first)(prefix + str(first))
-        out = api.IngestResponse()
-        _add_ingest_results(out, results)
-        return out
+        return _ingest_response(results)
 
     @unary
     async def Ingest(

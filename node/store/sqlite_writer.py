@@ -34,7 +34,7 @@ import itertools
 import logging
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,19 +341,13 @@ class Writer:
         records = [r for w in batch for r in w.records]
         # An id can be held only if its (origin, seq) slot is: most records need no query.
         taken = list(dict.fromkeys(r.id for r in records if chains.holds(r.origin, r.seq)))
-        held = {
-            row[0]
-            for sql, params in alert_id_queries("id", taken)
-            for row in db.execute(sql, params)
-        }
-        known = {
-            row[0]
-            for sql, chunk in id_queries(
+        held = self._existing(alert_id_queries("id", taken))
+        known = self._existing(
+            id_queries(
                 "SELECT second_id FROM equivocations WHERE second_id IN",
                 [i for i in taken if i not in held],
             )
-            for row in db.execute(sql, chunk)
-        }
+        )
         outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
 
         alert_rows = []
@@ -361,7 +355,6 @@ class Writer:
         id_rows: list[tuple[int, int]] = []
         equivocation_rows = []
         local_seq = last_local_seq
-        unpack, sha256 = _INT64.unpack_from, hashlib.sha256  # key_hash and id64, inlined
         start = 0
         per_write: list[list[PutOutcome]] = []
         for w in batch:
@@ -376,10 +369,8 @@ class Writer:
                          r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
                          KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
                     )  # fmt: skip
-                    key_rows += [
-                        (unpack(sha256(k.encode()).digest())[0], local_seq) for k in r.index_keys
-                    ]
-                    id_rows.append((unpack(r.id)[0], local_seq))
+                    key_rows += [(key_hash(k), local_seq) for k in r.index_keys]
+                    id_rows.append((id64(r.id), local_seq))
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocation_rows.append(
                         (r.origin, r.seq, r.id, r.body, r.signature,
@@ -411,6 +402,10 @@ class Writer:
         self.level_rows[0] += len(key_rows) + len(id_rows)
         self._written += len(key_rows) + len(id_rows)
         return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
+
+    def _existing(self, queries: Iterable[tuple[str, Sequence[Any]]]) -> set[bytes]:
+        """The first column of every row the (sql, params) `queries` return."""
+        return {row[0] for sql, params in queries for row in self.db.execute(sql, params)}
 
     def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """`insert` ("INSERT ... VALUES") for every row, ROWS_PER_INSERT per statement:
