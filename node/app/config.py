@@ -2,6 +2,8 @@
 
 HOME/identity.key   private Ed25519 seed (hex), mode 0600, never printed or logged
 HOME/identity.pub   public key (hex)
+HOME/tls.key        private TLS key (PEM, ECDSA P-256), mode 0600, never printed or logged
+HOME/tls.crt        the node's self-signed TLS certificate; members pin it (roster tls_cert)
 HOME/config.toml    settings, commented
 HOME/roster.toml    the members (starts with just this node)
 HOME/alerts.db      the store (SQLite, WAL)
@@ -17,6 +19,13 @@ from pathlib import Path
 from node.core.errors import ConfigError
 from node.core.roster import Member, Roster
 from node.crypto import Identity, create_identity, load_identity
+from node.crypto.tls import (
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    TlsIdentity,
+    create_tls_identity,
+    ensure_tls_identity,
+)
 
 CONFIG_FILE = "config.toml"
 DEFAULT_API = "127.0.0.1:7400"
@@ -40,6 +49,10 @@ listen = "{api}"
 listen = "{peer}"
 # Roster names of the members this node dials; members may also dial it.
 connect = []
+# Peer sessions run over TLS 1.3, each side pinned to the other's roster tls_cert.
+# Plaintext (no encryption, no certificate pins) is for a lab on one machine only:
+# every node of that lab must set it.
+insecure_plaintext = false
 
 [store]
 # SQLite database (WAL mode). Every acknowledged alert is on disk.
@@ -52,6 +65,12 @@ path = "roster.toml"
 [identity]
 # Private key, mode 0600. Never share it; the public key is in identity.pub.
 key = "identity.key"
+
+[tls]
+# The node's TLS key (mode 0600) and self-signed certificate, created by init (or on
+# the first start of an older home). Other members pin the certificate in their roster.
+key = "tls.key"
+cert = "tls.crt"
 """
 
 
@@ -65,6 +84,9 @@ class Config:
     store_path: Path = Path("alerts.db")
     roster_path: Path = Path("roster.toml")
     key_path: Path = Path("identity.key")
+    tls_key_path: Path = Path(TLS_KEY_FILE)
+    tls_cert_path: Path = Path(TLS_CERT_FILE)
+    insecure_plaintext: bool = False
 
     @classmethod
     def load(cls, home: Path) -> Config:
@@ -94,6 +116,10 @@ class Config:
         connect = peers.get("connect", [])
         if not isinstance(connect, list) or not all(isinstance(c, str) for c in connect):
             raise ConfigError(f"{path}: peers.connect must be a list of member names")
+        plaintext = peers.get("insecure_plaintext", False)
+        if not isinstance(plaintext, bool):
+            raise ConfigError(f"{path}: peers.insecure_plaintext must be true or false")
+        tls = section("tls")
         return cls(
             home=home,
             name=text(doc, "name", home.name),
@@ -103,10 +129,17 @@ class Config:
             store_path=home / text(section("store"), "path", "alerts.db"),
             roster_path=home / text(section("roster"), "path", "roster.toml"),
             key_path=home / text(section("identity"), "key", "identity.key"),
+            tls_key_path=home / text(tls, "key", TLS_KEY_FILE),
+            tls_cert_path=home / text(tls, "cert", TLS_CERT_FILE),
+            insecure_plaintext=plaintext,
         )
 
     def identity(self) -> Identity:
         return load_identity(self.key_path)
+
+    def tls_identity(self) -> tuple[TlsIdentity, bool]:
+        """The node's TLS key pair, created if this home predates TLS (True then)."""
+        return ensure_tls_identity(self.tls_key_path, self.tls_cert_path, self.name)
 
     def roster(self) -> Roster:
         try:
@@ -125,16 +158,17 @@ def init_home(
 ) -> Config:
     """Create a node's identity, config and single-member roster; never overwrite."""
     home.mkdir(parents=True, exist_ok=True)
-    for existing in (CONFIG_FILE, "identity.key"):
+    for existing in (CONFIG_FILE, "identity.key", TLS_KEY_FILE):
         if (home / existing).exists():
             raise ConfigError(f"{home / existing} already exists; refusing to overwrite it")
     name = name or f"node-{secrets.token_hex(3)}"
     identity = create_identity(home / "identity.key")
     (home / "identity.pub").write_text(identity.public_key.hex() + "\n")
+    tls = create_tls_identity(home / TLS_KEY_FILE, home / TLS_CERT_FILE, name)
     (home / CONFIG_FILE).write_text(
         CONFIG_TEMPLATE.format(name=name, api=api_listen, peer=peer_listen)
     )
-    roster = Roster.of([Member(name, identity.public_key, (peer_listen,))])
+    roster = Roster.of([Member(name, identity.public_key, (peer_listen,), tls.cert_pem)])
     (home / "roster.toml").write_text(
         "# Members of the network. Add one [[member]] block per member node.\n\n" + roster.to_toml()
     )

@@ -6,12 +6,22 @@ A roster is a TOML document:
     name = "acme-exchange"
     key = "<64 hex chars: Ed25519 public key>"
     addresses = ["peer.acme.example:7401"]
+    tls_cert = '''
+    -----BEGIN CERTIFICATE-----
+    ...the member node's self-signed TLS certificate (its pin)...
+    -----END CERTIFICATE-----
+    '''
 
-Names and keys are unique. A node's own entry must be on its roster.
+Names and keys are unique. A node's own entry must be on its roster. Peer sessions
+over TLS trust exactly the `tls_cert` of the member they expect; a member without one
+can only be reached over plaintext, which an operator turns on for a lab.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +34,35 @@ class Member:
     name: str
     key: bytes
     addresses: tuple[str, ...] = ()
+    tls_cert: bytes = b""  # PEM; empty when the member has not shared one
+
+    @property
+    def tls_fingerprint(self) -> bytes:
+        return certificate_fingerprint(self.tls_cert) if self.tls_cert else b""
+
+
+PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+PEM_END = b"-----END CERTIFICATE-----"
+
+
+def certificate_fingerprint(pem: bytes) -> bytes:
+    """SHA-256 of a PEM certificate's DER bytes: the pin shown to operators."""
+    return hashlib.sha256(certificate_der(pem)).digest()
+
+
+def certificate_der(pem: bytes) -> bytes:
+    """The DER bytes of the single certificate in `pem`; ValueError if there is none."""
+    start, end = pem.find(PEM_BEGIN), pem.find(PEM_END)
+    if start < 0 or end < start or pem.count(PEM_BEGIN) != 1:
+        raise ValueError("expected exactly one PEM certificate")
+    try:
+        return base64.b64decode(b"".join(pem[start + len(PEM_BEGIN) : end].split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("the PEM certificate is not valid base64") from exc
+
+
+def format_pin(fingerprint: bytes) -> str:
+    return "sha256:" + fingerprint.hex()
 
 
 @dataclass(frozen=True)
@@ -67,16 +106,27 @@ class Roster:
                 raise ConfigError(f"{where} ({name}): key must be 64 hex characters")
             if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
                 raise ConfigError(f"{where} ({name}): addresses must be a list of HOST:PORT")
-            members.append(Member(name, key, tuple(addresses)))
+            tls_cert = entry.get("tls_cert", "")
+            if not isinstance(tls_cert, str):
+                raise ConfigError(f"{where} ({name}): tls_cert must be a PEM certificate")
+            cert = tls_cert.strip().encode() + b"\n" if tls_cert.strip() else b""
+            if cert:
+                try:
+                    certificate_der(cert)
+                except ValueError as exc:
+                    raise ConfigError(f"{where} ({name}): tls_cert: {exc}") from exc
+            members.append(Member(name, key, tuple(addresses), cert))
         return cls.of(members)
 
     def to_toml(self) -> str:
         out = []
         for m in sorted(self.members.values(), key=lambda m: m.name):
             addrs = ", ".join(f'"{a}"' for a in m.addresses)
-            out.append(
-                f'[[member]]\nname = "{m.name}"\nkey = "{m.key.hex()}"\naddresses = [{addrs}]\n'
-            )
+            entry = f'[[member]]\nname = "{m.name}"\nkey = "{m.key.hex()}"\naddresses = [{addrs}]\n'
+            if m.tls_cert:
+                entry += f'# TLS pin {format_pin(m.tls_fingerprint)}\ntls_cert = """\n'
+                entry += m.tls_cert.decode().strip() + '\n"""\n'
+            out.append(entry)
         return "\n".join(out)
 
     def __contains__(self, key: object) -> bool:
