@@ -367,7 +367,10 @@ async def cmd_peer_block(client: AlertClient, args: argparse.Namespace) -> int:
 def cmd_cluster_up(args: argparse.Namespace) -> int:
     from node import cluster
 
-    for node in cluster.up(Path(args.dir), args.nodes, seed=args.seed):
+    nodes = cluster.up(
+        Path(args.dir), args.nodes, seed=args.seed, plaintext=args.insecure_plaintext
+    )
+    for node in nodes:
         print(f"{node.name} {node.api}", flush=True)
     return 0
 
@@ -489,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("--dir", required=True)
     p.add_argument("--seed", type=int, default=1, help="seed of the random peer graph")
+    p.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="a new cluster's peer sessions without TLS (lab comparisons only)",
+    )
     p.set_defaults(func=cmd_cluster_up)
     p = cluster.add_parser("down", help="stop every node of the cluster")
     p.add_argument("--dir", required=True)

@@ -105,8 +105,10 @@ class ClusterNode:
         return pid
 
 
-def create(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
-    """Lay out a new cluster of `n` nodes under `directory` (nothing is started)."""
+def create(directory: Path, n: int, *, seed: int = 1, plaintext: bool = False) -> list[ClusterNode]:
+    """Lay out a new cluster of `n` nodes under `directory` (nothing is started). Peer
+    sessions run over TLS pinned to the shared roster, or over plaintext if asked (a
+    lab comparison, e.g. the TLS benchmark)."""
     if n < 1:
         raise ConfigError("a cluster needs at least one node")
     if (directory / MANIFEST).exists():
@@ -128,9 +130,10 @@ def create(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
         # Each edge is dialed from its lower-numbered end.
         dials = [nodes[j].name for j in sorted(graph[i]) if j > i]
         config = node.home / CONFIG_FILE
-        config.write_text(
-            config.read_text().replace("connect = []", f"connect = {json.dumps(dials)}")
-        )
+        text = config.read_text().replace("connect = []", f"connect = {json.dumps(dials)}")
+        if plaintext:
+            text = text.replace("insecure_plaintext = false", "insecure_plaintext = true")
+        config.write_text(text)
     (directory / MANIFEST).write_text(
         json.dumps([{"name": x.name, "api": x.api, "peer": x.peer} for x in nodes], indent=2)
     )
@@ -198,10 +201,13 @@ def wait_serving(node: ClusterNode, proc: subprocess.Popen[bytes] | None, timeou
     raise ConfigError(f"{node.name} did not start within {timeout:.0f} s; see {node.log_file}")
 
 
-def up(directory: Path, n: int, *, seed: int = 1) -> list[ClusterNode]:
+def up(directory: Path, n: int, *, seed: int = 1, plaintext: bool = False) -> list[ClusterNode]:
     """Create the cluster if needed, start every node that is not running, and wait
     until all serve and every peer session of the graph is open."""
-    nodes = load(directory) if (directory / MANIFEST).exists() else create(directory, n, seed=seed)
+    if (directory / MANIFEST).exists():
+        nodes = load(directory)
+    else:
+        nodes = create(directory, n, seed=seed, plaintext=plaintext)
     procs = {node.name: start(node) for node in nodes if node.pid() is None}
     try:
         for node in nodes:

@@ -17,11 +17,11 @@ CONVERGE_TIMEOUT_S = 120.0
 
 @asynccontextmanager
 async def cluster_running(
-    directory: Path, n: int, *, seed: int = 1
+    directory: Path, n: int, *, seed: int = 1, plaintext: bool = False
 ) -> AsyncIterator[list[cluster.ClusterNode]]:
     """running_cluster for async tests: start and stop in a worker thread."""
     try:
-        yield await asyncio.to_thread(cluster.up, directory, n, seed=seed)
+        yield await asyncio.to_thread(cluster.up, directory, n, seed=seed, plaintext=plaintext)
     finally:
         killed = (
             await asyncio.to_thread(cluster.down, directory)

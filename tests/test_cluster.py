@@ -18,14 +18,16 @@ from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node._pb.alertmesh.v1.peer_service_pb2_grpc import PeerServiceStub
 from node.core.roster import Member, Roster
 from node.crypto import Identity
+from node.crypto.tls import generate_tls_identity
 from node.rpc.client import AlertClient
-from node.rpc.peer_transport import CallTransport, dial_handshake
-from tests.clusters import counts, eventually, running_cluster
+from node.rpc.peer_transport import PROTOCOL_VERSION, CallTransport, PeerSecurity, dial_handshake
+from tests.clusters import counts, eventually, running_cluster, stats
 from tests.factory import DOMAIN, Author
 
 pytestmark = pytest.mark.cluster
 
 ROGUE = Author()  # a member key the test drives by hand (no node process behind it)
+ROGUE_TLS = PeerSecurity(generate_tls_identity("rogue"))  # its pinned TLS key pair
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[cluster.Clu
     directory = tmp_path_factory.mktemp("cluster")
     layout = cluster.create(directory, 5)
     roster = Roster.from_toml((layout[0].home / "roster.toml").read_text())
-    roster = Roster.of([*roster, Member("rogue", ROGUE.key, ())])
+    assert ROGUE_TLS.tls is not None
+    roster = Roster.of([*roster, Member("rogue", ROGUE.key, (), ROGUE_TLS.tls.cert_pem)])
     for node in layout:
         (node.home / "roster.toml").write_text(roster.to_toml())
     with running_cluster(directory, 5) as running:
@@ -144,25 +147,57 @@ async def _same(values: Awaitable[list[int]]) -> bool:
     return len(set(await values)) == 1
 
 
+def roster_entry(node: cluster.ClusterNode) -> Member:
+    member = Roster.from_toml((node.home / "roster.toml").read_text()).by_name(node.name)
+    assert member is not None
+    return member
+
+
 async def test_a_non_member_cannot_open_a_peer_session(nodes: list[cluster.ClusterNode]) -> None:
+    """A stranger's self-made certificate fails TLS; a stranger's key fails the roster."""
     stranger = Identity.generate()
-    async with grpc.aio.insecure_channel(nodes[0].peer) as channel:
-        call = PeerServiceStub(channel).Session()
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await dial_handshake(CallTransport(call), stranger, expected_key=b"\0" * 32)
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    node1 = roster_entry(nodes[0])
+    own_cert = PeerSecurity(generate_tls_identity("stranger"))
+    for security, code in ((own_cert, grpc.StatusCode.UNAVAILABLE),
+                           (ROGUE_TLS, grpc.StatusCode.PERMISSION_DENIED)):  # fmt: skip
+        async with security.channel(nodes[0].peer, node1) as channel:
+            call = PeerServiceStub(channel).Session()
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await dial_handshake(
+                    CallTransport(call), stranger, node1.key, security.dialer_channel(node1)
+                )
+        assert err.value.code() == code, err.value.details()
     assert "not a member" in (err.value.details() or "")
+
+
+async def test_a_certificate_pinned_for_another_member_is_refused_and_counted(
+    nodes: list[cluster.ClusterNode],
+) -> None:
+    """The rogue member's (valid) certificate, with a Hello claiming node2's key."""
+    node1, node2 = roster_entry(nodes[0]), roster_entry(nodes[1])
+    before = (await stats(nodes[:1]))[0].counters["peer_tls_pin_mismatch"]
+    async with ROGUE_TLS.channel(nodes[0].peer, node1) as channel:
+        call = PeerServiceStub(channel).Session()
+        hello = pb.Hello(key=node2.key, nonce=os.urandom(32), protocol_version=PROTOCOL_VERSION)
+        await call.write(pb.PeerFrame(hello=hello))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "is not the one on the roster" in (err.value.details() or "")
+    after = (await stats(nodes[:1]))[0].counters["peer_tls_pin_mismatch"]
+    assert after == before + 1
+    assert "claims to be node2" in nodes[0].log_file.read_text()
 
 
 async def test_a_member_that_cannot_sign_for_its_key_is_refused(
     nodes: list[cluster.ClusterNode],
 ) -> None:
     """Claiming a member's key without its private key (a replayed Hello) fails the handshake."""
-    async with grpc.aio.insecure_channel(nodes[0].peer) as channel:
+    node1 = roster_entry(nodes[0])
+    async with ROGUE_TLS.channel(nodes[0].peer, node1) as channel:
         call = PeerServiceStub(channel).Session()
-        await call.write(
-            pb.PeerFrame(hello=pb.Hello(key=ROGUE.key, nonce=os.urandom(32), protocol_version=1))
-        )
+        hello = pb.Hello(key=ROGUE.key, nonce=os.urandom(32), protocol_version=PROTOCOL_VERSION)
+        await call.write(pb.PeerFrame(hello=hello))
         challenge = await call.read()
         assert challenge.WhichOneof("frame") == "challenge"
         await call.write(pb.PeerFrame(auth=pb.Auth(signature=Identity.generate().sign(b"x"))))
@@ -183,9 +218,11 @@ async def test_forged_alerts_from_a_member_are_dropped_counted_and_not_forwarded
     roster = Roster.from_toml((first.home / "roster.toml").read_text())
     node1 = roster.by_name(first.name)
     assert node1 is not None
-    async with grpc.aio.insecure_channel(first.peer) as channel:
+    async with ROGUE_TLS.channel(first.peer, node1) as channel:
         call = PeerServiceStub(channel).Session()
-        await dial_handshake(CallTransport(call), ROGUE.identity, node1.key)
+        await dial_handshake(
+            CallTransport(call), ROGUE.identity, node1.key, ROGUE_TLS.dialer_channel(node1)
+        )
         await call.write(
             pb.PeerFrame(alerts=pb.Alerts(alerts=[bad_signature, not_a_member, honest]))
         )

@@ -26,7 +26,7 @@ from node.core import catchup, gossip
 from node.core.alerts import AlertRecord, alert_id
 from node.core.errors import AlertmeshError, InvalidAlert
 from node.core.roster import Member
-from node.rpc.peer_transport import FrameTransport, HandshakeFailed, dial
+from node.rpc.peer_transport import FrameTransport, HandshakeFailed, PeerSecurity, PinMismatch, dial
 from node.store.base import PutOutcome
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class Link:
     )
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     invalid: int = 0
+    tls_fingerprint: bytes = b""  # the roster pin the session was authenticated with
 
     def send(self, frame: pb.PeerFrame) -> bool:
         try:
@@ -83,12 +84,14 @@ class PeerManager:
         node: AlertNode,
         *,
         connect: Sequence[str],
+        security: PeerSecurity | None = None,
         params: gossip.GossipParams | None = None,
         catchup_config: catchup.CatchupConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.node = node
         self.connect = tuple(connect)
+        self.security = security or PeerSecurity(None)
         self.gossip = gossip.Gossip(params or gossip.GossipParams(), rng or random.Random())
         self.catchup_config = catchup_config or catchup.CatchupConfig()
         self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
@@ -141,10 +144,23 @@ class PeerManager:
 
     def roster_reloaded(self) -> None:
         for key, link in list(self.links.items()):
-            if key not in self.node.roster:
+            member = self.node.roster.get(key)
+            if member is None:
                 log.warning("closing the session with %s: no longer on the roster", link.name)
                 self._close(link)
+            elif not self.security.plaintext and member.tls_fingerprint != link.tls_fingerprint:
+                log.warning("closing the session with %s: its TLS pin changed", link.name)
+                self._close(link)
         self._roster_changed.set()
+
+    def handshake_refused(self, exc: AlertmeshError) -> None:
+        """A session refused before it opened: one log line, counted in stats."""
+        if isinstance(exc, PinMismatch):
+            self.node.counters.add("peer_tls_pin_mismatch")
+            log.warning("peer session refused: %s", exc)
+        else:
+            self.node.counters.add("peer_handshakes_refused")
+            log.info("peer session refused: %s", exc)
 
     def _reconcile_dialers(self, tg: asyncio.TaskGroup) -> None:
         wanted: dict[bytes, Member] = {}
@@ -168,6 +184,8 @@ class PeerManager:
         backoff = BACKOFF_MIN_S
         rng = random.Random()
         while True:
+            # The roster may have been reloaded since (a new address or TLS pin).
+            member = self.node.roster.get(member.key) or member
             if member.key in self.blocked:
                 await self._unblocked.wait()
                 backoff = BACKOFF_MIN_S
@@ -178,7 +196,9 @@ class PeerManager:
                 continue
             started = self.now()
             try:
-                await dial(member.addresses[0], self.node.identity, member.key, self.session)
+                await dial(member, self.node.identity, self.security, self.session)
+            except PinMismatch as exc:
+                self.handshake_refused(exc)
             except grpc.aio.AioRpcError as exc:
                 log.info(
                     "session with %s failed: %s %s", member.name, exc.code().name, exc.details()
@@ -230,6 +250,7 @@ class PeerManager:
             registry=self.fetches,
         )
         link = Link(key, name, role, transport, session)
+        link.tls_fingerprint = member.tls_fingerprint if member else b""
         existing = self.links.get(key)
         if existing is not None:
             # Both sides dialed: keep the session dialed by the smaller key, on both ends.

@@ -22,7 +22,12 @@ from node.app.verify import Verifier
 from node.core.errors import ConfigError
 from node.core.limits import DEFAULT_LIMITS, Limits
 from node.rpc.alert_service import AlertService
-from node.rpc.peer_transport import PEER_SERVICE, SERVER_KEEPALIVE_OPTIONS, PeerServicer
+from node.rpc.peer_transport import (
+    PEER_SERVICE,
+    SERVER_KEEPALIVE_OPTIONS,
+    PeerSecurity,
+    PeerServicer,
+)
 from node.rpc.registry import add_service
 from node.store.sqlite import SqliteStore
 
@@ -51,12 +56,42 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def bind(server: grpc.aio.Server, address: str, what: str) -> str:
+def bind(
+    server: grpc.aio.Server,
+    address: str,
+    what: str,
+    credentials: grpc.ServerCredentials | None = None,
+) -> str:
     host, _ = split_host_port(address)
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if not port:
         raise ConfigError(f"cannot listen for {what} on {address} (address in use?)")
     return f"{host}:{port}"
+
+
+def peer_security(config: Config) -> PeerSecurity:
+    """TLS with the node's key pair (created for an older home), unless the operator
+    turned peer encryption off for a lab."""
+    if config.insecure_plaintext:
+        log.warning(
+            "peer sessions are PLAINTEXT (peers.insecure_plaintext = true): anyone on the "
+            "path reads every alert; use this in a lab only"
+        )
+        return PeerSecurity(None)
+    tls, created = config.tls_identity()
+    if created:
+        log.warning(
+            "created a TLS key and certificate for this node (%s, %s), pin %s; other members "
+            "must add it to their rosters (alertmesh member-card)",
+            config.tls_key_path,
+            config.tls_cert_path,
+            tls.pin,
+        )
+    log.info("peer sessions: TLS 1.3, pinned to the roster; this node's pin is %s", tls.pin)
+    return PeerSecurity(tls)
 
 
 async def run_node(
@@ -75,6 +110,7 @@ async def run_node(
         raise ConfigError(
             f"this node's key {identity.public_key.hex()} is not on its roster {config.roster_path}"
         )
+    security = peer_security(config)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
@@ -83,7 +119,7 @@ async def run_node(
         )
         await node.start()
 
-        peers = PeerManager(node, connect=config.connect)
+        peers = PeerManager(node, connect=config.connect, security=security)
 
         def reload_roster() -> None:
             roster = config.roster()
@@ -119,9 +155,16 @@ async def run_node(
         add_service(
             peer_server,
             PEER_SERVICE,
-            PeerServicer(identity, lambda: node.roster, peers.session),
+            PeerServicer(
+                identity, lambda: node.roster, peers.session, security, peers.handshake_refused
+            ),
         )
-        peer_address = bind(peer_server, peer_listen or config.peer_listen, "peers")
+        peer_credentials = (
+            None if security.plaintext else security.server_credentials(lambda: node.roster)
+        )
+        peer_address = bind(
+            peer_server, peer_listen or config.peer_listen, "peers", peer_credentials
+        )
         await server.start()
         await peer_server.start()
         for service in ("", ALERT_SERVICE.full_name):
