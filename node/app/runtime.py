@@ -18,10 +18,13 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import Config
 from node.app.peers import PeerManager
 from node.app.service import AlertNode
+from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
+from node.core.api_access import AUTH_TOKEN, exposure_problem
 from node.core.errors import ConfigError
 from node.core.limits import DEFAULT_LIMITS, Limits
 from node.rpc.alert_service import AlertService
+from node.rpc.auth import TokenInterceptor
 from node.rpc.peer_transport import PEER_SERVICE, SERVER_KEEPALIVE_OPTIONS, PeerServicer
 from node.rpc.registry import add_service
 from node.store.sqlite import SqliteStore
@@ -51,9 +54,17 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def bind(server: grpc.aio.Server, address: str, what: str) -> str:
+def bind(
+    server: grpc.aio.Server,
+    address: str,
+    what: str,
+    credentials: grpc.ServerCredentials | None = None,
+) -> str:
     host, _ = split_host_port(address)
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if not port:
         raise ConfigError(f"cannot listen for {what} on {address} (address in use?)")
     return f"{host}:{port}"
@@ -69,6 +80,17 @@ async def run_node(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or `stop`), then shut down without losing acknowledged alerts."""
+    api_listen = api_listen or config.api_listen
+    # Refused before anything is opened or bound: nothing is ever exposed unprotected.
+    problem = exposure_problem(
+        split_host_port(api_listen)[0], tls=config.api_tls, auth=config.api_auth
+    )
+    if problem:
+        raise ConfigError(problem)
+    api_credentials = None
+    if config.api_tls:
+        api_tls, _ = config.tls_identity()
+        api_credentials = grpc.ssl_server_credentials([(api_tls.key_pem, api_tls.cert_pem)])
     identity = config.identity()
     roster = config.roster()
     if identity.public_key not in roster:
@@ -107,14 +129,18 @@ async def run_node(
 
         node.set_peer_blocked = set_peer_blocked
 
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        interceptors = []
+        if config.api_auth == AUTH_TOKEN:
+            gate = TokenGate(TokenFile(config.api_tokens_path))
+            interceptors.append(TokenInterceptor(gate, ALERT_SERVICE.full_name))
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         add_service(server, ALERT_SERVICE, AlertService(node))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        api_address = bind(server, api_listen or config.api_listen, "the client API")
+        api_address = bind(server, api_listen, "the client API", api_credentials)
         peer_server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
         add_service(
             peer_server,
