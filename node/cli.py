@@ -538,12 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            hint = (
-                " over TLS with that --ca"
-                if getattr(args, "ca", None)
-                else " (if its client API uses TLS, pass --ca with its tls.crt)"
-            )
-            print(f"error: cannot reach the node at {_node_address(args)}{hint}", file=sys.stderr)
+            tls = " over TLS with that --ca" if getattr(args, "ca", None) else ""
+            print(f"error: cannot reach the node at {_node_address(args)}{tls}", file=sys.stderr)
         else:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return EXIT_ERROR
