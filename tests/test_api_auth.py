@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -127,9 +128,10 @@ async def test_a_publish_token_publishes_and_a_reader_watches_it(
     async with client(node, ca, publisher) as pub, client(node, ca, reader) as watcher:
         published = await pub.publish(phishing("Fake wallet", "fake-wallet.example"))
         assert (await pub.check(["fake-wallet.example"])).any_flagged  # publish includes read
-        async for event in watcher.subscribe(api.SubscribeRequest(from_start=True)):
-            if event.alert.id == published.id:
-                break
+        async with asyncio.timeout(30):
+            async for event in watcher.subscribe(api.SubscribeRequest(from_start=True)):
+                if event.alert.id == published.id:
+                    break
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await pub.set_peer_blocked("acme", True)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -260,3 +262,38 @@ def test_a_bad_auth_setting_is_a_one_line_error(tmp_path: Path) -> None:
     out = alertmesh("run", "--home", str(home), "--listen", "127.0.0.1:0", check=False)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "api.auth must be one of" in out.stderr
+
+
+async def test_a_refused_stream_call_gets_the_status_too(node: NodeProcess, ca: bytes) -> None:
+    reader = create_token(node.home, "read")
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    options = [("grpc.ssl_target_name_override", PEER_TLS_NAME)]
+    async with grpc.aio.secure_channel(node.address, credentials, options=options) as channel:
+        ingest = channel.stream_stream(
+            "/alertmesh.v1.AlertService/IngestStream",
+            request_serializer=api.IngestRequest.SerializeToString,
+            response_deserializer=api.IngestResponse.FromString,
+        )
+        call = ingest(metadata=(("authorization", f"Bearer {reader}"),))
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # the refusal may beat the write
+            await call.write(api.IngestRequest())
+            await call.read()
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_tokens_without_tls_on_loopback(tmp_path: Path) -> None:
+    home = tmp_path / "local"
+    alertmesh("init", "--home", str(home), "--name", "local")
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace('auth = "none"', 'auth = "token"'))
+    proc = NodeProcess(home).start()
+    try:
+        token = create_token(home, "read")
+        async with AlertClient(proc.address) as anonymous:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await anonymous.stats()
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        async with AlertClient(proc.address, token=token) as c:
+            assert (await c.stats()).node_name == "local"
+    finally:
+        proc.kill()
