@@ -22,7 +22,9 @@ from node.app.config import DEFAULT_API, Config, init_home
 from node.core import indicators
 from node.core.alerts import CATEGORY_NAMES, SEVERITY_NAMES, TLP_NAMES, name_of
 from node.core.errors import AlertmeshError
+from node.crypto.tls import parse_certificate
 from node.rpc.client import AlertClient
+from node.token_cli import TOKEN_ENV, add_token_commands, token_from
 
 EXIT_ERROR = 2
 
@@ -404,6 +406,22 @@ def _node_address(args: argparse.Namespace) -> str:
     return DEFAULT_API
 
 
+def _ca(args: argparse.Namespace) -> bytes | None:
+    """--ca FILE, else the home's own tls.crt when its API uses TLS, else plaintext."""
+    path = Path(args.ca) if args.ca else None
+    if path is None and args.home:
+        config = Config.load(Path(args.home))
+        path = config.tls_cert_path if config.api_tls else None
+    if path is None:
+        return None
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read --ca {path}: {exc.strerror}") from exc
+    parse_certificate(pem, str(path))  # one clear line here, not gRPC's log lines later
+    return pem
+
+
 def _add_filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--category", action="append", type=_choice(CATEGORY_NAMES, "category"))
     p.add_argument("--origin", action="append", help="origin public key (hex); repeatable")
@@ -439,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)
         p.add_argument("--node", help=f"the node's client API HOST:PORT (default {DEFAULT_API})")
         p.add_argument("--home", help="take the node address from this home's config")
+        p.add_argument("--token", help=f"client API token (default ${TOKEN_ENV})")
+        p.add_argument("--ca", metavar="FILE", help="use TLS, trusting only this tls.crt")
         p.set_defaults(func=func, client=True)
         return p
 
@@ -485,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_command("peer-unblock", "let a blocked member's node back", cmd_peer_block)
     p.add_argument("name", help="the member's roster name")
 
+    add_token_commands(sub)
+
     cluster = sub.add_parser("cluster", help="local multi-node clusters").add_subparsers(
         dest="cluster_command", required=True, metavar="COMMAND"
     )
@@ -508,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_client(args: argparse.Namespace) -> int:
-    async with AlertClient(_node_address(args)) as client:
+    async with AlertClient(_node_address(args), token=token_from(args), ca=_ca(args)) as client:
         result: int = await args.func(client, args)
         return result
 
@@ -524,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
-            print(f"error: cannot reach the node at {_node_address(args)}", file=sys.stderr)
+            tls = " over TLS with that --ca" if getattr(args, "ca", None) else ""
+            print(f"error: cannot reach the node at {_node_address(args)}{tls}", file=sys.stderr)
         else:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return EXIT_ERROR

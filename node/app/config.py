@@ -6,6 +6,7 @@ HOME/tls.key        private TLS key (PEM, ECDSA P-256), mode 0600, never printed
 HOME/tls.crt        the node's self-signed TLS certificate; members pin it (roster tls_cert)
 HOME/config.toml    settings, commented
 HOME/roster.toml    the members (starts with just this node)
+HOME/tokens.json    client API tokens: hashes only (alertmesh token create), mode 0600
 HOME/alerts.db      the store (SQLite, WAL)
 """
 
@@ -16,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.core.api_access import AUTH_MODES, AUTH_NONE
 from node.core.errors import ConfigError
 from node.core.roster import Member, Roster
 from node.crypto import Identity, create_identity, load_identity
@@ -39,9 +41,17 @@ CONFIG_TEMPLATE = """\
 name = "{name}"
 
 [api]
-# The client API (publish, check, search, watch). It carries no authentication:
-# keep it on localhost, or put an authenticating proxy in front of it.
+# The client API (publish, check, search, watch). On localhost it may run without TLS
+# or tokens (the default). Any other address needs tls = true and auth = "token":
+# the node refuses to start otherwise.
 listen = "{api}"
+# TLS with the node's own key and certificate ([tls] below); clients pin tls.crt
+# with --ca FILE.
+tls = false
+# "none", or "token": every call needs a bearer token (alertmesh token create).
+auth = "none"
+# Where token hashes are kept (never the tokens themselves).
+tokens = "tokens.json"
 
 [peers]
 # Other members' nodes connect here. Use "0.0.0.0:7401" to accept them from
@@ -87,6 +97,9 @@ class Config:
     tls_key_path: Path = Path(TLS_KEY_FILE)
     tls_cert_path: Path = Path(TLS_CERT_FILE)
     insecure_plaintext: bool = False
+    api_tls: bool = False
+    api_auth: str = AUTH_NONE
+    api_tokens_path: Path = Path("tokens.json")
 
     @classmethod
     def load(cls, home: Path) -> Config:
@@ -120,10 +133,17 @@ class Config:
         if not isinstance(plaintext, bool):
             raise ConfigError(f"{path}: peers.insecure_plaintext must be true or false")
         tls = section("tls")
+        api = section("api")
+        api_tls = api.get("tls", False)
+        if not isinstance(api_tls, bool):
+            raise ConfigError(f"{path}: api.tls must be true or false")
+        api_auth = api.get("auth", AUTH_NONE)
+        if api_auth not in AUTH_MODES:
+            raise ConfigError(f"{path}: api.auth must be one of {', '.join(map(repr, AUTH_MODES))}")
         return cls(
             home=home,
             name=text(doc, "name", home.name),
-            api_listen=text(section("api"), "listen", DEFAULT_API),
+            api_listen=text(api, "listen", DEFAULT_API),
             peer_listen=text(peers, "listen", DEFAULT_PEER),
             connect=tuple(connect),
             store_path=home / text(section("store"), "path", "alerts.db"),
@@ -132,6 +152,9 @@ class Config:
             tls_key_path=home / text(tls, "key", TLS_KEY_FILE),
             tls_cert_path=home / text(tls, "cert", TLS_CERT_FILE),
             insecure_plaintext=plaintext,
+            api_tls=api_tls,
+            api_auth=str(api_auth),
+            api_tokens_path=home / text(api, "tokens", "tokens.json"),
         )
 
     def identity(self) -> Identity:

@@ -18,10 +18,13 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import Config
 from node.app.peers import PeerManager
 from node.app.service import AlertNode
+from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
+from node.core.api_access import AUTH_TOKEN, exposure_problem
 from node.core.errors import ConfigError
 from node.core.limits import DEFAULT_LIMITS, Limits
 from node.rpc.alert_service import AlertService
+from node.rpc.auth import TokenInterceptor
 from node.rpc.peer_transport import (
     PEER_SERVICE,
     SERVER_KEEPALIVE_OPTIONS,
@@ -104,13 +107,24 @@ async def run_node(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or `stop`), then shut down without losing acknowledged alerts."""
+    api_listen = api_listen or config.api_listen
+    # Refused before anything is opened or bound: nothing is ever exposed unprotected.
+    problem = exposure_problem(
+        split_host_port(api_listen)[0], tls=config.api_tls, auth=config.api_auth
+    )
+    if problem:
+        raise ConfigError(problem)
+    security = peer_security(config)
+    api_credentials = None
+    if config.api_tls:
+        api_tls, _ = config.tls_identity()
+        api_credentials = grpc.ssl_server_credentials([(api_tls.key_pem, api_tls.cert_pem)])
     identity = config.identity()
     roster = config.roster()
     if identity.public_key not in roster:
         raise ConfigError(
             f"this node's key {identity.public_key.hex()} is not on its roster {config.roster_path}"
         )
-    security = peer_security(config)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
@@ -143,14 +157,18 @@ async def run_node(
 
         node.set_peer_blocked = set_peer_blocked
 
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        interceptors = []
+        if config.api_auth == AUTH_TOKEN:
+            gate = TokenGate(TokenFile(config.api_tokens_path))
+            interceptors.append(TokenInterceptor(gate, ALERT_SERVICE.full_name))
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         add_service(server, ALERT_SERVICE, AlertService(node))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        api_address = bind(server, api_listen or config.api_listen, "the client API")
+        api_address = bind(server, api_listen, "the client API", api_credentials)
         peer_server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
         add_service(
             peer_server,

@@ -37,3 +37,11 @@ class NotFound(AlertmeshError):
 
 class ConfigError(AlertmeshError):
     """The node's configuration, identity or roster files are wrong."""
+
+
+class Unauthenticated(AlertmeshError):
+    """A client API call without a valid token, or with a revoked one (UNAUTHENTICATED)."""
+
+
+class Forbidden(AlertmeshError):
+    """A valid token whose scope does not cover the method called (PERMISSION_DENIED)."""

@@ -13,10 +13,12 @@ from google.protobuf.message import DecodeError
 from node.core.errors import (
     AlertmeshError,
     ConfigError,
+    Forbidden,
     InvalidAlert,
     InvalidSignature,
     LimitExceeded,
     NotFound,
+    Unauthenticated,
     UnknownOrigin,
 )
 
@@ -29,6 +31,8 @@ CODES: list[tuple[type[AlertmeshError], grpc.StatusCode]] = [
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 

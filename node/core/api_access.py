@@ -1,0 +1,91 @@
+"""Who may call what on the client API: scopes, the method table, and when the API
+may leave loopback. Pure data and decisions; node/app/tokens.py and node/rpc/auth.py
+apply them.
+
+Scopes are ordered: publish includes read, admin includes everything. A method
+missing from the table needs admin, so a new method is closed until classified.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+
+
+class Scope(enum.IntEnum):
+    READ = 1
+    PUBLISH = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown scope {text!r}; use one of {', '.join(s.label for s in cls)}"
+            ) from None
+
+
+# AlertService method -> the least scope that may call it.
+METHOD_SCOPES: dict[str, Scope] = {
+    "GetAlert": Scope.READ,
+    "SearchAlerts": Scope.READ,
+    "CheckIndicators": Scope.READ,
+    "Subscribe": Scope.READ,
+    "GetStats": Scope.READ,
+    "Publish": Scope.PUBLISH,
+    "Ingest": Scope.PUBLISH,
+    "IngestStream": Scope.PUBLISH,
+    "ReloadRoster": Scope.ADMIN,
+    "SetPeerBlocked": Scope.ADMIN,
+}
+
+
+def required_scope(method: str) -> Scope:
+    return METHOD_SCOPES.get(method, Scope.ADMIN)
+
+
+def allows(granted: Scope, needed: Scope) -> bool:
+    return granted >= needed
+
+
+AUTH_NONE = "none"
+AUTH_TOKEN = "token"
+AUTH_MODES = (AUTH_NONE, AUTH_TOKEN)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IP literals; any other name or address is not."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(host: str, *, tls: bool, auth: str) -> str | None:
+    """Why the client API must not listen on `host` with these settings, or None.
+
+    Loopback may run without TLS or tokens (the default). Anywhere else needs both:
+    tokens without TLS could be read off the wire, TLS without tokens lets anyone in.
+    """
+    if is_loopback(host):
+        return None
+    missing = [
+        what
+        for what, ok in (("api.tls = true", tls), ('api.auth = "token"', auth == AUTH_TOKEN))
+        if not ok
+    ]
+    if not missing:
+        return None
+    return (
+        f"refusing to serve the client API on non-loopback address {host} without "
+        f"{' and '.join(missing)} in config.toml (or listen on 127.0.0.1)"
+    )
