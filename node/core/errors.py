@@ -37,3 +37,7 @@ class NotFound(AlertmeshError):
 
 class ConfigError(AlertmeshError):
     """The node's configuration, identity or roster files are wrong."""
+
+
+class InvalidCard(AlertmeshError):
+    """A member card cannot be read, breaks a rule, or its signature does not verify."""
