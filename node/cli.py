@@ -366,7 +366,7 @@ def cmd_member_card(args: argparse.Namespace) -> int:
     for line in describe(card):
         print(f"  {line}", file=sys.stderr)
     print(
-        "Send the card to the other member's operator, then read them the TLS pin on a call:",
+        "Send the card to the other member's operator, then read them the TLS pin on a call;\n"
         "`alertmesh roster add` shows them the pin of the card they got.",
         file=sys.stderr,
     )
