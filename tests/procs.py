@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 60.0
+LISTEN_ANY_PORT = ("--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0")
 
 
 def alertmesh(
@@ -41,8 +42,10 @@ def new_node(home: Path, name: str, members: dict[str, bytes]) -> NodeProcess:
 class NodeProcess:
     """`alertmesh run --home HOME --listen 127.0.0.1:0` in its own process."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, ports_from_config: bool = False) -> None:
         self.home = home
+        # Port 0 (the default) suits a node nobody dials by its roster address.
+        self.listen: tuple[str, ...] = () if ports_from_config else LISTEN_ANY_PORT
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
         self.lines: queue.Queue[str] = queue.Queue()
@@ -52,8 +55,7 @@ class NodeProcess:
         self.address = ""
         log = open(self.log, "a")  # noqa: SIM115 - closed when the process ends
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", "--home", str(self.home),
-             "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"],
+            [sys.executable, "-m", "node.cli", "run", "--home", str(self.home), *self.listen],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

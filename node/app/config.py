@@ -32,6 +32,10 @@ from node.crypto.tls import (
 CONFIG_FILE = "config.toml"
 DEFAULT_API = "127.0.0.1:7400"
 DEFAULT_PEER = "127.0.0.1:7401"
+ROSTER_HEADER = (
+    "# Members of the network: one [[member]] block each. Add a member from its card:\n"
+    "# alertmesh roster add CARD --home DIR (docs/operations.md).\n\n"
+)
 
 CONFIG_TEMPLATE = """\
 # alertmesh node configuration, written by `alertmesh init`.
@@ -192,7 +196,5 @@ def init_home(
         CONFIG_TEMPLATE.format(name=name, api=api_listen, peer=peer_listen)
     )
     roster = Roster.of([Member(name, identity.public_key, (peer_listen,), tls.cert_pem)])
-    (home / "roster.toml").write_text(
-        "# Members of the network. Add one [[member]] block per member node.\n\n" + roster.to_toml()
-    )
+    (home / "roster.toml").write_text(ROSTER_HEADER + roster.to_toml())
     return Config.load(home)

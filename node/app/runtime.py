@@ -139,7 +139,9 @@ async def run_node(
             roster = config.roster()
             if identity.public_key not in roster:
                 raise ConfigError(f"{config.roster_path} no longer lists this node's own key")
+            connect = Config.load(config.home).connect  # `roster add --connect` edits it
             node.roster = roster
+            peers.connect = connect
             log.info("roster reloaded: %d members", len(roster))
             peers.roster_reloaded()
 

@@ -45,3 +45,7 @@ class Unauthenticated(AlertmeshError):
 
 class Forbidden(AlertmeshError):
     """A valid token whose scope does not cover the method called (PERMISSION_DENIED)."""
+
+
+class InvalidCard(AlertmeshError):
+    """A member card cannot be read, breaks a rule, or its signature does not verify."""
