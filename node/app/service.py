@@ -211,7 +211,7 @@ class AlertNode:
             if a.id in held and held[a.id].signature == a.signature:
                 continue
             try:
-                self.roster.require(a.alert.origin)
+                self.roster.require_author(a.alert.origin, a.alert.seq, a.alert.created_at_ms)
             except AlertmeshError as exc:
                 checked[i] = exc
                 continue

@@ -37,3 +37,8 @@ class NotFound(AlertmeshError):
 
 class ConfigError(AlertmeshError):
     """The node's configuration, identity or roster files are wrong."""
+
+
+class KeyNotValid(UnknownOrigin):
+    """The key is a member's, but retired, compromised or not yet valid for this alert
+    or session (PERMISSION_DENIED, like an unknown origin)."""
