@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import Config
 from node.app.peers import PeerManager
-from node.app.service import AlertNode
+from node.app.rotation import own_member, publish_pending_succession
+from node.app.service import AlertNode, wall_ms
 from node.app.verify import Verifier
 from node.core.errors import ConfigError
 from node.core.limits import DEFAULT_LIMITS, Limits
@@ -71,10 +72,7 @@ async def run_node(
     """Run until SIGINT/SIGTERM (or `stop`), then shut down without losing acknowledged alerts."""
     identity = config.identity()
     roster = config.roster()
-    if identity.public_key not in roster:
-        raise ConfigError(
-            f"this node's key {identity.public_key.hex()} is not on its roster {config.roster_path}"
-        )
+    own_member(roster, identity.public_key, wall_ms(), config.roster_path)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
@@ -82,13 +80,13 @@ async def run_node(
             identity=identity, roster=roster, store=store, verifier=verifier, limits=limits
         )
         await node.start()
+        await publish_pending_succession(node, config.home)
 
         peers = PeerManager(node, connect=config.connect)
 
         def reload_roster() -> None:
             roster = config.roster()
-            if identity.public_key not in roster:
-                raise ConfigError(f"{config.roster_path} no longer lists this node's own key")
+            own_member(roster, identity.public_key, wall_ms(), config.roster_path)
             node.roster = roster
             log.info("roster reloaded: %d members", len(roster))
             peers.roster_reloaded()

@@ -8,6 +8,7 @@ crypto layer says; what a session carries is decided in node/app/peers.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -132,7 +133,7 @@ async def accept_handshake(
         )
     if len(hello.nonce) != NONCE_BYTES:
         raise HandshakeFailed(f"the hello nonce must be {NONCE_BYTES} bytes")
-    roster().require(hello.key, "peer key")
+    roster().require_session_key(hello.key, time.time_ns() // 1_000_000)  # valid now
     nonce = new_nonce()
     transcript = Transcript(hello.key, hello.nonce, identity.public_key, nonce)
     await transport.write(
