@@ -183,6 +183,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from node.app.rotation import rotate_key, rotation_report
+    from node.app.service import wall_ms
+
+    rotation = asyncio.run(rotate_key(Config.load(Path(args.home)), wall_ms()))
+    print(rotation_report(rotation), end="")
+    return 0
+
+
 async def cmd_publish(client: AlertClient, args: argparse.Namespace) -> int:
     request = api.PublishRequest(
         category=args.category,
@@ -332,6 +341,18 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
                         for p in st.peers
                     ],
                     "counters": dict(st.counters),
+                    "compromised": [
+                        {
+                            "id": c.id.hex(),
+                            "origin": c.origin.hex(),
+                            "name": c.name,
+                            "seq": c.seq,
+                            "created_at": _iso(c.created_at_ms),
+                            "reason": c.reason,
+                        }
+                        for c in st.compromised
+                    ],
+                    "compromised_total": st.compromised_total,
                 }
             )
         )
@@ -344,6 +365,11 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
         flag = "  EQUIVOCATED" if o.equivocated else ""
         print(f"origin        {o.name or o.origin.hex()[:16]}: {o.alerts} alerts, "
               f"contiguous to #{o.contiguous_seq}{flag}")  # fmt: skip
+    if st.compromised_total:
+        print(f"compromised   {st.compromised_total} held alerts the roster now refuses "
+              "(not reported by check):")  # fmt: skip
+    for c in st.compromised:
+        print(f"  {c.id.hex()} {c.name} #{c.seq}: {c.reason}")
     for p in st.peers:
         state = ("eager" if p.eager else "lazy") if p.connected else "down"
         state += " (blocked)" if p.blocked else ""
@@ -505,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-listen", help="peer HOST:PORT (overrides the config)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("rotate-key", help="give a stopped node a new signing key")
+    p.add_argument("--home", required=True)
+    p.set_defaults(func=cmd_rotate_key)
 
     def client_command(name: str, help: str, func: Callable[..., Awaitable[int]]) -> Any:
         p = sub.add_parser(name, help=help)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -143,10 +144,14 @@ class PeerManager:
             self._unblocked = asyncio.Event()
 
     def roster_reloaded(self) -> None:
+        now_ms = time.time_ns() // 1_000_000
         for key, link in list(self.links.items()):
             member = self.node.roster.get(key)
             if member is None:
                 log.warning("closing the session with %s: no longer on the roster", link.name)
+                self._close(link)
+            elif (entry := member.key_entry(key)) is None or not entry.valid_at(now_ms):
+                log.warning("closing the session with %s: its key is no longer valid", link.name)
                 self._close(link)
             elif not self.security.plaintext and member.tls_fingerprint != link.tls_fingerprint:
                 log.warning("closing the session with %s: its TLS pin changed", link.name)

@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import Config
 from node.app.peers import PeerManager
-from node.app.service import AlertNode
+from node.app.rotation import own_member, publish_pending_succession
+from node.app.service import AlertNode, wall_ms
 from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
 from node.core.api_access import AUTH_TOKEN, exposure_problem
@@ -121,10 +122,7 @@ async def run_node(
         api_credentials = grpc.ssl_server_credentials([(api_tls.key_pem, api_tls.cert_pem)])
     identity = config.identity()
     roster = config.roster()
-    if identity.public_key not in roster:
-        raise ConfigError(
-            f"this node's key {identity.public_key.hex()} is not on its roster {config.roster_path}"
-        )
+    own_member(roster, identity.public_key, wall_ms(), config.roster_path)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
@@ -132,13 +130,13 @@ async def run_node(
             identity=identity, roster=roster, store=store, verifier=verifier, limits=limits
         )
         await node.start()
+        await publish_pending_succession(node, config.home)
 
         peers = PeerManager(node, connect=config.connect, security=security)
 
         def reload_roster() -> None:
             roster = config.roster()
-            if identity.public_key not in roster:
-                raise ConfigError(f"{config.roster_path} no longer lists this node's own key")
+            own_member(roster, identity.public_key, wall_ms(), config.roster_path)
             connect = Config.load(config.home).connect  # `roster add --connect` edits it
             node.roster = roster
             peers.connect = connect

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.app.refused import RefusedAlert, refused_held
 from node.app.verify import Admitted, Verifier
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
@@ -69,6 +70,8 @@ class NodeStats:
     origins: list[OriginStats]
     counters: dict[str, int]
     peers: list[dict[str, object]]  # fields of alertmesh.v1.PeerStats
+    compromised: list[RefusedAlert] = field(default_factory=list)  # node/app/refused.py
+    compromised_total: int = 0
 
 
 _COUNTER_OF = {outcome: f"ingest_{outcome.value}" for outcome in PutOutcome}
@@ -211,7 +214,7 @@ class AlertNode:
             if a.id in held and held[a.id].signature == a.signature:
                 continue
             try:
-                self.roster.require(a.alert.origin)
+                self.roster.require_author(a.alert.origin, a.alert.seq, a.alert.created_at_ms)
             except AlertmeshError as exc:
                 checked[i] = exc
                 continue
@@ -282,11 +285,13 @@ class AlertNode:
             {k for p in parsed for k in p[2]}, now_ms=self.clock(), include_expired=include_expired
         )
         results = []
+        refused = self.roster.refusal  # a compromised key's alerts flag nothing
         for value, (parsed_ind, error, keys) in zip(values, parsed, strict=True):
             matches: dict[bytes, tuple[Stored, alert_pb2.Indicator]] = {}
             for key in keys:
                 for stored in found.get(key, ()):
-                    if stored.record.id not in matches:
+                    r = stored.record
+                    if r.id not in matches and not refused(r.origin, r.seq, r.created_at_ms):
                         matches[stored.record.id] = (stored, _flagged(stored.record, key))
             results.append(CheckResult(value, parsed_ind, error, list(matches.values())))
         return results
@@ -328,6 +333,7 @@ class AlertNode:
             )
             for o, state in chains.items()
         ]
+        compromised, compromised_total = await refused_held(self.store, self.roster)
         return NodeStats(
             alerts=await self.store.count(),
             digest=summary_digest(chains.vector()),
@@ -335,6 +341,8 @@ class AlertNode:
             origins=origins,
             counters={**self.counters.values, **self.extra_counters()},
             peers=self.peer_stats(),
+            compromised=compromised,
+            compromised_total=compromised_total,
         )
 
 

@@ -63,7 +63,7 @@ class Admitted(NamedTuple):
 def admit(body: bytes, limits: Limits, roster: Roster) -> alert_pb2.Alert:
     """The cheap checks, in the order a junk alert fails them: size, decoding, origin."""
     alert = alerts.decode_body(body, limits)
-    roster.require(alert.origin)
+    roster.require_author(alert.origin, alert.seq, alert.created_at_ms)
     return alert
 
 

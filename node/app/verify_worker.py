@@ -22,6 +22,7 @@ from node.core import alerts
 from node.core.errors import AlertmeshError, InvalidAlert
 from node.core.limits import Limits
 from node.crypto import verify_alert
+from node.crypto.succession import verify_succession
 
 HEADER = struct.Struct(">I")
 
@@ -41,6 +42,7 @@ def check_rules_and_signature(
     try:
         keys = alerts.validate(alert, now_ms=now_ms, limits=limits)
         verify_alert(alert.origin, body, signature)
+        verify_succession(alert)
     except AlertmeshError:
         raise
     except Exception as exc:

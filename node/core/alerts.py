@@ -7,7 +7,10 @@ Rules every alert must satisfy, wherever it comes from (limits in node/core/limi
 - expiry, if set, is after creation;
 - category, severity and TLP are known values, confidence is 0..100;
 - a title is present; strings, indicators, references and links are within limits;
-- every indicator is valid for its type (and chain) and is indexed in normalised form.
+- every indicator is valid for its type (and chain) and is indexed in normalised form;
+- a key succession (after a key rotation) is on seq 1 only, names another 32-byte key,
+  and has a 32-byte head exactly when its previous seq is 1 or more (node.crypto
+  checks its signature).
 The signature is checked by node.crypto; the roster check by node.core.roster.
 """
 
@@ -157,6 +160,8 @@ def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[st
         raise LimitExceeded(
             f"{len(alert.recipients)} recipients; the limit is {limits.max_recipients}"
         )
+    if alert.HasField("succession"):
+        _check_succession(alert)
     keys: list[str] = []
     for i, ind in enumerate(alert.indicators):
         _check_len(f"indicator {i}", ind.value, limits.max_indicator_chars)
@@ -166,6 +171,19 @@ def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[st
             raise InvalidIndicator(f"indicator {i}: {exc}") from exc
         keys.extend(indicators.index_keys(normal))
     return tuple(dict.fromkeys(keys))
+
+
+def _check_succession(alert: alert_pb2.Alert) -> None:
+    s = alert.succession
+    if alert.seq != 1:
+        raise InvalidAlert("only an origin's first alert (seq 1) may carry a key succession")
+    if len(s.previous_key) != KEY_BYTES or s.previous_key == alert.origin:
+        raise InvalidAlert("a key succession needs the previous key, another 32-byte key")
+    if len(s.previous_head) != (ID_BYTES if s.previous_seq else 0):
+        raise InvalidAlert(
+            f"a key succession's previous_head is the {ID_BYTES}-byte id of the previous "
+            "key's last alert, and empty when previous_seq is 0"
+        )
 
 
 def make_record(

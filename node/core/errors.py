@@ -49,3 +49,8 @@ class Forbidden(AlertmeshError):
 
 class InvalidCard(AlertmeshError):
     """A member card cannot be read, breaks a rule, or its signature does not verify."""
+
+
+class KeyNotValid(UnknownOrigin):
+    """The key is a member's, but retired, compromised or not yet valid for this alert
+    or session (PERMISSION_DENIED, like an unknown origin)."""

@@ -198,6 +198,18 @@ class AlertService:
             node_name=self.node.roster.name_of(self.node.identity.public_key),
             node_key=self.node.identity.public_key,
             counters=st.counters,
+            compromised=[
+                api.CompromisedAlert(
+                    id=c.id,
+                    origin=c.origin,
+                    name=c.name,
+                    seq=c.seq,
+                    created_at_ms=c.created_at_ms,
+                    reason=c.reason,
+                )
+                for c in st.compromised
+            ],
+            compromised_total=st.compromised_total,
         )
 
 

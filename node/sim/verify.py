@@ -6,7 +6,8 @@ Ed25519 signature (node.crypto.verify_alert). At N = 1,000 a simulation receives
 millions of copies of a few hundred alerts, so the part that depends only on the
 bytes is computed once per distinct (body, signature) for the whole simulation:
 decoding, every rule except clock skew, and the signature. The two checks that
-depend on the receiver run on every copy: is the origin on the roster now, and is
+depend on the receiver run on every copy: is the origin a key on the roster now (and
+valid for the alert's seq and created_at: node.core.roster), and is
 created_at within the allowed skew of the receiver's clock. The decision for each
 copy is exactly `check_signed`'s; only, when an alert breaks several rules at
 once, the error named may be another of them.
@@ -20,6 +21,7 @@ from node.core.errors import AlertmeshError, InvalidAlert, UnknownOrigin
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.crypto import verify_alert
+from node.crypto.succession import verify_succession
 
 Checked = AlertRecord | AlertmeshError
 
@@ -41,10 +43,10 @@ class VerifyCache:
             self.verified += 1
         if isinstance(verdict, AlertmeshError):
             return verdict
-        if verdict.origin not in roster:
-            return UnknownOrigin(
-                f"origin {verdict.origin.hex()[:16]}… is not a member on this node's roster"
-            )
+        try:
+            roster.require_author(verdict.origin, verdict.seq, verdict.created_at_ms)
+        except UnknownOrigin as exc:
+            return exc
         if verdict.created_at_ms - now_ms > self.limits.max_clock_skew_ms:
             return InvalidAlert("created_at is too far in the future")
         return verdict
@@ -55,6 +57,7 @@ class VerifyCache:
             # Clock skew is the receiver's business (above): judge the rules at creation.
             keys = alerts.validate(alert, now_ms=alert.created_at_ms, limits=self.limits)
             verify_alert(alert.origin, body, signature)
+            verify_succession(alert)
             return alerts.make_record(body, signature, alert, keys)
         except AlertmeshError as exc:
             return exc

@@ -224,6 +224,7 @@ class Alert(_message.Message):
     TLP_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
+    SUCCESSION_FIELD_NUMBER: _builtins.int
     origin: _builtins.bytes
     """author's 32-byte Ed25519 public key"""
     seq: _builtins.int
@@ -251,6 +252,12 @@ class Alert(_message.Message):
 
     @_builtins.property
     def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___AlertLink]: ...
+    @_builtins.property
+    def succession(self) -> Global___KeySuccession:
+        """Only on seq 1 of a member's new key after a key rotation: links the new chain
+        to the history of the member's previous key.
+        """
+
     def __init__(
         self,
         *,
@@ -269,14 +276,54 @@ class Alert(_message.Message):
         tlp: Global___Tlp.ValueType = ...,
         recipients: _abc.Iterable[_builtins.bytes] | None = ...,
         links: _abc.Iterable[Global___AlertLink] | None = ...,
+        succession: Global___KeySuccession | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["succession", b"succession"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "confidence", b"confidence", "created_at_ms", b"created_at_ms", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "origin", b"origin", "prev", b"prev", "recipients", b"recipients", "references", b"references", "seq", b"seq", "severity", b"severity", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "confidence", b"confidence", "created_at_ms", b"created_at_ms", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "origin", b"origin", "prev", b"prev", "recipients", b"recipients", "references", b"references", "seq", b"seq", "severity", b"severity", "succession", b"succession", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class KeySuccession(_message.Message):
+    """"The key that signs this alert succeeds previous_key, whose chain ends at
+    previous_seq / previous_head", signed by the previous key, so any node can check
+    that the member's history continues across the rotation (docs/protocol.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREVIOUS_KEY_FIELD_NUMBER: _builtins.int
+    PREVIOUS_SEQ_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HEAD_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    previous_key: _builtins.bytes
+    """32-byte Ed25519 public key, now retired"""
+    previous_seq: _builtins.int
+    """its chain's last seq; 0 if it never published"""
+    previous_head: _builtins.bytes
+    """id of that alert; empty when previous_seq == 0"""
+    signature: _builtins.bytes
+    """previous_key's Ed25519 signature over b"alertmesh/v1/succession\\0" + the new key
+    (this alert's origin) + previous_seq (8 bytes, big-endian) + previous_head.
+    """
+    def __init__(
+        self,
+        *,
+        previous_key: _builtins.bytes = ...,
+        previous_seq: _builtins.int = ...,
+        previous_head: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_head", b"previous_head", "previous_key", b"previous_key", "previous_seq", b"previous_seq", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeySuccession: _TypeAlias = KeySuccession  # noqa: Y015
 
 @_typing.final
 class SignedAlert(_message.Message):

@@ -748,18 +748,28 @@ class Stats(_message.Message):
     NODE_NAME_FIELD_NUMBER: _builtins.int
     NODE_KEY_FIELD_NUMBER: _builtins.int
     COUNTERS_FIELD_NUMBER: _builtins.int
+    COMPROMISED_FIELD_NUMBER: _builtins.int
+    COMPROMISED_TOTAL_FIELD_NUMBER: _builtins.int
     alerts: _builtins.int
     digest: _builtins.str
     """hex; equal on two nodes holding the same alerts"""
     equivocations: _builtins.int
     node_name: _builtins.str
     node_key: _builtins.bytes
+    compromised_total: _builtins.int
+    """all of them; `compromised` lists at most 1000"""
     @_builtins.property
     def origins(self) -> _containers.RepeatedCompositeFieldContainer[Global___OriginStats]: ...
     @_builtins.property
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerStats]: ...
     @_builtins.property
     def counters(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def compromised(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompromisedAlert]:
+        """Held alerts the roster now refuses (a compromised key's after its compromise, or
+        any alert outside its key's validity); kept, but never reported by Check.
+        """
+
     def __init__(
         self,
         *,
@@ -771,11 +781,48 @@ class Stats(_message.Message):
         node_name: _builtins.str = ...,
         node_key: _builtins.bytes = ...,
         counters: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        compromised: _abc.Iterable[Global___CompromisedAlert] | None = ...,
+        compromised_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "counters", b"counters", "digest", b"digest", "equivocations", b"equivocations", "node_key", b"node_key", "node_name", b"node_name", "origins", b"origins", "peers", b"peers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "compromised", b"compromised", "compromised_total", b"compromised_total", "counters", b"counters", "digest", b"digest", "equivocations", b"equivocations", "node_key", b"node_key", "node_name", b"node_name", "origins", b"origins", "peers", b"peers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Stats: _TypeAlias = Stats  # noqa: Y015
+
+@_typing.final
+class CompromisedAlert(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    id: _builtins.bytes
+    origin: _builtins.bytes
+    name: _builtins.str
+    """the member's roster name"""
+    seq: _builtins.int
+    created_at_ms: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.bytes = ...,
+        origin: _builtins.bytes = ...,
+        name: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        created_at_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "id", b"id", "name", b"name", "origin", b"origin", "reason", b"reason", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompromisedAlert: _TypeAlias = CompromisedAlert  # noqa: Y015
