@@ -16,8 +16,9 @@ from node._pb.alertmesh.v1.peer_service_pb2_grpc import PeerServiceStub
 from node.core.alerts import alert_id
 from node.core.roster import Member, MemberKey, Roster, format_time
 from node.crypto import load_identity
+from node.crypto.tls import load_tls_identity
 from node.rpc.client import AlertClient
-from node.rpc.peer_transport import CallTransport, dial_handshake
+from node.rpc.peer_transport import CallTransport, PeerSecurity, dial_handshake
 from tests.clusters import cluster_running, eventually
 from tests.factory import DOMAIN, Author, now_ms
 from tests.procs import alertmesh
@@ -125,11 +126,19 @@ async def test_a_rotated_key_keeps_the_members_history_and_the_old_key_stops_sig
             error = await refused(b, thief.sign(thief.alert(seq=2, prev=first), advance=False))
             assert f"{acme.name}'s key {old_key.hex()[:16]}… which was retired at" in error
 
-            # ... nor opens a peer session.
-            async with grpc.aio.insecure_channel(beta.peer) as channel:
+            # ... nor opens a peer session, even from acme's host (its TLS key pair too).
+            host = PeerSecurity(load_tls_identity(acme.home / "tls.key", acme.home / "tls.crt"))
+            beta_entry = Roster.from_toml((beta.home / "roster.toml").read_text()).by_name("node2")
+            assert beta_entry is not None
+            async with host.channel(beta.peer, beta_entry) as channel:
                 call = PeerServiceStub(channel).Session()
                 with pytest.raises(grpc.aio.AioRpcError) as err:
-                    await dial_handshake(CallTransport(call), thief.identity, b"\0" * 32)
+                    await dial_handshake(
+                        CallTransport(call),
+                        thief.identity,
+                        beta_entry.key,
+                        host.dialer_channel(beta_entry),
+                    )
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "not valid now" in (err.value.details() or "")
 
