@@ -357,10 +357,14 @@ class Bench:
         await asyncio.sleep(max(0.0, start - now))
         return (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
 
-    async def burst_phase(self, count: int, in_flight: int, offset: float) -> PhaseResult:
+    async def burst_phase(self, count: int, in_flight: int, offset: float | None) -> PhaseResult:
+        """offset: start that many s after a catch-up round (None: now)."""
         client = self.clients[0]
         requests = [publish_request(self.rng, f"burst {i}") for i in range(count)]
-        start_offset = await self.wait_for_offset(offset)
+        if offset is None:
+            start_offset = (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
+        else:
+            start_offset = await self.wait_for_offset(offset)
         clock = self.start_clock()
         before = await self.snapshot()
         target = [s.alerts + count for s in before]

@@ -70,6 +70,7 @@ def main() -> int:
     print(f"starting {args.nodes} nodes in {directory} …")
     nodes = cluster.up(directory, args.nodes)
     try:
+        print("peer sessions: TLS 1.3, each node pinned to the others' certificates (roster.toml)")
         for n in nodes:
             print(f"  {n.name} {n.api}")
         ok = asyncio.run(show(nodes, timeout=30))
