@@ -101,7 +101,14 @@ def alert_dict(s: api.StoredAlert) -> dict[str, Any]:
         "expires_at": _iso(a.expires_at_ms),
         "expired": s.expired,
         "cursor": s.cursor,
+        "encrypted": s.encrypted,
+        "readable": s.readable,
+        "recipients": [a.recipients[i].hex() for i in range(len(a.recipients))],
+        "handling": s.handling,
     }
+
+
+ENCRYPTED_FOR_OTHERS = "(encrypted for other members)"
 
 
 def print_alert(s: api.StoredAlert, as_json: bool) -> None:
@@ -109,19 +116,31 @@ def print_alert(s: api.StoredAlert, as_json: bool) -> None:
     if as_json:
         print(json.dumps(d), flush=True)
         return
+    what = f"{d['category']}/{d['severity']}  " if not s.encrypted or s.readable else ""
+    title = d["title"] if not s.encrypted or s.readable else ENCRYPTED_FOR_OTHERS
     print(
-        f"{d['id']}  {d['created_at']}  {d['category']}/{d['severity']}  "
-        f"{d['origin_name'] or d['origin'][:16]}#{d['seq']}  {d['title']}",
+        f"{d['id']}  {d['created_at']}  {what}"
+        f"{d['origin_name'] or d['origin'][:16]}#{d['seq']}  {title}",
         flush=True,
     )
 
 
 def print_alert_long(s: api.StoredAlert) -> None:
     d = alert_dict(s)
+    if s.encrypted and not s.readable:
+        for key in ("id", "origin", "origin_name", "seq", "created_at", "cursor"):
+            print(f"{key:12} {d[key]}")
+        print(f"{'content':12} {ENCRYPTED_FOR_OTHERS}")
+        for key in d["recipients"]:
+            print(f"{'recipient':12} {key}")
+        return
     for key in ("id", "origin", "origin_name", "seq", "category", "severity", "confidence",
-                "tlp", "title", "description", "created_at", "expires_at", "cursor"):  # fmt: skip
+                "tlp", "handling", "title", "description", "created_at", "expires_at",
+                "cursor"):  # fmt: skip
         if d[key] not in ("", None):
             print(f"{key:12} {d[key]}")
+    if s.encrypted:
+        print(f"{'encrypted':12} to {len(d['recipients'])} members (this node is one)")
     for ind in d["indicators"]:
         print(f"{'indicator':12} {ind}")
     for ref in d["references"]:
@@ -204,6 +223,7 @@ async def cmd_publish(client: AlertClient, args: argparse.Namespace) -> int:
         expires_at_ms=args.expires or 0,
         tlp=args.tlp,
         client_request_id=args.request_id or "",
+        recipients=args.to or [],
     )
     response = await client.publish(request)
     if args.json:
@@ -556,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description")
     p.add_argument("--reference", action="append", metavar="URL")
     p.add_argument("--tlp", default=TLP_NAMES["green"], type=_choice(TLP_NAMES, "tlp"))
+    p.add_argument(
+        "--to",
+        action="append",
+        metavar="NAME",
+        help="a recipient (roster name, repeatable): the alert is encrypted to them "
+        "and this node only; required with --tlp red",
+    )
     p.add_argument("--expires", type=_time_arg, help="expiry (ISO 8601 or Unix ms)")
     p.add_argument("--request-id", help="idempotency key: a retry returns the first alert")
     p.add_argument("--json", action="store_true", help="also print the alert as JSON")

@@ -19,6 +19,7 @@ from node.app.config import Config
 from node.app.peers import PeerManager
 from node.app.rotation import own_member, publish_pending_succession
 from node.app.service import AlertNode, wall_ms
+from node.app.sharing import readers_in
 from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
 from node.core.api_access import AUTH_TOKEN, exposure_problem
@@ -127,7 +128,12 @@ async def run_node(
     loop = asyncio.get_running_loop()
     async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
         node = AlertNode(
-            identity=identity, roster=roster, store=store, verifier=verifier, limits=limits
+            identity=identity,
+            roster=roster,
+            store=store,
+            verifier=verifier,
+            limits=limits,
+            readers=readers_in(config.key_path),  # retired keys still read old alerts
         )
         await node.start()
         await publish_pending_succession(node, config.home)

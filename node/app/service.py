@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app.refused import RefusedAlert, refused_held
+from node.app.sharing import TLP_RED, Sharing, recipient_keys
 from node.app.verify import Admitted, Verifier
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
@@ -25,6 +26,7 @@ from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, Lim
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.crypto import Identity, sign_alert
+from node.crypto.sealing import Undecryptable
 from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,10 @@ class AlertNode:
         verifier: Verifier,
         limits: Limits,
         clock: Callable[[], int] = wall_ms,
+        readers: Sequence[Identity] = (),
     ) -> None:
         self.identity = identity
+        self.sharing = Sharing(identity, readers, limits)
         self.roster = roster
         self.store = store
         self.verifier = verifier
@@ -129,10 +133,19 @@ class AlertNode:
 
     # -- writing -----------------------------------------------------------
 
-    async def publish(self, draft: alert_pb2.Alert, request_id: str = "") -> tuple[Stored, bool]:
-        """Sign and store a new alert; returns (stored, was_a_retried_request)."""
+    async def publish(
+        self, draft: alert_pb2.Alert, request_id: str = "", recipients: Sequence[str] = ()
+    ) -> tuple[Stored, bool]:
+        """Sign and store a new alert, encrypted to `recipients` (roster names) if any;
+        returns (stored, was_a_retried_request)."""
+        if draft.tlp == TLP_RED and not recipients:
+            raise InvalidAlert(
+                "TLP:RED alerts go only to named members: name each recipient (publish "
+                "--to NAME, a roster name), and the alert is encrypted to them"
+            )
+        to = recipient_keys(recipients, self.roster, self.identity.public_key) if recipients else []
         if not request_id:
-            return await self._publish_new(draft, ""), False
+            return await self._publish_new(draft, "", to), False
         pending = self._requests.get(request_id)
         if pending is not None:
             return await self.get(await asyncio.shield(pending)), True
@@ -143,7 +156,7 @@ class AlertNode:
             if existing:
                 future.set_result(existing)
                 return await self.get(existing), True
-            stored = await self._publish_new(draft, request_id)
+            stored = await self._publish_new(draft, request_id, to)
             future.set_result(stored.record.id)
             return stored, False
         except BaseException as exc:
@@ -154,7 +167,9 @@ class AlertNode:
         finally:
             del self._requests[request_id]
 
-    async def _publish_new(self, draft: alert_pb2.Alert, request_id: str) -> Stored:
+    async def _publish_new(
+        self, draft: alert_pb2.Alert, request_id: str, recipients: list[bytes]
+    ) -> Stored:
         now = self.clock()
         alert = alert_pb2.Alert()
         alert.CopyFrom(draft)
@@ -167,8 +182,10 @@ class AlertNode:
         alert.created_at_ms = now
         alert.seq = self._own_seq + 1
         alert.prev = self._own_head
-        keys = alerts.validate(alert, now_ms=now, limits=self.limits)
-        body = alert.SerializeToString(deterministic=True)
+        alert.recipients.extend(recipients)  # what this node, a recipient, indexes
+        keys = alerts.validate(alert, now_ms=now, limits=self.limits, encrypted=bool(recipients))
+        signed = self.sharing.envelope(alert, recipients) if recipients else alert
+        body = signed.SerializeToString(deterministic=True)
         if len(body) > self.limits.max_body_bytes:
             raise LimitExceeded(
                 f"the alert is {len(body)} bytes; the limit is {self.limits.max_body_bytes}"
@@ -178,6 +195,8 @@ class AlertNode:
         self._own_seq, self._own_head = record.seq, record.id
         await self.store.put([record], now_ms=now, request_id=request_id)
         self.counters.add("published")
+        if recipients:
+            self.counters.add("encrypted_readable")
         self._accepted([record], None)
         return await self.get(record.id)
 
@@ -221,7 +240,7 @@ class AlertNode:
             fresh.append((i, a))
         verdicts = await self.verifier.check([a for _, a in fresh], now)
         for (i, _), verdict in zip(fresh, verdicts, strict=True):
-            checked[i] = verdict
+            checked[i] = self._opened(verdict) if isinstance(verdict, AlertRecord) else verdict
         valid = [c for c in checked if isinstance(c, AlertRecord)]
         outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
         results: list[IngestResult] = []
@@ -254,6 +273,20 @@ class AlertNode:
             for hook in self.equivocation_hooks:
                 await hook(record)
         return results
+
+    def _opened(self, record: AlertRecord) -> AlertRecord:
+        """An encrypted alert, decrypted and indexed if this node is a recipient. One that
+        is addressed to it but does not open is kept (it is signed and chained like any
+        other) and counted; it flags nothing."""
+        if not record.sealed:
+            return record
+        try:
+            opened = self.sharing.opened(record)
+        except Undecryptable:
+            self.counters.add("encrypted_undecryptable")
+            return record
+        self.counters.add("encrypted_readable" if not opened.sealed else "encrypted_for_others")
+        return opened
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
         self._changed.set()
@@ -292,7 +325,8 @@ class AlertNode:
                 for stored in found.get(key, ()):
                     r = stored.record
                     if r.id not in matches and not refused(r.origin, r.seq, r.created_at_ms):
-                        matches[stored.record.id] = (stored, _flagged(stored.record, key))
+                        alert = self.sharing.content(r)[0]
+                        matches[stored.record.id] = (stored, _flagged(alert, key))
             results.append(CheckResult(value, parsed_ind, error, list(matches.values())))
         return results
 
@@ -370,9 +404,9 @@ def _parse_for_lookup(value: str) -> tuple[indicators.Indicator | None, str, tup
     return _parse_value(value)
 
 
-def _flagged(record: AlertRecord, key: str) -> alert_pb2.Indicator:
-    """The indicator of `record` that is indexed under `key`."""
-    for ind in record.decode().indicators:
+def _flagged(alert: alert_pb2.Alert, key: str) -> alert_pb2.Indicator:
+    """The indicator of `alert` that is indexed under `key`."""
+    for ind in alert.indicators:
         try:
             normal = indicators.normalize(ind.type, ind.value, strict=False)
         except InvalidAlert:

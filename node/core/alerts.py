@@ -10,7 +10,11 @@ Rules every alert must satisfy, wherever it comes from (limits in node/core/limi
 - every indicator is valid for its type (and chain) and is indexed in normalised form;
 - a key succession (after a key rotation) is on seq 1 only, names another 32-byte key,
   and has a 32-byte head exactly when its previous seq is 1 or more (node.crypto
-  checks its signature).
+  checks its signature);
+- an encrypted alert (`sealed`) shows nothing but its envelope in clear: origin, seq,
+  prev, created_at and 1..max_recipients distinct 32-byte recipient keys, one wrapped
+  content key of the right size for each; its decrypted content (node.crypto.sealing)
+  holds only content fields and obeys every rule above (`open_content`).
 The signature is checked by node.crypto; the roster check by node.core.roster.
 """
 
@@ -81,6 +85,12 @@ class AlertRecord:
     title: str
     index_keys: tuple[str, ...]
 
+    @property
+    def sealed(self) -> bool:
+        """An encrypted alert this node cannot read: every clear alert has a title, and
+        a recipient stores the decrypted content's (docs/sharing.md)."""
+        return not self.title
+
     def expired(self, now_ms: int) -> bool:
         return 0 < self.expires_at_ms <= now_ms
 
@@ -106,8 +116,11 @@ def _check_len(what: str, value: str, limit: int) -> None:
         raise LimitExceeded(f"{what} is {len(value)} characters; the limit is {limit}")
 
 
-def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[str, ...]:
-    """Check the protocol rules; return the alert's index keys (normalised indicators)."""
+def validate(
+    alert: alert_pb2.Alert, *, now_ms: int, limits: Limits, encrypted: bool = False
+) -> tuple[str, ...]:
+    """Check the protocol rules; return the alert's index keys (normalised indicators).
+    `encrypted`: `alert` is the full view of an encrypted alert (envelope + content)."""
     if len(alert.origin) != KEY_BYTES:
         raise InvalidAlert(f"origin must be a {KEY_BYTES}-byte Ed25519 public key")
     if alert.seq < 1:
@@ -125,6 +138,16 @@ def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[st
             f"{limits.max_clock_skew_ms / 1000:.0f} s of clock skew is accepted "
             "(check the author's clock)"
         )
+    if alert.HasField("sealed"):
+        _check_envelope(alert, limits)
+        return ()
+    if not encrypted:
+        if alert.recipients:
+            raise InvalidAlert("recipients are only for encrypted alerts (sealed content)")
+        if alert.tlp == alert_pb2.TLP_RED:
+            raise InvalidAlert(
+                "a TLP:RED alert must be encrypted to its recipients; it cannot travel in clear"
+            )
     if alert.expires_at_ms and alert.expires_at_ms <= alert.created_at_ms:
         raise InvalidAlert("expires_at_ms must be after created_at_ms")
     if alert.category not in _CATEGORIES:
@@ -171,6 +194,60 @@ def validate(alert: alert_pb2.Alert, *, now_ms: int, limits: Limits) -> tuple[st
             raise InvalidIndicator(f"indicator {i}: {exc}") from exc
         keys.extend(indicators.index_keys(normal))
     return tuple(dict.fromkeys(keys))
+
+
+SEALED_NONCE_BYTES = 24  # XChaCha20-Poly1305 (node/crypto/sealing.py)
+WRAPPED_KEY_BYTES = 80  # a sealed box of a 32-byte key
+ENVELOPE_FIELDS = ("origin", "seq", "prev", "created_at_ms", "recipients", "sealed")
+
+
+def _check_envelope(alert: alert_pb2.Alert, limits: Limits) -> None:
+    clear = [f.name for f, _ in alert.ListFields() if f.name not in ENVELOPE_FIELDS]
+    if clear:
+        raise InvalidAlert(
+            f"an encrypted alert must not carry {', '.join(clear)} in clear (they belong "
+            "in the sealed content)"
+        )
+    recipients = list(alert.recipients)
+    if not recipients:
+        raise InvalidAlert("an encrypted alert needs at least one recipient")
+    if len(recipients) > limits.max_recipients:
+        raise LimitExceeded(f"{len(recipients)} recipients; the limit is {limits.max_recipients}")
+    if any(len(r) != KEY_BYTES for r in recipients) or len(set(recipients)) != len(recipients):
+        raise InvalidAlert("recipients must be distinct 32-byte member keys")
+    sealed = alert.sealed
+    if len(sealed.nonce) != SEALED_NONCE_BYTES or not sealed.ciphertext:
+        raise InvalidAlert(
+            f"sealed content needs a {SEALED_NONCE_BYTES}-byte nonce and a ciphertext"
+        )
+    if len(sealed.wrapped_keys) != len(recipients) or any(
+        len(w) != WRAPPED_KEY_BYTES for w in sealed.wrapped_keys
+    ):
+        raise InvalidAlert(
+            f"sealed content needs one {WRAPPED_KEY_BYTES}-byte wrapped key per recipient"
+        )
+
+
+def open_content(
+    envelope: alert_pb2.Alert, content: alert_pb2.Alert, *, limits: Limits
+) -> tuple[alert_pb2.Alert, tuple[str, ...]]:
+    """The full alert a recipient reads (envelope fields + decrypted content) and its
+    index keys. Raises InvalidAlert if the content breaks a rule or sets an envelope
+    field (it could otherwise contradict the signed envelope)."""
+    smuggled = [f.name for f, _ in content.ListFields() if f.name in ENVELOPE_FIELDS]
+    if smuggled or content.HasField("succession"):
+        raise InvalidAlert(
+            f"the decrypted content sets {', '.join(smuggled) or 'succession'}, which only "
+            "the envelope may"
+        )
+    full = alert_pb2.Alert()
+    full.CopyFrom(content)
+    full.origin, full.seq, full.prev = envelope.origin, envelope.seq, envelope.prev
+    full.created_at_ms = envelope.created_at_ms
+    full.recipients.extend(envelope.recipients)
+    # The envelope passed the clock-skew rule already: no clock here.
+    keys = validate(full, now_ms=envelope.created_at_ms, limits=limits, encrypted=True)
+    return full, keys
 
 
 def _check_succession(alert: alert_pb2.Alert) -> None:

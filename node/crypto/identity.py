@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import nacl.exceptions
+import nacl.public
 import nacl.signing
 
 from node.core.errors import ConfigError, InvalidSignature
@@ -37,6 +38,12 @@ class Identity:
 
     def sign(self, message: bytes) -> bytes:
         return self._signing_key.sign(message).signature
+
+    def open_sealed_box(self, sealed: bytes) -> bytes:
+        """Open a sealed box made to the X25519 form of this key (node/crypto/sealing.py).
+        Raises nacl.exceptions.CryptoError if it was not made to this key or was altered."""
+        private = self._signing_key.to_curve25519_private_key()
+        return nacl.public.SealedBox(private).decrypt(sealed)
 
     def __repr__(self) -> str:
         return f"Identity(public_key={self.public_key.hex()})"

@@ -46,14 +46,19 @@ class AlertService:
         self.node = node
 
     def _stored(self, stored: Stored) -> api.StoredAlert:
-        return convert.stored_alert(stored, roster=self.node.roster, now_ms=self.node.clock())
+        return convert.stored_alert(
+            stored,
+            roster=self.node.roster,
+            now_ms=self.node.clock(),
+            reader=self.node.sharing.content,
+        )
 
     @unary
     async def Publish(
         self, request: api.PublishRequest, context: grpc.aio.ServicerContext
     ) -> api.PublishResponse:
         stored, duplicate = await self.node.publish(
-            convert.draft(request), request.client_request_id
+            convert.draft(request), request.client_request_id, request.recipients
         )
         return api.PublishResponse(
             id=stored.record.id, alert=self._stored(stored), duplicate=duplicate

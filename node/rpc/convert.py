@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.core.alerts import AlertRecord
 from node.core.errors import InvalidAlert
 from node.core.roster import Roster
+from node.core.tlp import handling
 from node.store.base import Query, Stored
 
+# A stored record -> (the alert a client is shown, encrypted, readable): node/app/sharing.py
+Reader = Callable[[AlertRecord], tuple[alert_pb2.Alert, bool, bool]]
 
-def stored_alert(stored: Stored, *, roster: Roster, now_ms: int) -> api.StoredAlert:
+
+def stored_alert(stored: Stored, *, roster: Roster, now_ms: int, reader: Reader) -> api.StoredAlert:
     r = stored.record
+    alert, encrypted, readable = reader(r)
     return api.StoredAlert(
         id=r.id,
         signed=alert_pb2.SignedAlert(body=r.body, signature=r.signature),
-        alert=r.decode(),
+        alert=alert,
         received_at_ms=stored.received_at_ms,
         cursor=encode_cursor(stored.local_seq),
         expired=r.expired(now_ms),
         origin_name=roster.name_of(r.origin),
+        encrypted=encrypted,
+        readable=readable,
+        handling=handling(alert.tlp),
     )
 
 

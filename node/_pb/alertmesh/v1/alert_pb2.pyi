@@ -225,6 +225,7 @@ class Alert(_message.Message):
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     SUCCESSION_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
     origin: _builtins.bytes
     """author's 32-byte Ed25519 public key"""
     seq: _builtins.int
@@ -248,7 +249,9 @@ class Alert(_message.Message):
     def references(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """reserved for encrypted sharing"""
+        """Encrypted alerts only: the recipients' 32-byte Ed25519 member keys (in clear, so
+        that every relay can check the envelope; docs/sharing.md).
+        """
 
     @_builtins.property
     def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___AlertLink]: ...
@@ -256,6 +259,14 @@ class Alert(_message.Message):
     def succession(self) -> Global___KeySuccession:
         """Only on seq 1 of a member's new key after a key rotation: links the new chain
         to the history of the member's previous key.
+        """
+
+    @_builtins.property
+    def sealed(self) -> Global___SealedContent:
+        """An alert for named members only (TLP:RED, or any alert published with recipients):
+        the content fields (category ... links, expiry, TLP) are in here, encrypted, and
+        absent from the clear body, which keeps only origin, seq, prev, created_at_ms and
+        recipients.
         """
 
     def __init__(
@@ -277,14 +288,52 @@ class Alert(_message.Message):
         recipients: _abc.Iterable[_builtins.bytes] | None = ...,
         links: _abc.Iterable[Global___AlertLink] | None = ...,
         succession: Global___KeySuccession | None = ...,
+        sealed: Global___SealedContent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["succession", b"succession"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sealed", b"sealed", "succession", b"succession"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "confidence", b"confidence", "created_at_ms", b"created_at_ms", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "origin", b"origin", "prev", b"prev", "recipients", b"recipients", "references", b"references", "seq", b"seq", "severity", b"severity", "succession", b"succession", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "confidence", b"confidence", "created_at_ms", b"created_at_ms", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "origin", b"origin", "prev", b"prev", "recipients", b"recipients", "references", b"references", "sealed", b"sealed", "seq", b"seq", "severity", b"severity", "succession", b"succession", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class SealedContent(_message.Message):
+    """The content of an alert, encrypted once, with the key wrapped for each recipient."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NONCE_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    WRAPPED_KEYS_FIELD_NUMBER: _builtins.int
+    nonce: _builtins.bytes
+    """24 bytes"""
+    ciphertext: _builtins.bytes
+    """XChaCha20-Poly1305 under a fresh 32-byte content key, of a serialised Alert that
+    holds only content fields; associated data b"alertmesh/v1/sealed\\0" + origin +
+    seq (8 bytes, big-endian) + the recipients' keys in order.
+    """
+    @_builtins.property
+    def wrapped_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """wrapped_keys[i]: the content key in a sealed box (X25519 + XSalsa20-Poly1305) to the
+        X25519 form of recipients[i]'s Ed25519 key.
+        """
+
+    def __init__(
+        self,
+        *,
+        nonce: _builtins.bytes = ...,
+        ciphertext: _builtins.bytes = ...,
+        wrapped_keys: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "nonce", b"nonce", "wrapped_keys", b"wrapped_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedContent: _TypeAlias = SealedContent  # noqa: Y015
 
 @_typing.final
 class KeySuccession(_message.Message):

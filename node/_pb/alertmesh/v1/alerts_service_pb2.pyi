@@ -143,6 +143,7 @@ class PublishRequest(_message.Message):
     TLP_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
     category: _alert_pb2.Category.ValueType
     severity: _alert_pb2.Severity.ValueType
     confidence: _builtins.int
@@ -159,6 +160,12 @@ class PublishRequest(_message.Message):
     def references(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def links(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.AlertLink]: ...
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Members (roster names, or 64-hex keys) that alone may read the alert: its content is
+        encrypted to them (and this node). Required for TLP:RED.
+        """
+
     def __init__(
         self,
         *,
@@ -173,10 +180,11 @@ class PublishRequest(_message.Message):
         tlp: _alert_pb2.Tlp.ValueType = ...,
         links: _abc.Iterable[_alert_pb2.AlertLink] | None = ...,
         client_request_id: _builtins.str = ...,
+        recipients: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "client_request_id", b"client_request_id", "confidence", b"confidence", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "references", b"references", "severity", b"severity", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "client_request_id", b"client_request_id", "confidence", b"confidence", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "recipients", b"recipients", "references", b"references", "severity", b"severity", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,6 +319,9 @@ class StoredAlert(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     EXPIRED_FIELD_NUMBER: _builtins.int
     ORIGIN_NAME_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_FIELD_NUMBER: _builtins.int
+    READABLE_FIELD_NUMBER: _builtins.int
+    HANDLING_FIELD_NUMBER: _builtins.int
     id: _builtins.bytes
     received_at_ms: _builtins.int
     """when this node first stored it"""
@@ -319,6 +330,15 @@ class StoredAlert(_message.Message):
     expired: _builtins.bool
     origin_name: _builtins.str
     """roster name of the origin, if known"""
+    encrypted: _builtins.bool
+    """Encrypted for named members. readable: this node is one of them, and `alert` holds
+    the decrypted content; otherwise `alert` holds only the clear envelope.
+    """
+    readable: _builtins.bool
+    handling: _builtins.str
+    """How the organisation may use it, from the TLP marking, e.g. "TLP:AMBER+STRICT: this
+    organisation only, do not share further" (docs/sharing.md). Empty if unmarked.
+    """
     @_builtins.property
     def signed(self) -> _alert_pb2.SignedAlert: ...
     @_builtins.property
@@ -335,10 +355,13 @@ class StoredAlert(_message.Message):
         cursor: _builtins.str = ...,
         expired: _builtins.bool = ...,
         origin_name: _builtins.str = ...,
+        encrypted: _builtins.bool = ...,
+        readable: _builtins.bool = ...,
+        handling: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "signed", b"signed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor", "expired", b"expired", "id", b"id", "origin_name", b"origin_name", "received_at_ms", b"received_at_ms", "signed", b"signed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor", "encrypted", b"encrypted", "expired", b"expired", "handling", b"handling", "id", b"id", "origin_name", b"origin_name", "readable", b"readable", "received_at_ms", b"received_at_ms", "signed", b"signed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

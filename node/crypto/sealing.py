@@ -1,0 +1,92 @@
+"""End-to-end encryption of an alert's content to named members.
+
+The author encrypts the content once, with a fresh 32-byte key, under
+XChaCha20-Poly1305 (libsodium's IETF AEAD, via pynacl), and wraps that key for each
+recipient in a sealed box (an ephemeral X25519 key agreement, then XSalsa20-Poly1305)
+to the X25519 form of the recipient's Ed25519 member key. Deriving the encryption key
+from the signing key (libsodium's birational map, as Secure Scuttlebutt's private
+messages do) means the roster, which every member already holds, is also the
+directory of encryption keys: nothing new to publish, exchange or pin.
+
+The associated data binds the ciphertext to its envelope: the domain, the origin, the
+seq and the recipient list. Copied into another alert, or given another recipient
+list, it does not decrypt. The envelope itself is signed by the author like any alert.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.core.errors import InvalidAlert
+from node.crypto.identity import Identity
+
+SEALED_DOMAIN = b"alertmesh/v1/sealed\0"
+NONCE_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
+KEY_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES  # 32
+WRAPPED_KEY_BYTES = 32 + 16 + KEY_BYTES  # ephemeral X25519 key, MAC, the key: 80
+_SEQ = struct.Struct(">Q")
+
+
+class Undecryptable(InvalidAlert):
+    """An encrypted alert addressed to this node that does not open: a wrapped key or a
+    ciphertext that was not made for it, or was altered before it was signed."""
+
+
+def associated_data(origin: bytes, seq: int, recipients: list[bytes]) -> bytes:
+    return SEALED_DOMAIN + origin + _SEQ.pack(seq) + b"".join(recipients)
+
+
+def seal(
+    content: alert_pb2.Alert, *, origin: bytes, seq: int, recipients: list[bytes]
+) -> alert_pb2.SealedContent:
+    """Encrypt `content` (an Alert holding only content fields) for `recipients`."""
+    key = os.urandom(KEY_BYTES)
+    nonce = os.urandom(NONCE_BYTES)
+    ciphertext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        content.SerializeToString(deterministic=True),
+        associated_data(origin, seq, recipients),
+        nonce,
+        key,
+    )
+    wrapped = [
+        nacl.public.SealedBox(nacl.signing.VerifyKey(recipient).to_curve25519_public_key()).encrypt(
+            key
+        )
+        for recipient in recipients
+    ]
+    return alert_pb2.SealedContent(nonce=nonce, ciphertext=ciphertext, wrapped_keys=wrapped)
+
+
+def open_sealed(envelope: alert_pb2.Alert, identities: list[Identity]) -> alert_pb2.Alert | None:
+    """The content of `envelope` if one of `identities` is among its recipients (None if
+    none is). Raises Undecryptable if it is addressed to us but does not open."""
+    recipients = list(envelope.recipients)
+    for identity in identities:
+        if identity.public_key not in recipients:
+            continue
+        wrapped = envelope.sealed.wrapped_keys[recipients.index(identity.public_key)]
+        try:
+            key = identity.open_sealed_box(wrapped)
+            plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                envelope.sealed.ciphertext,
+                associated_data(envelope.origin, envelope.seq, recipients),
+                envelope.sealed.nonce,
+                key,
+            )
+        except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+            raise Undecryptable(
+                "this encrypted alert is addressed to this node but does not decrypt "
+                "(its wrapped key or ciphertext was not made for it, or was altered)"
+            ) from exc
+        try:
+            return alert_pb2.Alert.FromString(plain)
+        except Exception as exc:
+            raise Undecryptable("the decrypted content is not an alertmesh.v1.Alert") from exc
+    return None
