@@ -133,3 +133,27 @@ def test_tlp_table() -> None:
     assert exportable(alert_pb2.TLP_AMBER_STRICT, include_amber=True)
     assert not exportable(alert_pb2.TLP_RED, include_amber=True)
     assert "this organisation only" in handling(alert_pb2.TLP_AMBER_STRICT)
+
+
+def test_sealing_replays_from_a_seed_and_still_opens() -> None:
+    """The simulator's runs replay a seed: its sealing draws from a seeded generator."""
+    import random
+
+    content = alert_pb2.Alert(title="seeded", category=alert_pb2.CATEGORY_SCAM)
+
+    def sealed(seed: int) -> alert_pb2.SealedContent:
+        return seal(
+            content,
+            origin=ALICE.public_key,
+            seq=1,
+            recipients=[BOB.public_key],
+            random_bytes=random.Random(seed).randbytes,
+        )
+
+    assert sealed(7) == sealed(7) != sealed(8)
+    envelope = alert_pb2.Alert(
+        origin=ALICE.public_key, seq=1, created_at_ms=now_ms(), recipients=[BOB.public_key]
+    )
+    envelope.sealed.CopyFrom(sealed(7))
+    opened = open_sealed(envelope, [BOB])
+    assert opened is not None and opened.title == "seeded"

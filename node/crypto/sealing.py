@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 import nacl.bindings
 import nacl.exceptions
-import nacl.public
 import nacl.signing
 
 from node._pb.alertmesh.v1 import alert_pb2
@@ -44,11 +44,17 @@ def associated_data(origin: bytes, seq: int, recipients: list[bytes]) -> bytes:
 
 
 def seal(
-    content: alert_pb2.Alert, *, origin: bytes, seq: int, recipients: list[bytes]
+    content: alert_pb2.Alert,
+    *,
+    origin: bytes,
+    seq: int,
+    recipients: list[bytes],
+    random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> alert_pb2.SealedContent:
-    """Encrypt `content` (an Alert holding only content fields) for `recipients`."""
-    key = os.urandom(KEY_BYTES)
-    nonce = os.urandom(NONCE_BYTES)
+    """Encrypt `content` (an Alert holding only content fields) for `recipients`.
+    `random_bytes` is os.urandom, except in the simulator, whose runs replay a seed."""
+    key = random_bytes(KEY_BYTES)
+    nonce = random_bytes(NONCE_BYTES)
     ciphertext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
         content.SerializeToString(deterministic=True),
         associated_data(origin, seq, recipients),
