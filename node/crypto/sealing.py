@@ -61,13 +61,22 @@ def seal(
         nonce,
         key,
     )
-    wrapped = [
-        nacl.public.SealedBox(nacl.signing.VerifyKey(recipient).to_curve25519_public_key()).encrypt(
-            key
-        )
-        for recipient in recipients
-    ]
+    wrapped = [_sealed_box(key, recipient, random_bytes) for recipient in recipients]
     return alert_pb2.SealedContent(nonce=nonce, ciphertext=ciphertext, wrapped_keys=wrapped)
+
+
+def _sealed_box(message: bytes, recipient: bytes, random_bytes: Callable[[int], bytes]) -> bytes:
+    """libsodium's crypto_box_seal, with the ephemeral key from `random_bytes`:
+    epk || crypto_box(message, nonce = BLAKE2b-24(epk || pk), pk, esk). It opens with
+    nacl.public.SealedBox (Identity.open_sealed_box)."""
+    public = bytes(nacl.signing.VerifyKey(recipient).to_curve25519_public_key())
+    ephemeral_secret = random_bytes(32)
+    ephemeral_public = nacl.bindings.crypto_scalarmult_base(ephemeral_secret)
+    nonce = nacl.bindings.crypto_generichash_blake2b_salt_personal(
+        ephemeral_public + public, digest_size=nacl.bindings.crypto_box_NONCEBYTES
+    )
+    boxed = nacl.bindings.crypto_box(message, nonce, public, ephemeral_secret)
+    return ephemeral_public + boxed
 
 
 def open_sealed(envelope: alert_pb2.Alert, identities: list[Identity]) -> alert_pb2.Alert | None:
