@@ -10,8 +10,9 @@ The pipeline:
    no indicator at all is refused with the reason. Values that would only be `other`
    are refused unless written `other:VALUE`. Good values are grouped into alerts of
    --per-alert indicators that share their metadata (source first, flags second). Each
-   alert's client_request_id is the SHA-256 of its content, so importing the same
-   input again adds nothing.
+   alert's client_request_id is the SHA-256 of its content (values and metadata; a
+   default title, which names the file, is left out), so importing the same values
+   again, from the same file or another, adds nothing.
 3. publish: PublishBatch calls of BATCH_ALERTS alerts; a progress bar on a terminal,
    plain progress lines otherwise.
 
@@ -219,7 +220,8 @@ def plan(alerts: Sequence[ImportedAlert], defaults: Defaults) -> Plan:
                 title = f"{title} ({i}/{len(chunks)})"
             elif not (alert.title or defaults.title) and total > 1:
                 title = f"{title} ({number}/{total})"
-            out.requests.append(_request(alert, meta, title, [ind for ind, _ in chunk]))
+            named = bool(alert.title or defaults.title)
+            out.requests.append(_request(alert, meta, title, [i for i, _ in chunk], named))
             out.wheres.append(_span([where for _, where in chunk]))
     return out
 
@@ -264,14 +266,18 @@ def _chunks(
 
 
 def _request(
-    alert: ImportedAlert, meta: _Meta, title: str, found: list[indicators.Indicator]
+    alert: ImportedAlert,
+    meta: _Meta,
+    title: str,
+    found: list[indicators.Indicator],
+    named: bool,  # False: a default title, which names the file and is left out of the id
 ) -> api.PublishRequest:
     request = api.PublishRequest(
         category=alert_pb2.Category.ValueType(meta.category),
         severity=alert_pb2.Severity.ValueType(meta.severity),
         tlp=alert_pb2.Tlp.ValueType(meta.tlp),
         confidence=meta.confidence,
-        title=title[: DEFAULT_LIMITS.max_title_chars],
+        title=title[: DEFAULT_LIMITS.max_title_chars] if named else "",
         description=alert.description or "",
         references=alert.references,
         expires_at_ms=alert.expires_at_ms or 0,
@@ -282,6 +288,7 @@ def _request(
     # The same content gets the same id: importing it again finds the first alert.
     content = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
     request.client_request_id = f"import:{content}"
+    request.title = title[: DEFAULT_LIMITS.max_title_chars]
     return request
 
 
