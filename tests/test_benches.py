@@ -17,6 +17,7 @@ COMMANDS = [
     "bench/indicator_bench.py --rounds 1 --values 200",
     "bench/node_bench.py --alerts 1000 --check-store 1500 --rounds 1 --verify-seconds 0.2"
     " --check-calls 3 --check-values 100",
+    "bench/import_bench.py --indicators 1000 --bad 3",
 ]
 
 
