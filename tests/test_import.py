@@ -231,3 +231,28 @@ def test_sniffing_and_planning_without_a_node() -> None:
         r.client_request_id for r in work.requests
     ]
     assert len({r.client_request_id for r in work.requests}) == 3
+
+
+def test_published_host_names_are_found_by_the_spellings_a_browser_uses(node: NodeProcess) -> None:
+    alertmesh(
+        "publish", "--node", node.address, "--category", "phishing", "--title", "spellings",
+        "--indicator", "ether_promo.kissr.com", "--indicator", "FAß.example.",
+    )  # fmt: skip
+    assert flagged(
+        node,
+        "ETHER_PROMO.kissr.com.",
+        "https://ether_promo.kissr.com/claim",
+        "faß.example",
+        "https://www.xn--fa-hia.example/",
+        "bob@FAß.example",
+    ) == dict.fromkeys(
+        [
+            "ETHER_PROMO.kissr.com.",
+            "https://ether_promo.kissr.com/claim",
+            "faß.example",
+            "https://www.xn--fa-hia.example/",
+            "bob@FAß.example",
+        ],
+        True,
+    )
+    assert flagged(node, "fass.example") == {"fass.example": False}
