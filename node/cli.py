@@ -232,6 +232,12 @@ async def cmd_publish(client: AlertClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_import(client: AlertClient, args: argparse.Namespace) -> int:
+    from node.interchange.importer import run_import
+
+    return await run_import(client, args)
+
+
 async def cmd_get(client: AlertClient, args: argparse.Namespace) -> int:
     try:
         alert_id = bytes.fromhex(args.id)
@@ -586,6 +592,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=_time_arg, help="expiry (ISO 8601 or Unix ms)")
     p.add_argument("--request-id", help="idempotency key: a retry returns the first alert")
     p.add_argument("--json", action="store_true", help="also print the alert as JSON")
+
+    p = client_command("import", "publish the values of a list, CSV, STIX or MISP file", cmd_import)
+    p.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="input (- : stdin)")
+    p.add_argument("--format", choices=["list", "csv", "stix", "misp"], help="default: sniffed")
+    p.add_argument("--category", type=_choice(CATEGORY_NAMES, "category"), help="default other")
+    p.add_argument("--severity", type=_choice(SEVERITY_NAMES, "severity"), help="default medium")
+    p.add_argument("--tlp", type=_choice(TLP_NAMES, "tlp"), help="default green")
+    p.add_argument("--title", help='default "Imported from FILE (n/N)"')
+    p.add_argument("--confidence", type=int, choices=range(101), metavar="0-100")
+    p.add_argument("--per-alert", type=int, default=25, help="indicators per alert (1-256)")
 
     p = client_command("get", "print one alert", cmd_get)
     p.add_argument("id", help="alert id (hex)")
