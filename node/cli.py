@@ -291,6 +291,22 @@ async def cmd_search(client: AlertClient, args: argparse.Namespace) -> int:
             return 0
 
 
+async def cmd_export(client: AlertClient, args: argparse.Namespace) -> int:
+    from node.interchange.export import fetch, render, select
+
+    chosen = select(await fetch(client, _filter(args)), include_amber=args.include_amber)
+    stats = await client.stats()
+    sys.stdout.write(render(args.format, chosen.alerts, node_name=stats.node_name))
+    withheld = ", ".join(f"{n} {tlp}" for tlp, n in sorted(chosen.withheld.items()))
+    print(f"exported {len(chosen.alerts)} alerts as {args.format}", file=sys.stderr)
+    if args.include_amber:
+        print("--include-amber: TLP:AMBER alerts are in this export; keep it inside your "
+              "organisation (and its clients, not for AMBER+STRICT)", file=sys.stderr)  # fmt: skip
+    if withheld:
+        print(f"not exported under the TLP rules: {withheld}", file=sys.stderr)
+    return 0
+
+
 async def cmd_watch(client: AlertClient, args: argparse.Namespace) -> int:
     request = api.SubscribeRequest(
         filter=_filter(args), cursor=args.cursor or "", from_start=args.from_start
@@ -572,6 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_command("search", "list stored alerts, newest first", cmd_search)
     _add_filter_args(p)
     p.add_argument("--limit", type=int, default=50)
+
+    p = client_command("export", "stored alerts as STIX 2.1, MISP or CSV, to stdout", cmd_export)
+    _add_filter_args(p)
+    p.add_argument("--format", choices=("stix", "misp", "csv"), default="stix")
+    p.add_argument(
+        "--include-amber",
+        action="store_true",
+        help="also export TLP:AMBER and AMBER+STRICT alerts (for your own organisation)",
+    )
 
     p = client_command("watch", "stream new alerts as they arrive", cmd_watch)
     _add_filter_args(p)
