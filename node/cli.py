@@ -176,9 +176,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"listening on {endpoints.api}", flush=True)
         if endpoints.peer:
             print(f"peers on {endpoints.peer}", flush=True)
+        if endpoints.taxii:
+            print(f"taxii on {endpoints.taxii}", flush=True)
 
     asyncio.run(
-        run_node(config, api_listen=args.listen, peer_listen=args.peer_listen, on_ready=ready)
+        run_node(
+            config,
+            api_listen=args.listen,
+            peer_listen=args.peer_listen,
+            taxii_listen=args.taxii_listen,
+            on_ready=ready,
+        )
     )
     return 0
 
@@ -545,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", required=True)
     p.add_argument("--listen", help="client API HOST:PORT (port 0: pick a free port)")
     p.add_argument("--peer-listen", help="peer HOST:PORT (overrides the config)")
+    p.add_argument("--taxii-listen", help="serve a read-only TAXII 2.1 collection on HOST:PORT")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_run)
 
