@@ -300,3 +300,41 @@ def test_csv_has_one_row_per_indicator() -> None:
     assert rows[1].startswith(
         f"{(bytes([1]) * 32).hex()},acme,phishing,high,green,Fake airdrop #1,"
     )
+
+
+async def test_taxii_server_refuses_without_a_token_and_stops_cleanly() -> None:
+    import asyncio
+
+    from node.core.errors import Unauthenticated
+    from node.interchange.taxii import TaxiiServer
+
+    def authorize(header: str | None) -> None:
+        if header != "Bearer good":
+            raise Unauthenticated("this node does not know that token")
+
+    async def page(cursor: int, limit: int) -> list[api.StoredAlert]:
+        return [s for s in [stored(1), stored(2)] if int(s.cursor or 0) > cursor][:limit]
+
+    server = TaxiiServer(page, authorize=authorize)
+    address = await server.start("127.0.0.1", 0)
+    task = asyncio.create_task(server.serve())
+
+    async def get(path: str, token: str | None) -> tuple[str, str]:
+        host, port = address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+        raw = (await reader.read()).decode()
+        writer.close()
+        head, _, body = raw.partition("\r\n\r\n")
+        return head.splitlines()[0], body
+
+    status, _ = await get("/taxii2/", None)
+    assert status.startswith("HTTP/1.1 401")
+    status, body = await get("/taxii2/", "good")
+    assert status.startswith("HTTP/1.1 200") and json.loads(body)["api_roots"] == ["/alertmesh/"]
+    status, _ = await get("/nowhere/", "good")
+    assert status.startswith("HTTP/1.1 404")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
