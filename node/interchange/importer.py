@@ -203,6 +203,9 @@ def plan(alerts: Sequence[ImportedAlert], defaults: Defaults) -> Plan:
             out.refused += [Refusal(i.where, i.value, str(exc)) for i in alert.indicators]
             continue
         for found in alert.indicators:
+            if found.refused:  # the reader's own word: no type for it here
+                out.refused.append(Refusal(found.where, found.value, found.refused))
+                continue
             try:
                 good.setdefault(indicator_of(found), found.where)
             except InvalidIndicator as exc:
