@@ -195,9 +195,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"listening on {endpoints.api}", flush=True)
         if endpoints.peer:
             print(f"peers on {endpoints.peer}", flush=True)
+        if endpoints.taxii:
+            print(f"taxii on {endpoints.taxii}", flush=True)
 
     asyncio.run(
-        run_node(config, api_listen=args.listen, peer_listen=args.peer_listen, on_ready=ready)
+        run_node(
+            config,
+            api_listen=args.listen,
+            peer_listen=args.peer_listen,
+            taxii_listen=args.taxii_listen,
+            on_ready=ready,
+        )
     )
     return 0
 
@@ -230,6 +238,12 @@ async def cmd_publish(client: AlertClient, args: argparse.Namespace) -> int:
         print(json.dumps({**alert_dict(response.alert), "duplicate": response.duplicate}))
     print(response.id.hex())
     return 0
+
+
+async def cmd_import(client: AlertClient, args: argparse.Namespace) -> int:
+    from node.interchange.importer import run_import
+
+    return await run_import(client, args)
 
 
 async def cmd_get(client: AlertClient, args: argparse.Namespace) -> int:
@@ -309,6 +323,22 @@ async def cmd_search(client: AlertClient, args: argparse.Namespace) -> int:
         token = page.next_page_token
         if not token or shown >= args.limit:
             return 0
+
+
+async def cmd_export(client: AlertClient, args: argparse.Namespace) -> int:
+    from node.interchange.export import fetch, render, select
+
+    chosen = select(await fetch(client, _filter(args)), include_amber=args.include_amber)
+    stats = await client.stats()
+    sys.stdout.write(render(args.format, chosen.alerts, node_name=stats.node_name))
+    withheld = ", ".join(f"{n} {tlp}" for tlp, n in sorted(chosen.withheld.items()))
+    print(f"exported {len(chosen.alerts)} alerts as {args.format}", file=sys.stderr)
+    if args.include_amber:
+        print("--include-amber: TLP:AMBER alerts are in this export; keep it inside your "
+              "organisation (and its clients, not for AMBER+STRICT)", file=sys.stderr)  # fmt: skip
+    if withheld:
+        print(f"not exported under the TLP rules: {withheld}", file=sys.stderr)
+    return 0
 
 
 async def cmd_watch(client: AlertClient, args: argparse.Namespace) -> int:
@@ -549,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", required=True)
     p.add_argument("--listen", help="client API HOST:PORT (port 0: pick a free port)")
     p.add_argument("--peer-listen", help="peer HOST:PORT (overrides the config)")
+    p.add_argument("--taxii-listen", help="serve a read-only TAXII 2.1 collection on HOST:PORT")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_run)
 
@@ -587,6 +618,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-id", help="idempotency key: a retry returns the first alert")
     p.add_argument("--json", action="store_true", help="also print the alert as JSON")
 
+    p = client_command("import", "publish the values of a list, CSV, STIX or MISP file", cmd_import)
+    p.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="input (- : stdin)")
+    p.add_argument("--format", choices=["list", "csv", "stix", "misp"], help="default: sniffed")
+    p.add_argument("--category", type=_choice(CATEGORY_NAMES, "category"), help="default other")
+    p.add_argument("--severity", type=_choice(SEVERITY_NAMES, "severity"), help="default medium")
+    p.add_argument("--tlp", type=_choice(TLP_NAMES, "tlp"), help="default green")
+    p.add_argument("--title", help='default "Imported from FILE (n/N)"')
+    p.add_argument("--confidence", type=int, choices=range(101), metavar="0-100")
+    p.add_argument("--per-alert", type=int, default=25, help="indicators per alert (1-256)")
+
     p = client_command("get", "print one alert", cmd_get)
     p.add_argument("id", help="alert id (hex)")
     p.add_argument("--json", action="store_true")
@@ -599,6 +640,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_command("search", "list stored alerts, newest first", cmd_search)
     _add_filter_args(p)
     p.add_argument("--limit", type=int, default=50)
+
+    p = client_command("export", "stored alerts as STIX 2.1, MISP or CSV, to stdout", cmd_export)
+    _add_filter_args(p)
+    p.add_argument("--format", choices=("stix", "misp", "csv"), default="stix")
+    p.add_argument(
+        "--include-amber",
+        action="store_true",
+        help="also export TLP:AMBER and AMBER+STRICT alerts (for your own organisation)",
+    )
 
     p = client_command("watch", "stream new alerts as they arrive", cmd_watch)
     _add_filter_args(p)

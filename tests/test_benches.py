@@ -18,6 +18,7 @@ COMMANDS = [
     "bench/node_bench.py --alerts 1000 --check-store 1500 --rounds 1 --verify-seconds 0.2"
     " --check-calls 3 --check-values 100",
     "bench/tls_bench.py --rounds 1 --warmup 10 --seconds 1 --rate 20 --burst 40 --burst-offset -1",
+    "bench/import_bench.py --indicators 1000 --bad 3",
 ]
 
 

@@ -347,7 +347,24 @@ VALID_DOMAINS = [
     ("BÜCHER.example.", "xn--bcher-kva.example"),
     ("xn--bcher-kva.example", "xn--bcher-kva.example"),
     ("ｅｖｉｌ．ｅｘａｍｐｌｅ", "evil.example"),  # full-width letters and dot
+    # Underscores below the registrable domain: host names browsers resolve.
+    ("ether_promo.kissr.com", "ether_promo.kissr.com"),
+    ("Ether_Promo.KISSR.com.", "ether_promo.kissr.com"),
+    ("_dmarc.a_b.evil.example", "_dmarc.a_b.evil.example"),
+    ("ether_promo.bücher.example", "ether_promo.xn--bcher-kva.example"),
+    # UTS #46 non-transitional / IDNA 2008, as browsers map names (not IDNA 2003).
+    ("faß.example", "xn--fa-hia.example"),
+    ("FAß.example.", "xn--fa-hia.example"),
+    ("fass.example", "fass.example"),
 ]
+
+
+def test_international_names_are_mapped_by_idna_2008_not_the_stdlib_idna_2003_codec() -> None:
+    """The stdlib codec maps ß to ss: a victim's browser would visit another domain."""
+    assert "faß.example".encode("idna") == b"fass.example"  # what the codec would store
+    assert normalize(DOMAIN, "faß.example").value == "xn--fa-hia.example"
+    assert normalize(URL, "https://FAß.example/x").value == "https://xn--fa-hia.example/x"
+    assert normalize(EMAIL, "bob@faß.example").value == "bob@xn--fa-hia.example"
 
 
 @pytest.mark.parametrize(("spelling", "canonical"), VALID_DOMAINS)
@@ -361,7 +378,10 @@ def test_domain_spellings_normalise_to_one_form(spelling: str, canonical: str) -
         ("localhost", "at least two labels"),
         ("evil..example", "label '' is not"),
         ("evil.example..", "label '' is not"),
-        ("evil_site.example", "label 'evil_site'"),
+        ("evil_site.example", "label 'evil_site' has an underscore"),
+        ("login.evil_site.example", "label 'evil_site' has an underscore"),
+        ("evil.ex_ample", "label 'ex_ample' has an underscore"),
+        ("☃.example", "IDNA 2008"),  # a symbol: IDNA 2003 took it, IDNA 2008 does not
         ("a" * 64 + ".example", "1-63"),
         (".".join(["a" * 60] * 5), "at most 253"),
         ("1.2.3.4", "ip:"),
@@ -594,6 +614,10 @@ def test_canonical_values_are_stable_and_round_trip_through_text(type_: int, val
         ("*.evil.example", "domain:evil.example"),
         ("bücher.example", "domain:xn--bcher-kva.example"),
         ("Domain:EVIL.example", "domain:evil.example"),
+        ("ether_promo.kissr.com", "domain:ether_promo.kissr.com"),
+        ("FAß.example.", "domain:xn--fa-hia.example"),
+        ("https://ether_promo.kissr.com/x", "url:https://ether_promo.kissr.com/x"),
+        ("evil_site.example", "other:evil_site.example"),  # not a host name
         ("other:https://evil.example", "other:https://evil.example"),
         ("scam_bot", "other:scam_bot"),
         (TRON, f"other:{TRON}"),  # tron and solana accounts need their chain
@@ -672,6 +696,11 @@ def flagged_by(flagged: str, asked: str) -> bool:
         ("evil.example", "notevil.example", False),
         ("evil.example", "evil.example.org", False),
         ("bücher.example", "https://xn--bcher-kva.example/", True),
+        ("ether_promo.kissr.com", "HTTPS://Ether_Promo.kissr.com./claim", True),
+        ("ether_promo.kissr.com", "kissr.com", False),
+        ("FAß.example.", "xn--fa-hia.example", True),
+        ("faß.example", "https://login.faß.example/", True),
+        ("faß.example", "fass.example", False),
         # A flagged URL matches its own spellings, not its whole site.
         ("https://evil.example/claim", "HTTPS://EVIL.EXAMPLE:443/claim#top", True),
         ("https://evil.example/claim?id=%7e1", "https://evil.example/claim?id=~1", True),

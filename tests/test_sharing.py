@@ -132,6 +132,8 @@ def test_tlp_table() -> None:
     assert not exportable(alert_pb2.TLP_AMBER)
     assert exportable(alert_pb2.TLP_AMBER_STRICT, include_amber=True)
     assert not exportable(alert_pb2.TLP_RED, include_amber=True)
+    assert not exportable(alert_pb2.TLP_GREEN, encrypted=True)
+    assert not exportable(alert_pb2.TLP_UNSPECIFIED)
     assert "this organisation only" in handling(alert_pb2.TLP_AMBER_STRICT)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
-from node.core.alerts import AlertRecord
+from node.core.alerts import AlertRecord, make_record
 from node.core.errors import ConfigError
 from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
 from node.store.base import AlertStore
@@ -496,3 +496,59 @@ async def test_a_put_is_visible_to_reads_at_once_under_concurrent_reads(store: A
         stop.set()
         await asyncio.gather(*readers)
     assert all(seen)
+
+
+async def test_schema_6_reindexes_international_host_names_as_idna_2008_maps_them(
+    tmp_path: Path,
+) -> None:
+    """A store written when domains were mapped by IDNA 2003 (faß -> fass): on upgrade
+    the keys of held alerts are recomputed from their signed bodies, which stay as they
+    are, so a lookup finds them in the spelling a browser visits."""
+    author = Author()
+    raw = [
+        (DOMAIN, "FAß.example."),
+        (indicators.URL, "https://faß.example/claim"),
+        (indicators.EMAIL, "bob@faß.example"),
+    ]
+    international = author.record(indicators=raw)
+    plain = author.record(indicators=[(DOMAIN, "plain.example")])
+    # An IDNA 2003 name that IDNA 2008 refuses (a symbol): it keeps its old keys.
+    snowman_alert = author.alert(indicators=[(DOMAIN, "☃.example")])
+    signed = author.sign(snowman_alert)
+    snowman = make_record(signed.body, signed.signature, snowman_alert, ("d:xn--n3h.example",))
+    old_keys = {  # what schema 5 stored (the stdlib codec's IDNA 2003)
+        international.id: ("d:fass.example", "u:https://fass.example/claim", "e:bob@fass.example"),
+    }
+    async with SqliteStore(tmp_path / "a.db") as store:
+        await store.put([international, plain, snowman], now_ms=now_ms())
+    with sqlite3.connect(tmp_path / "a.db") as db:  # rewind it to the schema 5 index
+        for alert_id, old in old_keys.items():
+            [(seq, new)] = db.execute(
+                "SELECT local_seq, index_keys FROM alerts WHERE id = ?", (alert_id,)
+            ).fetchall()
+            db.executemany(
+                f"DELETE FROM {KEY_LEVELS[0]} WHERE key = ? AND local_seq = ?",
+                [(sqlite_writer.key_hash(k), seq) for k in new.split(sqlite_writer.KEY_SEP)],
+            )
+            db.executemany(
+                f"INSERT INTO {KEY_LEVELS[0]} VALUES (?, ?)",
+                [(sqlite_writer.key_hash(k), seq) for k in old],
+            )
+            db.execute(
+                "UPDATE alerts SET index_keys = ? WHERE local_seq = ?",
+                (sqlite_writer.KEY_SEP.join(old), seq),
+            )
+        db.execute("PRAGMA user_version = 5")
+    async with SqliteStore(tmp_path / "a.db") as store:
+        for spelling in ("faß.example", "https://login.FAß.example/", "bob@faß.example"):
+            found = await store.lookup(keys(spelling), now_ms=now_ms())
+            assert {s.record.id for hits in found.values() for s in hits} == {international.id}
+        assert await store.lookup(keys("fass.example"), now_ms=now_ms()) == {}
+        got = await store.get(international.id)
+        assert got is not None and got.record.body == international.body  # signed, unchanged
+        assert got.record.index_keys == international.index_keys
+        for spelling, record in (("plain.example", plain), ("xn--n3h.example", snowman)):
+            found = await store.lookup(keys(spelling), now_ms=now_ms())
+            assert [s.record.id for hits in found.values() for s in hits] == [record.id]
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (6,)

@@ -80,6 +80,12 @@ path = "roster.toml"
 # Private key, mode 0600. Never share it; the public key is in identity.pub.
 key = "identity.key"
 
+[taxii]
+# A read-only TAXII 2.1 server of this member's exportable alerts (docs/interchange.md),
+# off while empty. On loopback it may run without TLS; any other address uses the
+# node's TLS key and certificate and needs api.auth = "token" (a token of scope read).
+listen = ""
+
 [tls]
 # The node's TLS key (mode 0600) and self-signed certificate, created by init (or on
 # the first start of an older home). Other members pin the certificate in their roster.
@@ -104,6 +110,7 @@ class Config:
     api_tls: bool = False
     api_auth: str = AUTH_NONE
     api_tokens_path: Path = Path("tokens.json")
+    taxii_listen: str = ""  # empty: no TAXII server
 
     @classmethod
     def load(cls, home: Path) -> Config:
@@ -159,6 +166,7 @@ class Config:
             api_tls=api_tls,
             api_auth=str(api_auth),
             api_tokens_path=home / text(api, "tokens", "tokens.json"),
+            taxii_listen=_optional_text(section("taxii"), "listen", path),
         )
 
     def identity(self) -> Identity:
@@ -174,6 +182,13 @@ class Config:
         except OSError as exc:
             raise ConfigError(f"cannot read roster {self.roster_path}: {exc.strerror}") from exc
         return Roster.from_toml(text, str(self.roster_path))
+
+
+def _optional_text(sec: dict[str, object], key: str, path: Path) -> str:
+    value = sec.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {key} must be a string")
+    return value
 
 
 def init_home(

@@ -52,6 +52,7 @@ SHUTDOWN_GRACE_S = 3.0
 class Endpoints:
     api: str
     peer: str
+    taxii: str = ""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -104,6 +105,7 @@ async def run_node(
     *,
     api_listen: str | None = None,
     peer_listen: str | None = None,
+    taxii_listen: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     on_ready: Callable[[Endpoints], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -189,6 +191,13 @@ async def run_node(
         peer_address = bind(
             peer_server, peer_listen or config.peer_listen, "peers", peer_credentials
         )
+        taxii, taxii_address = None, ""
+        if taxii_listen or config.taxii_listen:
+            from node.app.taxii_app import start_taxii
+
+            taxii, taxii_address = await start_taxii(
+                config, node, taxii_listen or config.taxii_listen
+            )
         await server.start()
         await peer_server.start()
         for service in ("", ALERT_SERVICE.full_name):
@@ -198,12 +207,15 @@ async def run_node(
         loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
         log.info("node %s serving the client API on %s", config.name, api_address)
         if on_ready:
-            on_ready(Endpoints(api=api_address, peer=peer_address))
+            on_ready(Endpoints(api=api_address, peer=peer_address, taxii=taxii_address))
         try:
             async with asyncio.TaskGroup() as tg:
                 peer_task = tg.create_task(peers.run(), name="peers")
+                taxii_task = taxii and tg.create_task(taxii.serve(), name="taxii")
                 await stop.wait()
                 peer_task.cancel()
+                if taxii_task:
+                    taxii_task.cancel()
         finally:
             log.info("shutting down")
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -47,6 +47,16 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchItemResult:
+    """One item of publish_batch: the alert's id (the first one's for a retried request),
+    or the error that refused the item."""
+
+    id: bytes = b""
+    duplicate: bool = False
+    error: AlertmeshError | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     query: str
     indicator: indicators.Indicator | None
@@ -167,10 +177,76 @@ class AlertNode:
         finally:
             del self._requests[request_id]
 
-    async def _publish_new(
-        self, draft: alert_pb2.Alert, request_id: str, recipients: list[bytes]
-    ) -> Stored:
-        now = self.clock()
+    async def publish_batch(
+        self, items: Sequence[tuple[alert_pb2.Alert, str]]
+    ) -> list[BatchItemResult]:
+        """Sign and store many new alerts, (draft, client request id) each, in one store
+        commit. Each item succeeds or fails on its own; a request id seen before (also
+        earlier in the same batch) answers with the first alert's id."""
+        if len(items) > self.limits.max_batch:
+            raise LimitExceeded(
+                f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
+            )
+        loop = asyncio.get_running_loop()
+        results: list[BatchItemResult | None] = [None] * len(items)
+        waiting: list[tuple[int, asyncio.Future[bytes]]] = []  # retries of pending requests
+        mine: dict[str, asyncio.Future[bytes]] = {}
+        try:
+            fresh: list[int] = []
+            for i, (_, request_id) in enumerate(items):
+                if not request_id:
+                    fresh.append(i)
+                elif (pending := self._requests.get(request_id)) is not None:
+                    waiting.append((i, pending))
+                else:
+                    mine[request_id] = self._requests[request_id] = loop.create_future()
+                    if existing := await self.store.request(request_id):
+                        mine[request_id].set_result(existing)
+                        results[i] = BatchItemResult(existing, duplicate=True)
+                    else:
+                        fresh.append(i)
+            now = self.clock()
+            records: list[tuple[int, AlertRecord]] = []
+            for i in fresh:
+                try:
+                    records.append((i, self._sign_new(items[i][0], now)))
+                except AlertmeshError as exc:
+                    results[i] = BatchItemResult(error=exc)
+            # One put per alert, for its request id; all are queued before the writer runs,
+            # so they share one group commit.
+            await asyncio.gather(
+                *(self.store.put([r], now_ms=now, request_id=items[i][1]) for i, r in records)
+            )
+            for i, record in records:
+                results[i] = BatchItemResult(record.id)
+            self.counters.add("published", len(records))
+            if records:
+                self._accepted([r for _, r in records], None)
+            for i in fresh:  # answer retries of these requests, here or in other calls
+                done, future = results[i], mine.get(items[i][1])
+                if future is not None and done is not None:
+                    if done.error is not None:  # refused: a later retry may publish it anew
+                        future.set_exception(done.error)
+                        future.exception()
+                    else:
+                        future.set_result(done.id)
+            for i, pending in waiting:
+                try:
+                    results[i] = BatchItemResult(await asyncio.shield(pending), duplicate=True)
+                except AlertmeshError as exc:
+                    results[i] = BatchItemResult(error=exc)
+        finally:
+            for request_id, future in mine.items():
+                if not future.done():
+                    future.cancel()
+                del self._requests[request_id]
+        return [r if r is not None else BatchItemResult() for r in results]
+
+    def _sign_new(
+        self, draft: alert_pb2.Alert, now: int, recipients: Sequence[bytes] = ()
+    ) -> AlertRecord:
+        """Normalise, chain, validate and sign a draft as this node's next alert,
+        encrypted to `recipients` (member keys, this node's last) if any."""
         alert = alert_pb2.Alert()
         alert.CopyFrom(draft)
         for i, ind in enumerate(alert.indicators):
@@ -184,15 +260,22 @@ class AlertNode:
         alert.prev = self._own_head
         alert.recipients.extend(recipients)  # what this node, a recipient, indexes
         keys = alerts.validate(alert, now_ms=now, limits=self.limits, encrypted=bool(recipients))
-        signed = self.sharing.envelope(alert, recipients) if recipients else alert
+        signed = self.sharing.envelope(alert, list(recipients)) if recipients else alert
         body = signed.SerializeToString(deterministic=True)
         if len(body) > self.limits.max_body_bytes:
             raise LimitExceeded(
                 f"the alert is {len(body)} bytes; the limit is {self.limits.max_body_bytes}"
             )
         record = alerts.make_record(body, sign_alert(self.identity, body), alert, keys)
-        # The seq is taken before the first await so concurrent publishes chain correctly.
         self._own_seq, self._own_head = record.seq, record.id
+        return record
+
+    async def _publish_new(
+        self, draft: alert_pb2.Alert, request_id: str, recipients: list[bytes]
+    ) -> Stored:
+        now = self.clock()
+        # The seq is taken before the first await so concurrent publishes chain correctly.
+        record = self._sign_new(draft, now, recipients)
         await self.store.put([record], now_ms=now, request_id=request_id)
         self.counters.add("published")
         if recipients:

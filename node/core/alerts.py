@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
 from node.core.errors import InvalidAlert, InvalidIndicator, LimitExceeded
-from node.core.limits import Limits
+from node.core.limits import DEFAULT_LIMITS, Limits
 
 ID_BYTES = 32
 KEY_BYTES = 32
@@ -185,6 +185,12 @@ def validate(
         )
     if alert.HasField("succession"):
         _check_succession(alert)
+    return indicator_keys(alert, limits)
+
+
+def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
+    """The store keys of an alert's indicators (each normalised strictly); the error of
+    the first indicator that is not valid."""
     keys: list[str] = []
     for i, ind in enumerate(alert.indicators):
         _check_len(f"indicator {i}", ind.value, limits.max_indicator_chars)

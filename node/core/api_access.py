@@ -39,6 +39,7 @@ METHOD_SCOPES: dict[str, Scope] = {
     "Subscribe": Scope.READ,
     "GetStats": Scope.READ,
     "Publish": Scope.PUBLISH,
+    "PublishBatch": Scope.PUBLISH,
     "Ingest": Scope.PUBLISH,
     "IngestStream": Scope.PUBLISH,
     "ReloadRoster": Scope.ADMIN,

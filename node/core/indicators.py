@@ -9,9 +9,17 @@ max_indicator_chars (2048), is invalid. The rules per type:
 address  CAIP-10 `CHAIN:ACCOUNT`, or a bare EVM or bitcoin account meaning "on every
          chain of its family". Chains, aliases and per-chain rules: node/core/blockchains.py.
 tx       `CHAIN:TXHASH`, or a bare EVM (0x + 64 hex) or bitcoin (64 hex) hash.
-domain   lower case, IDNA 2003 (stdlib codec) to punycode, `[.]` defanging undone, one
-         trailing dot and a leading `*.` stripped. At least two labels; each 1-63 letters,
-         digits or hyphens; at most 253 characters; the last label is not all digits.
+domain   `[.]` defanging undone, one trailing dot and a leading `*.` stripped, lower case.
+         A name with non-ASCII characters is mapped as browsers map it: UTS #46 mapping
+         (non-transitional, so `faß` stays `faß`), then each non-ASCII label to its IDNA
+         2008 A-label (`faß.example` -> `xn--fa-hia.example`; the stdlib's IDNA 2003 codec
+         would give `fass.example`, another domain). At least two labels; each 1-63
+         letters, digits, hyphens or underscores; at most 253 characters; the last label
+         is not all digits (that is an IP address: write ip:). An underscore may appear
+         only below the registrable domain, i.e. not in the last two labels
+         (`ether_promo.kissr.com` is a host name browsers resolve; `a_b.com` cannot be
+         registered). Without a public-suffix list "the last two" is the rule, so
+         `x_y.co.uk` passes too.
 url      http/https only (hxxp/hxxps and `[.]` in the host are undone). Scheme and host
          lower case (the host normalised like a domain, or an IP literal), default port
          dropped, empty path -> "/", fragment dropped. In path and query, escapes are
@@ -48,6 +56,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
+
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import blockchains as chains
 from node.core.errors import InvalidIndicator
@@ -71,8 +81,8 @@ _NAME_OF_TYPE = {value: name for name, value in TYPE_NAMES.items()}
 
 MAX_VALUE_CHARS = DEFAULT_LIMITS.max_indicator_chars
 
-_DOMAIN_FAST = re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+")
-_LABEL = re.compile(r"[a-z0-9-]{1,63}")
+_DOMAIN_FAST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})+")
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 _URL_SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _AUTHORITY_END = re.compile(r"[/?#]")
 _IPV4_SHAPE = re.compile(r"[0-9.]+")
@@ -89,7 +99,7 @@ _HANDLE_SHAPE = re.compile(r"(?:[a-zA-Z][a-zA-Z0-9._-]{0,31}:)?@[^\s:]+")
 _EVM_PREFIX = r"(?:[eE][iI][pP]155:[1-9][0-9]{0,29}:)?0[xX]"
 _PLAIN_EVM_ACCOUNT = re.compile(rf"{_EVM_PREFIX}[0-9a-fA-F]{{40}}")
 _PLAIN_EVM_TX = re.compile(rf"{_EVM_PREFIX}[0-9a-fA-F]{{64}}")
-_PLAIN_HOST = re.compile(r"[a-zA-Z0-9-]{1,63}(?:(?:\.|\[\.\])[a-zA-Z0-9-]{1,63})+\.?")
+_PLAIN_HOST = re.compile(r"[a-zA-Z0-9_-]{1,63}(?:(?:\.|\[\.\])[a-zA-Z0-9_-]{1,63})+\.?")
 # An ASCII "mailto:" at most, and no "?…", "[at]" or second "@" to undo.
 _PLAIN_EMAIL = re.compile(
     rf"(?:[mM][aA][iI][lL][tT][oO]:)?([^\s@?:\[]{{1,64}})@({_PLAIN_HOST.pattern})"
@@ -328,15 +338,12 @@ def _hostname(text: str, *, wildcard: bool = False) -> str:
     if _PLAIN_HOST.fullmatch(text) and (host := _plain_hostname(text)) is not None:
         return host  # ASCII labels: the steps below only undo case, [.] and a final dot
     host = text.replace("[.]", ".").lower()
+    if not host.isascii():
+        host = _idna_host(host)
     if host.endswith("."):
         host = host[:-1]
     if wildcard and host.startswith("*."):
         host = host[2:]
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise _Reason("not a valid internationalised domain name") from None
     if "/" in host or ":" in host:
         raise _Reason("a domain is a host name only, without scheme, port or path (see url:)")
     if len(host) > 253:
@@ -346,17 +353,47 @@ def _hostname(text: str, *, wildcard: bool = False) -> str:
         if len(labels) < 2:
             raise _Reason("a domain has at least two labels, e.g. evil.example")
         bad = next((label for label in labels if not _LABEL.fullmatch(label)), host)
-        raise _Reason(f"label '{bad}' is not 1-63 letters, digits or hyphens")
+        raise _Reason(f"label '{bad}' is not 1-63 letters, digits, hyphens or underscores")
     if host.rpartition(".")[2].isdigit():
         raise _Reason("the last label is all digits; write an IP address as ip:ADDRESS")
+    if _underscore_in_registrable(host):
+        label = next(label for label in host.rsplit(".", 2)[-2:] if "_" in label)
+        raise _Reason(
+            f"label '{label}' has an underscore, which only labels below the registrable"
+            " domain may have (not the last two)"
+        )
     return host
+
+
+def _underscore_in_registrable(host: str) -> bool:
+    return "_" in host and "_" in ".".join(host.rsplit(".", 2)[-2:])
+
+
+def _idna_host(host: str) -> str:
+    """UTS #46 mapping (non-transitional), then IDNA 2008 A-labels for non-ASCII labels.
+
+    ASCII labels are left to the rules above (idna would refuse an underscore)."""
+    try:
+        mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
+        if "" in mapped.removesuffix(".").split("."):
+            raise idna.IDNAError("a label is empty once mapped (UTS #46 drops some characters)")
+        return ".".join(
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        )
+    except idna.IDNAError as exc:
+        raise _Reason(f"not a valid internationalised domain name (IDNA 2008): {exc}") from None
 
 
 def _plain_hostname(text: str) -> str | None:
     """_hostname(text) for a text _PLAIN_HOST matches (only the case, [.] and one trailing
     dot to undo), or None where _hostname raises or could read it as an IPv4 address."""
     host = text.replace("[.]", ".").lower().removesuffix(".")
-    if len(host) <= 253 and not host.rpartition(".")[2].isdigit():
+    if (
+        len(host) <= 253
+        and not host.rpartition(".")[2].isdigit()
+        and not _underscore_in_registrable(host)
+    ):
         return host
     return None
 

@@ -8,7 +8,8 @@
 | AMBER+STRICT | every member; "this organisation only" in every API answer | only with the flag |
 | RED | named recipients only, end-to-end encrypted (node/crypto/sealing.py) | never |
 
-An unmarked alert is treated as GREEN for export. docs/sharing.md has the full table.
+An alert encrypted to named members never leaves, whatever its marking; an unmarked
+alert leaves as AMBER does. docs/sharing.md has the full table.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ def handling(tlp: int) -> str:
     return HANDLING.get(tlp, "")
 
 
-def exportable(tlp: int, *, include_amber: bool = False) -> bool:
-    """May an alert with this marking leave the node in an export or a TAXII feed?"""
-    if tlp in (alert_pb2.TLP_UNSPECIFIED, alert_pb2.TLP_CLEAR, alert_pb2.TLP_GREEN):
+def exportable(tlp: int, *, include_amber: bool = False, encrypted: bool = False) -> bool:
+    """May an alert with this marking leave the node in an export or a TAXII feed?
+
+    CLEAR and GREEN: yes. AMBER and AMBER+STRICT: only when the operator asks
+    (`--include-amber`), for its own organisation's tools. RED, and any alert encrypted
+    to named members whatever its marking: never. An unmarked alert is treated as
+    AMBER: when in doubt, keep it in.
+    """
+    if encrypted or tlp == alert_pb2.TLP_RED:
+        return False
+    if tlp in (alert_pb2.TLP_CLEAR, alert_pb2.TLP_GREEN):
         return True
-    if tlp in (alert_pb2.TLP_AMBER, alert_pb2.TLP_AMBER_STRICT):
-        return include_amber
-    return False  # RED, and anything unknown
+    return include_amber

@@ -15,6 +15,9 @@ class ImportedIndicator:
     value: str  # as found in the source
     type_hint: str | None = None  # an indicator type name ("domain", "address", ...) if known
     where: str = ""  # where in the source, for error reports ("line 12", "indicator--…")
+    # Set by a reader that already knows the value cannot be taken (a STIX comparison on
+    # an observable alertmesh has no type for): the reason, reported like a refused value.
+    refused: str | None = None
 
 
 @dataclass(slots=True)

@@ -64,6 +64,22 @@ class AlertService:
             id=stored.record.id, alert=self._stored(stored), duplicate=duplicate
         )
 
+    @unary
+    async def PublishBatch(
+        self, request: api.PublishBatchRequest, context: grpc.aio.ServicerContext
+    ) -> api.PublishBatchResponse:
+        results = await self.node.publish_batch(
+            [(convert.draft(r), r.client_request_id) for r in request.requests]
+        )
+        out = api.PublishBatchResponse()
+        add = out.results.add
+        for r in results:
+            if r.error is not None:
+                add(code=status_of(r.error).value[0], error=str(r.error))
+            else:
+                add(id=r.id, duplicate=r.duplicate)
+        return out
+
     async def _ingest(self, request: api.IngestRequest) -> api.IngestResponse:
         results = await self.node.ingest([(a.body, a.signature) for a in request.alerts])
         if results and all(r.error is not None for r in results):

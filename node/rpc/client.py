@@ -66,6 +66,15 @@ class AlertClient:
         )
         return response
 
+    async def publish_batch(
+        self, requests: Sequence[api.PublishRequest], timeout: float = 60
+    ) -> api.PublishBatchResponse:
+        """One result per request, in order; a refused item has `error` set."""
+        response: api.PublishBatchResponse = await self.stub.PublishBatch(
+            api.PublishBatchRequest(requests=requests), timeout=timeout, metadata=self._md
+        )
+        return response
+
     async def ingest(
         self, alerts: Sequence[alert_pb2.SignedAlert], timeout: float = 60
     ) -> api.IngestResponse:

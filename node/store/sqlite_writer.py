@@ -39,9 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.core.alerts import AlertRecord
+from node._pb.alertmesh.v1.alert_pb2 import Alert
+from node.core import indicators
+from node.core.alerts import AlertRecord, indicator_keys
 from node.core.chain import Chains
-from node.core.errors import ConfigError
+from node.core.errors import AlertmeshError, ConfigError
 from node.store.base import PutOutcome, classify
 
 log = logging.getLogger(__name__)
@@ -109,12 +111,15 @@ ALERT_COLUMNS = (
 # PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes);
 # 3 = new key rows go to recent_key_hashes first; 4 = alert ids indexed the same way
 # (alert_ids) instead of by a UNIQUE index on alerts.id (development only); 5 = three
-# levels for both (middle_*): a schema 4 binary would not look there.
+# levels for both (middle_*): a schema 4 binary would not look there; 6 = keys of
+# non-ASCII host names (domains, URL hosts, e-mail domains) as UTS #46 / IDNA 2008 maps
+# them, no longer IDNA 2003 (the upgrade recomputes them; see _reindex_hosts).
 # A file written before versions were recorded (0) kept keys as text in
 # indicator_keys. Opening indexes every alert above the highest one indexed, so a file
 # an older alertmesh wrote to (it ignores the version) is caught up too, and drops the
 # text table.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+HOST_TYPES = frozenset({indicators.DOMAIN, indicators.URL, indicators.EMAIL})
 MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
@@ -141,6 +146,19 @@ def id64(alert_id: bytes) -> int:
 
 def _key_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
     return [(key_hash(k), local_seq) for k in keys.split(KEY_SEP)] if keys else []
+
+
+def _host_keys_changed(body: bytes, old: str) -> tuple[str, ...] | None:
+    """The alert's keys now, if a non-ASCII host value makes them differ from `old`;
+    () if they do not; None if the alert's indicators are no longer valid."""
+    alert = Alert.FromString(body)
+    if not any(i.type in HOST_TYPES and not i.value.isascii() for i in alert.indicators):
+        return ()
+    try:
+        new = indicator_keys(alert)
+    except AlertmeshError:
+        return None
+    return () if KEY_SEP.join(new) == old else new
 
 
 def _id_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
@@ -230,6 +248,8 @@ class Writer:
             self._create_tables()
             db.execute("DROP TABLE IF EXISTS indicator_keys")
             self._index_unindexed()
+            if tables and version < 6:
+                self._reindex_hosts()
             counts = [
                 sum(db.execute(f"SELECT count(*) FROM {t[level]}").fetchone()[0] for t in LEVELS)
                 for level in range(len(LEVEL_ROWS))
@@ -289,6 +309,56 @@ class Writer:
                     [row for seq, alert_id, keys in chunk for row in rows_of(seq, alert_id, keys)],
                 )
             rows.close()
+
+    def _reindex_hosts(self) -> None:
+        """Schema 6: recompute the keys of held alerts (and recorded second copies) with a
+        non-ASCII domain, URL or e-mail value, now mapped by UTS #46 / IDNA 2008 (`faß`
+        was `fass` under IDNA 2003, and is `xn--fa-hia` now). The signed bodies stay as
+        they are; only the index changes. ASCII values normalise as before (underscores
+        were refused, so none is held). An alert the new rules refuse keeps its keys."""
+        changed: list[tuple[int, str, tuple[str, ...]]] = []
+        refused = 0
+        rows = self.db.cursor()  # its own cursor; the changes are written after the scan
+        rows.execute("SELECT local_seq, body, index_keys FROM alerts")
+        while chunk := rows.fetchmany(5000):
+            for local_seq, body, old in chunk:
+                new = _host_keys_changed(body, old)
+                if new is None:
+                    refused += 1
+                elif new != ():
+                    changed.append((local_seq, old, new))
+        rows.close()
+        for local_seq, old, new in changed:
+            for table in KEY_LEVELS:
+                self.db.executemany(
+                    f"DELETE FROM {table} WHERE key = ? AND local_seq = ?",
+                    [(key_hash(k), local_seq) for k in old.split(KEY_SEP) if k],
+                )
+            self.db.executemany(
+                f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES (?, ?)",
+                [(key_hash(k), local_seq) for k in new],
+            )
+            self.db.execute(
+                "UPDATE alerts SET index_keys = ? WHERE local_seq = ?",
+                (KEY_SEP.join(new), local_seq),
+            )
+        seconds = []
+        for second_id, body, old in self.db.execute(
+            "SELECT second_id, body, index_keys FROM equivocations"
+        ).fetchall():
+            new = _host_keys_changed(body, old)
+            if new:
+                seconds.append((KEY_SEP.join(new), second_id))
+        self.db.executemany("UPDATE equivocations SET index_keys = ? WHERE second_id = ?", seconds)
+        if changed or refused:
+            log.warning(
+                "upgrading %s (store schema 6): re-indexed %d alerts whose international"
+                " host names IDNA 2008 maps differently; %d the new rules refuse keep their"
+                " keys",
+                self.path,
+                len(changed),
+                refused,
+            )
 
     @property
     def merge_due(self) -> bool:

@@ -39,6 +39,11 @@ class AlertServiceStub:
                 request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishRequest.SerializeToString,
                 response_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishResponse.FromString,
                 _registered_method=True)
+        self.PublishBatch = channel.unary_unary(
+                '/alertmesh.v1.AlertService/PublishBatch',
+                request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishBatchRequest.SerializeToString,
+                response_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishBatchResponse.FromString,
+                _registered_method=True)
         self.Ingest = channel.unary_unary(
                 '/alertmesh.v1.AlertService/Ingest',
                 request_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.IngestRequest.SerializeToString,
@@ -91,6 +96,14 @@ class AlertServiceServicer:
 
     def Publish(self, request, context):
         """Sign and store a new alert authored by this node's organisation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishBatch(self, request, context):
+        """Sign and store many new alerts in one call (one store commit); each item is answered
+        on its own, so one bad item does not fail the others.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +176,11 @@ def add_AlertServiceServicer_to_server(servicer, server):
                     servicer.Publish,
                     request_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishRequest.FromString,
                     response_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishResponse.SerializeToString,
+            ),
+            'PublishBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishBatch,
+                    request_deserializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishBatchRequest.FromString,
+                    response_serializer=alertmesh_dot_v1_dot_alerts__service__pb2.PublishBatchResponse.SerializeToString,
             ),
             'Ingest': grpc.unary_unary_rpc_method_handler(
                     servicer.Ingest,
@@ -237,6 +255,33 @@ class AlertService:
             '/alertmesh.v1.AlertService/Publish',
             alertmesh_dot_v1_dot_alerts__service__pb2.PublishRequest.SerializeToString,
             alertmesh_dot_v1_dot_alerts__service__pb2.PublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alertmesh.v1.AlertService/PublishBatch',
+            alertmesh_dot_v1_dot_alerts__service__pb2.PublishBatchRequest.SerializeToString,
+            alertmesh_dot_v1_dot_alerts__service__pb2.PublishBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,6 +33,10 @@ class AlertServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AlertServiceAsyncStub: ...
     Publish: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.PublishRequest, _alerts_service_pb2.PublishResponse]
     """Sign and store a new alert authored by this node's organisation."""
+    PublishBatch: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.PublishBatchRequest, _alerts_service_pb2.PublishBatchResponse]
+    """Sign and store many new alerts in one call (one store commit); each item is answered
+    on its own, so one bad item does not fail the others.
+    """
     Ingest: _grpc.UnaryUnaryMultiCallable[_alerts_service_pb2.IngestRequest, _alerts_service_pb2.IngestResponse]
     """Accept alerts signed elsewhere (imports, tools). Each alert is verified."""
     IngestStream: _grpc.StreamStreamMultiCallable[_alerts_service_pb2.IngestRequest, _alerts_service_pb2.IngestResponse]
@@ -54,6 +58,10 @@ class AlertServiceAsyncStub(AlertServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Publish: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.PublishRequest, _alerts_service_pb2.PublishResponse]  # type: ignore[assignment]
     """Sign and store a new alert authored by this node's organisation."""
+    PublishBatch: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.PublishBatchRequest, _alerts_service_pb2.PublishBatchResponse]  # type: ignore[assignment]
+    """Sign and store many new alerts in one call (one store commit); each item is answered
+    on its own, so one bad item does not fail the others.
+    """
     Ingest: _aio.UnaryUnaryMultiCallable[_alerts_service_pb2.IngestRequest, _alerts_service_pb2.IngestResponse]  # type: ignore[assignment]
     """Accept alerts signed elsewhere (imports, tools). Each alert is verified."""
     IngestStream: _aio.StreamStreamMultiCallable[_alerts_service_pb2.IngestRequest, _alerts_service_pb2.IngestResponse]  # type: ignore[assignment]
@@ -78,6 +86,16 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_service_pb2.PublishResponse, _abc.Awaitable[_alerts_service_pb2.PublishResponse]]:
         """Sign and store a new alert authored by this node's organisation."""
+
+    @_abc_1.abstractmethod
+    def PublishBatch(
+        self,
+        request: _alerts_service_pb2.PublishBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_service_pb2.PublishBatchResponse, _abc.Awaitable[_alerts_service_pb2.PublishBatchResponse]]:
+        """Sign and store many new alerts in one call (one store commit); each item is answered
+        on its own, so one bad item does not fail the others.
+        """
 
     @_abc_1.abstractmethod
     def Ingest(
