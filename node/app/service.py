@@ -111,6 +111,8 @@ class AlertNode:
         self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
         self.extra_counters: Callable[[], dict[str, int]] = dict
+        # Called with ("publish" | "check", seconds) after each call (node/app/metrics.py).
+        self.observe_latency: Callable[[str, float], None] = lambda what, seconds: None
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._changed = asyncio.Event()
@@ -131,6 +133,13 @@ class AlertNode:
 
     async def publish(self, draft: alert_pb2.Alert, request_id: str = "") -> tuple[Stored, bool]:
         """Sign and store a new alert; returns (stored, was_a_retried_request)."""
+        started = time.perf_counter()
+        try:
+            return await self._publish(draft, request_id)
+        finally:
+            self.observe_latency("publish", time.perf_counter() - started)
+
+    async def _publish(self, draft: alert_pb2.Alert, request_id: str) -> tuple[Stored, bool]:
         if not request_id:
             return await self._publish_new(draft, ""), False
         pending = self._requests.get(request_id)
@@ -178,6 +187,7 @@ class AlertNode:
         self._own_seq, self._own_head = record.seq, record.id
         await self.store.put([record], now_ms=now, request_id=request_id)
         self.counters.add("published")
+        log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
         return await self.get(record.id)
 
@@ -276,6 +286,13 @@ class AlertNode:
         return await self.store.search(query, limit=limit, before=before)
 
     async def check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
+        started = time.perf_counter()
+        try:
+            return await self._check(values, include_expired=include_expired)
+        finally:
+            self.observe_latency("check", time.perf_counter() - started)
+
+    async def _check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
         if len(values) > self.limits.max_check_values:
             raise LimitExceeded(
                 f"{len(values)} values in one check; send at most {self.limits.max_check_values}"
