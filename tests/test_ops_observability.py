@@ -24,6 +24,7 @@ from tests.procs import NodeProcess, alertmesh
 pytestmark = pytest.mark.cluster
 
 DASHBOARD = Path(__file__).parent.parent / "docs" / "grafana-dashboard.json"
+RULES = DASHBOARD.with_name("prometheus-rules.yml")
 SUFFIX = r"_(total|bucket|count|sum)$"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -173,11 +174,12 @@ async def test_a_node_that_was_down_catches_up_and_its_metrics_say_how_much(
     )
 
 
-def test_every_metric_on_the_example_dashboard_is_served(
+def test_every_metric_of_the_example_dashboard_and_alert_rules_is_served(
     nodes: list[cluster.ClusterNode],
 ) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [line for line in RULES.read_text().splitlines() if "expr:" in line]
     named = {m for e in exprs for m in re.findall(r"\b((?:alertmesh|process)_[a-z_]+)\b", e)}
     assert len(named) > 20
     _, served = scrape(metrics_address(nodes[0]))
