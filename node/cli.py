@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import faulthandler
 import json
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +18,7 @@ import grpc
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import DEFAULT_API, Config, init_home
+from node.app.logs import LOG_FORMATS, LOG_LEVELS
 from node.core import indicators
 from node.core.alerts import CATEGORY_NAMES, SEVERITY_NAMES, TLP_NAMES, name_of
 from node.core.errors import AlertmeshError
@@ -180,14 +180,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from node.app.logs import setup_logging
     from node.app.runtime import Endpoints, run_node
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     config = Config.load(Path(args.home))
+    setup_logging(args.log_level or config.log_level, args.log_format or config.log_format)
     # `kill -USR1 PID` writes every thread's stack to the log: for a node that seems stuck.
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
@@ -197,6 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"peers on {endpoints.peer}", flush=True)
         if endpoints.taxii:
             print(f"taxii on {endpoints.taxii}", flush=True)
+        if endpoints.metrics:
+            print(f"metrics on {endpoints.metrics}", flush=True)
 
     asyncio.run(
         run_node(
@@ -204,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             api_listen=args.listen,
             peer_listen=args.peer_listen,
             taxii_listen=args.taxii_listen,
+            metrics_listen=args.metrics_listen,
             on_ready=ready,
         )
     )
@@ -580,7 +580,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="client API HOST:PORT (port 0: pick a free port)")
     p.add_argument("--peer-listen", help="peer HOST:PORT (overrides the config)")
     p.add_argument("--taxii-listen", help="serve a read-only TAXII 2.1 collection on HOST:PORT")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="default: [log] level, else info")
+    p.add_argument(
+        "--log-format", choices=LOG_FORMATS, help="text or json lines (default: [log] format)"
+    )
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: [metrics] listen)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("rotate-key", help="give a stopped node a new signing key")

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.app.logs import LOG_FORMATS, LOG_LEVELS
 from node.core.api_access import AUTH_MODES, AUTH_NONE
 from node.core.errors import ConfigError
 from node.core.roster import Member, Roster
@@ -91,6 +92,19 @@ listen = ""
 # the first start of an older home). Other members pin the certificate in their roster.
 key = "tls.key"
 cert = "tls.crt"
+
+[log]
+# "text" (one line per event) or "json" (one JSON object per line, stable keys:
+# time, level, logger, message, event, peer, alert_id, ...). `run --log-format` wins.
+format = "text"
+# debug, info, warning or error. `run --log-level` wins.
+level = "info"
+
+[metrics]
+# Prometheus metrics at http://LISTEN/metrics, e.g. "127.0.0.1:9464"; empty: off.
+# Metrics show operational data (peer names, counts, latencies), never alert content
+# or keys; a non-loopback address is allowed, with a warning in the log.
+listen = ""
 """
 
 
@@ -111,6 +125,9 @@ class Config:
     api_auth: str = AUTH_NONE
     api_tokens_path: Path = Path("tokens.json")
     taxii_listen: str = ""  # empty: no TAXII server
+    log_format: str = "text"
+    log_level: str = "info"
+    metrics_listen: str = ""  # empty: no metrics endpoint
 
     @classmethod
     def load(cls, home: Path) -> Config:
@@ -151,6 +168,16 @@ class Config:
         api_auth = api.get("auth", AUTH_NONE)
         if api_auth not in AUTH_MODES:
             raise ConfigError(f"{path}: api.auth must be one of {', '.join(map(repr, AUTH_MODES))}")
+        log = section("log")
+        log_format = log.get("format", "text")
+        if log_format not in LOG_FORMATS:
+            raise ConfigError(f"{path}: log.format must be one of {', '.join(LOG_FORMATS)}")
+        log_level = log.get("level", "info")
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"{path}: log.level must be one of {', '.join(LOG_LEVELS)}")
+        metrics_listen = section("metrics").get("listen", "")
+        if not isinstance(metrics_listen, str):
+            raise ConfigError(f'{path}: metrics.listen must be "HOST:PORT" or ""')
         return cls(
             home=home,
             name=text(doc, "name", home.name),
@@ -167,6 +194,9 @@ class Config:
             api_auth=str(api_auth),
             api_tokens_path=home / text(api, "tokens", "tokens.json"),
             taxii_listen=_optional_text(section("taxii"), "listen", path),
+            log_format=str(log_format),
+            log_level=str(log_level),
+            metrics_listen=metrics_listen,
         )
 
     def identity(self) -> Identity:

@@ -9,6 +9,7 @@ node.core.gossip; this module executes its actions and keeps per-peer counters.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -77,6 +78,15 @@ class PeerCounters:
     ihave_sent: int = 0
     caught_up: int = 0  # new alerts received through catch-up
     served: int = 0  # alerts sent through catch-up
+    # For the metrics endpoint (node/app/metrics.py):
+    sessions_closed: int = 0
+    dial_failures: int = 0
+    frames_sent: collections.Counter[str] = field(default_factory=collections.Counter)  # gossip
+    frames_received: collections.Counter[str] = field(default_factory=collections.Counter)
+    catchup_bytes_received: int = 0  # body + signature of alerts in catch-up frames
+    catchup_bytes_sent: int = 0
+    ranges_requested: int = 0  # catch-up ranges asked of this peer
+    ranges_served: int = 0  # catch-up ranges this peer asked of us
 
 
 class PeerManager:
@@ -160,12 +170,13 @@ class PeerManager:
 
     def handshake_refused(self, exc: AlertmeshError) -> None:
         """A session refused before it opened: one log line, counted in stats."""
+        extra = {"event": "handshake_refused", "error": type(exc).__name__}
         if isinstance(exc, PinMismatch):
             self.node.counters.add("peer_tls_pin_mismatch")
-            log.warning("peer session refused: %s", exc)
+            log.warning("peer session refused: %s", exc, extra=extra)
         else:
             self.node.counters.add("peer_handshakes_refused")
-            log.info("peer session refused: %s", exc)
+            log.info("peer session refused: %s", exc, extra=extra)
 
     def _reconcile_dialers(self, tg: asyncio.TaskGroup) -> None:
         wanted: dict[bytes, Member] = {}
@@ -200,18 +211,29 @@ class PeerManager:
                 await existing.closed.wait()
                 continue
             started = self.now()
+            failed = True
+            extra = {"event": "session_failed", "peer": member.name}
             try:
                 await dial(member, self.node.identity, self.security, self.session)
+                failed = False
             except PinMismatch as exc:
                 self.handshake_refused(exc)
             except grpc.aio.AioRpcError as exc:
                 log.info(
-                    "session with %s failed: %s %s", member.name, exc.code().name, exc.details()
+                    "session with %s failed: %s %s",
+                    member.name,
+                    exc.code().name,
+                    exc.details(),
+                    extra=extra,
                 )
             except (HandshakeFailed, AlertmeshError, TimeoutError) as exc:
-                log.warning("session with %s failed: %s", member.name, exc)
+                log.warning("session with %s failed: %s", member.name, exc, extra=extra)
             except Exception:
-                log.error("session with %s failed unexpectedly", member.name, exc_info=True)
+                log.error(
+                    "session with %s failed unexpectedly", member.name, exc_info=True, extra=extra
+                )
+            if failed:
+                self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
             if self.now() - started > STABLE_SESSION_S:
                 backoff = BACKOFF_MIN_S
             await asyncio.sleep(backoff * (0.5 + rng.random()))
@@ -265,8 +287,11 @@ class PeerManager:
                 return
             self._close(existing)
         self.links[key] = link
-        self.counters.setdefault(key, PeerCounters()).sessions += 1
-        log.info("session with %s open (%s)", name, role)
+        counters = self.counters.setdefault(key, PeerCounters())
+        counters.sessions += 1
+        log.info(
+            "session with %s open (%s)", name, role, extra={"event": "session_open", "peer": name}
+        )
         await self._execute(self.gossip.peer_up(key, self.now()))
         await self._catchup(link, session.start(self.now()))
         for proof in (await self.node.equivocations())[-MAX_PROOFS_ON_OPEN:]:
@@ -281,21 +306,34 @@ class PeerManager:
         finally:
             link.closed.set()
             session.close()  # release its claimed ranges for other sessions
+            counters.sessions_closed += 1
             if self.links.get(key) is link:
                 del self.links[key]
                 await self._execute(self.gossip.peer_down(key, self.now()))
-            log.info("session with %s closed", name)
+            log.info(
+                "session with %s closed", name, extra={"event": "session_closed", "peer": name}
+            )
 
     async def _pump(self, link: Link, loop: Coroutine[Any, Any, None]) -> None:
         """Run a session's reader or writer; any way it ends closes the session."""
         try:
             await loop
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, AlertmeshError) as exc:
-            log.info("session with %s ends: %s", link.name, _one_line(exc))
+            log.info(
+                "session with %s ends: %s",
+                link.name,
+                _one_line(exc),
+                extra={"event": "session_ends", "peer": link.name},
+            )
         except Exception:
             # grpcio raises its own internal errors when a stream breaks mid-write; no
             # failure of one session may take the node down.
-            log.warning("session with %s failed", link.name, exc_info=True)
+            log.warning(
+                "session with %s failed",
+                link.name,
+                exc_info=True,
+                extra={"event": "session_failed", "peer": link.name},
+            )
         finally:
             link.closed.set()
 
@@ -313,6 +351,7 @@ class PeerManager:
             if frame is None:
                 return
             kind = frame.WhichOneof("frame")
+            self.counters[link.key].frames_received[kind or ""] += 1
             now = self.now()
             if kind == "alerts":
                 await self._on_alerts(link, frame.alerts)
@@ -365,11 +404,23 @@ class PeerManager:
         counters = self.counters[link.key]
         verified: list[tuple[bytes, int]] = []
         caught_up: list[bytes] = []
+        if frame.catchup:
+            counters.catchup_bytes_received += sum(len(b) + len(s) for b, s in items)
         for result in results:
             if result.error is not None:
                 link.invalid += 1
                 counters.invalid_received += 1
-                log.warning("dropped an invalid alert from %s: %s", link.name, result.error)
+                log.warning(
+                    "dropped an invalid alert from %s: %s",
+                    link.name,
+                    result.error,
+                    extra={
+                        "event": "invalid_alert",
+                        "peer": link.name,
+                        "alert_id": result.id,
+                        "error": type(result.error).__name__,
+                    },
+                )
                 continue
             verified.append((result.origin, result.seq))
             if frame.catchup:
@@ -388,7 +439,12 @@ class PeerManager:
         await self._execute(actions)
         await self._catchup(link, link.catchup.on_alerts_received(verified, now))
         if link.invalid >= MAX_INVALID_PER_SESSION:
-            log.warning("disconnecting %s: %d invalid alerts", link.name, link.invalid)
+            log.warning(
+                "disconnecting %s: %d invalid alerts",
+                link.name,
+                link.invalid,
+                extra={"event": "peer_disconnected_invalid", "peer": link.name},
+            )
             self._close(link)
 
     def _recent(self, result: IngestResult) -> bool:
@@ -422,6 +478,12 @@ class PeerManager:
             "origin %s signed two alerts with seq %d: equivocation",
             self.node.roster.name_of(second.origin) or second.origin.hex()[:16],
             second.seq,
+            extra={
+                "event": "equivocation",
+                "origin": second.origin,
+                "seq": second.seq,
+                "alert_id": second.id,
+            },
         )
         frame = _proof_frame(stored[0], second)
         for link in self.links.values():
@@ -437,12 +499,14 @@ class PeerManager:
                 heads = [pb.Head(origin=o, seq=s) for o, s in action.heads]
                 link.send(pb.PeerFrame(vector=pb.VersionVector(heads=heads, reply=action.reply)))
             elif isinstance(action, catchup.SendRangeRequests):
+                self.counters[link.key].ranges_requested += len(action.ranges)
                 ranges = [
                     pb.RangeRequest(origin=r.origin, from_seq=r.from_seq, to_seq=r.to_seq)
                     for r in action.ranges
                 ]
                 link.send(pb.PeerFrame(ranges=pb.RangeRequests(ranges=ranges)))
             elif isinstance(action, catchup.ServeRanges):
+                self.counters[link.key].ranges_served += len(action.ranges)
                 await self._serve(link, action.ranges)
             else:
                 log.info(
@@ -474,7 +538,9 @@ class PeerManager:
     def _send_served(self, link: Link, batch: list[alert_pb2.SignedAlert]) -> bool:
         if not link.send(pb.PeerFrame(alerts=pb.Alerts(alerts=batch, catchup=True))):
             return False
-        self.counters[link.key].served += len(batch)
+        counters = self.counters[link.key]
+        counters.served += len(batch)
+        counters.catchup_bytes_sent += sum(len(a.body) + len(a.signature) for a in batch)
         return True
 
     # -- alerts from this node ----------------------------------------------
@@ -549,11 +615,16 @@ class PeerManager:
             counters.ihave_sent += len(action.ids)
         for frame in frames:
             if not link.send(frame):
-                log.warning("%s is backlogged; announcing instead of pushing", link.name)
+                log.warning(
+                    "%s is backlogged; announcing instead of pushing",
+                    link.name,
+                    extra={"event": "peer_backlogged", "peer": link.name},
+                )
                 for a in self.gossip.on_peer_backlogged(link.key, self.now()):
                     if not isinstance(a, gossip.SendAlerts):
                         self._send(a, [])
                 return
+            counters.frames_sent[frame.WhichOneof("frame") or ""] += 1
 
     # -- inspection ------------------------------------------------------------
 

@@ -16,10 +16,13 @@ from grpc_reflection.v1alpha import reflection
 
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import Config
+from node.app.metrics import NodeMetrics
+from node.app.metrics_http import MetricsServer
 from node.app.peers import PeerManager
 from node.app.rotation import own_member, publish_pending_succession
 from node.app.service import AlertNode, wall_ms
 from node.app.sharing import readers_in
+from node.app.startup import check_can_listen, listen_problem, warn_if_exposed
 from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
 from node.core.api_access import AUTH_TOKEN, exposure_problem
@@ -46,6 +49,12 @@ SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
 ]
 SHUTDOWN_GRACE_S = 3.0
+# What an operator changes when a listener cannot bind.
+LISTEN_SETTINGS = {
+    "the client API": "--listen or [api] listen in config.toml",
+    "peers": "--peer-listen or [peers] listen in config.toml",
+    "metrics": "--metrics-listen or [metrics] listen in config.toml",
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class Endpoints:
     api: str
     peer: str
     taxii: str = ""
+    metrics: str = ""  # HOST:PORT of /metrics, if served
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -68,11 +78,15 @@ def bind(
     what: str,
     credentials: grpc.ServerCredentials | None = None,
 ) -> str:
-    host, _ = split_host_port(address)
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    host, wanted = split_host_port(address)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."
+        setting = LISTEN_SETTINGS.get(what, "config.toml")
+        raise ConfigError(listen_problem(host, wanted, what, setting, None)) from exc
     if not port:
         raise ConfigError(f"cannot listen for {what} on {address} (address in use?)")
     return f"{host}:{port}"
@@ -106,6 +120,7 @@ async def run_node(
     api_listen: str | None = None,
     peer_listen: str | None = None,
     taxii_listen: str | None = None,
+    metrics_listen: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     on_ready: Callable[[Endpoints], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -118,14 +133,21 @@ async def run_node(
     )
     if problem:
         raise ConfigError(problem)
+    peer_listen = peer_listen or config.peer_listen
+    metrics_listen = config.metrics_listen if metrics_listen is None else metrics_listen
+    # Files and ports first, before anything is logged: a mistake is one line.
+    identity = config.identity()
+    roster = config.roster()
+    own_member(roster, identity.public_key, wall_ms(), config.roster_path)
+    for address, what in ((api_listen, "the client API"), (peer_listen, "peers"),
+                          (metrics_listen, "metrics")):  # fmt: skip
+        if address:
+            check_can_listen(*split_host_port(address), what, LISTEN_SETTINGS[what])
     security = peer_security(config)
     api_credentials = None
     if config.api_tls:
         api_tls, _ = config.tls_identity()
         api_credentials = grpc.ssl_server_credentials([(api_tls.key_pem, api_tls.cert_pem)])
-    identity = config.identity()
-    roster = config.roster()
-    own_member(roster, identity.public_key, wall_ms(), config.roster_path)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
@@ -188,9 +210,24 @@ async def run_node(
         peer_credentials = (
             None if security.plaintext else security.server_credentials(lambda: node.roster)
         )
-        peer_address = bind(
-            peer_server, peer_listen or config.peer_listen, "peers", peer_credentials
-        )
+        peer_address = bind(peer_server, peer_listen, "peers", peer_credentials)
+        metrics_server = None
+        metrics_address = ""
+        if metrics_listen:
+            store_files = [
+                config.store_path,
+                config.store_path.with_name(f"{config.store_path.name}-wal"),
+            ]
+            metrics = NodeMetrics(node, peers, store_files)
+            host, port = split_host_port(metrics_listen)
+            warn_if_exposed(host)
+            metrics_server = MetricsServer(metrics.registry, host, port)
+            try:
+                metrics_address = await metrics_server.start()
+            except OSError as exc:
+                raise ConfigError(
+                    listen_problem(host, port, "metrics", LISTEN_SETTINGS["metrics"], exc.errno)
+                ) from exc
         taxii, taxii_address = None, ""
         if taxii_listen or config.taxii_listen:
             from node.app.taxii_app import start_taxii
@@ -205,22 +242,41 @@ async def run_node(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
-        log.info("node %s serving the client API on %s", config.name, api_address)
+        log.info(
+            "node %s serving the client API on %s",
+            config.name,
+            api_address,
+            extra={"event": "serving", "address": api_address},
+        )
+        if metrics_address:
+            log.info(
+                "metrics at http://%s/metrics",
+                metrics_address,
+                extra={"event": "metrics_serving", "address": metrics_address},
+            )
         if on_ready:
-            on_ready(Endpoints(api=api_address, peer=peer_address, taxii=taxii_address))
+            on_ready(
+                Endpoints(
+                    api=api_address, peer=peer_address, taxii=taxii_address, metrics=metrics_address
+                )
+            )
         try:
             async with asyncio.TaskGroup() as tg:
-                peer_task = tg.create_task(peers.run(), name="peers")
-                taxii_task = taxii and tg.create_task(taxii.serve(), name="taxii")
+                tasks = [tg.create_task(peers.run(), name="peers")]
+                if metrics_server is not None:
+                    tasks.append(tg.create_task(metrics_server.serve(), name="metrics"))
+                if taxii is not None:
+                    tasks.append(tg.create_task(taxii.serve(), name="taxii"))
                 await stop.wait()
-                peer_task.cancel()
-                if taxii_task:
-                    taxii_task.cancel()
+                for task in tasks:
+                    task.cancel()
         finally:
-            log.info("shutting down")
+            log.info("shutting down", extra={"event": "shutting_down"})
+            if metrics_server is not None:
+                await metrics_server.close()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await health_servicer.enter_graceful_shutdown()
             # In-flight calls finish (their alerts are committed) before the store closes.
             await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), peer_server.stop(1.0))
-    log.info("stopped")
+    log.info("stopped", extra={"event": "stopped"})

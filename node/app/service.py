@@ -125,6 +125,8 @@ class AlertNode:
         self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
         self.extra_counters: Callable[[], dict[str, int]] = dict
+        # Called with ("publish" | "check", seconds) after each call (node/app/metrics.py).
+        self.observe_latency: Callable[[str, float], None] = lambda what, seconds: None
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._changed = asyncio.Event()
@@ -148,6 +150,15 @@ class AlertNode:
     ) -> tuple[Stored, bool]:
         """Sign and store a new alert, encrypted to `recipients` (roster names) if any;
         returns (stored, was_a_retried_request)."""
+        started = time.perf_counter()
+        try:
+            return await self._publish(draft, request_id, recipients)
+        finally:
+            self.observe_latency("publish", time.perf_counter() - started)
+
+    async def _publish(
+        self, draft: alert_pb2.Alert, request_id: str, recipients: Sequence[str]
+    ) -> tuple[Stored, bool]:
         if draft.tlp == TLP_RED and not recipients:
             raise InvalidAlert(
                 "TLP:RED alerts go only to named members: name each recipient (publish "
@@ -280,6 +291,7 @@ class AlertNode:
         self.counters.add("published")
         if recipients:
             self.counters.add("encrypted_readable")
+        log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
         return await self.get(record.id)
 
@@ -392,6 +404,13 @@ class AlertNode:
         return await self.store.search(query, limit=limit, before=before)
 
     async def check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
+        started = time.perf_counter()
+        try:
+            return await self._check(values, include_expired=include_expired)
+        finally:
+            self.observe_latency("check", time.perf_counter() - started)
+
+    async def _check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
         if len(values) > self.limits.max_check_values:
             raise LimitExceeded(
                 f"{len(values)} values in one check; send at most {self.limits.max_check_values}"

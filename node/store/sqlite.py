@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import aiosqlite
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
+from node.core.errors import ConfigError
 from node.store.base import Equivocation, Held, PutOutcome, Query, Stored
 from node.store.sqlite_writer import (
     KEY_LEVELS,
@@ -118,9 +120,16 @@ class SqliteStore:
     async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._thread.shutdown, wait=True)
-            writer = await self._on_writer_thread(Writer, self.path, self._synchronous)
-            stack.push_async_callback(self._on_writer_thread, writer.close)
-            await self._on_writer_thread(writer.migrate)
+            try:
+                writer = await self._on_writer_thread(Writer, self.path, self._synchronous)
+                stack.push_async_callback(self._on_writer_thread, writer.close)
+                await self._on_writer_thread(writer.migrate)
+            except sqlite3.DatabaseError as exc:
+                # A start-up failure the operator fixes: one line, not a traceback.
+                raise ConfigError(
+                    f"cannot open the store {self.path}: {exc}; if it is not this node's "
+                    "database, move it aside or set [store] path in config.toml"
+                ) from exc
             self._writer_db = writer
             self._rdb = await stack.enter_async_context(aiosqlite.connect(self.path))
             await self._rdb.execute("PRAGMA query_only=ON")
