@@ -283,6 +283,7 @@ async def cmd_check(client: AlertClient, args: argparse.Namespace) -> int:
                         "confidence": m.confidence,
                         "title": m.title,
                         "indicator": _typed(m.indicator),
+                        "handling": m.handling,
                     }
                     for m in r.matches
                 ],
@@ -302,6 +303,7 @@ async def cmd_check(client: AlertClient, args: argparse.Namespace) -> int:
                     f"{r.query}: FLAGGED {name_of(CATEGORY_NAMES, m.category)}/"
                     f"{name_of(SEVERITY_NAMES, m.severity)} by {by}"
                     f" (confidence {m.confidence}): {m.title} [{m.alert_id.hex()}]"
+                    + (f" {m.handling.partition(':')[0]}" if m.handling else "")
                 )
     if any(r.error for r in response.results) and not response.any_flagged:
         return EXIT_ERROR

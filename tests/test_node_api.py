@@ -284,3 +284,21 @@ async def test_alerts_of_a_member_removed_from_the_roster(tmp_path: Path) -> Non
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         node.kill()
+
+
+async def test_every_answer_says_how_a_tlp_marking_may_be_used(client: AlertClient) -> None:
+    published = await client.publish(
+        phishing(
+            "Partner-only lead",
+            tlp=alert_pb2.TLP_AMBER_STRICT,
+            indicators=[alert_pb2.Indicator(type=DOMAIN, value="strict-only.example")],
+        )
+    )
+    assert "this organisation only" in published.alert.handling
+    assert "this organisation only" in (await client.get(published.id)).handling
+    checked = await client.check(["strict-only.example"])
+    assert "this organisation only" in checked.results[0].matches[0].handling
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.publish(phishing("For a few", tlp=alert_pb2.TLP_RED))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "TLP:RED alerts go only to named members" in (err.value.details() or "")

@@ -22,11 +22,12 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node._pb.alertmesh.v1.peer_service_pb2_grpc import PeerServiceStub
 from node.core.roster import Member, Roster
 from node.crypto import Identity
-from node.crypto.tls import generate_tls_identity
+from node.crypto.tls import generate_tls_identity, load_tls_identity
 from node.rpc.client import AlertClient
 from node.rpc.peer_transport import CallTransport, PeerSecurity, dial_handshake
 from tests.clusters import cluster_running, counts, eventually, stats
 from tests.factory import DOMAIN
+from tests.procs import NodeProcess, alertmesh
 
 pytestmark = pytest.mark.cluster
 
@@ -238,3 +239,19 @@ async def test_plaintext_is_refused_unless_both_sides_ask_for_it(tmp_path: Path)
             await client.publish(secret_request())
         await eventually(lambda: _both_hold(nodes, 1), "the alert on both lab nodes")
         assert "peer sessions are PLAINTEXT" in nodes[0].log_file.read_text()
+
+
+def test_a_home_made_before_tls_gets_its_key_pair_on_the_next_start(tmp_path: Path) -> None:
+    home = tmp_path / "old"
+    alertmesh("init", "--home", str(home), "--name", "old")
+    (home / "tls.key").unlink()
+    (home / "tls.crt").unlink()
+    node = NodeProcess(home).start()
+    try:
+        assert (home / "tls.key").stat().st_mode & 0o777 == 0o600
+        tls = load_tls_identity(home / "tls.key", home / "tls.crt")
+        log = home.joinpath("node.log").read_text()
+        assert "created a TLS key and certificate for this node" in log and tls.pin in log
+        assert "BEGIN" not in log  # the pin, never the key
+    finally:
+        node.stop()

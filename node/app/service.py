@@ -61,7 +61,7 @@ class CheckResult:
     query: str
     indicator: indicators.Indicator | None
     error: str
-    matches: list[tuple[Stored, alert_pb2.Indicator]]
+    matches: list[tuple[Stored, alert_pb2.Indicator, int]]  # (alert, what matched, its TLP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,13 +422,13 @@ class AlertNode:
         results = []
         refused = self.roster.refusal  # a compromised key's alerts flag nothing
         for value, (parsed_ind, error, keys) in zip(values, parsed, strict=True):
-            matches: dict[bytes, tuple[Stored, alert_pb2.Indicator]] = {}
+            matches: dict[bytes, tuple[Stored, alert_pb2.Indicator, int]] = {}
             for key in keys:
                 for stored in found.get(key, ()):
                     r = stored.record
                     if r.id not in matches and not refused(r.origin, r.seq, r.created_at_ms):
                         alert = self.sharing.content(r)[0]
-                        matches[stored.record.id] = (stored, _flagged(alert, key))
+                        matches[stored.record.id] = (stored, _flagged(alert, key), alert.tlp)
             results.append(CheckResult(value, parsed_ind, error, list(matches.values())))
         return results
 

@@ -19,8 +19,8 @@ from node.core.alerts import AlertRecord
 from node.core.errors import InvalidAlert
 from node.core.limits import Limits
 from node.core.roster import Roster
-from node.crypto import Identity, load_identity
-from node.crypto.sealing import Undecryptable, open_sealed, seal
+from node.crypto import Identity, load_identity, sealing
+from node.crypto.sealing import Undecryptable, open_sealed
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,7 @@ class Sharing:
     def envelope(self, full: alert_pb2.Alert, recipients: list[bytes]) -> alert_pb2.Alert:
         """The signed-to-be body of `full` (origin, seq, prev, created_at set) for
         `recipients`: everything but the envelope fields encrypted."""
-        content = alert_pb2.Alert()
-        content.CopyFrom(full)
-        for name in alerts.ENVELOPE_FIELDS:
-            content.ClearField(name)  # type: ignore[arg-type]
-        return alert_pb2.Alert(
-            origin=full.origin,
-            seq=full.seq,
-            prev=full.prev,
-            created_at_ms=full.created_at_ms,
-            recipients=recipients,
-            sealed=seal(content, origin=full.origin, seq=full.seq, recipients=recipients),
-        )
+        return sealing.envelope(full, recipients)
 
     def read(self, envelope: alert_pb2.Alert) -> tuple[alert_pb2.Alert, tuple[str, ...]] | None:
         """The full alert and its index keys if this node is a recipient, else None.

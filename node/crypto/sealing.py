@@ -24,6 +24,7 @@ import nacl.exceptions
 import nacl.signing
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.core.alerts import ENVELOPE_FIELDS
 from node.core.errors import InvalidAlert
 from node.crypto.identity import Identity
 
@@ -63,6 +64,30 @@ def seal(
     )
     wrapped = [_sealed_box(key, recipient, random_bytes) for recipient in recipients]
     return alert_pb2.SealedContent(nonce=nonce, ciphertext=ciphertext, wrapped_keys=wrapped)
+
+
+def envelope(
+    full: alert_pb2.Alert,
+    recipients: list[bytes],
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> alert_pb2.Alert:
+    """The body to sign for `full` (origin, seq, prev and created_at set) encrypted to
+    `recipients`: the envelope fields in clear, everything else sealed."""
+    content = alert_pb2.Alert()
+    content.CopyFrom(full)
+    for name in ENVELOPE_FIELDS:
+        content.ClearField(name)  # type: ignore[arg-type]
+    sealed = seal(
+        content, origin=full.origin, seq=full.seq, recipients=recipients, random_bytes=random_bytes
+    )
+    return alert_pb2.Alert(
+        origin=full.origin,
+        seq=full.seq,
+        prev=full.prev,
+        created_at_ms=full.created_at_ms,
+        recipients=recipients,
+        sealed=sealed,
+    )
 
 
 def _sealed_box(message: bytes, recipient: bytes, random_bytes: Callable[[int], bytes]) -> bytes:

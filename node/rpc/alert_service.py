@@ -10,6 +10,7 @@ from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.service import AlertNode, IngestResult
 from node.core.errors import AlertmeshError, InvalidAlert, NotFound
+from node.core.tlp import handling
 from node.rpc import convert
 from node.rpc.errors import MalformedRequest, status_of, streaming, unary
 from node.store.base import PutOutcome, Query, Stored
@@ -149,7 +150,7 @@ class AlertService:
                 item = add(
                     query=r.query, normalized={"type": r.indicator.type, "value": r.indicator.value}
                 )
-            for stored, flagged in r.matches:
+            for stored, flagged, tlp in r.matches:
                 rec = stored.record
                 item.matches.add(
                     alert_id=rec.id,
@@ -161,6 +162,7 @@ class AlertService:
                     title=rec.title,
                     indicator=flagged,
                     created_at_ms=rec.created_at_ms,
+                    handling=handling(tlp),
                 )
                 out.any_flagged = True
         return out

@@ -73,6 +73,7 @@ def repro(scenario: Scenario, seed: int, protocol: str | None = None) -> str:
     cmd = (
         f"scripts/simulate --scenario {scenario.name} --nodes {scenario.nodes} "
         f"--alerts {scenario.alerts} --rate {scenario.rate:g} --seed {seed}"
+        f" --encrypted {scenario.encrypted:g}"
     )
     return cmd + (f" --protocol {protocol}" if protocol else "")
 
@@ -96,10 +97,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = base.sized(args.nodes, args.alerts)
     if args.rate is not None:
         scenario = Scenario(**{**scenario.__dict__, "rate": args.rate})
+    if args.encrypted is not None:
+        scenario = Scenario(**{**scenario.__dict__, "encrypted": args.encrypted})
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     protocols = ["gossip", "flood"] if args.protocol == "both" else [args.protocol]
     print(f"seed={seed} scenario={scenario.name} ({scenario.note}) nodes={scenario.nodes} "
-          f"alerts={scenario.alerts} rate={scenario.rate:g}/s")  # fmt: skip
+          f"alerts={scenario.alerts} rate={scenario.rate:g}/s "
+          f"encrypted={scenario.encrypted:g}")  # fmt: skip
     verifier = VerifyCache(DEFAULT_LIMITS)
     summaries: list[Summary] = []
     for protocol in protocols:
@@ -151,6 +155,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--alerts", type=int, default=200)
     r.add_argument("--rate", type=float, help="alerts per second, whole network (default 5)")
     r.add_argument("--seed", type=int, help="default: a random seed (printed)")
+    r.add_argument(
+        "--encrypted", type=float, help="share of alerts encrypted to 4 members (default 0.1)"
+    )
     r.add_argument("--protocol", choices=("both", "gossip", "flood"), default="both")
     r.add_argument("--trace", help="write every event to this file (large)")
     r.add_argument("--json", help="write the summaries to this file")

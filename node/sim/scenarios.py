@@ -53,6 +53,7 @@ class Scenario:
     joins: float = 0.0  # members joining during the run, as a share of `nodes`
     loss: float = 0.0  # probability that a frame is lost
     reorder: bool = False  # frames of a session may overtake each other
+    encrypted: float = 0.1  # share of alerts encrypted to 4 members and their author
     warmup: float = 0.2  # share of the alerts before copies are counted as "steady"
     settle: float = 40.0
     max_settle: float = 400.0
@@ -124,6 +125,7 @@ def run(
         degree=scenario.degree,
         net=NetParams(loss=scenario.loss, reorder=scenario.reorder),
         gossip=scenario.gossip,
+        sealed_share=scenario.encrypted,
     )
     label = f"scenario={scenario.name} nodes={scenario.nodes} protocol={protocol}"
     world = World(seed, params, label=label, verifier=verifier, loop=EventLoop(trace))

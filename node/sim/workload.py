@@ -5,17 +5,23 @@ the next alert of its chain the way AlertNode._publish_new does: origin, seq, pr
 created_at from the (virtual) clock, normalised indicators, `validate`, then an
 Ed25519 signature over the deterministic serialisation. Bodies are 380–860 bytes,
 600 on average, as docs/catchup.md assumes.
+
+A share of the alerts (`sealed_share`) is encrypted to a few other members, as
+`publish --to` does (node/crypto/sealing.py), with the sealing's randomness drawn
+from the seed so that a run replays exactly.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import alerts
 from node.core.alerts import AlertRecord
 from node.core.limits import Limits
 from node.crypto import Identity, sign_alert
+from node.crypto.sealing import envelope
 from node.sim.seeds import derive, derive_bytes
 
 # Virtual time 0 is 2027-01-01T00:00:00Z; alerts carry created_at in wall-clock ms.
@@ -78,11 +84,24 @@ def draft(rng: random.Random, origin: bytes, seq: int, prev: bytes, created_ms: 
 class Author:
     """A member's own chain: the seq and id of its last alert, as its store holds them."""
 
-    def __init__(self, seed: int, index: int, ident: Identity, limits: Limits) -> None:
+    def __init__(
+        self,
+        seed: int,
+        index: int,
+        ident: Identity,
+        limits: Limits,
+        *,
+        sealed_share: float = 0.0,
+        members: Callable[[], Sequence[bytes]] = tuple,
+        recipients: int = 4,
+    ) -> None:
         self.seed = seed
         self.index = index
         self.identity = ident
         self.limits = limits
+        self.sealed_share = sealed_share
+        self.members = members  # the roster's keys: whom an encrypted alert may go to
+        self.recipients = recipients
         self.seq = 0
         self.head = b""
 
@@ -92,7 +111,20 @@ class Author:
 
     def body(self, seq: int, prev: bytes, now: float, variant: int = 0) -> bytes:
         rng = derive(self.seed, "body", self.index, seq, variant)
-        return draft(rng, self.identity.public_key, seq, prev, wall_ms(now))
+        body = draft(rng, self.identity.public_key, seq, prev, wall_ms(now))
+        if self.sealed_share:
+            pick = derive(self.seed, "sealed", self.index, seq, variant)  # leaves `rng` alone
+            if pick.random() < self.sealed_share:
+                body = self.sealed(body, pick)
+        return body
+
+    def sealed(self, body: bytes, rng: random.Random) -> bytes:
+        """`body` encrypted to `recipients` other members and its author."""
+        me = self.identity.public_key
+        others = [key for key in self.members() if key != me]
+        to = [*rng.sample(others, min(self.recipients, len(others))), me]
+        full = alert_pb2.Alert.FromString(body)
+        return envelope(full, to, rng.randbytes).SerializeToString(deterministic=True)
 
     def sign(self, body: bytes) -> AlertRecord:
         """Sign and check a body exactly as a publishing node does."""

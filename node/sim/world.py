@@ -59,6 +59,7 @@ class WorldParams:
     gossip: GossipParams = field(default_factory=GossipParams)
     catchup: CatchupConfig = field(default_factory=CatchupConfig)
     limits: Limits = DEFAULT_LIMITS
+    sealed_share: float = 0.0  # share of alerts encrypted to a few members (publish --to)
 
 
 class World(Sessions):
@@ -127,7 +128,14 @@ class World(Sessions):
             identity=ident,
             role=role,
             store=SimStore(),
-            author=Author(self.seed, index, ident, self.limits),
+            author=Author(
+                self.seed,
+                index,
+                ident,
+                self.limits,
+                sealed_share=self.params.sealed_share,
+                members=lambda: [h.key for h in self.hosts],
+            ),
             joined_at=self.now,
         )
         self.hosts.append(host)

@@ -580,6 +580,7 @@ class IndicatorMatch(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     INDICATOR_FIELD_NUMBER: _builtins.int
     CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    HANDLING_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.bytes
     origin: _builtins.bytes
     origin_name: _builtins.str
@@ -588,6 +589,8 @@ class IndicatorMatch(_message.Message):
     confidence: _builtins.int
     title: _builtins.str
     created_at_ms: _builtins.int
+    handling: _builtins.str
+    """as StoredAlert.handling: how the organisation may use it"""
     @_builtins.property
     def indicator(self) -> _alert_pb2.Indicator:
         """the flagged indicator as stored"""
@@ -604,10 +607,11 @@ class IndicatorMatch(_message.Message):
         title: _builtins.str = ...,
         indicator: _alert_pb2.Indicator | None = ...,
         created_at_ms: _builtins.int = ...,
+        handling: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["indicator", b"indicator"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "category", b"category", "confidence", b"confidence", "created_at_ms", b"created_at_ms", "indicator", b"indicator", "origin", b"origin", "origin_name", b"origin_name", "severity", b"severity", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "category", b"category", "confidence", b"confidence", "created_at_ms", b"created_at_ms", "handling", b"handling", "indicator", b"indicator", "origin", b"origin", "origin_name", b"origin_name", "severity", b"severity", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
