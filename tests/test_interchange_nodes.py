@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from pymisp import MISPEvent
 from stix2validator import ValidationOptions, validate_instance
-from taxii2client.v21 import Server
+from taxii2client.common import _HTTPConnection
+from taxii2client.v21 import ApiRoot, Server
 
 from tests.procs import LISTEN_ANY_PORT, NodeProcess, alertmesh
 
@@ -28,8 +30,9 @@ GREEN_VALUES = [
 ]
 
 
-def start(home: Path, name: str, *extra: str) -> tuple[NodeProcess, str]:
-    alertmesh("init", "--home", str(home), "--name", name)
+def start(home: Path, name: str, *extra: str, init: bool = True) -> tuple[NodeProcess, str]:
+    if init:
+        alertmesh("init", "--home", str(home), "--name", name)
     proc = NodeProcess(home)
     proc.listen = (*LISTEN_ANY_PORT, *extra)
     proc.start()
@@ -153,3 +156,55 @@ async def test_taxii_client_pulls_incrementally(
         envelope = collection.get_objects(limit=1, next=envelope["next"])
     assert len(names) == len(set(names)) == pages >= 2
     assert "After the first pull" in names and "Partner-only lead" not in names
+
+
+class Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+def connection(verify: str | bool, token: str | None) -> _HTTPConnection:
+    """A TAXII connection that trusts `verify` only: requests would otherwise let
+    REQUESTS_CA_BUNDLE from the environment override a session's CA file (and
+    taxii2client opens API roots with sessions of their own, so each is built here)."""
+    conn = _HTTPConnection(verify=verify, auth=Bearer(token) if token else None, version="2.1")
+    conn.session.trust_env = False
+    return conn
+
+
+def test_taxii_over_tls_needs_the_pinned_certificate_and_a_token(tmp_path: Path) -> None:
+    home = tmp_path / "secure"
+    alertmesh("init", "--home", str(home), "--name", "secure")
+    config = home / "config.toml"
+    config.write_text(
+        config.read_text()
+        .replace("tls = false", "tls = true")
+        .replace('auth = "none"', 'auth = "token"')
+    )
+    reader = alertmesh("token", "create", "--home", str(home), "--scope", "read").stdout.strip()
+    writer = alertmesh("token", "create", "--home", str(home), "--scope", "publish")
+    node, taxii = start(home, "secure", "--taxii-listen", "127.0.0.1:0", init=False)
+    try:
+        ca = str(home / "tls.crt")
+        alertmesh(
+            "publish", "--node", node.address, "--ca", ca, "--token", writer.stdout.strip(),
+            "--category", "phishing", "--title", "Over TLS", "--indicator", "tls-pull.example",
+        )  # fmt: skip
+        base = f"https://localhost:{taxii.rpartition(':')[2]}"
+        discovery = Server(f"{base}/taxii2/", conn=connection(ca, reader))
+        assert discovery.api_roots[0].url == f"{base}/alertmesh/"
+        collection = ApiRoot(f"{base}/alertmesh/", conn=connection(ca, reader)).collections[0]
+        assert "tls-pull.example" in json.dumps(collection.get_objects())
+        with pytest.raises(requests.HTTPError) as err:
+            ApiRoot(f"{base}/alertmesh/", conn=connection(ca, None)).collections  # noqa: B018
+        assert err.value.response.status_code == 401
+        with pytest.raises(requests.exceptions.SSLError):  # the system's CAs do not know it
+            Server(f"{base}/taxii2/", conn=connection(True, reader)).api_roots  # noqa: B018
+        with pytest.raises(requests.exceptions.ConnectionError):  # plain HTTP
+            Server(base.replace("https", "http") + "/taxii2/", conn=connection(ca, reader)).title  # noqa: B018
+    finally:
+        node.kill()

@@ -1,9 +1,10 @@
 """The node's TAXII 2.1 server (node/interchange/taxii.py) wired to its store and tokens.
 
 Off unless the operator gives an address (`run --taxii-listen`, or [taxii] listen).
-Loopback may be plain HTTP; any other address is served over TLS with the node's own key
-and certificate and only with bearer tokens (api.auth = "token", scope read), or the node
-refuses to start.
+Loopback may be plain HTTP; any other address (or loopback when the client API itself
+uses TLS, api.tls = true) is served over TLS with the node's own key and certificate,
+and off loopback only with bearer tokens (api.auth = "token", scope read), or the node
+refuses to start. Tokens, once configured, are required on loopback too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def start_taxii(config: Config, node: AlertNode, listen: str) -> tuple[Tax
             "token of scope read (alertmesh token create --scope read)"
         )
     tls = None
-    if not loopback:
+    if not loopback or config.api_tls:
         config.tls_identity()  # created if this home predates TLS
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -8,12 +8,15 @@ TLS stacks do not offer Ed25519 by default, and one key per purpose keeps a TLS
 compromise from forging alerts.
 
 The certificate names one fixed host, PEER_TLS_NAME: the dialer asks for that name
-and trusts only the pinned certificate, so the name carries no trust of its own.
+and trusts only the pinned certificate, so the name carries no trust of its own. It
+also names localhost, 127.0.0.1 and ::1, so that an HTTPS client on the node's own
+host (a TAXII client given tls.crt as its CA file) can check the name it connects to.
 """
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +66,17 @@ def generate_tls_identity(name: str) -> TlsIdentity:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=CERT_VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(PEER_TLS_NAME)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(PEER_TLS_NAME),
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
