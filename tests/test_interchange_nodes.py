@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,6 +157,16 @@ async def test_taxii_client_pulls_incrementally(
         envelope = collection.get_objects(limit=1, next=envelope["next"])
     assert len(names) == len(set(names)) == pages >= 2
     assert "After the first pull" in names and "Partner-only lead" not in names
+
+    # Hostile requests get an answer and leave the node serving: a cursor past any
+    # store position, and a connection that sends half a request and goes.
+    with pytest.raises(requests.HTTPError) as err:
+        collection.get_objects(next=str(10**30))
+    assert err.value.response.status_code == 400
+    host, port = taxii.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as half:
+        half.sendall(b"GET /taxii2/ HTT")
+    assert "second-pull.example" in json.dumps(collection.get_objects())
 
 
 class Bearer(requests.auth.AuthBase):

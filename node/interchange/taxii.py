@@ -51,6 +51,10 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_HEADER_BYTES = 16 * 1024
 READ_TIMEOUT_S = 30.0
+WRITE_TIMEOUT_S = 60.0  # a client that does not read its answer is dropped after this
+MAX_CONNECTIONS = 64  # more at once are closed on accept
+MAX_SCAN_ROWS = 5000  # stored alerts one request may look at; `next` continues after them
+MAX_CURSOR = 2**63 - 1  # the store's positions are SQLite integers
 
 # (cursor after which to read, how many) -> stored alerts oldest first, each with its
 # cursor; the runtime reads them from the store.
@@ -93,6 +97,7 @@ class TaxiiServer:
         self._server: asyncio.Server | None = None
         self._connections: asyncio.TaskGroup | None = None
         self._early: list[asyncio.StreamWriter] = []
+        self._open = 0
 
     async def start(self, host: str, port: int) -> str:
         """Bind; returns HOST:PORT with the real port. Connections are served by `serve`."""
@@ -112,20 +117,31 @@ class TaxiiServer:
             self._server.close()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._connections is None:  # not serving (yet or any more)
-            writer.close()
+        if self._connections is None or self._open >= MAX_CONNECTIONS:
+            writer.close()  # not serving (yet or any more), or too many at once
             return
+        self._open += 1
         self._connections.create_task(self._connection(reader, writer), name="taxii-connection")
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer one request. Never raises: a connection's failure, whatever it is (a
+        forged TLS record, a bug), must not reach the node's TaskGroup."""
+        try:
+            await self._answer(reader, writer)
+        except Exception:
+            log.warning("TAXII connection failed", exc_info=True)
+        finally:
+            self._open -= 1
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
             status, headers, body = await self._respond(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             status, headers, body = 400, {}, _error(400, "Malformed or incomplete request")
-        except ConnectionError:
-            writer.close()
+        except (ConnectionError, ssl.SSLError):
             return
         try:
             payload = json.dumps(body).encode()
@@ -137,11 +153,10 @@ class TaxiiServer:
                 *(f"{k}: {v}" for k, v in headers.items()),
             ]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
-            await writer.drain()
-        except ConnectionError:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
-        finally:
-            writer.close()
 
     async def _respond(self, head: bytes) -> tuple[int, dict[str, str], Any]:
         if len(head) > MAX_HEADER_BYTES:
@@ -224,12 +239,16 @@ class TaxiiServer:
             after_ms = _parse_time(query["added_after"]) if "added_after" in query else -1
         except ValueError as exc:
             raise HttpError(400, "Bad query parameter", str(exc)) from exc
-        if limit < 1 or cursor < 0:
-            raise HttpError(400, "Bad query parameter", "limit must be >= 1, next >= 0")
+        if limit < 1 or not 0 <= cursor <= MAX_CURSOR:
+            raise HttpError(400, "Bad query parameter", "limit must be >= 1, 0 <= next < 2**63")
         chosen: list[api.StoredAlert] = []
         more = False
+        scanned = 0
         while len(chosen) < limit and not more:
+            if scanned >= MAX_SCAN_ROWS:  # mostly withheld alerts: the client asks again
+                return chosen, True, cursor
             rows = await self.page(cursor, limit)
+            scanned += len(rows)
             if not rows:
                 break
             fresh = [s for s in rows if s.received_at_ms > after_ms]
