@@ -9,7 +9,7 @@ from node.app.sharing import Sharing, recipient_keys
 from node.core import alerts
 from node.core.errors import InvalidAlert
 from node.core.limits import DEFAULT_LIMITS
-from node.core.roster import Member, Roster
+from node.core.roster import Member, MemberKey, Roster
 from node.core.tlp import exportable, handling
 from node.crypto import Identity
 from node.crypto.sealing import Undecryptable, open_sealed, seal
@@ -56,7 +56,7 @@ def test_only_recipients_read_the_content_and_index_it() -> None:
     assert Sharing(Identity.generate(), [BOB], DEFAULT_LIMITS).read(envelope) is not None
 
 
-@pytest.mark.parametrize("part", ["ciphertext", "wrapped key", "seq", "recipients"])
+@pytest.mark.parametrize("part", ["ciphertext", "wrapped key", "seq", "recipients", "commitment"])
 def test_altered_content_or_envelope_does_not_decrypt(part: str) -> None:
     _, envelope = red_alert(Author(ALICE), [BOB, ALICE])
     if part == "ciphertext":
@@ -67,6 +67,8 @@ def test_altered_content_or_envelope_does_not_decrypt(part: str) -> None:
         w = bytearray(envelope.sealed.wrapped_keys[0])
         w[40] ^= 1
         envelope.sealed.wrapped_keys[0] = bytes(w)
+    elif part == "commitment":  # recipients handed different keys would not agree with it
+        envelope.sealed.key_commitment = bytes(32)
     elif part == "seq":  # the ciphertext copied into another slot of the chain
         envelope.seq += 1
     else:  # a recipient list rewritten around the same ciphertext
@@ -116,15 +118,24 @@ def test_decrypted_content_cannot_override_the_envelope() -> None:
 
 
 def test_recipients_are_roster_names_and_the_author_reads_its_own() -> None:
-    assert recipient_keys(["bob", "carol"], ROSTER, ALICE.public_key) == [
+    assert recipient_keys(["bob", "carol"], ROSTER, ALICE.public_key, now_ms()) == [
         BOB.public_key,
         CAROL.public_key,
         ALICE.public_key,
     ]
     with pytest.raises(InvalidAlert, match="'mallory' is not a member"):
-        recipient_keys(["mallory"], ROSTER, ALICE.public_key)
+        recipient_keys(["mallory"], ROSTER, ALICE.public_key, now_ms())
     with pytest.raises(InvalidAlert, match="besides this node"):
-        recipient_keys(["alice"], ROSTER, ALICE.public_key)
+        recipient_keys(["alice"], ROSTER, ALICE.public_key, now_ms())
+
+
+def test_a_member_whose_current_key_is_compromised_gets_no_encrypted_alerts() -> None:
+    stolen = MemberKey(BOB.public_key, valid_until_ms=now_ms() - 1000, compromised=True)
+    roster = Roster.of(
+        [Member("alice", ALICE.public_key), Member("bob", BOB.public_key, keys=(stolen,))]
+    )
+    with pytest.raises(InvalidAlert, match="'bob' has no valid key"):
+        recipient_keys(["bob"], roster, ALICE.public_key, now_ms())
 
 
 def test_tlp_table() -> None:

@@ -164,7 +164,8 @@ class AlertNode:
                 "TLP:RED alerts go only to named members: name each recipient (publish "
                 "--to NAME, a roster name), and the alert is encrypted to them"
             )
-        to = recipient_keys(recipients, self.roster, self.identity.public_key) if recipients else []
+        own = self.identity.public_key
+        to = recipient_keys(recipients, self.roster, own, self.clock()) if recipients else []
         if not request_id:
             return await self._publish_new(draft, "", to), False
         pending = self._requests.get(request_id)

@@ -33,8 +33,12 @@ def readers_in(key_path: Path) -> list[Identity]:
     return [load_identity(path) for path in retired]
 
 
-def recipient_keys(names: Sequence[str], roster: Roster, own_key: bytes) -> list[bytes]:
-    """The member keys to encrypt to: each named member's current key, then ours."""
+def recipient_keys(
+    names: Sequence[str], roster: Roster, own_key: bytes, now_ms: int
+) -> list[bytes]:
+    """The member keys to encrypt to: each named member's current key, then ours. A
+    member whose current key is not valid now (retired, compromised, not yet valid) is
+    refused: its key may be in a thief's hands."""
     keys: list[bytes] = []
     for name in names:
         member = roster.by_name(name)
@@ -47,6 +51,13 @@ def recipient_keys(names: Sequence[str], roster: Roster, own_key: bytes) -> list
             raise InvalidAlert(
                 f"recipient {name!r} is not a member on this node's roster; use roster names "
                 f"({', '.join(sorted(m.name for m in roster)) or 'none'})"
+            )
+        entry = member.key_entry(member.key)
+        if entry is None or not entry.valid_at(now_ms):
+            raise InvalidAlert(
+                f"recipient {member.name!r} has no valid key on this node's roster (its "
+                "current key is retired or compromised); it cannot be sent encrypted alerts "
+                "until the roster lists its new key"
             )
         if member.key not in keys and member.key != own_key:
             keys.append(member.key)
@@ -83,8 +94,12 @@ class Sharing:
         envelope = record.decode()
         try:
             read = self.read(envelope)
-        except Undecryptable as exc:
-            log.warning("encrypted alert %s kept unread: %s", record.id.hex()[:16], exc)
+        except Undecryptable:
+            # The reason's type only: its text may quote decrypted content (a value).
+            log.warning(
+                "encrypted alert %s addressed to this node does not open; kept unread",
+                record.id.hex()[:16],
+            )
             raise
         if read is None:
             return record

@@ -203,6 +203,7 @@ def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> t
 
 
 SEALED_NONCE_BYTES = 24  # XChaCha20-Poly1305 (node/crypto/sealing.py)
+KEY_COMMITMENT_BYTES = 32
 WRAPPED_KEY_BYTES = 80  # a sealed box of a 32-byte key
 ENVELOPE_FIELDS = ("origin", "seq", "prev", "created_at_ms", "recipients", "sealed")
 
@@ -222,9 +223,14 @@ def _check_envelope(alert: alert_pb2.Alert, limits: Limits) -> None:
     if any(len(r) != KEY_BYTES for r in recipients) or len(set(recipients)) != len(recipients):
         raise InvalidAlert("recipients must be distinct 32-byte member keys")
     sealed = alert.sealed
-    if len(sealed.nonce) != SEALED_NONCE_BYTES or not sealed.ciphertext:
+    if (
+        len(sealed.nonce) != SEALED_NONCE_BYTES
+        or not sealed.ciphertext
+        or len(sealed.key_commitment) != KEY_COMMITMENT_BYTES
+    ):
         raise InvalidAlert(
-            f"sealed content needs a {SEALED_NONCE_BYTES}-byte nonce and a ciphertext"
+            f"sealed content needs a {SEALED_NONCE_BYTES}-byte nonce, a ciphertext and a "
+            f"{KEY_COMMITMENT_BYTES}-byte key commitment"
         )
     if len(sealed.wrapped_keys) != len(recipients) or any(
         len(w) != WRAPPED_KEY_BYTES for w in sealed.wrapped_keys

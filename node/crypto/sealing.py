@@ -15,6 +15,7 @@ list, it does not decrypt. The envelope itself is signed by the author like any 
 
 from __future__ import annotations
 
+import hmac
 import os
 import struct
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from node.core.errors import InvalidAlert
 from node.crypto.identity import Identity
 
 SEALED_DOMAIN = b"alertmesh/v1/sealed\0"
+COMMITMENT_DOMAIN = b"alertmesh/v1/key-commitment"
 NONCE_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
 KEY_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES  # 32
 WRAPPED_KEY_BYTES = 32 + 16 + KEY_BYTES  # ephemeral X25519 key, MAC, the key: 80
@@ -38,6 +40,15 @@ _SEQ = struct.Struct(">Q")
 class Undecryptable(InvalidAlert):
     """An encrypted alert addressed to this node that does not open: a wrapped key or a
     ciphertext that was not made for it, or was altered before it was signed."""
+
+
+def key_commitment(key: bytes) -> bytes:
+    """What binds every recipient to one content key: XChaCha20-Poly1305 is not
+    key-committing, so without it an author could craft one ciphertext that opens to
+    different content under the keys it wraps for different recipients."""
+    return nacl.bindings.crypto_generichash_blake2b_salt_personal(
+        COMMITMENT_DOMAIN, digest_size=32, key=key
+    )
 
 
 def associated_data(origin: bytes, seq: int, recipients: list[bytes]) -> bytes:
@@ -63,7 +74,12 @@ def seal(
         key,
     )
     wrapped = [_sealed_box(key, recipient, random_bytes) for recipient in recipients]
-    return alert_pb2.SealedContent(nonce=nonce, ciphertext=ciphertext, wrapped_keys=wrapped)
+    return alert_pb2.SealedContent(
+        nonce=nonce,
+        ciphertext=ciphertext,
+        wrapped_keys=wrapped,
+        key_commitment=key_commitment(key),
+    )
 
 
 def envelope(
@@ -114,6 +130,8 @@ def open_sealed(envelope: alert_pb2.Alert, identities: list[Identity]) -> alert_
         wrapped = envelope.sealed.wrapped_keys[recipients.index(identity.public_key)]
         try:
             key = identity.open_sealed_box(wrapped)
+            if not hmac.compare_digest(key_commitment(key), envelope.sealed.key_commitment):
+                raise ValueError("the content key does not match the envelope's commitment")
             plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 envelope.sealed.ciphertext,
                 associated_data(envelope.origin, envelope.seq, recipients),

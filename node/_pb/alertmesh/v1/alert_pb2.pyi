@@ -307,12 +307,18 @@ class SealedContent(_message.Message):
     NONCE_FIELD_NUMBER: _builtins.int
     CIPHERTEXT_FIELD_NUMBER: _builtins.int
     WRAPPED_KEYS_FIELD_NUMBER: _builtins.int
+    KEY_COMMITMENT_FIELD_NUMBER: _builtins.int
     nonce: _builtins.bytes
     """24 bytes"""
     ciphertext: _builtins.bytes
     """XChaCha20-Poly1305 under a fresh 32-byte content key, of a serialised Alert that
     holds only content fields; associated data b"alertmesh/v1/sealed\\0" + origin +
     seq (8 bytes, big-endian) + the recipients' keys in order.
+    """
+    key_commitment: _builtins.bytes
+    """BLAKE2b-256 keyed with the content key over b"alertmesh/v1/key-commitment": every
+    recipient checks the key it unwrapped against it, so all recipients read the same
+    content (the AEAD alone does not commit to its key).
     """
     @_builtins.property
     def wrapped_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
@@ -326,10 +332,11 @@ class SealedContent(_message.Message):
         nonce: _builtins.bytes = ...,
         ciphertext: _builtins.bytes = ...,
         wrapped_keys: _abc.Iterable[_builtins.bytes] | None = ...,
+        key_commitment: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "nonce", b"nonce", "wrapped_keys", b"wrapped_keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "key_commitment", b"key_commitment", "nonce", b"nonce", "wrapped_keys", b"wrapped_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
