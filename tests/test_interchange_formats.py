@@ -291,6 +291,16 @@ def test_retracted_alerts_are_not_exported() -> None:
     )
     chosen = select([stored(1), stored(2), retraction], include_amber=False)
     assert [s.id for s in chosen.alerts] == [bytes([2]) * 32]
+    # Another member's "retraction" of alert 1 hides nothing.
+    other = stored(
+        9,
+        origin=bytes([7]) * 32,
+        indicators=[],
+        links=[alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_RETRACTION, alert_id=bytes([1]) * 32)],
+    )
+    other.origin_name = "mallory"
+    chosen = select([stored(1), stored(2), other], include_amber=False)
+    assert [s.id for s in chosen.alerts] == [bytes([1]) * 32, bytes([2]) * 32]
 
 
 def test_csv_has_one_row_per_indicator() -> None:

@@ -47,11 +47,16 @@ class Selection:
 
 
 def select(stored: Sequence[api.StoredAlert], *, include_amber: bool) -> Selection:
+    by_id = {s.id: s for s in stored}
+    # Only its author (the same member, whichever of its keys) retracts an alert: a
+    # retraction by anyone else would let one member hide another's alerts from feeds.
     retracted = {
         link.alert_id
         for s in stored
         for link in s.alert.links
         if link.kind == alert_pb2.LINK_KIND_RETRACTION
+        and (target := by_id.get(link.alert_id)) is not None
+        and _same_member(s, target)
     }
     out = Selection()
     for s in stored:
@@ -66,6 +71,12 @@ def select(stored: Sequence[api.StoredAlert], *, include_amber: bool) -> Selecti
             name = "encrypted to named members" if s.encrypted else name
             out.withheld[name] = out.withheld.get(name, 0) + 1
     return out
+
+
+def _same_member(a: api.StoredAlert, b: api.StoredAlert) -> bool:
+    if a.alert.origin == b.alert.origin:
+        return True
+    return bool(a.origin_name) and a.origin_name == b.origin_name
 
 
 async def fetch(client: AlertClient, alert_filter: api.AlertFilter) -> list[api.StoredAlert]:
