@@ -12,7 +12,7 @@ from node.app.config import Config, init_home
 from node.app.onboarding import add_card, add_connect
 from node.core.card import BEGIN, END, MemberCard, admit, armor, unarmor
 from node.core.errors import InvalidCard
-from node.core.roster import Member, Roster
+from node.core.roster import Member, MemberKey, Roster
 from node.crypto import Identity
 from node.crypto.card import CARD_DOMAIN, make_card, open_card
 from node.crypto.identity import ALERT_DOMAIN
@@ -170,3 +170,26 @@ def test_the_card_body_is_base64url_of_the_payload_and_signature() -> None:
     assert json.loads(payload)["name"] == "acme"
     assert payload == card.payload()
     assert len(base64.urlsafe_b64decode(signature_b64 + "==")) == 64
+
+
+def test_a_card_cannot_revive_an_old_key_or_swap_a_members_key() -> None:
+    """A thief holding a member's compromised key makes a valid card with it: refused,
+    even with --replace; and a card with a new key cannot replace the member's history."""
+    me = Identity.generate()
+    old, new = Identity.generate(), Identity.generate()
+    history = (
+        MemberKey(old.public_key, valid_until_ms=NOW_MS - 1000, compromised=True),
+        MemberKey(new.public_key, valid_from_ms=NOW_MS - 1000),
+    )
+    roster = Roster.of(
+        [Member("beta", me.public_key), Member("acme", new.public_key, keys=history)]
+    )
+    thief, _ = make_card(old, "acme", ("thief.example:7401",), ACME_CERT, NOW_MS)
+    with pytest.raises(InvalidCard, match="signed with a compromised key of member 'acme'"):
+        admit(roster, thief, me.public_key, replace=True)
+    stranger, _ = make_card(Identity.generate(), "acme", (), ACME_CERT, NOW_MS)
+    with pytest.raises(InvalidCard, match="changes by rotation"):
+        admit(roster, stranger, me.public_key, replace=True)
+    fresh, _ = make_card(new, "acme", ("acme.example:7401",), ACME_CERT, NOW_MS)
+    kept = admit(roster, fresh, me.public_key, replace=True).roster.by_name("acme")
+    assert kept is not None and kept.keys == history  # the history stays

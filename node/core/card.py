@@ -235,6 +235,13 @@ def admit(roster: Roster, card: MemberCard, own_key: bytes, *, replace: bool) ->
             "a name"
         )
     by_key, by_name = roster.get(card.key), roster.by_name(card.name)
+    if by_key is not None and by_key.key != card.key:
+        entry = by_key.key_entry(card.key)
+        state = "compromised" if entry is not None and entry.compromised else "retired"
+        raise InvalidCard(
+            f"the card is signed with a {state} key of member {by_key.name!r}; a card must "
+            "come from the member's current key (ask them for a new one)"
+        )
     if by_key is not None and by_name is not None and by_key is not by_name:
         raise InvalidCard(
             f"the card's key belongs to member {by_key.name!r} and its name to another "
@@ -249,13 +256,19 @@ def admit(roster: Roster, card: MemberCard, own_key: bytes, *, replace: bool) ->
             f"the roster already has member {existing.name!r} with this {what}; "
             "to take in the card's addresses and certificate, add it with --replace"
         )
-    if existing.key == card.key:
-        # Keep whatever else the roster holds on this member; the card brings these.
-        updated = dataclasses.replace(
-            existing, name=card.name, addresses=card.addresses, tls_cert=card.tls_cert
+    if existing.key != card.key:
+        # A card cannot carry key history: replacing the member by it would drop its
+        # retired and compromised keys (and their cut-offs) and trust a new key on the
+        # word of whoever holds it.
+        raise InvalidCard(
+            f"the card's key is not member {existing.name!r}'s current key; a member's key "
+            "changes by rotation (paste the roster block `alertmesh rotate-key` printed "
+            "on their side), or remove the member from roster.toml first if it re-joined"
         )
-    else:
-        updated = card.member()
+    # Keep whatever else the roster holds on this member; the card brings these.
+    updated = dataclasses.replace(
+        existing, name=card.name, addresses=card.addresses, tls_cert=card.tls_cert
+    )
     changes = _differences(existing, updated)
     others = [m for m in roster if m.key != existing.key]
     return Admission(Roster.of([*others, updated]), changes or ("no change",), existing)
