@@ -263,12 +263,24 @@ class PeerManager:
 
     # -- sessions ------------------------------------------------------------
 
-    async def session(self, key: bytes, transport: FrameTransport, role: str) -> None:
-        """Run one authenticated session until either side ends it."""
+    async def session(
+        self, key: bytes, transport: FrameTransport, role: str, tls_fingerprint: bytes = b""
+    ) -> None:
+        """Run one authenticated session until either side ends it. `tls_fingerprint`:
+        the peer certificate the TLS handshake authenticated."""
         member = self.node.roster.get(key)
         name = member.name if member else key.hex()[:16]
         if key in self.blocked:
             log.info("refusing a session with %s: blocked by the operator", name)
+            return
+        # The roster may have been reloaded while the handshake ran: check again what
+        # the handshake checked, against the roster as it is now.
+        entry = member.key_entry(key) if member else None
+        if entry is None or not entry.valid_at(time.time_ns() // 1_000_000):
+            log.warning("refusing a session with %s: its key is not valid now", name)
+            return
+        if not self.security.plaintext and member and member.tls_fingerprint != tls_fingerprint:
+            self.handshake_refused(PinMismatch(f"{name}'s TLS pin changed during the handshake"))
             return
         session = catchup.CatchupSession(
             self.node.store.chains,
@@ -277,7 +289,7 @@ class PeerManager:
             registry=self.fetches,
         )
         link = Link(key, name, role, transport, session)
-        link.tls_fingerprint = member.tls_fingerprint if member else b""
+        link.tls_fingerprint = tls_fingerprint
         existing = self.links.get(key)
         if existing is not None:
             # Both sides dialed: keep the session dialed by the smaller key, on both ends.

@@ -266,7 +266,9 @@ async def accept_handshake(
     return bytes(hello.key)
 
 
-SessionHandler = Callable[[bytes, FrameTransport, str], Awaitable[None]]
+# (peer key, transport, role, the fingerprint of the peer's certificate the TLS handshake
+# authenticated: empty over plaintext)
+SessionHandler = Callable[[bytes, FrameTransport, str, bytes], Awaitable[None]]
 RefusalHandler = Callable[[AlertmeshError], None]
 
 
@@ -303,7 +305,7 @@ class PeerServicer:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except TimeoutError:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "handshake timed out")
-        await self.on_session(key, transport, "acceptor")
+        await self.on_session(key, transport, "acceptor", client or b"")
 
 
 async def dial(
@@ -320,7 +322,8 @@ async def dial(
         transport = CallTransport(call)
         try:
             await dial_handshake(transport, identity, member.key, security.dialer_channel(member))
-            await on_session(member.key, transport, "dialer")
+            pinned = b"" if security.plaintext else member.tls_fingerprint
+            await on_session(member.key, transport, "dialer", pinned)
         except grpc.aio.AioRpcError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in (exc.details() or ""):
                 raise PinMismatch(
