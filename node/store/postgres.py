@@ -105,6 +105,9 @@ CONNECT_TIMEOUT_S = 10.0
 DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+Row = Sequence[Any] | asyncpg.Record
+
+
 def redacted(url: str) -> str:
     """`url` with its password replaced by ***, for every message and log line."""
     try:
@@ -123,7 +126,7 @@ def _scrub(text: str, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
-def _record(row: Sequence[Any]) -> AlertRecord:
+def _record(row: Row) -> AlertRecord:
     return AlertRecord(
         id=row[0],
         body=row[1],
@@ -141,7 +144,7 @@ def _record(row: Sequence[Any]) -> AlertRecord:
     )
 
 
-def _stored(row: Sequence[Any]) -> Stored:
+def _stored(row: Row) -> Stored:
     return Stored(_record(row[2:]), local_seq=row[0], received_at_ms=row[1])
 
 
@@ -270,8 +273,7 @@ class PostgresStore:
         """Add the rows above the last position seen to the chain state."""
         async with self._catching_up, self._readers.acquire() as db:
             rows = await db.fetch(
-                "SELECT local_seq, origin, seq FROM alerts WHERE local_seq > $1"
-                " ORDER BY local_seq",
+                "SELECT local_seq, origin, seq FROM alerts WHERE local_seq > $1 ORDER BY local_seq",
                 self._last_local_seq,
             )
             for local_seq, origin, seq in rows:
@@ -349,8 +351,7 @@ class PostgresStore:
         known: set[bytes] = set()
         if taken:
             held = {
-                row[0]
-                for row in await db.fetch("SELECT id FROM alerts WHERE id = ANY($1)", taken)
+                row[0] for row in await db.fetch("SELECT id FROM alerts WHERE id = ANY($1)", taken)
             }
             rest = [i for i in taken if i not in held]
             known = {
