@@ -234,3 +234,11 @@ def new_node_with_store(home: Path, members: dict[str, bytes]) -> NodeProcess:
 
 def signed_title(signed: alert_pb2.SignedAlert) -> str:
     return alert_pb2.Alert.FromString(signed.body).title
+
+
+def test_a_store_url_that_is_not_postgresql_is_a_config_error(tmp_path: Path) -> None:
+    alertmesh("init", "--home", str(tmp_path), "--name", "pg")
+    use_store(tmp_path, "mysql://root@localhost/alerts")
+    done = alertmesh("run", "--home", str(tmp_path), check=False)
+    assert done.returncode == 2
+    assert 'store.url must be "postgresql://..."' in done.stderr.strip().splitlines()[-1]
