@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -81,6 +82,16 @@ async def fill(store: AlertStore, rows: list[object], now: int) -> float:
         for i in range(0, len(rows), BATCH):
             await store.put(rows[i : i + BATCH], now_ms=now)  # type: ignore[arg-type]
     return time.perf_counter() - started
+
+
+async def analyze(url: str) -> None:
+    import asyncpg
+
+    db = await asyncpg.connect(url)
+    try:
+        await db.execute("ANALYZE")
+    finally:
+        await db.close()
 
 
 def queries(n_alerts: int, calls: int, values: int, seed: int) -> list[list[str]]:
@@ -161,6 +172,8 @@ async def main_async(args: argparse.Namespace) -> int:
             else:
                 store = SqliteStore(home / "alerts.db")
             fills[name] = await fill(store, rows, now)
+            if name == "postgresql":  # as after any bulk load (migrate does it too)
+                await analyze(url)
             print(f"filled {name} in {fills[name]:.1f} s", flush=True)
             homes[name] = home
         del rows
@@ -198,6 +211,7 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:

@@ -93,4 +93,5 @@ async def migrate(source: Path, url: str, *, progress: bool = False) -> Migratio
                 print(f"copied {cursor} alerts", flush=True)
         for proof in await old.equivocations():
             await new.put([proof.second], now_ms=proof.detected_at_ms)
+        await new.analyze()  # fresh statistics, or the planner guesses until autovacuum
         return Migration(await summarise(old), await summarise(new))

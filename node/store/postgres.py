@@ -424,6 +424,11 @@ class PostgresStore:
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
             )
 
+    async def analyze(self) -> None:
+        """Refresh the planner's statistics (after a bulk load)."""
+        assert self._wdb is not None, "a reader does not analyze"
+        await self._wdb.execute("ANALYZE")
+
     # -- reads -------------------------------------------------------------
 
     async def _fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
