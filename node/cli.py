@@ -24,6 +24,7 @@ from node.core.alerts import CATEGORY_NAMES, SEVERITY_NAMES, TLP_NAMES, name_of
 from node.core.errors import AlertmeshError
 from node.crypto.tls import parse_certificate
 from node.rpc.client import AlertClient
+from node.store_cli import add_store_commands
 from node.token_cli import TOKEN_ENV, add_token_commands, token_from
 
 EXIT_ERROR = 2
@@ -676,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the member's roster name")
 
     add_token_commands(sub)
+    add_store_commands(sub)
 
     p = sub.add_parser("member-card", help="print this node's signed member card")
     p.add_argument("--home", required=True)

@@ -42,20 +42,26 @@ def new_node(home: Path, name: str, members: dict[str, bytes]) -> NodeProcess:
 class NodeProcess:
     """`alertmesh run --home HOME --listen 127.0.0.1:0` in its own process."""
 
-    def __init__(self, home: Path, *, ports_from_config: bool = False) -> None:
+    def __init__(
+        self, home: Path, *, ports_from_config: bool = False, command: str = "run"
+    ) -> None:
         self.home = home
+        self.command = command  # or "serve-api": a read-only API process of the home
         # Port 0 (the default) suits a node nobody dials by its roster address.
         self.listen: tuple[str, ...] = () if ports_from_config else LISTEN_ANY_PORT
+        if command == "serve-api" and not ports_from_config:
+            self.listen = LISTEN_ANY_PORT[:2]
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
         self.lines: queue.Queue[str] = queue.Queue()
-        self.log = home / "node.log"
+        self.log = home / ("node.log" if command == "run" else f"{command}-{id(self)}.log")
 
     def start(self) -> NodeProcess:
         self.address = ""
         log = open(self.log, "a")  # noqa: SIM115 - closed when the process ends
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", "--home", str(self.home), *self.listen],
+            [sys.executable, "-m", "node.cli", self.command, "--home", str(self.home),
+             *self.listen],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

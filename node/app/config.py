@@ -7,7 +7,7 @@ HOME/tls.crt        the node's self-signed TLS certificate; members pin it (rost
 HOME/config.toml    settings, commented
 HOME/roster.toml    the members (starts with just this node)
 HOME/tokens.json    client API tokens: hashes only (alertmesh token create), mode 0600
-HOME/alerts.db      the store (SQLite, WAL)
+HOME/alerts.db      the store (SQLite, WAL), unless [store] url names a PostgreSQL database
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from node.crypto.tls import (
     create_tls_identity,
     ensure_tls_identity,
 )
+from node.store.postgres import is_url
 
 CONFIG_FILE = "config.toml"
 DEFAULT_API = "127.0.0.1:7400"
@@ -72,6 +73,11 @@ insecure_plaintext = false
 [store]
 # SQLite database (WAL mode). Every acknowledged alert is on disk.
 path = "alerts.db"
+# Or a PostgreSQL database (used instead of path when set), e.g.
+# "postgresql://alertmesh:PASSWORD@db.internal:5432/alertmesh". One node writes it;
+# read-only API processes (alertmesh serve-api) may serve from it too. The password
+# is never logged (prefer a ~/.pgpass file or PGPASSWORD over writing it here).
+url = ""
 
 [roster]
 # Who is a member. Reload after editing: kill -HUP <pid> or `alertmesh roster-reload --home DIR`.
@@ -116,6 +122,7 @@ class Config:
     peer_listen: str = DEFAULT_PEER
     connect: tuple[str, ...] = ()
     store_path: Path = Path("alerts.db")
+    store_url: str = ""  # a PostgreSQL database, used instead of store_path when set
     roster_path: Path = Path("roster.toml")
     key_path: Path = Path("identity.key")
     tls_key_path: Path = Path(TLS_KEY_FILE)
@@ -178,6 +185,9 @@ class Config:
         metrics_listen = section("metrics").get("listen", "")
         if not isinstance(metrics_listen, str):
             raise ConfigError(f'{path}: metrics.listen must be "HOST:PORT" or ""')
+        store_url = section("store").get("url", "")
+        if not isinstance(store_url, str) or (store_url and not is_url(store_url)):
+            raise ConfigError(f'{path}: store.url must be "postgresql://..." or ""')
         return cls(
             home=home,
             name=text(doc, "name", home.name),
@@ -185,6 +195,7 @@ class Config:
             peer_listen=text(peers, "listen", DEFAULT_PEER),
             connect=tuple(connect),
             store_path=home / text(section("store"), "path", "alerts.db"),
+            store_url=store_url,
             roster_path=home / text(section("roster"), "path", "roster.toml"),
             key_path=home / text(section("identity"), "key", "identity.key"),
             tls_key_path=home / text(tls, "key", TLS_KEY_FILE),

@@ -27,11 +27,11 @@ from pathlib import Path
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app.config import Config
 from node.app.service import AlertNode
+from node.app.stores import open_store
 from node.core.errors import AlertmeshError, ConfigError
 from node.core.roster import Member, MemberKey, Roster, member_toml
 from node.crypto import Identity, create_identity
 from node.crypto.succession import sign_succession, verify_succession
-from node.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def rotate_key(config: Config, now_ms: int) -> Rotation:
             f"{config.home / SUCCESSION_FILE} exists: the last rotation is not published yet; "
             "start the node once first"
         )
-    async with SqliteStore(config.store_path) as store:
+    async with open_store(config) as store:
         last_seq = store.chains.get(old.public_key).max_seq
         head = await store.range(old.public_key, last_seq, last_seq, limit=1) if last_seq else []
     if last_seq and not head:

@@ -23,6 +23,7 @@ from node.app.rotation import own_member, publish_pending_succession
 from node.app.service import AlertNode, wall_ms
 from node.app.sharing import readers_in
 from node.app.startup import check_can_listen, listen_problem, warn_if_exposed
+from node.app.stores import open_store, store_files
 from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
 from node.core.api_access import AUTH_TOKEN, exposure_problem
@@ -37,7 +38,6 @@ from node.rpc.peer_transport import (
     PeerServicer,
 )
 from node.rpc.registry import add_service
-from node.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ async def run_node(
         api_credentials = grpc.ssl_server_credentials([(api_tls.key_pem, api_tls.cert_pem)])
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with Verifier(limits) as verifier, SqliteStore(config.store_path) as store:
+    async with Verifier(limits) as verifier, open_store(config) as store:
         node = AlertNode(
             identity=identity,
             roster=roster,
@@ -214,11 +214,7 @@ async def run_node(
         metrics_server = None
         metrics_address = ""
         if metrics_listen:
-            store_files = [
-                config.store_path,
-                config.store_path.with_name(f"{config.store_path.name}-wal"),
-            ]
-            metrics = NodeMetrics(node, peers, store_files)
+            metrics = NodeMetrics(node, peers, store_files(config))
             host, port = split_host_port(metrics_listen)
             warn_if_exposed(host)
             metrics_server = MetricsServer(metrics.registry, host, port)

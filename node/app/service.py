@@ -390,6 +390,12 @@ class AlertNode:
         for hook in self.hooks:
             hook(records, source)
 
+    def wake_watchers(self) -> None:
+        """Another process stored new alerts (serve-api follows the writing node's
+        PostgreSQL store): every watch stream looks again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     # -- reading -----------------------------------------------------------
 
     async def get(self, alert_id: bytes) -> Stored:

@@ -51,6 +51,12 @@ def required_scope(method: str) -> Scope:
     return METHOD_SCOPES.get(method, Scope.ADMIN)
 
 
+def read_only_serves(method: str) -> bool:
+    """Whether a read-only API process (alertmesh serve-api) answers `method`: reads
+    only; publish, ingest and admin calls go to the writing node."""
+    return METHOD_SCOPES.get(method) is Scope.READ
+
+
 def allows(granted: Scope, needed: Scope) -> bool:
     return granted >= needed
 

@@ -54,3 +54,7 @@ class InvalidCard(AlertmeshError):
 class KeyNotValid(UnknownOrigin):
     """The key is a member's, but retired, compromised or not yet valid for this alert
     or session (PERMISSION_DENIED, like an unknown origin)."""
+
+
+class ReadOnly(AlertmeshError):
+    """A write asked of a read-only API process (alertmesh serve-api)."""

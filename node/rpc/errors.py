@@ -18,6 +18,7 @@ from node.core.errors import (
     InvalidSignature,
     LimitExceeded,
     NotFound,
+    ReadOnly,
     Unauthenticated,
     UnknownOrigin,
 )
@@ -31,6 +32,7 @@ CODES: list[tuple[type[AlertmeshError], grpc.StatusCode]] = [
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ReadOnly, grpc.StatusCode.FAILED_PRECONDITION),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
 ]
