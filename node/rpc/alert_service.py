@@ -59,7 +59,10 @@ class AlertService:
         self, request: api.PublishRequest, context: grpc.aio.ServicerContext
     ) -> api.PublishResponse:
         stored, duplicate = await self.node.publish(
-            convert.draft(request), request.client_request_id, request.recipients
+            convert.draft(request),
+            request.client_request_id,
+            request.recipients,
+            force=request.force,
         )
         return api.PublishResponse(
             id=stored.record.id, alert=self._stored(stored), duplicate=duplicate
@@ -70,7 +73,8 @@ class AlertService:
         self, request: api.PublishBatchRequest, context: grpc.aio.ServicerContext
     ) -> api.PublishBatchResponse:
         results = await self.node.publish_batch(
-            [(convert.draft(r), r.client_request_id) for r in request.requests]
+            [(convert.draft(r), r.client_request_id) for r in request.requests],
+            [r.force for r in request.requests],
         )
         out = api.PublishBatchResponse()
         add = out.results.add
@@ -150,6 +154,8 @@ class AlertService:
                 item = add(
                     query=r.query, normalized={"type": r.indicator.type, "value": r.indicator.value}
                 )
+            if r.verdict is not None:
+                convert.verdict(item.verdict, r.verdict, name_of)
             for stored, flagged, tlp in r.matches:
                 rec = stored.record
                 item.matches.add(
@@ -164,7 +170,7 @@ class AlertService:
                     created_at_ms=rec.created_at_ms,
                     handling=handling(tlp),
                 )
-                out.any_flagged = True
+            out.any_flagged |= r.verdict is not None and r.verdict.flagged
         return out
 
     @streaming
@@ -175,8 +181,13 @@ class AlertService:
         if cursor is None and request.from_start:
             cursor = 0
         query = self._query(request.filter)
-        async for stored in self.node.watch(query, cursor):
-            yield api.SubscribeEvent(alert=self._stored(stored))
+        async for event in self.node.watch_events(query, cursor):
+            yield api.SubscribeEvent(
+                alert=self._stored(event.stored),
+                kind=api.EventKind.ValueType(event.kind),
+                targets=event.targets,
+                released=event.released,
+            )
 
     @unary
     async def ReloadRoster(
