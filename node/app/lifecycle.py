@@ -194,3 +194,39 @@ class Lifecycle:
     async def expired(self, stored: Stored) -> Event:
         alert = self.readable(stored.record)
         return Event(EventKind.EXPIRED, stored, released=tuple(alert.indicators if alert else ()))
+
+    async def history(self, alert_id: bytes) -> list[tuple[Fact, bytes, int, bool]]:
+        """The alerts linking to `alert_id` and, transitively, to its later versions:
+        (fact, the version it links to, link kind, refused), oldest first."""
+        root = await self.store.get(alert_id)
+        root_alert = self.readable(root.record) if root is not None else None
+        if root is None or root_alert is None:
+            return []
+        facts = {alert_id: Fact.of(alert_id, self._member(root.record.origin), root_alert, True)}
+        entries: list[tuple[Fact, bytes, int]] = []
+        frontier = [alert_id]
+        for _ in range(MAX_LINK_DEPTH):
+            if not frontier:
+                break
+            found = await self.store.lookup(
+                [link_key(i) for i in frontier], now_ms=0, include_expired=True
+            )
+            next_frontier = []
+            for target in frontier:
+                for stored in found.get(link_key(target), ()):
+                    alert = self.readable(stored.record)
+                    if alert is None or stored.record.id in facts:
+                        continue
+                    fact = Fact.of(
+                        stored.record.id, self._member(stored.record.origin), alert, False
+                    )
+                    facts[fact.id] = fact
+                    for link in alert.links:
+                        if link.alert_id == target:
+                            entries.append((fact, target, link.kind))
+                    if fact.role == UPDATE:
+                        next_frontier.append(fact.id)
+            frontier = next_frontier
+        refused = lineage(facts.values()).refused
+        entries.sort(key=lambda e: (e[0].created_at_ms, e[0].id))
+        return [(f, target, kind, f.id in refused) for f, target, kind in entries]

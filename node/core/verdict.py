@@ -83,6 +83,7 @@ class Fact:
     category: int
     severity: int
     confidence: int
+    title: str
     description: str
     links: tuple[alert_pb2.AlertLink, ...]
     mentions_value: bool  # its indicators include the value asked about
@@ -97,6 +98,7 @@ class Fact:
             category=alert.category,
             severity=alert.severity,
             confidence=alert.confidence,
+            title=alert.title,
             description=alert.description,
             links=tuple(alert.links),
             mentions_value=mentions,

@@ -120,7 +120,19 @@ class AlertService:
     ) -> api.StoredAlert:
         if len(request.id) != 32:
             raise InvalidAlert("an alert id is 32 bytes (64 hex characters)")
-        return self._stored(await self.node.get(request.id))
+        out = self._stored(await self.node.get(request.id))
+        for fact, target, kind, refused in await self.node.lifecycle.history(request.id):
+            out.history.add(
+                alert_id=fact.id,
+                kind=alert_pb2.LinkKind.ValueType(kind),
+                target=target,
+                member=fact.member,
+                created_at_ms=fact.created_at_ms,
+                title=fact.title,
+                description=fact.description,
+                refused=refused,
+            )
+        return out
 
     def _query(self, f: api.AlertFilter) -> Query:
         keys = self.node.lookup_keys(f.indicator) if f.indicator else None

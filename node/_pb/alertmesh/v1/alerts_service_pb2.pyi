@@ -470,6 +470,7 @@ class StoredAlert(_message.Message):
     ENCRYPTED_FIELD_NUMBER: _builtins.int
     READABLE_FIELD_NUMBER: _builtins.int
     HANDLING_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     id: _builtins.bytes
     received_at_ms: _builtins.int
     """when this node first stored it"""
@@ -493,6 +494,12 @@ class StoredAlert(_message.Message):
     def alert(self) -> _alert_pb2.Alert:
         """decoded body, for convenience"""
 
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]:
+        """GetAlert only: the alerts linking to this one (its later versions, retraction,
+        sightings, disputes), oldest first, following updates to their own links.
+        """
+
     def __init__(
         self,
         *,
@@ -506,14 +513,60 @@ class StoredAlert(_message.Message):
         encrypted: _builtins.bool = ...,
         readable: _builtins.bool = ...,
         handling: _builtins.str = ...,
+        history: _abc.Iterable[Global___HistoryEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "signed", b"signed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor", "encrypted", b"encrypted", "expired", b"expired", "handling", b"handling", "id", b"id", "origin_name", b"origin_name", "readable", b"readable", "received_at_ms", b"received_at_ms", "signed", b"signed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor", "encrypted", b"encrypted", "expired", b"expired", "handling", b"handling", "history", b"history", "id", b"id", "origin_name", b"origin_name", "readable", b"readable", "received_at_ms", b"received_at_ms", "signed", b"signed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StoredAlert: _TypeAlias = StoredAlert  # noqa: Y015
+
+@_typing.final
+class HistoryEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.bytes
+    kind: _alert_pb2.LinkKind.ValueType
+    """how it links (update, retraction, sighting, dispute)"""
+    target: _builtins.bytes
+    """the version it links to"""
+    member: _builtins.str
+    """its author's roster name"""
+    created_at_ms: _builtins.int
+    title: _builtins.str
+    description: _builtins.str
+    """a retraction's or dispute's reason"""
+    refused: _builtins.bool
+    """an update/retraction by another member: ignored"""
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.bytes = ...,
+        kind: _alert_pb2.LinkKind.ValueType = ...,
+        target: _builtins.bytes = ...,
+        member: _builtins.str = ...,
+        created_at_ms: _builtins.int = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        refused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "created_at_ms", b"created_at_ms", "description", b"description", "kind", b"kind", "member", b"member", "refused", b"refused", "target", b"target", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryEntry: _TypeAlias = HistoryEntry  # noqa: Y015
 
 @_typing.final
 class AlertFilter(_message.Message):
