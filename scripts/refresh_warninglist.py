@@ -17,16 +17,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
-DEFAULT = (
-    "https://raw.githubusercontent.com/MISP/misp-warninglists/main/lists/moz-top500/list.json"
-)
+DEFAULT = "https://raw.githubusercontent.com/MISP/misp-warninglists/main/lists/moz-top500/list.json"
 OUT = Path(__file__).resolve().parent.parent / "node" / "data" / "warninglist-domains.txt"
 
 
 def main(argv: list[str]) -> int:
     source = argv[0] if argv else DEFAULT
     if source.startswith("https://"):
-        with urllib.request.urlopen(source, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(source, timeout=30) as response:
             doc = json.load(response)
     else:
         doc = json.loads(Path(source).read_text())
@@ -38,7 +36,8 @@ def main(argv: list[str]) -> int:
         }
     )
     header = [
-        f"# {doc.get('name', 'warninglist')} (MISP warninglists, version {doc.get('version', '?')})",
+        f"# {doc.get('name', 'warninglist')} "
+        f"(MISP warninglists, version {doc.get('version', '?')})",
         "# Source: https://github.com/MISP/misp-warninglists (CC0 1.0 Universal)",
         f"# {source}",
         "# Regenerate: python scripts/refresh_warninglist.py [LIST_JSON]  (docs/lifecycle.md)",
