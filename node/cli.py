@@ -23,6 +23,13 @@ from node.core import indicators
 from node.core.alerts import CATEGORY_NAMES, SEVERITY_NAMES, TLP_NAMES, name_of
 from node.core.errors import AlertmeshError
 from node.crypto.tls import parse_certificate
+from node.lifecycle_cli import (
+    add_lifecycle_commands,
+    history_dicts,
+    print_history,
+    verdict_dict,
+    verdict_line,
+)
 from node.rpc.client import AlertClient
 from node.store_cli import add_store_commands
 from node.token_cli import TOKEN_ENV, add_token_commands, token_from
@@ -233,6 +240,7 @@ async def cmd_publish(client: AlertClient, args: argparse.Namespace) -> int:
         tlp=args.tlp,
         client_request_id=args.request_id or "",
         recipients=args.to or [],
+        force=args.force,
     )
     response = await client.publish(request)
     if args.json:
@@ -260,9 +268,10 @@ async def cmd_get(client: AlertClient, args: argparse.Namespace) -> int:
             return 1
         raise
     if args.json:
-        print(json.dumps(alert_dict(stored)))
+        print(json.dumps({**alert_dict(stored), "history": history_dicts(stored)}))
     else:
         print_alert_long(stored)
+        print_history(stored)
     return 0
 
 
@@ -274,6 +283,7 @@ async def cmd_check(client: AlertClient, args: argparse.Namespace) -> int:
                 "query": r.query,
                 "normalized": _typed(r.normalized),
                 "error": r.error,
+                "verdict": verdict_dict(r.verdict) if not r.error else None,
                 "matches": [
                     {
                         "alert_id": m.alert_id.hex(),
@@ -294,18 +304,7 @@ async def cmd_check(client: AlertClient, args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         for r in response.results:
-            if r.error:
-                print(f"{r.query}: error: {r.error}")
-            elif not r.matches:
-                print(f"{r.query}: not flagged")
-            for m in r.matches:
-                by = m.origin_name or m.origin.hex()[:16]
-                print(
-                    f"{r.query}: FLAGGED {name_of(CATEGORY_NAMES, m.category)}/"
-                    f"{name_of(SEVERITY_NAMES, m.severity)} by {by}"
-                    f" (confidence {m.confidence}): {m.title} [{m.alert_id.hex()}]"
-                    + (f" {m.handling.partition(':')[0]}" if m.handling else "")
-                )
+            print(verdict_line(r))
     if any(r.error for r in response.results) and not response.any_flagged:
         return EXIT_ERROR
     return 0 if response.any_flagged else 1
@@ -628,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=_time_arg, help="expiry (ISO 8601 or Unix ms)")
     p.add_argument("--request-id", help="idempotency key: a retry returns the first alert")
     p.add_argument("--json", action="store_true", help="also print the alert as JSON")
+    p.add_argument("--force", action="store_true", help="even a value on the warninglist")
 
     p = client_command("import", "publish the values of a list, CSV, STIX or MISP file", cmd_import)
     p.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="input (- : stdin)")
@@ -676,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_command("peer-unblock", "let a blocked member's node back", cmd_peer_block)
     p.add_argument("name", help="the member's roster name")
 
+    add_lifecycle_commands(client_command, _time_arg, _choice)
     add_token_commands(sub)
     add_store_commands(sub)
 

@@ -47,6 +47,8 @@ class Author:
                 alert.ClearField("indicators")
                 for t, v in value:  # type: ignore[attr-defined]
                     alert.indicators.add(type=t, value=v)
+            elif name == "links":
+                alert.links.extend(value)  # type: ignore[arg-type]
             else:
                 setattr(alert, name, value)
         return alert

@@ -210,3 +210,19 @@ def test_frame_sizes_are_exactly_the_protobuf_sizes(seed: int) -> None:
         ]  # fmt: skip
         for frame in frames:
             assert encoded_size(frame) == to_peer_frame(frame).ByteSize(), frame.kind
+
+
+def test_retractions_reach_every_member_and_end_the_flag_everywhere(seed: int) -> None:
+    """A retraction is an alert like any other: every honest member stores it, so none
+    flags the retracted value any more (docs/lifecycle.md), about as fast as a new alert
+    reaches everyone."""
+    s = scenario("normal", 30, 200, retracted=0.2)
+    result = run(s, seed, "gossip")
+    print(
+        f"{result.retractions} retractions; until unflagged p50 "
+        f"{result.retraction_clear_p50:.2f} s, p99 {result.retraction_clear_p99:.2f} s"
+    )
+    assert result.delivery == 1.0
+    assert result.retractions >= 10
+    assert result.retraction_clear_p99 < float("inf")  # every stable member got each one
+    assert result.retraction_clear_p50 <= 3 * result.coverage_p50

@@ -7,7 +7,7 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
-from node.core.alerts import AlertRecord, make_record
+from node.core.alerts import AlertRecord, link_key, make_record
 from node.core.errors import ConfigError
 from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
 from node.store.base import AlertStore
@@ -552,3 +552,26 @@ async def test_schema_6_reindexes_international_host_names_as_idna_2008_maps_the
             assert [s.record.id for hits in found.values() for s in hits] == [record.id]
     with sqlite3.connect(tmp_path / "a.db") as db:
         assert db.execute("PRAGMA user_version").fetchone() == (6,)
+
+
+async def test_alerts_linking_to_an_alert_are_found_by_its_link_key(store: AlertStore) -> None:
+    """Lifecycle lookups (node/app/lifecycle.py) need no store method of their own: a
+    retraction, update, sighting or dispute is indexed under link:<hex id> of its target."""
+    author, other = Author(), Author()
+    flag = author.record(indicators=[(DOMAIN, "linked.example")])
+    retraction = author.record(
+        links=[alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_RETRACTION, alert_id=flag.id)]
+    )
+    dispute = other.record(
+        links=[alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_DISPUTE, alert_id=flag.id)]
+    )
+    about_value = other.record(
+        indicators=[(DOMAIN, "linked.example")],
+        links=[alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_SIGHTING, count=3)],
+    )
+    await store.put([flag, retraction, dispute, about_value], now_ms=now_ms())
+    found = await store.lookup([link_key(flag.id), link_key(retraction.id)], now_ms=now_ms())
+    assert [s.record.id for s in found[link_key(flag.id)]] == [retraction.id, dispute.id]
+    assert link_key(retraction.id) not in found
+    by_value = await store.lookup(keys("linked.example"), now_ms=now_ms())
+    assert {s.record.id for hits in by_value.values() for s in hits} == {flag.id, about_value.id}

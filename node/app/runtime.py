@@ -25,6 +25,7 @@ from node.app.sharing import readers_in
 from node.app.startup import check_can_listen, listen_problem, warn_if_exposed
 from node.app.stores import open_store, store_files
 from node.app.tokens import TokenFile, TokenGate
+from node.app.valuelists import Allowlist
 from node.app.verify import Verifier
 from node.core.api_access import AUTH_TOKEN, exposure_problem
 from node.core.errors import ConfigError
@@ -139,6 +140,7 @@ async def run_node(
     identity = config.identity()
     roster = config.roster()
     own_member(roster, identity.public_key, wall_ms(), config.roster_path)
+    allowlist = Allowlist.load(config.home)  # a bad file stops the start, with its line
     for address, what in ((api_listen, "the client API"), (peer_listen, "peers"),
                           (metrics_listen, "metrics")):  # fmt: skip
         if address:
@@ -159,6 +161,7 @@ async def run_node(
             limits=limits,
             readers=readers_in(config.key_path),  # retired keys still read old alerts
         )
+        node.allowlist = allowlist
         await node.start()
         await publish_pending_succession(node, config.home)
 
@@ -168,6 +171,7 @@ async def run_node(
             roster = config.roster()
             own_member(roster, identity.public_key, wall_ms(), config.roster_path)
             connect = Config.load(config.home).connect  # `roster add --connect` edits it
+            node.allowlist = Allowlist.load(config.home)  # reloaded with the roster
             node.roster = roster
             peers.connect = connect
             log.info("roster reloaded: %d members", len(roster))

@@ -10,21 +10,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.app.lifecycle import Event, EventKind, Lifecycle
 from node.app.refused import RefusedAlert, refused_held
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
+from node.app.valuelists import Allowlist, Warninglist
 from node.app.verify import Admitted, Verifier
 from node.core import alerts, indicators
+from node.core import verdict as verdicts
 from node.core.alerts import AlertRecord
 from node.core.catchup import summary_digest
 from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, LimitExceeded, NotFound
 from node.core.limits import Limits
 from node.core.roster import Roster
+from node.core.verdict import UPDATE, Fact, Verdict
 from node.crypto import Identity, sign_alert
 from node.crypto.sealing import Undecryptable
 from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
@@ -62,6 +67,7 @@ class CheckResult:
     indicator: indicators.Indicator | None
     error: str
     matches: list[tuple[Stored, alert_pb2.Indicator, int]]  # (alert, what matched, its TLP)
+    verdict: Verdict | None = None  # None when the value cannot be understood
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,11 @@ class AlertNode:
         state = store.chains.get(identity.public_key)
         self._own_seq = state.max_seq
         self._own_head = b""
+        self.lifecycle = Lifecycle(
+            store, self.sharing.content, lambda: self.roster, identity.public_key
+        )
+        self.allowlist = Allowlist()  # HOME/allowlist.txt, loaded by the runtime
+        self.warninglist = Warninglist.default()
 
     async def start(self) -> None:
         """Load this node's own chain head from the store."""
@@ -146,12 +157,20 @@ class AlertNode:
     # -- writing -----------------------------------------------------------
 
     async def publish(
-        self, draft: alert_pb2.Alert, request_id: str = "", recipients: Sequence[str] = ()
+        self,
+        draft: alert_pb2.Alert,
+        request_id: str = "",
+        recipients: Sequence[str] = (),
+        *,
+        force: bool = False,
     ) -> tuple[Stored, bool]:
         """Sign and store a new alert, encrypted to `recipients` (roster names) if any;
-        returns (stored, was_a_retried_request)."""
+        returns (stored, was_a_retried_request). `force`: even a warninglisted value."""
         started = time.perf_counter()
         try:
+            if not force:
+                self._refuse_warninglisted(draft)
+            draft, recipients = await self.lifecycle.prepare(draft, recipients)
             return await self._publish(draft, request_id, recipients)
         finally:
             self.observe_latency("publish", time.perf_counter() - started)
@@ -189,12 +208,19 @@ class AlertNode:
         finally:
             del self._requests[request_id]
 
+    def _refuse_warninglisted(self, draft: alert_pb2.Alert) -> None:
+        """A new alert or update must not flag a widely used domain by mistake
+        (sightings, disputes and retractions may name one)."""
+        if all(link.kind == UPDATE for link in draft.links):
+            self.warninglist.refuse(draft)
+
     async def publish_batch(
-        self, items: Sequence[tuple[alert_pb2.Alert, str]]
+        self, items: Sequence[tuple[alert_pb2.Alert, str]], forced: Sequence[bool] = ()
     ) -> list[BatchItemResult]:
         """Sign and store many new alerts, (draft, client request id) each, in one store
         commit. Each item succeeds or fails on its own; a request id seen before (also
-        earlier in the same batch) answers with the first alert's id."""
+        earlier in the same batch) answers with the first alert's id. `forced[i]`: item i
+        may flag a warninglisted value. Links are not checked here: publish them alone."""
         if len(items) > self.limits.max_batch:
             raise LimitExceeded(
                 f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
@@ -221,6 +247,12 @@ class AlertNode:
             records: list[tuple[int, AlertRecord]] = []
             for i in fresh:
                 try:
+                    if not (i < len(forced) and forced[i]):
+                        self._refuse_warninglisted(items[i][0])
+                    if items[i][0].links:
+                        raise InvalidAlert(
+                            "publish updates, retractions, sightings and disputes one by one"
+                        )
                     records.append((i, self._sign_new(items[i][0], now)))
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
@@ -423,21 +455,51 @@ class AlertNode:
                 f"{len(values)} values in one check; send at most {self.limits.max_check_values}"
             )
         parsed = [_parse_for_lookup(value) for value in values]
+        now = self.clock()
+        # Expired, retracted and superseded alerts too: the verdict tells them apart.
         found = await self.store.lookup(
-            {k for p in parsed for k in p[2]}, now_ms=self.clock(), include_expired=include_expired
+            {k for p in parsed for k in p[2]}, now_ms=now, include_expired=True
         )
+        keys_per_value = [frozenset(p[2]) for p in parsed]
+        facts = await self.lifecycle.facts(found, keys_per_value) if found else []
         results = []
-        refused = self.roster.refusal  # a compromised key's alerts flag nothing
-        for value, (parsed_ind, error, keys) in zip(values, parsed, strict=True):
+        for n, (value, (parsed_ind, error, keys)) in enumerate(zip(values, parsed, strict=True)):
+            if parsed_ind is None:
+                results.append(CheckResult(value, None, error, []))
+                continue
+            value_facts: list[Fact] = facts[n] if facts else []
+            v = verdicts.verdict(
+                value_facts,
+                now_ms=now,
+                include_expired=include_expired,
+                allowlisted=self.allowlist.covers(keys),
+            )
+            active = set(v.alert_ids)
             matches: dict[bytes, tuple[Stored, alert_pb2.Indicator, int]] = {}
             for key in keys:
                 for stored in found.get(key, ()):
                     r = stored.record
-                    if r.id not in matches and not refused(r.origin, r.seq, r.created_at_ms):
+                    if r.id in active and r.id not in matches:
                         alert = self.sharing.content(r)[0]
-                        matches[stored.record.id] = (stored, _flagged(alert, key), alert.tlp)
-            results.append(CheckResult(value, parsed_ind, error, list(matches.values())))
+                        matches[r.id] = (stored, _flagged(alert, key), alert.tlp)
+            results.append(CheckResult(value, parsed_ind, error, list(matches.values()), v))
         return results
+
+    async def watch_events(self, query: Query, cursor: int | None) -> AsyncIterator[Event]:
+        """`watch`, each alert named by what it means (a retraction, an update, ...), and
+        an EXPIRED event when an alert sent on this stream reaches its expiry."""
+        expiring: list[tuple[int, int, Stored]] = []  # heap of (expires_at_ms, local_seq, alert)
+        async for stored in self._feed(query, cursor, lambda: expiring[0][0] if expiring else 0):
+            now = self.clock()
+            while expiring and expiring[0][0] <= now:
+                gone = heapq.heappop(expiring)[2]
+                yield await self.lifecycle.expired(gone)
+            if stored is None:
+                continue
+            event = await self.lifecycle.event(stored)
+            if event.kind in (EventKind.NEW, EventKind.UPDATED) and stored.record.expires_at_ms:
+                heapq.heappush(expiring, (stored.record.expires_at_ms, stored.local_seq, stored))
+            yield event
 
     async def watch(self, query: Query, cursor: int | None) -> AsyncIterator[Stored]:
         """Stored alerts after `cursor`, then new ones as they are stored; never ends.
@@ -445,6 +507,14 @@ class AlertNode:
         Resuming from the cursor of the last alert received yields every later
         alert exactly once: positions are assigned in commit order.
         """
+        async for stored in self._feed(query, cursor, lambda: 0):
+            if stored is not None:
+                yield stored
+
+    async def _feed(
+        self, query: Query, cursor: int | None, wake_at: Callable[[], int]
+    ) -> AsyncIterator[Stored | None]:
+        """`watch`'s alerts; None when the clock reaches wake_at() (ms; 0: never) first."""
         if cursor is None:
             cursor = await self.store.last_cursor()
         while True:
@@ -456,7 +526,15 @@ class AlertNode:
                 cursor = stored.local_seq
             if not rows:
                 cursor = max(cursor, top)
-                await changed.wait()
+                wake = wake_at()
+                if not wake:
+                    await changed.wait()
+                    continue
+                try:
+                    delay = max(0.0, (wake - self.clock()) / 1000)
+                    await asyncio.wait_for(changed.wait(), timeout=delay)
+                except TimeoutError:
+                    yield None
 
     async def equivocations(self) -> list[Equivocation]:
         return await self.store.equivocations()

@@ -177,15 +177,41 @@ def validate(
     if len(alert.links) > limits.max_links:
         raise LimitExceeded(f"{len(alert.links)} links; the limit is {limits.max_links}")
     for link in alert.links:
-        if len(link.alert_id) != ID_BYTES or not link.kind:
-            raise InvalidAlert("a link needs a kind and a 32-byte alert id")
+        _check_link(link, has_indicators=bool(alert.indicators))
     if len(alert.recipients) > limits.max_recipients:
         raise LimitExceeded(
             f"{len(alert.recipients)} recipients; the limit is {limits.max_recipients}"
         )
     if alert.HasField("succession"):
         _check_succession(alert)
-    return indicator_keys(alert, limits)
+    return indicator_keys(alert, limits) + link_keys(alert)
+
+
+_LINK_KINDS = frozenset(alert_pb2.LinkKind.values()) - {alert_pb2.LINK_KIND_UNSPECIFIED}
+_ABOUT_VALUES = frozenset({alert_pb2.LINK_KIND_SIGHTING, alert_pb2.LINK_KIND_DISPUTE})
+LINK_KEY_PREFIX = "link:"
+
+
+def _check_link(link: alert_pb2.AlertLink, *, has_indicators: bool) -> None:
+    if link.kind not in _LINK_KINDS:
+        raise InvalidAlert(f"a link needs a known kind (got {link.kind})")
+    if not link.alert_id and link.kind in _ABOUT_VALUES:
+        if not has_indicators:
+            raise InvalidAlert("a sighting or dispute about values needs indicators")
+    elif len(link.alert_id) != ID_BYTES:
+        raise InvalidAlert("a link needs a 32-byte alert id")
+    if link.first_seen_ms and link.last_seen_ms and link.last_seen_ms < link.first_seen_ms:
+        raise InvalidAlert("a sighting's last_seen_ms is before its first_seen_ms")
+
+
+def link_key(target: bytes) -> str:
+    """The index key under which the alerts linking to `target` are stored, so that a
+    store answers "what updates, retracts, sights or disputes this alert?" by lookup."""
+    return LINK_KEY_PREFIX + target.hex()
+
+
+def link_keys(alert: alert_pb2.Alert) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(link_key(link.alert_id) for link in alert.links if link.alert_id))
 
 
 def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:

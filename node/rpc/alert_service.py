@@ -59,7 +59,10 @@ class AlertService:
         self, request: api.PublishRequest, context: grpc.aio.ServicerContext
     ) -> api.PublishResponse:
         stored, duplicate = await self.node.publish(
-            convert.draft(request), request.client_request_id, request.recipients
+            convert.draft(request),
+            request.client_request_id,
+            request.recipients,
+            force=request.force,
         )
         return api.PublishResponse(
             id=stored.record.id, alert=self._stored(stored), duplicate=duplicate
@@ -70,7 +73,8 @@ class AlertService:
         self, request: api.PublishBatchRequest, context: grpc.aio.ServicerContext
     ) -> api.PublishBatchResponse:
         results = await self.node.publish_batch(
-            [(convert.draft(r), r.client_request_id) for r in request.requests]
+            [(convert.draft(r), r.client_request_id) for r in request.requests],
+            [r.force for r in request.requests],
         )
         out = api.PublishBatchResponse()
         add = out.results.add
@@ -116,7 +120,19 @@ class AlertService:
     ) -> api.StoredAlert:
         if len(request.id) != 32:
             raise InvalidAlert("an alert id is 32 bytes (64 hex characters)")
-        return self._stored(await self.node.get(request.id))
+        out = self._stored(await self.node.get(request.id))
+        for fact, target, kind, refused in await self.node.lifecycle.history(request.id):
+            out.history.add(
+                alert_id=fact.id,
+                kind=alert_pb2.LinkKind.ValueType(kind),
+                target=target,
+                member=fact.member,
+                created_at_ms=fact.created_at_ms,
+                title=fact.title,
+                description=fact.description,
+                refused=refused,
+            )
+        return out
 
     def _query(self, f: api.AlertFilter) -> Query:
         keys = self.node.lookup_keys(f.indicator) if f.indicator else None
@@ -150,6 +166,8 @@ class AlertService:
                 item = add(
                     query=r.query, normalized={"type": r.indicator.type, "value": r.indicator.value}
                 )
+            if r.verdict is not None:
+                convert.verdict(item.verdict, r.verdict, name_of)
             for stored, flagged, tlp in r.matches:
                 rec = stored.record
                 item.matches.add(
@@ -164,7 +182,7 @@ class AlertService:
                     created_at_ms=rec.created_at_ms,
                     handling=handling(tlp),
                 )
-                out.any_flagged = True
+            out.any_flagged |= r.verdict is not None and r.verdict.flagged
         return out
 
     @streaming
@@ -175,8 +193,13 @@ class AlertService:
         if cursor is None and request.from_start:
             cursor = 0
         query = self._query(request.filter)
-        async for stored in self.node.watch(query, cursor):
-            yield api.SubscribeEvent(alert=self._stored(stored))
+        async for event in self.node.watch_events(query, cursor):
+            yield api.SubscribeEvent(
+                alert=self._stored(event.stored),
+                kind=api.EventKind.ValueType(event.kind),
+                targets=event.targets,
+                released=event.released,
+            )
 
     @unary
     async def ReloadRoster(

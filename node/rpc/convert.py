@@ -10,6 +10,7 @@ from node.core.alerts import AlertRecord
 from node.core.errors import InvalidAlert
 from node.core.roster import Roster
 from node.core.tlp import handling
+from node.core.verdict import State, Verdict
 from node.store.base import Query, Stored
 
 # A stored record -> (the alert a client is shown, encrypted, readable): node/app/sharing.py
@@ -78,3 +79,39 @@ def draft(req: api.PublishRequest) -> alert_pb2.Alert:
         tlp=req.tlp,
         links=req.links,
     )
+
+
+def verdict(out: api.Verdict, v: Verdict, name_of: Callable[[bytes], str]) -> None:
+    """Fill `out` (a submessage, built in place) from the value's verdict."""
+    out.state = api.VerdictState.ValueType(_VERDICT_STATES[v.state])
+    out.members.extend(v.members)
+    out.sightings = v.sightings
+    out.sighting_count = v.sighting_count
+    out.disputes = v.disputes
+    out.highest_severity = alert_pb2.Severity.ValueType(v.highest_severity)
+    out.confidence = v.confidence
+    out.first_seen_ms = v.first_seen_ms
+    out.last_seen_ms = v.last_seen_ms
+    out.alert_ids.extend(v.alert_ids)
+    for r in v.retractions:
+        out.retractions.add(
+            alert_id=r.alert_id,
+            retraction_id=r.retraction_id,
+            member=r.member,
+            retracted_at_ms=r.retracted_at_ms,
+            reason=r.reason,
+        )
+    for d in v.dispute_details:
+        out.dispute_details.add(
+            alert_id=d.alert_id, member=d.member, reason=d.reason, created_at_ms=d.created_at_ms
+        )
+    out.refused_links = v.refused_links
+
+
+_VERDICT_STATES = {
+    State.NOT_FLAGGED: api.VERDICT_STATE_NOT_FLAGGED,
+    State.FLAGGED: api.VERDICT_STATE_FLAGGED,
+    State.RETRACTED: api.VERDICT_STATE_RETRACTED,
+    State.EXPIRED: api.VERDICT_STATE_EXPIRED,
+    State.ALLOWLISTED: api.VERDICT_STATE_ALLOWLISTED,
+}

@@ -36,6 +36,9 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("delivery to live honest members", "delivery", "{:.2%}"),
     ("coverage time p50 (s)", "coverage_p50", "{:.2f}"),
     ("coverage time p99 (s)", "coverage_p99", "{:.2f}"),
+    ("retractions (honest)", "retractions", "{:,}"),
+    ("retraction until unflagged p50 (s)", "retraction_clear_p50", "{:.2f}"),
+    ("retraction until unflagged p99 (s)", "retraction_clear_p99", "{:.2f}"),
     ("latency per member p50 (s)", "latency_p50", "{:.3f}"),
     ("latency per member p99 (s)", "latency_p99", "{:.3f}"),
     ("hops to full coverage p50", "hops_p50", "{:.0f}"),
@@ -74,6 +77,7 @@ def repro(scenario: Scenario, seed: int, protocol: str | None = None) -> str:
         f"scripts/simulate --scenario {scenario.name} --nodes {scenario.nodes} "
         f"--alerts {scenario.alerts} --rate {scenario.rate:g} --seed {seed}"
         f" --encrypted {scenario.encrypted:g}"
+        + (f" --retracted {scenario.retracted:g}" if scenario.retracted else "")
     )
     return cmd + (f" --protocol {protocol}" if protocol else "")
 
@@ -99,6 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = Scenario(**{**scenario.__dict__, "rate": args.rate})
     if args.encrypted is not None:
         scenario = Scenario(**{**scenario.__dict__, "encrypted": args.encrypted})
+    if args.retracted is not None:
+        scenario = Scenario(**{**scenario.__dict__, "retracted": args.retracted})
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     protocols = ["gossip", "flood"] if args.protocol == "both" else [args.protocol]
     print(f"seed={seed} scenario={scenario.name} ({scenario.note}) nodes={scenario.nodes} "
@@ -157,6 +163,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="default: a random seed (printed)")
     r.add_argument(
         "--encrypted", type=float, help="share of alerts encrypted to 4 members (default 0.1)"
+    )
+    r.add_argument(
+        "--retracted", type=float, help="share of alerts retracting the author's last (default 0)"
     )
     r.add_argument("--protocol", choices=("both", "gossip", "flood"), default="both")
     r.add_argument("--trace", help="write every event to this file (large)")

@@ -27,7 +27,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from node.core.alerts import AlertRecord
+from node.core.alerts import LINK_KEY_PREFIX, AlertRecord
 from node.sim.wire import TRAFFIC_CLASSES
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class Published:
     seq: int
     at: float
     honest: bool
+    retraction: bool = False  # retracts its author's previous alert (docs/lifecycle.md)
 
 
 class Recorder:
@@ -70,7 +71,8 @@ class Recorder:
     def published(self, record: AlertRecord, host: int, role: str, now: float) -> None:
         honest = role == "honest"
         self.genuine[record.id] = host
-        self.alerts.append(Published(record.id, host, record.seq, now, honest))
+        retraction = any(k.startswith(LINK_KEY_PREFIX) for k in record.index_keys)
+        self.alerts.append(Published(record.id, host, record.seq, now, honest, retraction))
         self.published_by[host] += honest
 
     def equivocated(self, first: AlertRecord, second: AlertRecord) -> None:
@@ -131,6 +133,11 @@ class Summary:
     events: int
     sim_seconds: float
     digest: str
+    # From a retraction's publication until no stable honest node flags the value any more
+    # (each holds the retraction: the verdict drops the alert from then on); NaN: none.
+    retractions: int = 0
+    retraction_clear_p50: float = float("nan")
+    retraction_clear_p99: float = float("nan")
     coverage_curve: list[tuple[float, float]] = field(default_factory=list)
     copies_by_alert: list[float] = field(default_factory=list)
     heal_curve: list[tuple[float, float]] = field(default_factory=list)  # (s after heal, missing)
@@ -175,6 +182,7 @@ def summarize(
     expected = sum(len(live) - (a.origin in live) for a in honest_alerts)
 
     coverage: list[float] = []
+    cleared: list[float] = []  # the same for the steady retractions
     hops_full: list[float] = []
     latencies: list[float] = []
     hops: list[int] = []
@@ -192,6 +200,8 @@ def summarize(
             hops.append(arrival.hops)
             worst, deepest = max(worst, lat), max(deepest, arrival.hops)
         coverage.append(worst)
+        if a.retraction:
+            cleared.append(worst)
         hops_full.append(deepest)
 
     receivers = len(component)
@@ -286,6 +296,9 @@ def summarize(
         events=world.loop.events,
         sim_seconds=world.now,
         digest=world.loop.digest(),
+        retractions=sum(1 for a in honest_alerts if a.retraction),
+        retraction_clear_p50=quantile(cleared, 0.5),
+        retraction_clear_p99=quantile(cleared, 0.99),
         coverage_curve=curve,
         copies_by_alert=per_alert,
         heal_curve=heal_curve,

@@ -54,6 +54,7 @@ class Scenario:
     loss: float = 0.0  # probability that a frame is lost
     reorder: bool = False  # frames of a session may overtake each other
     encrypted: float = 0.1  # share of alerts encrypted to 4 members and their author
+    retracted: float = 0.0  # share of alerts that retract their author's previous alert
     warmup: float = 0.2  # share of the alerts before copies are counted as "steady"
     settle: float = 40.0
     max_settle: float = 400.0
@@ -126,6 +127,7 @@ def run(
         net=NetParams(loss=scenario.loss, reorder=scenario.reorder),
         gossip=scenario.gossip,
         sealed_share=scenario.encrypted,
+        retract_share=scenario.retracted,
     )
     label = f"scenario={scenario.name} nodes={scenario.nodes} protocol={protocol}"
     world = World(seed, params, label=label, verifier=verifier, loop=EventLoop(trace))

@@ -81,6 +81,17 @@ def draft(rng: random.Random, origin: bytes, seq: int, prev: bytes, created_ms: 
     return alert.SerializeToString(deterministic=True)
 
 
+def retraction(body: bytes, target: bytes) -> bytes:
+    """`body` turned into the retraction of the author's alert `target` (docs/lifecycle.md):
+    no flag of its own, a reason, the link."""
+    alert = alert_pb2.Alert.FromString(body)
+    alert.ClearField("indicators")
+    alert.ClearField("tlp")
+    alert.title = "Retracted: " + alert.title
+    alert.links.add(kind=alert_pb2.LINK_KIND_RETRACTION, alert_id=target)
+    return alert.SerializeToString(deterministic=True)
+
+
 class Author:
     """A member's own chain: the seq and id of its last alert, as its store holds them."""
 
@@ -94,6 +105,7 @@ class Author:
         sealed_share: float = 0.0,
         members: Callable[[], Sequence[bytes]] = tuple,
         recipients: int = 4,
+        retract_share: float = 0.0,
     ) -> None:
         self.seed = seed
         self.index = index
@@ -102,6 +114,7 @@ class Author:
         self.sealed_share = sealed_share
         self.members = members  # the roster's keys: whom an encrypted alert may go to
         self.recipients = recipients
+        self.retract_share = retract_share  # share of alerts that retract the previous one
         self.seq = 0
         self.head = b""
 
@@ -112,6 +125,10 @@ class Author:
     def body(self, seq: int, prev: bytes, now: float, variant: int = 0) -> bytes:
         rng = derive(self.seed, "body", self.index, seq, variant)
         body = draft(rng, self.identity.public_key, seq, prev, wall_ms(now))
+        if self.retract_share and seq > 1:
+            pick = derive(self.seed, "retract", self.index, seq, variant)
+            if pick.random() < self.retract_share:
+                return retraction(body, prev)
         if self.sealed_share:
             pick = derive(self.seed, "sealed", self.index, seq, variant)  # leaves `rng` alone
             if pick.random() < self.sealed_share:

@@ -60,6 +60,7 @@ class WorldParams:
     catchup: CatchupConfig = field(default_factory=CatchupConfig)
     limits: Limits = DEFAULT_LIMITS
     sealed_share: float = 0.0  # share of alerts encrypted to a few members (publish --to)
+    retract_share: float = 0.0  # share of alerts that retract their author's previous one
 
 
 class World(Sessions):
@@ -134,6 +135,7 @@ class World(Sessions):
                 ident,
                 self.limits,
                 sealed_share=self.params.sealed_share,
+                retract_share=self.params.retract_share,
                 members=lambda: [h.key for h in self.hosts],
             ),
             joined_at=self.now,

@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61lertmesh/v1/alert.proto\x12\x0c\x61lertmesh.v1\"E\n\tIndicator\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.alertmesh.v1.IndicatorType\x12\r\n\x05value\x18\x02 \x01(\t\"C\n\tAlertLink\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.alertmesh.v1.LinkKind\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\x0c\"\xe7\x03\n\x05\x41lert\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04prev\x18\x03 \x01(\x0c\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03\x12(\n\x08\x63\x61tegory\x18\x06 \x01(\x0e\x32\x16.alertmesh.v1.Category\x12(\n\x08severity\x18\x07 \x01(\x0e\x32\x16.alertmesh.v1.Severity\x12\x12\n\nconfidence\x18\x08 \x01(\r\x12\r\n\x05title\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12+\n\nindicators\x18\x0b \x03(\x0b\x32\x17.alertmesh.v1.Indicator\x12\x12\n\nreferences\x18\x0c \x03(\t\x12\x1e\n\x03tlp\x18\r \x01(\x0e\x32\x11.alertmesh.v1.Tlp\x12\x12\n\nrecipients\x18\x0e \x03(\x0c\x12&\n\x05links\x18\x0f \x03(\x0b\x32\x17.alertmesh.v1.AlertLink\x12/\n\nsuccession\x18\x10 \x01(\x0b\x32\x1b.alertmesh.v1.KeySuccession\x12+\n\x06sealed\x18\x11 \x01(\x0b\x32\x1b.alertmesh.v1.SealedContent\"`\n\rSealedContent\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x14\n\x0cwrapped_keys\x18\x03 \x03(\x0c\x12\x16\n\x0ekey_commitment\x18\x04 \x01(\x0c\"e\n\rKeySuccession\x12\x14\n\x0cprevious_key\x18\x01 \x01(\x0c\x12\x14\n\x0cprevious_seq\x18\x02 \x01(\x04\x12\x15\n\rprevious_head\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\".\n\x0bSignedAlert\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c*\xac\x02\n\x08\x43\x61tegory\x12\x18\n\x14\x43\x41TEGORY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41TEGORY_PHISHING\x10\x01\x12\x11\n\rCATEGORY_SCAM\x10\x02\x12\x1d\n\x19\x43\x41TEGORY_INVESTMENT_FRAUD\x10\x03\x12\x15\n\x11\x43\x41TEGORY_RUG_PULL\x10\x04\x12\x14\n\x10\x43\x41TEGORY_EXPLOIT\x10\x05\x12\x19\n\x15\x43\x41TEGORY_STOLEN_FUNDS\x10\x06\x12\x17\n\x13\x43\x41TEGORY_RANSOMWARE\x10\x07\x12\x16\n\x12\x43\x41TEGORY_SANCTIONS\x10\x08\x12\x1a\n\x16\x43\x41TEGORY_IMPERSONATION\x10\t\x12\x14\n\x10\x43\x41TEGORY_MALWARE\x10\n\x12\x12\n\x0e\x43\x41TEGORY_OTHER\x10\x0b*\x88\x01\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x10\n\x0cSEVERITY_LOW\x10\x02\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x03\x12\x11\n\rSEVERITY_HIGH\x10\x04\x12\x15\n\x11SEVERITY_CRITICAL\x10\x05*j\n\x03Tlp\x12\x13\n\x0fTLP_UNSPECIFIED\x10\x00\x12\r\n\tTLP_CLEAR\x10\x01\x12\r\n\tTLP_GREEN\x10\x02\x12\r\n\tTLP_AMBER\x10\x03\x12\x14\n\x10TLP_AMBER_STRICT\x10\x04\x12\x0b\n\x07TLP_RED\x10\x05*\xfb\x01\n\rIndicatorType\x12\x1e\n\x1aINDICATOR_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16INDICATOR_TYPE_ADDRESS\x10\x01\x12\x15\n\x11INDICATOR_TYPE_TX\x10\x02\x12\x19\n\x15INDICATOR_TYPE_DOMAIN\x10\x03\x12\x16\n\x12INDICATOR_TYPE_URL\x10\x04\x12\x15\n\x11INDICATOR_TYPE_IP\x10\x05\x12\x18\n\x14INDICATOR_TYPE_EMAIL\x10\x06\x12\x19\n\x15INDICATOR_TYPE_HANDLE\x10\x07\x12\x18\n\x14INDICATOR_TYPE_OTHER\x10\x08*m\n\x08LinkKind\x12\x19\n\x15LINK_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10LINK_KIND_UPDATE\x10\x01\x12\x18\n\x14LINK_KIND_RETRACTION\x10\x02\x12\x16\n\x12LINK_KIND_SIGHTING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61lertmesh/v1/alert.proto\x12\x0c\x61lertmesh.v1\"E\n\tIndicator\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.alertmesh.v1.IndicatorType\x12\r\n\x05value\x18\x02 \x01(\t\"\x7f\n\tAlertLink\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.alertmesh.v1.LinkKind\x12\x10\n\x08\x61lert_id\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x15\n\rfirst_seen_ms\x18\x04 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x05 \x01(\x03\"\xe7\x03\n\x05\x41lert\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04prev\x18\x03 \x01(\x0c\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03\x12(\n\x08\x63\x61tegory\x18\x06 \x01(\x0e\x32\x16.alertmesh.v1.Category\x12(\n\x08severity\x18\x07 \x01(\x0e\x32\x16.alertmesh.v1.Severity\x12\x12\n\nconfidence\x18\x08 \x01(\r\x12\r\n\x05title\x18\t \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12+\n\nindicators\x18\x0b \x03(\x0b\x32\x17.alertmesh.v1.Indicator\x12\x12\n\nreferences\x18\x0c \x03(\t\x12\x1e\n\x03tlp\x18\r \x01(\x0e\x32\x11.alertmesh.v1.Tlp\x12\x12\n\nrecipients\x18\x0e \x03(\x0c\x12&\n\x05links\x18\x0f \x03(\x0b\x32\x17.alertmesh.v1.AlertLink\x12/\n\nsuccession\x18\x10 \x01(\x0b\x32\x1b.alertmesh.v1.KeySuccession\x12+\n\x06sealed\x18\x11 \x01(\x0b\x32\x1b.alertmesh.v1.SealedContent\"`\n\rSealedContent\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x14\n\x0cwrapped_keys\x18\x03 \x03(\x0c\x12\x16\n\x0ekey_commitment\x18\x04 \x01(\x0c\"e\n\rKeySuccession\x12\x14\n\x0cprevious_key\x18\x01 \x01(\x0c\x12\x14\n\x0cprevious_seq\x18\x02 \x01(\x04\x12\x15\n\rprevious_head\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\".\n\x0bSignedAlert\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c*\xac\x02\n\x08\x43\x61tegory\x12\x18\n\x14\x43\x41TEGORY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41TEGORY_PHISHING\x10\x01\x12\x11\n\rCATEGORY_SCAM\x10\x02\x12\x1d\n\x19\x43\x41TEGORY_INVESTMENT_FRAUD\x10\x03\x12\x15\n\x11\x43\x41TEGORY_RUG_PULL\x10\x04\x12\x14\n\x10\x43\x41TEGORY_EXPLOIT\x10\x05\x12\x19\n\x15\x43\x41TEGORY_STOLEN_FUNDS\x10\x06\x12\x17\n\x13\x43\x41TEGORY_RANSOMWARE\x10\x07\x12\x16\n\x12\x43\x41TEGORY_SANCTIONS\x10\x08\x12\x1a\n\x16\x43\x41TEGORY_IMPERSONATION\x10\t\x12\x14\n\x10\x43\x41TEGORY_MALWARE\x10\n\x12\x12\n\x0e\x43\x41TEGORY_OTHER\x10\x0b*\x88\x01\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x10\n\x0cSEVERITY_LOW\x10\x02\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x03\x12\x11\n\rSEVERITY_HIGH\x10\x04\x12\x15\n\x11SEVERITY_CRITICAL\x10\x05*j\n\x03Tlp\x12\x13\n\x0fTLP_UNSPECIFIED\x10\x00\x12\r\n\tTLP_CLEAR\x10\x01\x12\r\n\tTLP_GREEN\x10\x02\x12\r\n\tTLP_AMBER\x10\x03\x12\x14\n\x10TLP_AMBER_STRICT\x10\x04\x12\x0b\n\x07TLP_RED\x10\x05*\xfb\x01\n\rIndicatorType\x12\x1e\n\x1aINDICATOR_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16INDICATOR_TYPE_ADDRESS\x10\x01\x12\x15\n\x11INDICATOR_TYPE_TX\x10\x02\x12\x19\n\x15INDICATOR_TYPE_DOMAIN\x10\x03\x12\x16\n\x12INDICATOR_TYPE_URL\x10\x04\x12\x15\n\x11INDICATOR_TYPE_IP\x10\x05\x12\x18\n\x14INDICATOR_TYPE_EMAIL\x10\x06\x12\x19\n\x15INDICATOR_TYPE_HANDLE\x10\x07\x12\x18\n\x14INDICATOR_TYPE_OTHER\x10\x08*\x84\x01\n\x08LinkKind\x12\x19\n\x15LINK_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10LINK_KIND_UPDATE\x10\x01\x12\x18\n\x14LINK_KIND_RETRACTION\x10\x02\x12\x16\n\x12LINK_KIND_SIGHTING\x10\x03\x12\x15\n\x11LINK_KIND_DISPUTE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alertmesh.v1.alert_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CATEGORY']._serialized_start=922
-  _globals['_CATEGORY']._serialized_end=1222
-  _globals['_SEVERITY']._serialized_start=1225
-  _globals['_SEVERITY']._serialized_end=1361
-  _globals['_TLP']._serialized_start=1363
-  _globals['_TLP']._serialized_end=1469
-  _globals['_INDICATORTYPE']._serialized_start=1472
-  _globals['_INDICATORTYPE']._serialized_end=1723
-  _globals['_LINKKIND']._serialized_start=1725
-  _globals['_LINKKIND']._serialized_end=1834
+  _globals['_CATEGORY']._serialized_start=982
+  _globals['_CATEGORY']._serialized_end=1282
+  _globals['_SEVERITY']._serialized_start=1285
+  _globals['_SEVERITY']._serialized_end=1421
+  _globals['_TLP']._serialized_start=1423
+  _globals['_TLP']._serialized_end=1529
+  _globals['_INDICATORTYPE']._serialized_start=1532
+  _globals['_INDICATORTYPE']._serialized_end=1783
+  _globals['_LINKKIND']._serialized_start=1786
+  _globals['_LINKKIND']._serialized_end=1918
   _globals['_INDICATOR']._serialized_start=42
   _globals['_INDICATOR']._serialized_end=111
   _globals['_ALERTLINK']._serialized_start=113
-  _globals['_ALERTLINK']._serialized_end=180
-  _globals['_ALERT']._serialized_start=183
-  _globals['_ALERT']._serialized_end=670
-  _globals['_SEALEDCONTENT']._serialized_start=672
-  _globals['_SEALEDCONTENT']._serialized_end=768
-  _globals['_KEYSUCCESSION']._serialized_start=770
-  _globals['_KEYSUCCESSION']._serialized_end=871
-  _globals['_SIGNEDALERT']._serialized_start=873
-  _globals['_SIGNEDALERT']._serialized_end=919
+  _globals['_ALERTLINK']._serialized_end=240
+  _globals['_ALERT']._serialized_start=243
+  _globals['_ALERT']._serialized_end=730
+  _globals['_SEALEDCONTENT']._serialized_start=732
+  _globals['_SEALEDCONTENT']._serialized_end=828
+  _globals['_KEYSUCCESSION']._serialized_start=830
+  _globals['_KEYSUCCESSION']._serialized_end=931
+  _globals['_SIGNEDALERT']._serialized_start=933
+  _globals['_SIGNEDALERT']._serialized_end=979
 # @@protoc_insertion_point(module_scope)

@@ -150,6 +150,8 @@ class _LinkKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LinkKind.Val
     LINK_KIND_UPDATE: _LinkKind.ValueType  # 1
     LINK_KIND_RETRACTION: _LinkKind.ValueType  # 2
     LINK_KIND_SIGHTING: _LinkKind.ValueType  # 3
+    LINK_KIND_DISPUTE: _LinkKind.ValueType  # 4
+    """"false positive": the alert's reason is its description"""
 
 class LinkKind(_LinkKind, metaclass=_LinkKindEnumTypeWrapper): ...
 
@@ -157,6 +159,8 @@ LINK_KIND_UNSPECIFIED: LinkKind.ValueType  # 0
 LINK_KIND_UPDATE: LinkKind.ValueType  # 1
 LINK_KIND_RETRACTION: LinkKind.ValueType  # 2
 LINK_KIND_SIGHTING: LinkKind.ValueType  # 3
+LINK_KIND_DISPUTE: LinkKind.ValueType  # 4
+""""false positive": the alert's reason is its description"""
 Global___LinkKind: _TypeAlias = LinkKind  # noqa: Y015
 
 @_typing.final
@@ -184,22 +188,38 @@ Global___Indicator: _TypeAlias = Indicator  # noqa: Y015
 
 @_typing.final
 class AlertLink(_message.Message):
+    """An alert's life (docs/lifecycle.md). An update or retraction links to an alert of the
+    same member; a sighting or dispute links to any member's alert, or (alert_id empty) is
+    about the values in its own indicators. An alert with a retraction, sighting or
+    dispute link flags nothing itself.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
     ALERT_ID_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
     kind: Global___LinkKind.ValueType
     alert_id: _builtins.bytes
-    """32-byte id of the earlier alert"""
+    """32-byte id of the earlier alert; empty: about the indicators"""
+    count: _builtins.int
+    """Sightings only: how often, and when, the member saw the value(s) (0: not said)."""
+    first_seen_ms: _builtins.int
+    last_seen_ms: _builtins.int
     def __init__(
         self,
         *,
         kind: Global___LinkKind.ValueType = ...,
         alert_id: _builtins.bytes = ...,
+        count: _builtins.int = ...,
+        first_seen_ms: _builtins.int = ...,
+        last_seen_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "count", b"count", "first_seen_ms", b"first_seen_ms", "kind", b"kind", "last_seen_ms", b"last_seen_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,74 @@ INGEST_OUTCOME_REJECTED: IngestOutcome.ValueType  # 4
 """invalid; see code and error"""
 Global___IngestOutcome: _TypeAlias = IngestOutcome  # noqa: Y015
 
+class _VerdictState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerdictStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VerdictState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERDICT_STATE_UNSPECIFIED: _VerdictState.ValueType  # 0
+    VERDICT_STATE_NOT_FLAGGED: _VerdictState.ValueType  # 1
+    VERDICT_STATE_FLAGGED: _VerdictState.ValueType  # 2
+    """at least one active alert flags it"""
+    VERDICT_STATE_RETRACTED: _VerdictState.ValueType  # 3
+    """flagged once; every flagging alert was retracted"""
+    VERDICT_STATE_EXPIRED: _VerdictState.ValueType  # 4
+    """flagged once; every flagging alert has expired"""
+    VERDICT_STATE_ALLOWLISTED: _VerdictState.ValueType  # 5
+    """on this node's allowlist: never reported as flagged"""
+
+class VerdictState(_VerdictState, metaclass=_VerdictStateEnumTypeWrapper): ...
+
+VERDICT_STATE_UNSPECIFIED: VerdictState.ValueType  # 0
+VERDICT_STATE_NOT_FLAGGED: VerdictState.ValueType  # 1
+VERDICT_STATE_FLAGGED: VerdictState.ValueType  # 2
+"""at least one active alert flags it"""
+VERDICT_STATE_RETRACTED: VerdictState.ValueType  # 3
+"""flagged once; every flagging alert was retracted"""
+VERDICT_STATE_EXPIRED: VerdictState.ValueType  # 4
+"""flagged once; every flagging alert has expired"""
+VERDICT_STATE_ALLOWLISTED: VerdictState.ValueType  # 5
+"""on this node's allowlist: never reported as flagged"""
+Global___VerdictState: _TypeAlias = VerdictState  # noqa: Y015
+
+class _EventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVENT_KIND_UNSPECIFIED: _EventKind.ValueType  # 0
+    EVENT_KIND_NEW: _EventKind.ValueType  # 1
+    """a new alert (one that flags, or any other not below)"""
+    EVENT_KIND_RETRACTED: _EventKind.ValueType  # 2
+    """`alert` retracts `targets`: release what they froze"""
+    EVENT_KIND_UPDATED: _EventKind.ValueType  # 3
+    """`alert` is the new version of `targets`"""
+    EVENT_KIND_SIGHTING: _EventKind.ValueType  # 4
+    EVENT_KIND_DISPUTE: _EventKind.ValueType  # 5
+    EVENT_KIND_EXPIRED: _EventKind.ValueType  # 6
+    """`alert`, sent earlier on this stream, has expired"""
+    EVENT_KIND_REFUSED: _EventKind.ValueType  # 7
+    """an update/retraction of another member's alert: ignored"""
+
+class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper): ...
+
+EVENT_KIND_UNSPECIFIED: EventKind.ValueType  # 0
+EVENT_KIND_NEW: EventKind.ValueType  # 1
+"""a new alert (one that flags, or any other not below)"""
+EVENT_KIND_RETRACTED: EventKind.ValueType  # 2
+"""`alert` retracts `targets`: release what they froze"""
+EVENT_KIND_UPDATED: EventKind.ValueType  # 3
+"""`alert` is the new version of `targets`"""
+EVENT_KIND_SIGHTING: EventKind.ValueType  # 4
+EVENT_KIND_DISPUTE: EventKind.ValueType  # 5
+EVENT_KIND_EXPIRED: EventKind.ValueType  # 6
+"""`alert`, sent earlier on this stream, has expired"""
+EVENT_KIND_REFUSED: EventKind.ValueType  # 7
+"""an update/retraction of another member's alert: ignored"""
+Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
+
 @_typing.final
 class SetPeerBlockedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -144,6 +212,7 @@ class PublishRequest(_message.Message):
     LINKS_FIELD_NUMBER: _builtins.int
     CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     category: _alert_pb2.Category.ValueType
     severity: _alert_pb2.Severity.ValueType
     confidence: _builtins.int
@@ -154,6 +223,8 @@ class PublishRequest(_message.Message):
     tlp: _alert_pb2.Tlp.ValueType
     client_request_id: _builtins.str
     """Retrying with the same id returns the first alert instead of a new one."""
+    force: _builtins.bool
+    """Publish even a value on the node's warninglist (widely used domains; docs/lifecycle.md)."""
     @_builtins.property
     def indicators(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Indicator]: ...
     @_builtins.property
@@ -181,10 +252,11 @@ class PublishRequest(_message.Message):
         links: _abc.Iterable[_alert_pb2.AlertLink] | None = ...,
         client_request_id: _builtins.str = ...,
         recipients: _abc.Iterable[_builtins.str] | None = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "client_request_id", b"client_request_id", "confidence", b"confidence", "description", b"description", "expires_at_ms", b"expires_at_ms", "indicators", b"indicators", "links", b"links", "recipients", b"recipients", "references", b"references", "severity", b"severity", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "client_request_id", b"client_request_id", "confidence", b"confidence", "description", b"description", "expires_at_ms", b"expires_at_ms", "force", b"force", "indicators", b"indicators", "links", b"links", "recipients", b"recipients", "references", b"references", "severity", b"severity", "title", b"title", "tlp", b"tlp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -398,6 +470,7 @@ class StoredAlert(_message.Message):
     ENCRYPTED_FIELD_NUMBER: _builtins.int
     READABLE_FIELD_NUMBER: _builtins.int
     HANDLING_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     id: _builtins.bytes
     received_at_ms: _builtins.int
     """when this node first stored it"""
@@ -421,6 +494,12 @@ class StoredAlert(_message.Message):
     def alert(self) -> _alert_pb2.Alert:
         """decoded body, for convenience"""
 
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryEntry]:
+        """GetAlert only: the alerts linking to this one (its later versions, retraction,
+        sightings, disputes), oldest first, following updates to their own links.
+        """
+
     def __init__(
         self,
         *,
@@ -434,14 +513,60 @@ class StoredAlert(_message.Message):
         encrypted: _builtins.bool = ...,
         readable: _builtins.bool = ...,
         handling: _builtins.str = ...,
+        history: _abc.Iterable[Global___HistoryEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "signed", b"signed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor", "encrypted", b"encrypted", "expired", b"expired", "handling", b"handling", "id", b"id", "origin_name", b"origin_name", "readable", b"readable", "received_at_ms", b"received_at_ms", "signed", b"signed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "cursor", b"cursor", "encrypted", b"encrypted", "expired", b"expired", "handling", b"handling", "history", b"history", "id", b"id", "origin_name", b"origin_name", "readable", b"readable", "received_at_ms", b"received_at_ms", "signed", b"signed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StoredAlert: _TypeAlias = StoredAlert  # noqa: Y015
+
+@_typing.final
+class HistoryEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.bytes
+    kind: _alert_pb2.LinkKind.ValueType
+    """how it links (update, retraction, sighting, dispute)"""
+    target: _builtins.bytes
+    """the version it links to"""
+    member: _builtins.str
+    """its author's roster name"""
+    created_at_ms: _builtins.int
+    title: _builtins.str
+    description: _builtins.str
+    """a retraction's or dispute's reason"""
+    refused: _builtins.bool
+    """an update/retraction by another member: ignored"""
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.bytes = ...,
+        kind: _alert_pb2.LinkKind.ValueType = ...,
+        target: _builtins.bytes = ...,
+        member: _builtins.str = ...,
+        created_at_ms: _builtins.int = ...,
+        title: _builtins.str = ...,
+        description: _builtins.str = ...,
+        refused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "created_at_ms", b"created_at_ms", "description", b"description", "kind", b"kind", "member", b"member", "refused", b"refused", "target", b"target", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryEntry: _TypeAlias = HistoryEntry  # noqa: Y015
 
 @_typing.final
 class AlertFilter(_message.Message):
@@ -625,6 +750,7 @@ class CheckResult(_message.Message):
     NORMALIZED_FIELD_NUMBER: _builtins.int
     MATCHES_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     error: _builtins.str
     """set when the value cannot be understood"""
@@ -632,6 +758,10 @@ class CheckResult(_message.Message):
     def normalized(self) -> _alert_pb2.Indicator: ...
     @_builtins.property
     def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___IndicatorMatch]: ...
+    @_builtins.property
+    def verdict(self) -> Global___Verdict:
+        """the value's verdict: matches above are its active alerts"""
+
     def __init__(
         self,
         *,
@@ -639,14 +769,147 @@ class CheckResult(_message.Message):
         normalized: _alert_pb2.Indicator | None = ...,
         matches: _abc.Iterable[Global___IndicatorMatch] | None = ...,
         error: _builtins.str = ...,
+        verdict: Global___Verdict | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["normalized", b"normalized"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["normalized", b"normalized", "verdict", b"verdict"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "matches", b"matches", "normalized", b"normalized", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "matches", b"matches", "normalized", b"normalized", "query", b"query", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckResult: _TypeAlias = CheckResult  # noqa: Y015
+
+@_typing.final
+class Retraction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    RETRACTION_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    RETRACTED_AT_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.bytes
+    """the retracted alert"""
+    retraction_id: _builtins.bytes
+    member: _builtins.str
+    """roster name of the author (who retracted)"""
+    retracted_at_ms: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.bytes = ...,
+        retraction_id: _builtins.bytes = ...,
+        member: _builtins.str = ...,
+        retracted_at_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "member", b"member", "reason", b"reason", "retracted_at_ms", b"retracted_at_ms", "retraction_id", b"retraction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Retraction: _TypeAlias = Retraction  # noqa: Y015
+
+@_typing.final
+class Dispute(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CREATED_AT_MS_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.bytes
+    """the dispute alert"""
+    member: _builtins.str
+    reason: _builtins.str
+    created_at_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.bytes = ...,
+        member: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        created_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "created_at_ms", b"created_at_ms", "member", b"member", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Dispute: _TypeAlias = Dispute  # noqa: Y015
+
+@_typing.final
+class Verdict(_message.Message):
+    """One value's verdict, from every alert that mentions it (docs/lifecycle.md)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    SIGHTINGS_FIELD_NUMBER: _builtins.int
+    SIGHTING_COUNT_FIELD_NUMBER: _builtins.int
+    DISPUTES_FIELD_NUMBER: _builtins.int
+    HIGHEST_SEVERITY_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    ALERT_IDS_FIELD_NUMBER: _builtins.int
+    RETRACTIONS_FIELD_NUMBER: _builtins.int
+    DISPUTE_DETAILS_FIELD_NUMBER: _builtins.int
+    REFUSED_LINKS_FIELD_NUMBER: _builtins.int
+    state: Global___VerdictState.ValueType
+    sightings: _builtins.int
+    """distinct other members that saw it too"""
+    sighting_count: _builtins.int
+    """sum of their counts (1 each when not said)"""
+    disputes: _builtins.int
+    """distinct other members that dispute it"""
+    highest_severity: _alert_pb2.Severity.ValueType
+    confidence: _builtins.int
+    """0..100 (scoring rule: docs/lifecycle.md)"""
+    first_seen_ms: _builtins.int
+    last_seen_ms: _builtins.int
+    refused_links: _builtins.int
+    """updates/retractions by another member: ignored"""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """distinct members flagging it by active alerts"""
+
+    @_builtins.property
+    def alert_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the active alerts behind it (newest versions)"""
+
+    @_builtins.property
+    def retractions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Retraction]: ...
+    @_builtins.property
+    def dispute_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___Dispute]: ...
+    def __init__(
+        self,
+        *,
+        state: Global___VerdictState.ValueType = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+        sightings: _builtins.int = ...,
+        sighting_count: _builtins.int = ...,
+        disputes: _builtins.int = ...,
+        highest_severity: _alert_pb2.Severity.ValueType = ...,
+        confidence: _builtins.int = ...,
+        first_seen_ms: _builtins.int = ...,
+        last_seen_ms: _builtins.int = ...,
+        alert_ids: _abc.Iterable[_builtins.bytes] | None = ...,
+        retractions: _abc.Iterable[Global___Retraction] | None = ...,
+        dispute_details: _abc.Iterable[Global___Dispute] | None = ...,
+        refused_links: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_ids", b"alert_ids", "confidence", b"confidence", "dispute_details", b"dispute_details", "disputes", b"disputes", "first_seen_ms", b"first_seen_ms", "highest_severity", b"highest_severity", "last_seen_ms", b"last_seen_ms", "members", b"members", "refused_links", b"refused_links", "retractions", b"retractions", "sighting_count", b"sighting_count", "sightings", b"sightings", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
 @_typing.final
 class CheckIndicatorsResponse(_message.Message):
@@ -706,16 +969,31 @@ class SubscribeEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    kind: Global___EventKind.ValueType
     @_builtins.property
     def alert(self) -> Global___StoredAlert: ...
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the alerts it links to"""
+
+    @_builtins.property
+    def released(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.Indicator]:
+        """RETRACTED / EXPIRED: values no longer flagged by them"""
+
     def __init__(
         self,
         *,
         alert: Global___StoredAlert | None = ...,
+        kind: Global___EventKind.ValueType = ...,
+        targets: _abc.Iterable[_builtins.bytes] | None = ...,
+        released: _abc.Iterable[_alert_pb2.Indicator] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert", "kind", b"kind", "released", b"released", "targets", b"targets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
