@@ -136,8 +136,9 @@ class Summary:
     # From a retraction's publication until no stable honest node flags the value any more
     # (each holds the retraction: the verdict drops the alert from then on); NaN: none.
     retractions: int = 0
-    retraction_clear_p50: float = float("nan")
-    retraction_clear_p99: float = float("nan")
+    # None when no retraction was published (nan would make equal summaries unequal)
+    retraction_clear_p50: float | None = None
+    retraction_clear_p99: float | None = None
     coverage_curve: list[tuple[float, float]] = field(default_factory=list)
     copies_by_alert: list[float] = field(default_factory=list)
     heal_curve: list[tuple[float, float]] = field(default_factory=list)  # (s after heal, missing)
@@ -297,8 +298,8 @@ def summarize(
         sim_seconds=world.now,
         digest=world.loop.digest(),
         retractions=sum(1 for a in honest_alerts if a.retraction),
-        retraction_clear_p50=quantile(cleared, 0.5),
-        retraction_clear_p99=quantile(cleared, 0.99),
+        retraction_clear_p50=quantile(cleared, 0.5) if cleared else None,
+        retraction_clear_p99=quantile(cleared, 0.99) if cleared else None,
         coverage_curve=curve,
         copies_by_alert=per_alert,
         heal_curve=heal_curve,
