@@ -348,3 +348,24 @@ async def test_taxii_server_refuses_without_a_token_and_stops_cleanly() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "bundle", "id": "bundle--1", "objects": [{"type": "indicator",'
+        ' "extensions": "x", "pattern": "[domain-name:value = \'a.example\']"}]}',
+        '{"type": "bundle", "id": "bundle--1", "objects": [{"type": "marking-definition",'
+        ' "extensions": [1]}]}',
+        '{"type": "bundle", "objects": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"Event": {"Attribute": "x", "Object": [1]}}',
+    ],
+    ids=["extensions-string", "extensions-list", "deep", "misp-shapes"],
+)
+def test_hostile_feeds_are_refused_in_one_line(text: str) -> None:
+    from node.interchange.importer import ImportFailed, read_alerts
+
+    try:
+        read_alerts(text, None)
+    except ImportFailed as exc:
+        assert "\n" not in str(exc)

@@ -24,6 +24,7 @@ format this build lacks, an unreachable node).
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import importlib
 import sys
@@ -110,8 +111,8 @@ def read_input(path: str) -> str:
 
 def read_alerts(text: str, fmt: str | None) -> tuple[str, list[ImportedAlert]]:
     """(format, what its reader found); `fmt` None: sniffed."""
-    fmt = fmt or lists.sniff(text)
     try:
+        fmt = fmt or lists.sniff(text)
         if fmt == "list":
             return fmt, lists.read_list(text)
         if fmt == "csv":
@@ -119,8 +120,12 @@ def read_alerts(text: str, fmt: str | None) -> tuple[str, list[ImportedAlert]]:
         return fmt, _reader(fmt)(text)
     except ImportFailed:
         raise
-    except (ValueError, KeyError, TypeError) as exc:  # a reader's word on a bad input
-        raise ImportFailed(f"not a valid {fmt} input: {exc}") from None
+    except RecursionError:  # JSON nested deeper than anyone's feed
+        raise ImportFailed(f"not a valid {fmt} input: nested too deeply") from None
+    # A reader's word on a bad input, or a hostile one that is not shaped as the format
+    # says (an object where a list belongs, ...): one line, never a traceback.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, csv.Error) as exc:
+        raise ImportFailed(f"not a valid {fmt or 'list'} input: {exc}") from None
 
 
 def _reader(fmt: str) -> Callable[[str], list[ImportedAlert]]:

@@ -38,7 +38,7 @@ def sniff(text: str) -> str:
     if head[:1] in ("{", "["):
         try:
             data: Any = json.loads(head)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # the reader says what is wrong
             data = None
         if isinstance(data, dict) and data.get("type") == "bundle":
             return "stix"
