@@ -196,7 +196,7 @@ def test_taxii_over_tls_needs_the_pinned_certificate_and_a_token(tmp_path: Path)
         .replace("tls = false", "tls = true")
         .replace('auth = "none"', 'auth = "token"')
     )
-    reader = alertmesh("token", "create", "--home", str(home), "--scope", "read").stdout.strip()
+    reader = alertmesh("token", "create", "--home", str(home), "--scope", "taxii").stdout.strip()
     writer = alertmesh("token", "create", "--home", str(home), "--scope", "publish")
     node, taxii = start(home, "secure", "--taxii-listen", "127.0.0.1:0", init=False)
     try:
@@ -210,6 +210,12 @@ def test_taxii_over_tls_needs_the_pinned_certificate_and_a_token(tmp_path: Path)
         assert discovery.api_roots[0].url == f"{base}/alertmesh/"
         collection = ApiRoot(f"{base}/alertmesh/", conn=connection(ca, reader)).collections[0]
         assert "tls-pull.example" in json.dumps(collection.get_objects())
+        # A feed consumer's token reads nothing else.
+        refused = alertmesh(
+            "check", "--node", node.address, "--ca", ca, "--token", reader, "tls-pull.example",
+            check=False,
+        )  # fmt: skip
+        assert refused.returncode == 2 and "scope" in refused.stderr, refused.stderr
         with pytest.raises(requests.HTTPError) as err:
             ApiRoot(f"{base}/alertmesh/", conn=connection(ca, None)).collections  # noqa: B018
         assert err.value.response.status_code == 401

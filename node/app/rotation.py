@@ -64,7 +64,9 @@ async def rotate_key(config: Config, now_ms: int) -> Rotation:
     if (config.home / SUCCESSION_FILE).exists():
         raise ConfigError(
             f"{config.home / SUCCESSION_FILE} exists: the last rotation is not published yet; "
-            "start the node once first"
+            "start the node once first (if the node will not start because a rotation was "
+            "cut short, restore roster.toml from roster.toml.pre-rotate-*, delete "
+            f"{SUCCESSION_FILE} and identity.key.new, and run rotate-key again)"
         )
     async with open_store(config) as store:
         last_seq = store.chains.get(old.public_key).max_seq
@@ -91,8 +93,13 @@ async def rotate_key(config: Config, now_ms: int) -> Rotation:
     others = [m for m in roster if m.name != member.name]
     text = Roster.of([*others, updated]).to_toml()
 
-    # The new key is in place only once everything else is: a failure before the
-    # renames leaves the node as it was (plus identity.key.new, removed on a retry).
+    # The new key is in place only once everything else is. A failure before the roster
+    # is written leaves the node as it was (plus identity.key.new, removed on a retry);
+    # one between the roster and the key leaves a roster naming a key the node does not
+    # hold yet: the roster as it was is kept beside it to restore (the error above says
+    # how).
+    _write(config.roster_path.with_name(f"{config.roster_path.name}.pre-rotate-{stamp}"),
+           config.roster_path.read_bytes())  # fmt: skip
     _write(config.home / SUCCESSION_FILE, succession.SerializeToString())
     _write(config.roster_path, (ROSTER_HEADER + text).encode())
     os.link(config.key_path, retired)

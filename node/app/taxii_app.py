@@ -15,14 +15,14 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.config import Config
 from node.app.service import AlertNode
 from node.app.tokens import TokenFile, TokenGate
-from node.core.api_access import AUTH_TOKEN, is_loopback
+from node.core.api_access import AUTH_TOKEN, TAXII_FEED, is_loopback
 from node.core.errors import ConfigError
 from node.interchange.taxii import Authorize, TaxiiServer
 from node.rpc.convert import stored_alert
 from node.store.base import Query
 
-# The TAXII endpoint needs what reading the store through the client API needs.
-TAXII_METHOD = "SearchAlerts"
+# A token of any scope pulls the feed; a taxii-scope token pulls only the feed.
+TAXII_METHOD = TAXII_FEED
 
 
 async def start_taxii(config: Config, node: AlertNode, listen: str) -> tuple[TaxiiServer, str]:

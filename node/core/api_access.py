@@ -3,7 +3,10 @@ may leave loopback. Pure data and decisions; node/app/tokens.py and node/rpc/aut
 apply them.
 
 Scopes are ordered: publish includes read, admin includes everything. A method
-missing from the table needs admin, so a new method is closed until classified.
+missing from the table needs admin, so a new method is closed until classified. The
+lowest scope, taxii, opens only the TAXII feed (exportable alerts as STIX): a token
+handed to a feed consumer outside the organisation reads nothing on the gRPC API, where
+a read token would see everything the node holds (decrypted TLP:RED included).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ipaddress
 
 
 class Scope(enum.IntEnum):
+    TAXII = 0
     READ = 1
     PUBLISH = 2
     ADMIN = 3
@@ -47,7 +51,13 @@ METHOD_SCOPES: dict[str, Scope] = {
 }
 
 
+# Not an AlertService method: what the TAXII server asks of a token (node/app/taxii_app.py).
+TAXII_FEED = "taxii feed"
+
+
 def required_scope(method: str) -> Scope:
+    if method == TAXII_FEED:
+        return Scope.TAXII
     return METHOD_SCOPES.get(method, Scope.ADMIN)
 
 
