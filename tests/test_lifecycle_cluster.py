@@ -13,9 +13,10 @@ import pytest
 from node import cluster
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.core.roster import Member, Roster
 from node.rpc.client import AlertClient
-from tests.clusters import cluster_running, eventually
-from tests.factory import DOMAIN
+from tests.clusters import cluster_running, eventually, stats
+from tests.factory import DOMAIN, Author
 from tests.procs import alertmesh
 
 pytestmark = pytest.mark.cluster
@@ -218,3 +219,33 @@ async def test_expiry_allowlist_and_warninglist(tmp_path: Path) -> None:
             "--indicator", "domain:facebook.com", "--force", check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+
+
+async def test_a_retraction_signed_by_another_member_is_kept_counted_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A member's node (here a key driven by hand) signs a retraction of someone else's
+    alert and gossips it: every node keeps it (its chain stays whole), counts it, and
+    the value stays flagged."""
+    rogue = Author()
+    layout = cluster.create(tmp_path, 2)
+    roster = Roster.from_toml((layout[0].home / "roster.toml").read_text())
+    roster = Roster.of([*roster, Member("rogue", rogue.key)])
+    for node in layout:
+        (node.home / "roster.toml").write_text(roster.to_toml())
+    async with cluster_running(tmp_path, 2) as nodes:
+        async with AlertClient(nodes[0].api) as client:
+            victim = await client.publish(flag("victim's alert", "victim-flag.example"))
+        await on_all(nodes, "victim-flag.example", api.VERDICT_STATE_FLAGGED, "flagged")
+        link = alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_RETRACTION, alert_id=victim.id)
+        forged = rogue.next(title="retracting someone else's alert", links=[link])
+        async with AlertClient(nodes[0].api) as client:
+            await client.ingest([forged])
+
+        async def counted_everywhere() -> bool:
+            found = await stats(nodes)
+            return all(s.counters["lifecycle_changes_refused"] == 1 for s in found)
+
+        await eventually(counted_everywhere, "both nodes counting the refused retraction")
+        for v in await verdicts(nodes, "victim-flag.example"):
+            assert v.state == api.VERDICT_STATE_FLAGGED and v.refused_links == 1

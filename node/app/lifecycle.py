@@ -191,6 +191,12 @@ class Lifecycle:
             return Event(EventKind.REFUSED, stored, target_ids)
         return Event(_ROLE_EVENT[kind], stored, target_ids, tuple(released))
 
+    async def refuses(self, record: AlertRecord) -> bool:
+        """Is `record` a change (a retraction or an update) of another member's alert? It
+        is kept, as every signed alert is (its chain must stay whole), and changes
+        nothing."""
+        return (await self.event(Stored(record, 0, 0))).kind is EventKind.REFUSED
+
     async def expired(self, stored: Stored) -> Event:
         alert = self.readable(stored.record)
         return Event(EventKind.EXPIRED, stored, released=tuple(alert.indicators if alert else ()))

@@ -395,6 +395,14 @@ class AlertNode:
                 tally[f"rejected_{type(c).__name__}"] += 1
         for name, n in tally.items():
             self.counters.add(name, n)
+        for record in accepted:
+            linked = any(k.startswith(alerts.LINK_KEY_PREFIX) for k in record.index_keys)
+            if linked and await self.lifecycle.refuses(record):
+                self.counters.add("lifecycle_changes_refused")
+                log.warning(
+                    "alert %s changes another member's alert; kept, and it changes nothing",
+                    record.id.hex()[:16],
+                )
         if accepted:
             self._accepted(accepted, source)
         for record in equivocations:
