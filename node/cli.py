@@ -42,7 +42,12 @@ class CliError(Exception):
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else ""
+    """An ISO 8601 time, or the raw number when no calendar holds it (a hostile value
+    must not crash a report)."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else ""
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms"
 
 
 def _time_arg(text: str) -> int:
@@ -752,6 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (AlertmeshError, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: still one line and exit 2, never "not flagged" (1)
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
 

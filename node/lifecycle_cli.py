@@ -28,7 +28,12 @@ STATE_NAMES = {
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else ""
+    """An ISO 8601 time, or the raw number when no calendar holds it (a hostile value
+    must not crash a report)."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else ""
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms"
 
 
 def _hex_id(text: str) -> bytes:

@@ -131,15 +131,23 @@ class Lifecycle:
                     ids.add(stored.record.id)
             held.append(ids)
         frontier = [set(ids) for ids in held]
-        looked: set[bytes] = set()
+        # What links to each id, looked up once per id and kept for every value: a value
+        # that reaches an id another value looked up earlier must see the same alerts (a
+        # value's verdict may not depend on what else is in the check).
+        linking: dict[bytes, list[Stored]] = {}
         for _ in range(MAX_LINK_DEPTH):
-            asked = set().union(*frontier) - looked if frontier else set()
-            if not asked:
+            asked = set().union(*frontier) - linking.keys() if frontier else set()
+            if not any(frontier):
                 break
-            looked |= asked
-            linking = await self.store.lookup(
-                [link_key(i) for i in asked], now_ms=0, include_expired=True
+            found_links = (
+                await self.store.lookup(
+                    [link_key(i) for i in asked], now_ms=0, include_expired=True
+                )
+                if asked
+                else {}
             )
+            for i in asked:
+                linking[i] = found_links.get(link_key(i), [])
             targets: set[bytes] = set()  # what the new alerts link to, if not at hand
             for i in asked:
                 alert = self.readable(records[i])
@@ -153,7 +161,7 @@ class Lifecycle:
             for n, ids in enumerate(frontier):
                 new: set[bytes] = set()
                 for i in ids:
-                    for stored in linking.get(link_key(i), ()):
+                    for stored in linking[i]:
                         records[stored.record.id] = stored.record
                         new.add(stored.record.id)
                     alert = self.readable(records[i])

@@ -177,7 +177,12 @@ def validate(
     if len(alert.links) > limits.max_links:
         raise LimitExceeded(f"{len(alert.links)} links; the limit is {limits.max_links}")
     for link in alert.links:
-        _check_link(link, has_indicators=bool(alert.indicators))
+        _check_link(
+            link,
+            has_indicators=bool(alert.indicators),
+            created_at_ms=alert.created_at_ms,
+            skew_ms=limits.max_clock_skew_ms,
+        )
     if len(alert.recipients) > limits.max_recipients:
         raise LimitExceeded(
             f"{len(alert.recipients)} recipients; the limit is {limits.max_recipients}"
@@ -192,7 +197,12 @@ _ABOUT_VALUES = frozenset({alert_pb2.LINK_KIND_SIGHTING, alert_pb2.LINK_KIND_DIS
 LINK_KEY_PREFIX = "link:"
 
 
-def _check_link(link: alert_pb2.AlertLink, *, has_indicators: bool) -> None:
+SIGHTING_WINDOW_MAX_AGE_MS = 10 * 365 * 86_400_000  # a sighting reports the last ten years
+
+
+def _check_link(
+    link: alert_pb2.AlertLink, *, has_indicators: bool, created_at_ms: int, skew_ms: int
+) -> None:
     if link.kind not in _LINK_KINDS:
         raise InvalidAlert(f"a link needs a known kind (got {link.kind})")
     if not link.alert_id and link.kind in _ABOUT_VALUES:
@@ -202,6 +212,15 @@ def _check_link(link: alert_pb2.AlertLink, *, has_indicators: bool) -> None:
         raise InvalidAlert("a link needs a 32-byte alert id")
     if link.first_seen_ms and link.last_seen_ms and link.last_seen_ms < link.first_seen_ms:
         raise InvalidAlert("a sighting's last_seen_ms is before its first_seen_ms")
+    # Seen times are shown to people and scored: a window outside (ten years before the
+    # alert, its creation] is a lie or a bug, and would break whoever formats it.
+    earliest = created_at_ms - SIGHTING_WINDOW_MAX_AGE_MS
+    for name, value in (("first_seen_ms", link.first_seen_ms), ("last_seen_ms", link.last_seen_ms)):
+        if value and not earliest <= value <= created_at_ms + skew_ms:
+            raise InvalidAlert(
+                f"a sighting's {name} must lie within the ten years before the alert's "
+                "creation (and not after it)"
+            )
 
 
 def link_key(target: bytes) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -108,22 +108,43 @@ DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErro
 Row = Sequence[Any] | asyncpg.Record
 
 
+SECRET_PARAMETERS = ("password", "sslpassword")  # libpq's, which asyncpg also reads
+
+
+def _secrets(url: str) -> list[str]:
+    """The secrets `url` carries: the password of user:password@, and the values of
+    ?password= and ?sslpassword= (both raw and percent-decoded)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or ""]
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return [url]
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() in SECRET_PARAMETERS:
+            found += [value, quote(value, safe="")]
+    return [s for s in found if s]
+
+
 def redacted(url: str) -> str:
-    """`url` with its password replaced by ***, for every message and log line."""
+    """`url` with its passwords replaced by ***, for every message and log line."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "postgresql://***"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    query = "&".join(
+        f"{k}=***" if k.lower() in SECRET_PARAMETERS else f"{k}={v}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _scrub(text: str, url: str) -> str:
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _record(row: Row) -> AlertRecord:
