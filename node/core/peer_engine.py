@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeAlias, TypeVar
+from typing import Generic, Protocol, TypeAlias, TypeVar
 
 from node.core import catchup, gossip
 from node.core.alerts import AlertRecord
@@ -36,9 +36,26 @@ L = TypeVar("L")  # the driver's object for one session (its link)
 # -- frames, as the engine sends them -------------------------------------------------
 
 
+class Carried(Protocol):
+    """An alert as a frame carries it: its original signed bytes. AlertRecord is one; a
+    driver may keep something lighter (a cache of recent alerts)."""
+
+    @property
+    def id(self) -> bytes: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def signature(self) -> bytes: ...
+
+    @property
+    def origin(self) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AlertsFrame:
-    records: tuple[AlertRecord, ...]
+    records: tuple[Carried, ...]
     catchup: bool = False
 
 
@@ -336,7 +353,7 @@ class PeerEngine(Generic[L]):
         """Alerts published here (or ingested from a client): start spreading them."""
         return self._gossip([a for i in ids for a in self.gossip.publish(i, now)])
 
-    def push(self, peer: bytes, records: Iterable[AlertRecord]) -> list[Action[L]]:
+    def push(self, peer: bytes, records: Iterable[Carried]) -> list[Action[L]]:
         """The alerts a `Push` asked for, as found. An alert is never pushed back to its
         own author, whatever the gossip core decided."""
         s = self.sessions.get(peer)
@@ -350,12 +367,12 @@ class PeerEngine(Generic[L]):
         )
         return [Send(s, frames, gossip=True)]
 
-    def serve(self, s: PeerSession[L], records: Iterable[AlertRecord]) -> list[Action[L]]:
+    def serve(self, s: PeerSession[L], records: Iterable[Carried]) -> list[Action[L]]:
         """The alerts a `Serve` asked for, in frames of at most ALERTS_PER_FRAME alerts and
         about SERVE_FRAME_BYTES. A full outbox drops the rest: the requester times the
         range out and asks again."""
         frames: list[Frame] = []
-        batch: list[AlertRecord] = []
+        batch: list[Carried] = []
         size = 0
         for record in records:
             batch.append(record)

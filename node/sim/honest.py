@@ -252,5 +252,5 @@ class HonestNode(Process):
         self._run(self.engine.handle_timer(self.env.now))
 
 
-def _signed(record: AlertRecord) -> Signed:
+def _signed(record: pe.Carried) -> Signed:
     return (record.body, record.signature)
