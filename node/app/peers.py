@@ -1,21 +1,22 @@
-"""The peer layer: sessions with other members, driven by the gossip core.
+"""The peer layer: sessions with other members, driving the peer engine.
 
 One `Link` per authenticated session. Frames from a link are handled in order
 (an Alerts frame is verified and stored before the next frame is read, which is
 the flow control a fast sender meets). What to send, and to whom, is decided by
-node.core.gossip; this module executes its actions and keeps per-peer counters.
+node/core/peer_engine.py, the object the simulator (node/sim/honest.py) drives too;
+this module keeps the sockets, tasks and queues, the store and verifier calls, the
+log lines, and executes the engine's actions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,25 +24,39 @@ import grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
-from node.app.service import AlertNode, IngestResult
+from node.app.service import AlertNode
 from node.core import catchup, gossip
+from node.core import peer_engine as pe
 from node.core.alerts import AlertRecord, alert_id
-from node.core.errors import AlertmeshError, InvalidAlert
+from node.core.errors import AlertmeshError
+from node.core.peer_engine import (  # re-exported: the engine's limits and counters
+    ALERTS_PER_FRAME,
+    MAX_INVALID_PER_SESSION,
+    MAX_PROOFS_ON_OPEN,
+    SERVE_FRAME_BYTES,
+    PeerCounters,
+)
 from node.core.roster import Member
 from node.rpc.peer_transport import FrameTransport, HandshakeFailed, PeerSecurity, PinMismatch, dial
 from node.store.base import PutOutcome
 
+__all__ = [
+    "ALERTS_PER_FRAME",
+    "MAX_INVALID_PER_SESSION",
+    "MAX_PROOFS_ON_OPEN",
+    "SERVE_FRAME_BYTES",
+    "Link",
+    "PeerCounters",
+    "PeerManager",
+]
+
 log = logging.getLogger(__name__)
 
 OUTBOX_FRAMES = 1024  # frames queued to one peer before it counts as backlogged
-ALERTS_PER_FRAME = 256
-SERVE_FRAME_BYTES = 1024 * 1024  # catch-up answers: one frame holds at most about this much
 CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
-MAX_INVALID_PER_SESSION = 1000  # a peer sending this much junk is disconnected
-MAX_PROOFS_ON_OPEN = 100  # equivocation proofs re-sent to each new session
 
 
 @dataclass
@@ -50,13 +65,12 @@ class Link:
     name: str
     role: str  # "dialer" (we dialed) or "acceptor"
     transport: FrameTransport
-    catchup: catchup.CatchupSession
     outbox: asyncio.Queue[pb.PeerFrame] = field(
         default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES)
     )
     closed: asyncio.Event = field(default_factory=asyncio.Event)
-    invalid: int = 0
     tls_fingerprint: bytes = b""  # the roster pin the session was authenticated with
+    session: pe.PeerSession[Link] | None = None  # the engine's, once admitted
 
     def send(self, frame: pb.PeerFrame) -> bool:
         try:
@@ -66,27 +80,14 @@ class Link:
             return False
 
 
-@dataclass
-class PeerCounters:
-    """Per member, across sessions."""
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """A recent alert's signed bytes (pe.Carried), lighter than its AlertRecord."""
 
-    sessions: int = 0
-    full_received: int = 0
-    duplicates_received: int = 0
-    invalid_received: int = 0
-    full_sent: int = 0
-    ihave_sent: int = 0
-    caught_up: int = 0  # new alerts received through catch-up
-    served: int = 0  # alerts sent through catch-up
-    # For the metrics endpoint (node/app/metrics.py):
-    sessions_closed: int = 0
-    dial_failures: int = 0
-    frames_sent: collections.Counter[str] = field(default_factory=collections.Counter)  # gossip
-    frames_received: collections.Counter[str] = field(default_factory=collections.Counter)
-    catchup_bytes_received: int = 0  # body + signature of alerts in catch-up frames
-    catchup_bytes_sent: int = 0
-    ranges_requested: int = 0  # catch-up ranges asked of this peer
-    ranges_served: int = 0  # catch-up ranges this peer asked of us
+    id: bytes
+    body: bytes
+    signature: bytes
+    origin: bytes
 
 
 class PeerManager:
@@ -103,12 +104,15 @@ class PeerManager:
         self.node = node
         self.connect = tuple(connect)
         self.security = security or PeerSecurity(None)
-        self.gossip = gossip.Gossip(params or gossip.GossipParams(), rng or random.Random())
-        self.catchup_config = catchup_config or catchup.CatchupConfig()
-        self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
-        self.links: dict[bytes, Link] = {}
-        self.counters: dict[bytes, PeerCounters] = {}
-        self._cache: OrderedDict[bytes, tuple[bytes, bytes, bytes]] = OrderedDict()
+        self.engine: pe.PeerEngine[Link] = pe.PeerEngine(
+            node.identity.public_key,
+            node.store.chains,
+            gossip.Gossip(params or gossip.GossipParams(), rng or random.Random()),
+            catchup_config,
+        )
+        self.gossip = self.engine.gossip
+        self.counters = self.engine.counters
+        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
@@ -121,6 +125,11 @@ class PeerManager:
         node.equivocation_hooks.append(self.spread_proof)
         node.peer_stats = self.peer_stats
         node.extra_counters = self.gossip_counters
+
+    @property
+    def links(self) -> dict[bytes, Link]:
+        """The open sessions, one per peer."""
+        return {peer: s.link for peer, s in self.engine.sessions.items()}
 
     @property
     def key(self) -> bytes:
@@ -240,26 +249,19 @@ class PeerManager:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _timers(self) -> None:
-        """Call the cores' handle_timer when their deadlines pass (woken early on changes)."""
+        """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
         while True:
-            deadlines = [self.gossip.next_deadline()]
-            deadlines += [link.catchup.next_deadline() for link in self.links.values()]
-            due = [d for d in deadlines if d is not None]
-            timeout = max(0.0, min(due) - self.now()) if due else None
+            due = self.engine.next_deadline()
+            timeout = max(0.0, due - self.now()) if due is not None else None
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that races with the wake-up, and shutdown then hangs.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._wake.clear()
-            now = self.now()
-            gossip_due = self.gossip.next_deadline()
-            if gossip_due is not None and now >= gossip_due:
-                await self._execute(self.gossip.handle_timer(now))
-            for link in list(self.links.values()):
-                link_due = link.catchup.next_deadline()
-                if link_due is not None and now >= link_due:
-                    await self._catchup(link, link.catchup.handle_timer(now))
+            actions = self.engine.handle_timer(self.now())
+            if actions:  # running them wakes this loop again, to take the new deadline
+                await self._run(actions)
 
     # -- sessions ------------------------------------------------------------
 
@@ -282,46 +284,26 @@ class PeerManager:
         if not self.security.plaintext and member and member.tls_fingerprint != tls_fingerprint:
             self.handshake_refused(PinMismatch(f"{name}'s TLS pin changed during the handshake"))
             return
-        session = catchup.CatchupSession(
-            self.node.store.chains,
-            initiator=role == "dialer",
-            config=self.catchup_config,
-            registry=self.fetches,
-        )
-        link = Link(key, name, role, transport, session)
-        link.tls_fingerprint = tls_fingerprint
-        existing = self.links.get(key)
-        if existing is not None:
-            # Both sides dialed: keep the session dialed by the smaller key, on both ends.
-            mine_dialed = role == "dialer"
-            keep_new = (self.key < key) == mine_dialed
-            if not keep_new:
-                return
-            self._close(existing)
-        self.links[key] = link
-        counters = self.counters.setdefault(key, PeerCounters())
-        counters.sessions += 1
+        link = Link(key, name, role, transport, tls_fingerprint=tls_fingerprint)
+        proofs = [(p.first, p.second) for p in await self.node.equivocations()]
+        session, actions = self.engine.session_opened(link, key, role, self.now(), proofs)
+        if session is None:  # both sides dialed: the other session is kept
+            return
+        link.session = session
         log.info(
             "session with %s open (%s)", name, role, extra={"event": "session_open", "peer": name}
         )
-        await self._execute(self.gossip.peer_up(key, self.now()))
-        await self._catchup(link, session.start(self.now()))
-        for proof in (await self.node.equivocations())[-MAX_PROOFS_ON_OPEN:]:
-            link.send(_proof_frame(proof.first, proof.second))
+        await self._run(actions)
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._pump(link, self._read(link))),
+                tasks = [tg.create_task(self._pump(link, self._read(link, session))),
                          tg.create_task(self._pump(link, self._write(link)))]  # fmt: skip
                 await link.closed.wait()
                 for task in tasks:
                     task.cancel()
         finally:
             link.closed.set()
-            session.close()  # release its claimed ranges for other sessions
-            counters.sessions_closed += 1
-            if self.links.get(key) is link:
-                del self.links[key]
-                await self._execute(self.gossip.peer_down(key, self.now()))
+            await self._run(self.engine.session_closed(session, self.now()))
             log.info(
                 "session with %s closed", name, extra={"event": "session_closed", "peer": name}
             )
@@ -357,49 +339,44 @@ class PeerManager:
             frame = await link.outbox.get()
             await link.transport.write(frame)
 
-    async def _read(self, link: Link) -> None:
+    async def _read(self, link: Link, s: pe.PeerSession[Link]) -> None:
+        engine = self.engine
         while True:
             frame = await link.transport.read()
             if frame is None:
                 return
             kind = frame.WhichOneof("frame")
-            self.counters[link.key].frames_received[kind or ""] += 1
+            self.counters.setdefault(link.key, PeerCounters()).frames_received[kind or ""] += 1
             now = self.now()
+            actions: list[pe.Action[Link]] = []
             if kind == "alerts":
-                await self._on_alerts(link, frame.alerts)
+                actions = await self._on_alerts(link, s, frame.alerts)
             elif kind == "digest":
-                await self._catchup(link, link.catchup.on_digest(frame.digest.digest, now))
+                actions = engine.on_digest(s, frame.digest.digest, now)
             elif kind == "vector":
-                heads = catchup.parse_vector((h.origin, h.seq) for h in frame.vector.heads)
-                await self._catchup(link, link.catchup.on_vector(heads, frame.vector.reply, now))
+                heads = ((h.origin, h.seq) for h in frame.vector.heads)
+                actions = engine.on_vector(s, heads, frame.vector.reply, now)
             elif kind == "equivocation":
-                await self._on_proof(link, frame.equivocation)
+                await self._on_proof(link, s, frame.equivocation)
             elif kind == "ranges":
-                ranges = [
-                    catchup.Range(r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges
-                ]
-                await self._catchup(link, link.catchup.on_range_requests(ranges))
+                ranges = ((r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges)
+                actions = engine.on_ranges(s, ranges, now)
             elif kind == "ihave":
                 missing = await self.node.store.missing(frame.ihave.ids) - self._arriving.keys()
-                await self._execute(
-                    self.gossip.on_ihave(
-                        link.key, list(frame.ihave.ids), self.now(), _not_in(missing)
-                    )
-                )
+                actions = engine.on_ihave(s, frame.ihave.ids, self.now(), _not_in(missing))
             elif kind == "iwant":
-                await self._execute(
-                    self.gossip.on_iwant(link.key, list(frame.iwant.ids), self.now())
-                )
+                actions = engine.on_iwant(s, frame.iwant.ids, now)
             elif kind == "graft":
-                await self._execute(
-                    self.gossip.on_graft(link.key, list(frame.graft.ids), self.now())
-                )
+                actions = engine.on_graft(s, frame.graft.ids, now)
             elif kind == "prune":
-                await self._execute(self.gossip.on_prune(link.key, self.now()))
+                actions = engine.on_prune(s, now)
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
+            await self._run(actions)
 
-    async def _on_alerts(self, link: Link, frame: pb.Alerts) -> None:
+    async def _on_alerts(
+        self, link: Link, s: pe.PeerSession[Link], frame: pb.Alerts
+    ) -> list[pe.Action[Link]]:
         items = [(a.body, a.signature) for a in frame.alerts]
         arriving = [alert_id(body) for body, _ in items]
         for i in arriving:
@@ -411,17 +388,14 @@ class PeerManager:
                 left = self._arriving.pop(i) - 1
                 if left:
                     self._arriving[i] = left
-        actions: list[gossip.Action] = []
-        now = self.now()
-        counters = self.counters[link.key]
-        verified: list[tuple[bytes, int]] = []
-        caught_up: list[bytes] = []
         if frame.catchup:
-            counters.catchup_bytes_received += sum(len(b) + len(s) for b, s in items)
+            counters = self.counters.setdefault(link.key, PeerCounters())
+            counters.catchup_bytes_received += sum(len(b) + len(sig) for b, sig in items)
+        received: list[pe.Received] = []
+        invalid = 0
         for result in results:
             if result.error is not None:
-                link.invalid += 1
-                counters.invalid_received += 1
+                invalid += 1
                 log.warning(
                     "dropped an invalid alert from %s: %s",
                     link.name,
@@ -434,52 +408,29 @@ class PeerManager:
                     },
                 )
                 continue
-            verified.append((result.origin, result.seq))
-            if frame.catchup:
-                counters.caught_up += result.outcome is PutOutcome.ACCEPTED
-                if result.outcome is PutOutcome.ACCEPTED and self._recent(result):
-                    actions += self.gossip.forward_caught_up(link.key, result.id, now)
-                else:
-                    caught_up.append(result.id)
-            elif result.outcome in (PutOutcome.ACCEPTED, PutOutcome.DUPLICATE):
-                is_new = result.outcome is PutOutcome.ACCEPTED
-                counters.full_received += 1
-                counters.duplicates_received += not is_new
-                actions += self.gossip.on_alert(link.key, result.id, is_new, now)
-        if caught_up:
-            self.gossip.on_caught_up(caught_up, now)
-        await self._execute(actions)
-        await self._catchup(link, link.catchup.on_alerts_received(verified, now))
-        if link.invalid >= MAX_INVALID_PER_SESSION:
-            log.warning(
-                "disconnecting %s: %d invalid alerts",
-                link.name,
-                link.invalid,
-                extra={"event": "peer_disconnected_invalid", "peer": link.name},
-            )
-            self._close(link)
-
-    def _recent(self, result: IngestResult) -> bool:
-        """Created within the gossip core's memory (seen_ttl): still worth forwarding."""
-        assert result.record is not None
-        age_s = (self.node.clock() - result.record.created_at_ms) / 1000
-        return age_s < self.gossip.params.seen_ttl
+            new = result.outcome is PutOutcome.ACCEPTED
+            copy = new or result.outcome is PutOutcome.DUPLICATE
+            created = result.record.created_at_ms if result.record is not None else 0
+            received.append(pe.Received(result.id, result.origin, result.seq, new, copy, created))
+        return self.engine.alerts_received(
+            s, received, invalid, frame.catchup, self.now(), self.node.clock()
+        )
 
     # -- equivocation proofs -------------------------------------------------
 
-    async def _on_proof(self, link: Link, proof: pb.EquivocationProof) -> None:
-        """Both copies are verified and stored like any alert; a new proof is passed on."""
+    async def _on_proof(
+        self, link: Link, s: pe.PeerSession[Link], proof: pb.EquivocationProof
+    ) -> None:
+        """Both copies are verified and stored like any alert; a new proof is passed on
+        (by spread_proof, an ingest hook). One that does not hold ends the session."""
         first, second = proof.first, proof.second
-        if first.body == second.body:
-            raise InvalidAlert("an equivocation proof needs two different bodies")
+        self.engine.check_proof(first.body, second.body)
         results = await self.node.ingest(
             [(first.body, first.signature), (second.body, second.signature)], source=link.key
         )
-        slots = {(r.origin, r.seq) for r in results if r.error is None}
-        if len(slots) != 1 or any(r.error is not None for r in results):
-            self.counters[link.key].invalid_received += 1
-            raise InvalidAlert(f"{link.name} sent an equivocation proof that does not hold")
-        # A proof that is new here was passed on by spread_proof (an ingest hook).
+        self.engine.proof_received(
+            s, [(r.origin, r.seq) if r.error is None else None for r in results]
+        )
 
     async def spread_proof(self, second: AlertRecord) -> None:
         """A new equivocation was recorded here: send the proof to every peer."""
@@ -497,146 +448,100 @@ class PeerManager:
                 "alert_id": second.id,
             },
         )
-        frame = _proof_frame(stored[0], second)
-        for link in self.links.values():
-            link.send(frame)
-
-    # -- catch-up ------------------------------------------------------------
-
-    async def _catchup(self, link: Link, actions: list[catchup.Action]) -> None:
-        for action in actions:
-            if isinstance(action, catchup.SendDigest):
-                link.send(pb.PeerFrame(digest=pb.SummaryDigest(digest=action.digest)))
-            elif isinstance(action, catchup.SendVector):
-                heads = [pb.Head(origin=o, seq=s) for o, s in action.heads]
-                link.send(pb.PeerFrame(vector=pb.VersionVector(heads=heads, reply=action.reply)))
-            elif isinstance(action, catchup.SendRangeRequests):
-                self.counters[link.key].ranges_requested += len(action.ranges)
-                ranges = [
-                    pb.RangeRequest(origin=r.origin, from_seq=r.from_seq, to_seq=r.to_seq)
-                    for r in action.ranges
-                ]
-                link.send(pb.PeerFrame(ranges=pb.RangeRequests(ranges=ranges)))
-            elif isinstance(action, catchup.ServeRanges):
-                self.counters[link.key].ranges_served += len(action.ranges)
-                await self._serve(link, action.ranges)
-            else:
-                log.info(
-                    "%s did not deliver %d alerts of a catch-up range in time",
-                    link.name,
-                    action.missing,
-                )
-        self._wake.set()
-
-    async def _serve(self, link: Link, ranges: Sequence[catchup.Range]) -> None:
-        """Answer range requests with the original signed bytes, a bounded batch per frame.
-
-        A full outbox drops the rest: the requester times the range out and asks again.
-        """
-        batch: list[alert_pb2.SignedAlert] = []
-        size = 0
-        for r in ranges:
-            records = await self.node.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size)
-            for x in records:
-                batch.append(alert_pb2.SignedAlert(body=x.body, signature=x.signature))
-                size += len(x.body) + len(x.signature)
-                if len(batch) == ALERTS_PER_FRAME or size >= SERVE_FRAME_BYTES:
-                    if not self._send_served(link, batch):
-                        return
-                    batch, size = [], 0
-        if batch:
-            self._send_served(link, batch)
-
-    def _send_served(self, link: Link, batch: list[alert_pb2.SignedAlert]) -> bool:
-        if not link.send(pb.PeerFrame(alerts=pb.Alerts(alerts=batch, catchup=True))):
-            return False
-        counters = self.counters[link.key]
-        counters.served += len(batch)
-        counters.catchup_bytes_sent += sum(len(a.body) + len(a.signature) for a in batch)
-        return True
+        await self._run(self.engine.proof_recorded(stored[0], second))
 
     # -- alerts from this node ----------------------------------------------
 
     def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
         for r in records:
-            self._cache[r.id] = (r.body, r.signature, r.origin)
+            self._cache[r.id] = _Cached(r.id, r.body, r.signature, r.origin)
         while len(self._cache) > CACHE_ALERTS:
             self._cache.popitem(last=False)
         if source is None:  # published here or ingested by a client: start spreading it
-            now = self.now()
-            actions = [a for r in records for a in self.gossip.publish(r.id, now)]
-            self._execute_soon(actions)
+            # Called from synchronous hooks: the alerts of a local publish are always in
+            # the cache, so no await is needed.
+            self._run_now(self.engine.published([r.id for r in records], self.now()))
 
-    def _execute_soon(self, actions: list[gossip.Action]) -> None:
-        # Called from synchronous hooks: only SendAlerts may need the store, and the
-        # alerts of a local publish are always in the cache, so no await is needed.
-        for action in actions:
-            alerts = self._from_cache(action)[0] if isinstance(action, gossip.SendAlerts) else []
-            self._send(action, alerts)
-        self._wake.set()
-
-    def _from_cache(
-        self, action: gossip.SendAlerts
-    ) -> tuple[list[alert_pb2.SignedAlert], list[bytes]]:
-        """The cached alerts to send, and the ids not in the cache. An alert is never
-        pushed back to its own author, whatever the gossip core decided."""
-        found, missing = [], []
-        for i in action.ids:
+    def _from_cache(self, ids: Iterable[bytes]) -> tuple[list[pe.Carried], list[bytes]]:
+        """The cached alerts, and the ids not in the cache."""
+        found: list[pe.Carried] = []
+        missing: list[bytes] = []
+        for i in ids:
             hit = self._cache.get(i)
             if hit is None:
                 missing.append(i)
-            elif hit[2] != action.peer:
-                found.append(alert_pb2.SignedAlert(body=hit[0], signature=hit[1]))
+            else:
+                found.append(hit)
         return found, missing
 
-    async def _execute(self, actions: list[gossip.Action]) -> None:
+    # -- the engine's actions ------------------------------------------------------
+
+    async def _run(self, actions: list[pe.Action[Link]]) -> None:
+        """Execute the engine's actions in order, reading the store where they need it."""
         for action in actions:
-            alerts: list[alert_pb2.SignedAlert] = []
-            if isinstance(action, gossip.SendAlerts):
-                alerts, missing = self._from_cache(action)
+            if isinstance(action, pe.Push):
+                alerts, missing = self._from_cache(action.ids)
                 for i in missing:
                     stored = await self.node.store.get(i)
-                    if stored is not None and stored.record.origin != action.peer:
-                        r = stored.record
-                        alerts.append(alert_pb2.SignedAlert(body=r.body, signature=r.signature))
-            self._send(action, alerts)
+                    if stored is not None:
+                        alerts.append(stored.record)
+                self._run_now(self.engine.push(action.peer, alerts))
+            elif isinstance(action, pe.Serve):
+                records: list[pe.Carried] = []
+                for r in action.ranges:
+                    records += await self.node.store.range(
+                        r.origin, r.from_seq, r.to_seq, limit=r.size
+                    )
+                self._run_now(self.engine.serve(action.session, records))
+            else:
+                self._run_now([action])
         self._wake.set()
 
-    def _send(self, action: gossip.Action, alerts: list[alert_pb2.SignedAlert]) -> None:
-        link = self.links.get(action.peer)
-        if link is None:
-            return
-        frames: list[pb.PeerFrame]
-        if isinstance(action, gossip.SendAlerts):
-            frames = [
-                pb.PeerFrame(alerts=pb.Alerts(alerts=alerts[i : i + ALERTS_PER_FRAME]))
-                for i in range(0, len(alerts), ALERTS_PER_FRAME)
-            ]
-        elif isinstance(action, gossip.SendIHave):
-            frames = [pb.PeerFrame(ihave=pb.IHave(ids=action.ids))]
-        elif isinstance(action, gossip.SendIWant):
-            frames = [pb.PeerFrame(iwant=pb.IWant(ids=action.ids))]
-        elif isinstance(action, gossip.SendGraft):
-            frames = [pb.PeerFrame(graft=pb.Graft(ids=action.ids))]
-        else:
-            frames = [pb.PeerFrame(prune=pb.Prune())]
-        counters = self.counters[link.key]
-        if isinstance(action, gossip.SendAlerts):
-            counters.full_sent += len(alerts)
-        elif isinstance(action, gossip.SendIHave):
-            counters.ihave_sent += len(action.ids)
-        for frame in frames:
-            if not link.send(frame):
-                log.warning(
-                    "%s is backlogged; announcing instead of pushing",
-                    link.name,
-                    extra={"event": "peer_backlogged", "peer": link.name},
+    def _run_now(self, actions: list[pe.Action[Link]]) -> None:
+        """The actions that need no store; a Push is answered from the cache alone."""
+        for action in actions:
+            if isinstance(action, pe.Send):
+                self._send(action)
+            elif isinstance(action, pe.Push):
+                self._run_now(self.engine.push(action.peer, self._from_cache(action.ids)[0]))
+            elif isinstance(action, pe.Close):
+                if action.event == "peer_disconnected_invalid":
+                    log.warning(
+                        "disconnecting %s: %d invalid alerts",
+                        action.session.link.name,
+                        action.session.invalid,
+                        extra={"event": action.event, "peer": action.session.link.name},
+                    )
+                self._close(action.session.link)
+            elif isinstance(action, pe.Shortfall):
+                log.info(
+                    "%s did not deliver %d alerts of a catch-up range in time",
+                    action.session.link.name,
+                    action.missing,
                 )
-                for a in self.gossip.on_peer_backlogged(link.key, self.now()):
-                    if not isinstance(a, gossip.SendAlerts):
-                        self._send(a, [])
+        self._wake.set()
+
+    def _send(self, action: pe.Send[Link]) -> None:
+        link = action.session.link
+        counters = self.counters.setdefault(link.key, PeerCounters())
+        for frame in action.frames:
+            message = _encode(frame)
+            if not link.send(message):
+                if action.gossip:
+                    log.warning(
+                        "%s is backlogged; announcing instead of pushing",
+                        link.name,
+                        extra={"event": "peer_backlogged", "peer": link.name},
+                    )
+                    self._run_now(self.engine.backlogged(link.key, self.now()))
                 return
-            counters.frames_sent[frame.WhichOneof("frame") or ""] += 1
+            if action.gossip:
+                counters.frames_sent[message.WhichOneof("frame") or ""] += 1
+            elif isinstance(frame, pe.AlertsFrame) and frame.catchup:
+                counters.served += len(frame.records)
+                counters.catchup_bytes_sent += sum(
+                    len(r.body) + len(r.signature) for r in frame.records
+                )
 
     # -- inspection ------------------------------------------------------------
 
@@ -691,12 +596,36 @@ def _not_in(missing: set[bytes]) -> Callable[[bytes], bool]:
     return lambda alert_id: alert_id not in missing
 
 
-def _proof_frame(first: AlertRecord, second: AlertRecord) -> pb.PeerFrame:
+def _signed(alert: pe.Carried) -> alert_pb2.SignedAlert:
+    return alert_pb2.SignedAlert(body=alert.body, signature=alert.signature)
+
+
+def _encode(frame: pe.Frame) -> pb.PeerFrame:
+    """The engine's frame as the PeerFrame protobuf message."""
+    if isinstance(frame, pe.AlertsFrame):
+        alerts = [_signed(r) for r in frame.records]
+        return pb.PeerFrame(alerts=pb.Alerts(alerts=alerts, catchup=frame.catchup))
+    if isinstance(frame, pe.IdsFrame):
+        if frame.kind == "ihave":
+            return pb.PeerFrame(ihave=pb.IHave(ids=frame.ids))
+        if frame.kind == "iwant":
+            return pb.PeerFrame(iwant=pb.IWant(ids=frame.ids))
+        return pb.PeerFrame(graft=pb.Graft(ids=frame.ids))
+    if isinstance(frame, pe.PruneFrame):
+        return pb.PeerFrame(prune=pb.Prune())
+    if isinstance(frame, pe.DigestFrame):
+        return pb.PeerFrame(digest=pb.SummaryDigest(digest=frame.digest))
+    if isinstance(frame, pe.VectorFrame):
+        heads = [pb.Head(origin=o, seq=q) for o, q in frame.heads]
+        return pb.PeerFrame(vector=pb.VersionVector(heads=heads, reply=frame.reply))
+    if isinstance(frame, pe.RangesFrame):
+        ranges = [
+            pb.RangeRequest(origin=r.origin, from_seq=r.from_seq, to_seq=r.to_seq)
+            for r in frame.ranges
+        ]
+        return pb.PeerFrame(ranges=pb.RangeRequests(ranges=ranges))
     return pb.PeerFrame(
-        equivocation=pb.EquivocationProof(
-            first=alert_pb2.SignedAlert(body=first.body, signature=first.signature),
-            second=alert_pb2.SignedAlert(body=second.body, signature=second.signature),
-        )
+        equivocation=pb.EquivocationProof(first=_signed(frame.first), second=_signed(frame.second))
     )
 
 

@@ -1,30 +1,26 @@
-"""An honest member's node: node/app/peers.py's PeerManager, minus asyncio and gRPC.
+"""An honest member's node in the simulator: a driver of node/core/peer_engine.py.
 
-Each method below corresponds to one in peers.py (named in its docstring) and does
-the same things in the same order, with the simulator's synchronous store in place
-of `await store...` and `Link.send` in place of the asyncio outbox. The protocol
-decisions are all made by the real cores: `Gossip` (or the `Flood` baseline), one
-`CatchupSession` per session, one shared `FetchRegistry`, the store's `Chains`.
+The decisions are the engine's, the same object node/app/peers.py drives: this
+module only feeds it the simulator's events (sessions, frames, the virtual clock) and
+executes its actions on the simulated `Link`s, with the simulator's synchronous store
+in place of `await store...`. It also stands in for AlertNode's ingest and publish.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from node.app.peers import (
-    ALERTS_PER_FRAME,
-    MAX_INVALID_PER_SESSION,
-    MAX_PROOFS_ON_OPEN,
-    SERVE_FRAME_BYTES,
-)
-from node.core import catchup, gossip
+from node.core import gossip
+from node.core import peer_engine as pe
 from node.core.alerts import AlertRecord, alert_id
-from node.core.errors import AlertmeshError, InvalidAlert, LimitExceeded
+from node.core.errors import AlertmeshError, LimitExceeded
 from node.sim.process import Env, Host, Link, Process
 from node.sim.store import Arrival
 from node.sim.wire import Alerts, Digest, Frame, Ids, Kind, Proof, Prune, Ranges, Signed, Vector
 from node.sim.workload import wall_ms
 from node.store.base import PutOutcome
+
+_IDS_KINDS = {"ihave": Kind.IHAVE, "iwant": Kind.IWANT, "graft": Kind.GRAFT}
 
 
 class Flood(gossip.Gossip):
@@ -44,86 +40,77 @@ class Flood(gossip.Gossip):
 class HonestNode(Process):
     def __init__(self, env: Env, host: Host, core: gossip.Gossip) -> None:
         super().__init__(env, host)
-        self.gossip = core
-        self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
-        self.links: dict[bytes, Link] = {}
-        self._catchup_due: dict[Link, float] = {}  # each session's next deadline, kept current
         self.store = host.store
+        self.engine: pe.PeerEngine[Link] = pe.PeerEngine(
+            host.key, self.store.chains, core, env.catchup_config
+        )
         # AlertNode.start: the own chain continues from what the store holds.
         own = host.key
         seq = self.store.chains.get(own).max_seq
         head = self.store.range(own, seq, seq, limit=1) if seq else []
         host.author.resume(seq, head[0].id if head else b"")
 
-    # -- sessions (PeerManager.session) ------------------------------------------------
+    @property
+    def gossip(self) -> gossip.Gossip:
+        return self.engine.gossip
+
+    @property
+    def links(self) -> dict[bytes, Link]:
+        return {peer: s.link for peer, s in self.engine.sessions.items()}
+
+    # -- sessions ----------------------------------------------------------------------
 
     def session_up(self, link: Link) -> None:
-        now = self.env.now
-        link.catchup = catchup.CatchupSession(
-            self.store.chains,
-            initiator=link.role == "dialer",
-            config=self.env.catchup_config,
-            registry=self.fetches,
+        proofs = [(p.first, p.second) for p in self.store.equivocations]
+        session, actions = self.engine.session_opened(
+            link, link.peer, link.role, self.env.now, proofs
         )
-        existing = self.links.get(link.peer)
-        if existing is not None:
-            # Both sides dialed: keep the session dialed by the smaller key, on both ends.
-            keep_new = (self.host.key < link.peer) == (link.role == "dialer")
-            if not keep_new:
-                self.env.close(link)
-                return
-            self.links[link.peer] = link
-            self.env.close(existing)
-        self.links[link.peer] = link
-        self._execute(self.gossip.peer_up(link.peer, now))
-        self._catchup(link, link.catchup.start(now))
-        for proof in self.store.equivocations[-MAX_PROOFS_ON_OPEN:]:
-            link.send(Proof(_signed(proof.first), _signed(proof.second)))
+        if session is None:
+            self.env.close(link)
+            return
+        link.engine_session = session
+        self._run(actions)
 
     def session_down(self, link: Link) -> None:
-        """The `finally` of PeerManager.session."""
-        if link.catchup is not None:
-            link.catchup.close()  # release its claimed ranges for other sessions
-        self._catchup_due.pop(link, None)
-        if self.links.get(link.peer) is link:
-            del self.links[link.peer]
-            self._execute(self.gossip.peer_down(link.peer, self.env.now))
+        if link.engine_session is not None:
+            self._run(self.engine.session_closed(link.engine_session, self.env.now))
 
     # -- frames (PeerManager._read; _pump closes the session on AlertmeshError) ----------
 
     def on_frame(self, link: Link, frame: Frame) -> None:
-        if self.links.get(link.peer) is not link:
+        s = link.engine_session
+        if s is None or not self.engine.current(s):
             return
         try:
-            self._read(link, frame)
+            self._run(self._read(s, frame))
         except AlertmeshError:
             self.env.close(link)
 
-    def _read(self, link: Link, frame: Frame) -> None:
+    def _read(self, s: pe.PeerSession[Link], frame: Frame) -> list[pe.Action[Link]]:
         now = self.env.now
-        session = link.catchup
-        assert session is not None
+        engine = self.engine
         if isinstance(frame, Alerts):
-            self._on_alerts(link, frame)
-        elif isinstance(frame, Digest):
-            self._catchup(link, session.on_digest(frame.digest, now))
-        elif isinstance(frame, Vector):
-            heads = catchup.parse_vector(frame.heads)
-            self._catchup(link, session.on_vector(heads, frame.reply, now))
-        elif isinstance(frame, Proof):
-            self._on_proof(link, frame)
-        elif isinstance(frame, Ranges):
-            ranges = [catchup.Range(o, a, b) for o, a, b in frame.ranges]
-            self._catchup(link, session.on_range_requests(ranges))
-        elif isinstance(frame, Ids) and frame.kind is Kind.IHAVE:
-            actions = self.gossip.on_ihave(link.peer, list(frame.ids), now, self.store.holds)
-            self._execute(actions)
-        elif isinstance(frame, Ids) and frame.kind is Kind.IWANT:
-            self._execute(self.gossip.on_iwant(link.peer, list(frame.ids), now))
-        elif isinstance(frame, Ids) and frame.kind is Kind.GRAFT:
-            self._execute(self.gossip.on_graft(link.peer, list(frame.ids), now))
-        elif isinstance(frame, Prune):
-            self._execute(self.gossip.on_prune(link.peer, now))
+            return self._on_alerts(s, frame)
+        if isinstance(frame, Digest):
+            return engine.on_digest(s, frame.digest, now)
+        if isinstance(frame, Vector):
+            return engine.on_vector(s, frame.heads, frame.reply, now)
+        if isinstance(frame, Proof):
+            engine.check_proof(frame.first[0], frame.second[0])
+            results = self._ingest(s.link, [frame.first, frame.second], (0, 0), catchup=True)
+            engine.proof_received(s, [(r.origin, r.seq) if r else None for r, _ in results])
+            return []
+        if isinstance(frame, Ranges):
+            return engine.on_ranges(s, frame.ranges, now)
+        if isinstance(frame, Ids) and frame.kind is Kind.IHAVE:
+            return engine.on_ihave(s, frame.ids, now, self.store.holds)
+        if isinstance(frame, Ids) and frame.kind is Kind.IWANT:
+            return engine.on_iwant(s, frame.ids, now)
+        if isinstance(frame, Ids) and frame.kind is Kind.GRAFT:
+            return engine.on_graft(s, frame.ids, now)
+        if isinstance(frame, Prune):
+            return engine.on_prune(s, now)
+        return []
 
     def _ingest(
         self, link: Link, items: Sequence[Signed], hops: Sequence[int], catchup: bool
@@ -173,96 +160,30 @@ class HonestNode(Process):
             self._spread_proof(record)
         return results
 
-    def _on_alerts(self, link: Link, frame: Alerts) -> None:
-        """PeerManager._on_alerts."""
+    def _on_alerts(self, s: pe.PeerSession[Link], frame: Alerts) -> list[pe.Action[Link]]:
         hops = frame.hops or (0,) * len(frame.alerts)
-        results = self._ingest(link, frame.alerts, hops, frame.catchup)
-        now = self.env.now
-        actions: list[gossip.Action] = []
-        verified: list[tuple[bytes, int]] = []
-        caught_up: list[bytes] = []
+        results = self._ingest(s.link, frame.alerts, hops, frame.catchup)
+        received: list[pe.Received] = []
+        invalid = 0
         for record, outcome in results:
             if record is None:
-                link.invalid += 1
+                invalid += 1
                 continue
-            verified.append((record.origin, record.seq))
-            if frame.catchup:
-                self.env.copy_received(self.host.index, record, catchup=True)
-                age_s = (wall_ms(now) - record.created_at_ms) / 1000
-                if outcome is PutOutcome.ACCEPTED and age_s < self.gossip.params.seen_ttl:
-                    actions += self.gossip.forward_caught_up(link.peer, record.id, now)
-                else:
-                    caught_up.append(record.id)
-            elif outcome in (PutOutcome.ACCEPTED, PutOutcome.DUPLICATE):
-                is_new = outcome is PutOutcome.ACCEPTED
-                self.env.copy_received(self.host.index, record, catchup=False)
-                actions += self.gossip.on_alert(link.peer, record.id, is_new, now)
-        if caught_up:
-            self.gossip.on_caught_up(caught_up, now)
-        self._execute(actions)
-        assert link.catchup is not None
-        self._catchup(link, link.catchup.on_alerts_received(verified, now))
-        if link.invalid >= MAX_INVALID_PER_SESSION:
-            self.env.close(link)
-
-    # -- equivocation proofs -------------------------------------------------------------
-
-    def _on_proof(self, link: Link, proof: Proof) -> None:
-        """PeerManager._on_proof: both copies are verified and stored like any alert."""
-        if proof.first[0] == proof.second[0]:
-            raise InvalidAlert("an equivocation proof needs two different bodies")
-        results = self._ingest(link, [proof.first, proof.second], (0, 0), catchup=True)
-        records = [r for r, _ in results if r is not None]
-        if len(records) != 2 or (records[0].origin, records[0].seq) != (
-            records[1].origin,
-            records[1].seq,
-        ):
-            raise InvalidAlert("an equivocation proof that does not hold")
+            new = outcome is PutOutcome.ACCEPTED
+            copy = new or outcome is PutOutcome.DUPLICATE
+            if frame.catchup or copy:
+                self.env.copy_received(self.host.index, record, catchup=frame.catchup)
+            received.append(
+                pe.Received(record.id, record.origin, record.seq, new, copy, record.created_at_ms)
+            )
+        now = self.env.now
+        return self.engine.alerts_received(s, received, invalid, frame.catchup, now, wall_ms(now))
 
     def _spread_proof(self, second: AlertRecord) -> None:
         """PeerManager.spread_proof: a new equivocation was recorded here."""
         stored = self.store.range(second.origin, second.seq, second.seq, limit=1)
-        if not stored:
-            return
-        frame = Proof(_signed(stored[0]), _signed(second))
-        for link in self.links.values():
-            link.send(frame)
-
-    # -- catch-up (PeerManager._catchup, _serve) -----------------------------------------
-
-    def _catchup(self, link: Link, actions: list[catchup.Action]) -> None:
-        # Every call into a session ends here, so this is where its deadline can change.
-        assert link.catchup is not None
-        due = link.catchup.next_deadline()
-        if due is None or self.links.get(link.peer) is not link:
-            self._catchup_due.pop(link, None)
-        else:
-            self._catchup_due[link] = due
-        for action in actions:
-            if isinstance(action, catchup.SendDigest):
-                link.send(Digest(action.digest))
-            elif isinstance(action, catchup.SendVector):
-                link.send(Vector(action.heads, action.reply))
-            elif isinstance(action, catchup.SendRangeRequests):
-                link.send(Ranges(tuple((r.origin, r.from_seq, r.to_seq) for r in action.ranges)))
-            elif isinstance(action, catchup.ServeRanges):
-                self._serve(link, action.ranges)
-
-    def _serve(self, link: Link, ranges: Sequence[catchup.Range]) -> None:
-        """Original signed bytes, frames of at most ALERTS_PER_FRAME alerts and about
-        SERVE_FRAME_BYTES; a full outbox drops the rest."""
-        batch: list[AlertRecord] = []
-        size = 0
-        for r in ranges:
-            for record in self.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size):
-                batch.append(record)
-                size += len(record.body) + len(record.signature)
-                if len(batch) == ALERTS_PER_FRAME or size >= SERVE_FRAME_BYTES:
-                    if not link.send(self._alerts_frame(batch, catchup=True)):
-                        return
-                    batch, size = [], 0
-        if batch:
-            link.send(self._alerts_frame(batch, catchup=True))
+        if stored:
+            self._run(self.engine.proof_recorded(stored[0], second))
 
     # -- alerts from this node (AlertNode._publish_new, PeerManager._on_local_alerts) ------
 
@@ -273,72 +194,63 @@ class HonestNode(Process):
         [outcome] = self.store.put([record], [Arrival(now, 0, False)], wall_ms(now))
         if outcome is PutOutcome.ACCEPTED:
             self.env.stored(self.host.index, record, second_copy=False)
-            self._execute(self.gossip.publish(record.id, now))
+            self._run(self.engine.published([record.id], now))
         return record
 
-    # -- gossip actions (PeerManager._execute, _send) ------------------------------------
+    # -- the engine's actions -------------------------------------------------------------
 
-    def _execute(self, actions: list[gossip.Action]) -> None:
+    def _run(self, actions: list[pe.Action[Link]]) -> None:
         for action in actions:
-            records: list[AlertRecord] = []
-            if isinstance(action, gossip.SendAlerts):
-                for i in action.ids:
-                    record = self.store.get(i)
-                    # Never pushed back to its own author, whatever the core decided.
-                    if record is not None and record.origin != action.peer:
-                        records.append(record)
-            self._send(action, records)
+            if isinstance(action, pe.Send):
+                self._send(action)
+            elif isinstance(action, pe.Push):
+                found = (self.store.get(i) for i in action.ids)
+                self._run(self.engine.push(action.peer, (r for r in found if r is not None)))
+            elif isinstance(action, pe.Serve):
+                records = [
+                    record
+                    for r in action.ranges
+                    for record in self.store.range(r.origin, r.from_seq, r.to_seq, limit=r.size)
+                ]
+                self._run(self.engine.serve(action.session, records))
+            elif isinstance(action, pe.Close):
+                self.env.close(action.session.link)
 
-    def _send(self, action: gossip.Action, records: list[AlertRecord]) -> None:
-        link = self.links.get(action.peer)
-        if link is None:
-            return
-        frames: list[Frame]
-        if isinstance(action, gossip.SendAlerts):
-            frames = [
-                self._alerts_frame(records[i : i + ALERTS_PER_FRAME], catchup=False)
-                for i in range(0, len(records), ALERTS_PER_FRAME)
-            ]
-        elif isinstance(action, gossip.SendIHave):
-            hops = tuple(self.store.hops(i) + 1 for i in action.ids)
-            frames = [Ids(Kind.IHAVE, action.ids, hops)]
-        elif isinstance(action, gossip.SendIWant):
-            frames = [Ids(Kind.IWANT, action.ids)]
-        elif isinstance(action, gossip.SendGraft):
-            frames = [Ids(Kind.GRAFT, action.ids)]
-        else:
-            frames = [Prune()]
-        for frame in frames:
-            if not link.send(frame):
-                # Backlogged: announce instead of pushing.
-                for a in self.gossip.on_peer_backlogged(link.peer, self.env.now):
-                    if not isinstance(a, gossip.SendAlerts):
-                        self._send(a, [])
+    def _send(self, action: pe.Send[Link]) -> None:
+        link = action.session.link
+        for frame in action.frames:
+            if not link.send(self._encode(frame)):
+                if action.gossip:
+                    self._run(self.engine.backlogged(action.session.peer, self.env.now))
                 return
 
-    def _alerts_frame(self, records: Sequence[AlertRecord], *, catchup: bool) -> Alerts:
-        hops = tuple(self.store.hops(r.id) + 1 for r in records)
-        return Alerts(tuple(_signed(r) for r in records), catchup, hops)
+    def _encode(self, frame: pe.Frame) -> Frame:
+        if isinstance(frame, pe.AlertsFrame):
+            hops = tuple(self.store.hops(r.id) + 1 for r in frame.records)
+            return Alerts(tuple(_signed(r) for r in frame.records), frame.catchup, hops)
+        if isinstance(frame, pe.IdsFrame):
+            kind = _IDS_KINDS[frame.kind]
+            if kind is Kind.IHAVE:
+                return Ids(kind, frame.ids, tuple(self.store.hops(i) + 1 for i in frame.ids))
+            return Ids(kind, frame.ids)
+        if isinstance(frame, pe.PruneFrame):
+            return Prune()
+        if isinstance(frame, pe.DigestFrame):
+            return Digest(frame.digest)
+        if isinstance(frame, pe.VectorFrame):
+            return Vector(frame.heads, frame.reply)
+        if isinstance(frame, pe.RangesFrame):
+            return Ranges(tuple((r.origin, r.from_seq, r.to_seq) for r in frame.ranges))
+        return Proof(_signed(frame.first), _signed(frame.second))
 
     # -- timers (PeerManager._timers) ----------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        due = self.gossip.next_deadline()
-        if self._catchup_due:
-            first = min(self._catchup_due.values())
-            due = first if due is None else min(due, first)
-        return due
+        return self.engine.next_deadline()
 
     def wake(self) -> None:
-        now = self.env.now
-        gossip_due = self.gossip.next_deadline()
-        if gossip_due is not None and now >= gossip_due:
-            self._execute(self.gossip.handle_timer(now))
-        for link in list(self.links.values()):
-            due = self._catchup_due.get(link)
-            if due is not None and now >= due and link.catchup is not None:
-                self._catchup(link, link.catchup.handle_timer(now))
+        self._run(self.engine.handle_timer(self.env.now))
 
 
-def _signed(record: AlertRecord) -> Signed:
+def _signed(record: pe.Carried) -> Signed:
     return (record.body, record.signature)

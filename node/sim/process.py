@@ -1,10 +1,11 @@
 """What runs on a simulated host, and what it may ask of the simulated world.
 
 A `Process` is to the simulator what node/app/peers.py's PeerManager is to a real
-node: it is told when a peer session opens or closes and when a frame arrives, it is
-woken at the deadline it asks for, and it sends frames on its `Link`s. When its host
-crashes the process object is dropped; a restart builds a new one over the same
-store. The base class is the silent member: it accepts sessions and never sends.
+node (the honest one drives the same node/core/peer_engine.py): it is told when a
+peer session opens or closes and when a frame arrives, it is woken at the deadline it
+asks for, and it sends frames on its `Link`s. When its host crashes the process
+object is dropped; a restart builds a new one over the same store. The base class is
+the silent member: it accepts sessions and never sends.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from node.core.alerts import AlertRecord
-from node.core.catchup import CatchupConfig, CatchupSession
+from node.core.catchup import CatchupConfig
 from node.core.errors import AlertmeshError
 from node.core.gossip import GossipParams
 from node.core.limits import Limits
+from node.core.peer_engine import PeerSession
 from node.core.roster import Roster
 from node.crypto import Identity
 from node.sim.store import SimStore
@@ -56,8 +58,7 @@ class Link:
     role: str  # "dialer" or "acceptor"
     transmit: Callable[[Link, Frame], bool]
     outbox: deque[float] = field(default_factory=deque)  # when queued frames leave the uplink
-    catchup: CatchupSession | None = None
-    invalid: int = 0
+    engine_session: PeerSession[Link] | None = None  # an honest process's, once admitted
 
     def send(self, frame: Frame) -> bool:
         """Queue a frame; False when the outbox is full (the frame is not sent)."""

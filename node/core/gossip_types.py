@@ -1,0 +1,114 @@
+"""Gossip's vocabulary: its parameters, the actions it returns, and its statistics.
+
+The state machine is node/core/gossip.py, which re-exports all of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from node.core.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class GossipParams:
+    """Tuning of the dissemination protocol. docs/gossip.md says why these defaults."""
+
+    max_eager: int = 4  # eager peers this node picks itself; GRAFTs may add more
+    ihave_interval: float = 0.1  # announcements to a lazy peer are batched this long
+    ihave_max_ids: int = 512  # ids per IHAVE/IWANT/GRAFT frame, and per flush per peer
+    graft_timeout: float = 1.0  # after an IHAVE, wait this long for the eager copy
+    graft_retry: float = 0.5  # then ask the next announcer after this long
+    graft_jitter: float = 0.2  # graft_timeout is stretched by up to this fraction
+    prune_rate: float = 2.0  # under load, prunes per cycle per graft_timeout (rule 3)
+    seen_ttl: float = 600.0  # ids are remembered (dedup, serving requests) this long
+    max_seen: int = 200_000  # and at most this many
+    max_queue_ids: int = 4096  # per peer: announcements queued to it, ids awaited from it
+    max_missing: int = 10_000  # ids awaited after IHAVEs, all peers together
+    backlog_backoff: float = 10.0  # a backlogged peer stays lazy at least this long
+
+    def __post_init__(self) -> None:
+        for name in ("max_eager", "ihave_max_ids", "max_seen", "max_queue_ids", "max_missing"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"gossip: {name} must be at least 1")
+        for name in ("ihave_interval", "graft_timeout", "graft_retry", "seen_ttl", "prune_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"gossip: {name} must be positive")
+        if not 0 <= self.graft_jitter <= 1:
+            raise ConfigError("gossip: graft_jitter must be between 0 and 1")
+        if not self.backlog_backoff >= 0:
+            raise ConfigError("gossip: backlog_backoff must not be negative")
+
+
+# Actions: what the runtime must send. For SendAlerts it loads the signed alerts from its
+# store, and skips any it no longer holds.
+
+
+@dataclass(frozen=True, slots=True)
+class SendAlerts:
+    """Send these alerts in full."""
+
+    peer: bytes
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendIHave:
+    """Announce that we hold these alerts."""
+
+    peer: bytes
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendIWant:
+    """Ask for these alerts, leaving the link as it is."""
+
+    peer: bytes
+    ids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendPrune:
+    """The link is lazy from now on: announce to us, don't push."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendGraft:
+    """The link is eager from now on; also send us these alerts (maybe none)."""
+
+    peer: bytes
+    ids: tuple[bytes, ...] = ()
+
+
+Action: TypeAlias = SendAlerts | SendIHave | SendIWant | SendPrune | SendGraft
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    eager: bool
+    backlogged: bool
+    alerts_received: int  # full copies, pushed or asked for
+    duplicates_received: int
+    alerts_sent: int
+    ihave_ids_received: int
+    ihave_ids_sent: int
+    ihave_ids_dropped: int  # announcements lost because its queue was full
+    prunes_sent: int
+    prunes_received: int
+    grafts_sent: int
+    grafts_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class GossipStats:
+    peers: int
+    eager_peers: int
+    remembered_ids: int
+    awaited_ids: int  # announced to us, not received yet
+    queued_announcements: int
+    awaited_dropped: int  # announced ids not awaited because a bound was reached
+    awaited_abandoned: int  # every announcer was asked, and none delivered

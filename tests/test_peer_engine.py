@@ -1,0 +1,102 @@
+"""One engine, two drivers: the simulator and the asyncio runtime run the same peer logic.
+
+node/core/peer_engine.py decides what a node does with its peer sessions. The
+simulator's honest member (node/sim/honest.py) and the real node's PeerManager
+(node/app/peers.py) both drive that one class; neither keeps a copy of its decisions,
+so a fix to the peer logic is made once and the simulator tests the real thing.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+from node.app.peers import PeerManager
+from node.app.service import AlertNode
+from node.app.verify import Verifier
+from node.core import peer_engine
+from node.core.limits import DEFAULT_LIMITS
+from node.core.peer_engine import PeerEngine
+from node.core.roster import Member, Roster
+from node.crypto import Identity
+from node.sim.honest import HonestNode
+from node.sim.process import Process
+from node.sim.world import World, WorldParams
+from node.store import MemoryStore
+
+ROOT = Path(__file__).resolve().parent.parent
+# Each driver's class, and the interface it implements for its own loop (the simulator
+# asks every Process for its next deadline, which the honest one asks the engine).
+DRIVERS = {
+    "node/sim/honest.py": ("HonestNode", set(vars(Process))),
+    "node/app/peers.py": ("PeerManager", set()),
+}
+# What the engine decides; a driver that handled these itself would be a second copy.
+CORE_ACTIONS = {
+    "SendAlerts", "SendIHave", "SendIWant", "SendGraft", "SendPrune",  # gossip's
+    "SendDigest", "SendVector", "SendRangeRequests", "ServeRanges", "RangeAbandoned",  # catchup's
+    "CatchupSession", "FetchRegistry", "parse_vector", "Range",
+}  # fmt: skip
+
+
+def test_a_simulated_member_runs_the_engine_and_its_alert_reaches_the_peer() -> None:
+    world = World(1, WorldParams())
+    a, b = world.add_host("honest"), world.add_host("honest")
+    a.dials.append(b.index)
+    world.start(a)
+    world.start(b)
+    world.run_until(5.0)
+    for host, other in ((a, b), (b, a)):
+        assert isinstance(host.process, HonestNode)
+        assert type(host.process.engine) is PeerEngine
+        assert set(host.process.engine.sessions) == {other.key}
+    record = world.publish(a)
+    assert record is not None
+    world.run_until(10.0)
+    assert b.store.get(record.id) is not None
+
+
+async def test_the_real_node_runs_the_same_engine_class() -> None:
+    me = Identity.generate()
+    roster = Roster.of([Member("me", me.public_key)])
+    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
+        node = AlertNode(
+            identity=me,
+            roster=roster,
+            store=MemoryStore(),
+            verifier=verifier,
+            limits=DEFAULT_LIMITS,
+        )
+        peers = PeerManager(node, connect=())
+        assert type(peers.engine) is PeerEngine
+        assert peers.gossip is peers.engine.gossip
+        assert peers.counters is peers.engine.counters  # the metrics read these
+
+
+def test_neither_driver_defines_or_mirrors_the_engine_decisions() -> None:
+    decisions = {
+        name
+        for name, _ in inspect.getmembers(PeerEngine, inspect.isfunction)
+        if not name.startswith("__")
+    }
+    assert {"session_opened", "alerts_received", "on_ihave", "handle_timer", "serve"} <= decisions
+    for path, (class_name, interface) in DRIVERS.items():
+        tree = ast.parse((ROOT / path).read_text())
+        [driver] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+        defined = {
+            n.name for n in driver.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        mirrored = (defined - interface) & decisions
+        assert not mirrored, f"{path} defines {sorted(mirrored)}"
+        # Nor does it consume the gossip or catch-up cores' actions itself.
+        used = {n.attr for n in ast.walk(driver) if isinstance(n, ast.Attribute)}
+        used |= {n.id for n in ast.walk(driver) if isinstance(n, ast.Name)}
+        assert not used & CORE_ACTIONS, f"{path} uses {sorted(used & CORE_ACTIONS)}"
+
+
+def test_the_engine_is_sans_io() -> None:
+    source = inspect.getsource(peer_engine)
+    for module in ("asyncio", "grpc", "time", "socket", "sqlite3", "aiosqlite", "node.app"):
+        assert f"import {module}" not in source
+        assert f"from {module} " not in source
