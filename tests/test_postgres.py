@@ -11,6 +11,7 @@ import re
 import signal
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 
@@ -95,6 +96,37 @@ async def test_one_node_writes_a_database_at_a_time(pg_server: PgServer) -> None
                 pass
         async with PostgresStore(url, follow=True) as reader:  # readers are welcome
             assert await reader.count() == 0
+
+
+async def test_the_writer_connects_again_after_its_connection_is_cut(
+    pg_server: PgServer,
+) -> None:
+    """A server restart or a terminated backend drops the writer's connection and its
+    lock: the next put connects again, takes the lock again, and nothing is lost."""
+    url = await pg_server.new_database()
+    author = Author()
+    async with PostgresStore(url) as store:
+        assert await store.put([author.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        writer = store._wdb
+        assert writer is not None
+        admin = await asyncpg.connect(url)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", writer.get_server_pid())
+        finally:
+            await admin.close()
+        second = author.record()
+        outcomes: list[PutOutcome] = []
+        for _ in range(3):  # the batch that meets the dead connection fails; a retry works
+            try:
+                outcomes = await store.put([second], now_ms=now_ms())
+                break
+            except Exception:  # whatever the driver raises for a lost link
+                await asyncio.sleep(0.1)
+        assert outcomes == [PutOutcome.ACCEPTED]
+        assert await store.count() == 2
+        with pytest.raises(ConfigError, match="another node writes the store"):
+            async with PostgresStore(url):  # the lock is held again
+                pass
 
 
 async def test_a_reader_follows_the_writers_commits(pg_server: PgServer) -> None:

@@ -33,6 +33,9 @@ def _lines(text: str) -> Iterable[tuple[int, str]]:
             yield number, line
 
 
+MAX_ALLOWLIST_BYTES = 16 * 2**20
+
+
 @dataclass(frozen=True, slots=True)
 class Allowlist:
     """Values never reported as flagged: a checked value is allowlisted when one of its
@@ -60,7 +63,16 @@ class Allowlist:
         path = home / ALLOWLIST_FILE
         if not path.exists():
             return cls()
-        allowlist = cls.parse(path.read_text(encoding="utf-8"), str(path))
+        try:
+            if path.stat().st_size > MAX_ALLOWLIST_BYTES:
+                raise ConfigError(
+                    f"{path} is larger than {MAX_ALLOWLIST_BYTES // 2**20} MiB; an allowlist "
+                    "names the values this node must never flag, not a feed"
+                )
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the allowlist {path}: {exc}") from exc
+        allowlist = cls.parse(text, str(path))
         log.info("allowlist: %d values", allowlist.size)
         return allowlist
 

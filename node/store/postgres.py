@@ -203,6 +203,8 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._wdb: asyncpg.Connection | None = None
         self._last_local_seq = 0
+        self._writer_lost: ConfigError | None = None
+        self._reconnected: list[asyncpg.Connection] = []
         self._count = 0
         self._wake = asyncio.Event()
         self._stopping = False
@@ -267,6 +269,8 @@ class PostgresStore:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
+        for db in self._reconnected:
+            await db.close()
 
     async def _check_version(self, db: asyncpg.Connection) -> None:
         exists = await db.fetchval("SELECT to_regclass('alertmesh_schema') IS NOT NULL")
@@ -350,6 +354,8 @@ class PostgresStore:
                 batch.append(item)
                 rows += len(item.records)
             try:
+                if self._wdb is None or self._wdb.is_closed():
+                    await self._reconnect_writer()
                 results = await self._write(batch)
             except Exception as exc:  # a failed transaction fails every put in it
                 for put in batch:
@@ -361,6 +367,31 @@ class PostgresStore:
                         put.done.set_result(outcomes)
             if stop:
                 return
+
+    async def _reconnect_writer(self) -> None:
+        """The writer's connection dropped (a server restart, a terminated backend), and
+        with it the writer lock. Connect again and take the lock again, then read what
+        committed meanwhile (a COMMIT whose answer was lost, too), or raise so that this
+        batch fails; the next one tries again. If another writer took the lock, every
+        put fails from now on and says so: two writers would corrupt the positions."""
+        if self._writer_lost is not None:
+            raise self._writer_lost
+        log.warning("the store's connection is gone; connecting again")
+        try:
+            db = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+        except (*DB_ERRORS, ValueError) as exc:
+            raise self._problem(exc) from None
+        if not await db.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
+            await db.close()
+            self._writer_lost = ConfigError(
+                f"another node took the writer lock of {redacted(self.url)} while this node's "
+                "connection was down; this node stores nothing more: stop one of them"
+            )
+            log.error("%s", self._writer_lost)
+            raise self._writer_lost
+        self._reconnected.append(db)
+        self._wdb = db
+        await self._catch_up_if_behind()
 
     async def _write(self, batch: list[_Put]) -> list[list[PutOutcome]]:
         db = self._wdb
