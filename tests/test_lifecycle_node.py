@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.app.lifecycle import EventKind
 from node.app.service import AlertNode
 from node.app.verify import Verifier
 from node.core import alerts
@@ -15,6 +16,7 @@ from node.core.errors import InvalidAlert
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
 from node.crypto import Identity
+from node.store.base import Query
 from node.store.memory import MemoryStore
 from tests.factory import DOMAIN, Author, now_ms
 
@@ -80,3 +82,18 @@ def test_a_sighting_window_outside_time_is_refused(first_seen: int, last_seen: i
     sighting = author.alert(links=[link])
     with pytest.raises(InvalidAlert, match="sighting"):
         alerts.validate(sighting, now_ms=now_ms(), limits=DEFAULT_LIMITS)
+
+
+async def test_a_retraction_releases_only_values_nothing_else_flags(node: AlertNode) -> None:
+    """Downstream systems unfreeze what a retraction event lists: a value another active
+    alert still flags must not be in it."""
+    first, _ = await node.publish(draft("both.example", "only-first.example"))
+    await node.publish(draft("both.example"))
+    retract = alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_RETRACTION, alert_id=first.record.id)
+    await node.publish(draft(links=(retract,)))
+    events = node.watch_events(Query(now_ms=now_ms()), cursor=0)
+    seen = [await anext(events) for _ in range(3)]
+    await events.aclose()  # type: ignore[attr-defined]
+    retraction = seen[-1]
+    assert retraction.kind is EventKind.RETRACTED
+    assert [i.value for i in retraction.released] == ["only-first.example"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import heapq
 import logging
@@ -501,13 +502,27 @@ class AlertNode:
             now = self.clock()
             while expiring and expiring[0][0] <= now:
                 gone = heapq.heappop(expiring)[2]
-                yield await self.lifecycle.expired(gone)
+                yield await self._still_free(await self.lifecycle.expired(gone))
             if stored is None:
                 continue
-            event = await self.lifecycle.event(stored)
+            event = await self._still_free(await self.lifecycle.event(stored))
             if event.kind in (EventKind.NEW, EventKind.UPDATED) and stored.record.expires_at_ms:
                 heapq.heappush(expiring, (stored.record.expires_at_ms, stored.local_seq, stored))
             yield event
+
+    async def _still_free(self, event: Event) -> Event:
+        """`event` releasing only the values nothing flags any more: a retraction or an
+        expiry frees a value only if no other active alert (another member's, a later
+        version) still flags it; downstream systems unfreeze what is listed."""
+        if not event.released:
+            return event
+        verdicts = await self._check([i.value for i in event.released], include_expired=False)
+        free = tuple(
+            ind
+            for ind, result in zip(event.released, verdicts, strict=True)
+            if result.verdict is None or not result.verdict.flagged
+        )
+        return dataclasses.replace(event, released=free)
 
     async def watch(self, query: Query, cursor: int | None) -> AsyncIterator[Stored]:
         """Stored alerts after `cursor`, then new ones as they are stored; never ends.
