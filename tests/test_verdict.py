@@ -149,6 +149,17 @@ CASES = [
         (),
         (),
     ),
+    (
+        "an alert refused for one link supersedes nothing by its others",
+        [
+            fact(1, "a"),
+            fact(2, "b"),
+            fact(3, "b", mentions=False, links=((UPDATE, 2), (UPDATE, 1))),
+        ],
+        State.FLAGGED,
+        ("a", "b"),
+        (1, 2),
+    ),
 ]
 
 

@@ -184,6 +184,9 @@ def lineage(facts: Iterable[Fact]) -> Lineage:
                 parent.setdefault(f.id, target)
             else:
                 retractions.append((f, target))
+    # A fact refused for one of its links supersedes and retracts nothing by the others.
+    parent = {i: p for i, p in parent.items() if i not in refused}
+    retractions = [(r, target) for r, target in retractions if r.id not in refused]
 
     def root(i: bytes) -> bytes:
         seen = {i}
