@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
 MAX_REQUEST_BYTES = 16 * 1024
+MAX_CONNECTIONS = 32
 
 
 class MetricsServer:
@@ -30,6 +31,7 @@ class MetricsServer:
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
+        self._open = 0
 
     async def start(self) -> str:
         self._server = await asyncio.start_server(
@@ -49,19 +51,28 @@ class MetricsServer:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:  # scrapers are few: more at once are a flood
+            writer.close()
+            return
+        self._open += 1
         try:
+            # The whole exchange, answer included, within the timeout: a client that does
+            # not read holds nothing for long.
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
-            status, body, ctype = self._answer(head)
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
+                status, body, ctype = self._answer(head)
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass  # a client that went away or sent junk: nothing to answer
+        except Exception:  # a bug answering: logged, and never the node's TaskGroup's
+            log.warning("metrics request failed", exc_info=True)
         finally:
+            self._open -= 1
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

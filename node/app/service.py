@@ -497,17 +497,21 @@ class AlertNode:
     async def watch_events(self, query: Query, cursor: int | None) -> AsyncIterator[Event]:
         """`watch`, each alert named by what it means (a retraction, an update, ...), and
         an EXPIRED event when an alert sent on this stream reaches its expiry."""
-        expiring: list[tuple[int, int, Stored]] = []  # heap of (expires_at_ms, local_seq, alert)
+        # (expires_at_ms, local_seq, alert id) of the alerts this stream sent that will
+        # expire: ids only, re-read when due, so a long-lived stream holds no bodies.
+        expiring: list[tuple[int, int, bytes]] = []
         async for stored in self._feed(query, cursor, lambda: expiring[0][0] if expiring else 0):
             now = self.clock()
             while expiring and expiring[0][0] <= now:
-                gone = heapq.heappop(expiring)[2]
-                yield await self._still_free(await self.lifecycle.expired(gone))
+                gone = await self.store.get(heapq.heappop(expiring)[2])
+                if gone is not None:
+                    yield await self._still_free(await self.lifecycle.expired(gone))
             if stored is None:
                 continue
             event = await self._still_free(await self.lifecycle.event(stored))
             if event.kind in (EventKind.NEW, EventKind.UPDATED) and stored.record.expires_at_ms:
-                heapq.heappush(expiring, (stored.record.expires_at_ms, stored.local_seq, stored))
+                record = stored.record
+                heapq.heappush(expiring, (record.expires_at_ms, stored.local_seq, record.id))
             yield event
 
     async def _still_free(self, event: Event) -> Event:
