@@ -26,6 +26,7 @@ from node.crypto.tls import parse_certificate
 from node.lifecycle_cli import (
     add_lifecycle_commands,
     history_dicts,
+    iso_time,
     print_history,
     verdict_dict,
     verdict_line,
@@ -39,15 +40,6 @@ EXIT_ERROR = 2
 
 class CliError(Exception):
     """A one-line message for the user; exit status 2."""
-
-
-def _iso(ms: int) -> str:
-    """An ISO 8601 time, or the raw number when no calendar holds it (a hostile value
-    must not crash a report)."""
-    try:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else ""
-    except (ValueError, OverflowError, OSError):
-        return f"{ms} ms"
 
 
 def _time_arg(text: str) -> int:
@@ -110,8 +102,8 @@ def alert_dict(s: api.StoredAlert) -> dict[str, Any]:
         "description": a.description,
         "indicators": [_typed(i) for i in a.indicators],
         "references": list(a.references),
-        "created_at": _iso(a.created_at_ms),
-        "expires_at": _iso(a.expires_at_ms),
+        "created_at": iso_time(a.created_at_ms),
+        "expires_at": iso_time(a.expires_at_ms),
         "expired": s.expired,
         "cursor": s.cursor,
         "encrypted": s.encrypted,
@@ -404,7 +396,7 @@ async def cmd_stats(client: AlertClient, args: argparse.Namespace) -> int:
                             "origin": c.origin.hex(),
                             "name": c.name,
                             "seq": c.seq,
-                            "created_at": _iso(c.created_at_ms),
+                            "created_at": iso_time(c.created_at_ms),
                             "reason": c.reason,
                         }
                         for c in st.compromised
@@ -464,7 +456,7 @@ def cmd_roster_add(args: argparse.Namespace) -> int:
 
     config = Config.load(Path(args.home))
     card = read_card(args.card)
-    print(f"card of {card.name}, signed by its key, made {_iso(card.created_at_ms)}:")
+    print(f"card of {card.name}, signed by its key, made {iso_time(card.created_at_ms)}:")
     for line in describe(card):
         print(f"  {line}")
     admission = add_card(config, card, replace=args.replace, dry_run=args.dry_run)

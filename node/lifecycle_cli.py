@@ -27,7 +27,7 @@ STATE_NAMES = {
 }
 
 
-def _iso(ms: int) -> str:
+def iso_time(ms: int) -> str:
     """An ISO 8601 time, or the raw number when no calendar holds it (a hostile value
     must not crash a report)."""
     try:
@@ -188,20 +188,20 @@ def verdict_dict(v: api.Verdict) -> dict[str, Any]:
         if v.highest_severity
         else "",
         "confidence": v.confidence,
-        "first_seen": _iso(v.first_seen_ms),
-        "last_seen": _iso(v.last_seen_ms),
+        "first_seen": iso_time(v.first_seen_ms),
+        "last_seen": iso_time(v.last_seen_ms),
         "alert_ids": [i.hex() for i in v.alert_ids],
         "retractions": [
             {
                 "alert_id": r.alert_id.hex(),
                 "by": r.member,
-                "at": _iso(r.retracted_at_ms),
+                "at": iso_time(r.retracted_at_ms),
                 "reason": r.reason,
             }
             for r in v.retractions
         ],
         "dispute_details": [
-            {"by": d.member, "reason": d.reason, "at": _iso(d.created_at_ms)}
+            {"by": d.member, "reason": d.reason, "at": iso_time(d.created_at_ms)}
             for d in v.dispute_details
         ],
         "refused_links": v.refused_links,
@@ -225,12 +225,12 @@ def verdict_line(r: api.CheckResult) -> str:
         return (
             f"{r.query}: FLAGGED {what}by {', '.join(v.members)} (confidence {v.confidence}, "
             f"{v.sightings} sighting{'s' * (v.sightings != 1)}{disputes}, seen "
-            f"{_iso(v.first_seen_ms)} .. {_iso(v.last_seen_ms)}): "
+            f"{iso_time(v.first_seen_ms)} .. {iso_time(v.last_seen_ms)}): "
             f"{top.title if top else ''} [{' '.join(i.hex() for i in v.alert_ids)}]{handling}"
         )
     if v.state == api.VERDICT_STATE_RETRACTED:
         why = "; ".join(
-            f"by {x.member} at {_iso(x.retracted_at_ms)}: {x.reason}" for x in v.retractions
+            f"by {x.member} at {iso_time(x.retracted_at_ms)}: {x.reason}" for x in v.retractions
         )
         return f"{r.query}: retracted ({why}){disputes}"
     return f"{r.query}: {STATE_NAMES.get(v.state, 'not flagged')}{disputes}"
@@ -251,7 +251,7 @@ def history_dicts(s: api.StoredAlert) -> list[dict[str, Any]]:
             "kind": LINK_NAMES.get(h.kind, str(h.kind)),
             "target": h.target.hex(),
             "by": h.member,
-            "at": _iso(h.created_at_ms),
+            "at": iso_time(h.created_at_ms),
             "title": h.title,
             "reason": h.description,
             "refused": h.refused,

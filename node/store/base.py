@@ -12,7 +12,7 @@ import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
@@ -165,3 +165,24 @@ def classify(
             batch_slots.add((r.origin, r.seq))
         batch_ids.add(r.id)
     return outcomes
+
+
+def record_from_row(row: Any, index_keys: tuple[str, ...]) -> AlertRecord:
+    """An AlertRecord from a row (a sequence, or a driver record indexed the same way)
+    whose first twelve columns are its fields in order
+    (id ... title); each store decodes its own index keys."""
+    return AlertRecord(
+        id=row[0],
+        body=row[1],
+        signature=row[2],
+        origin=row[3],
+        seq=row[4],
+        prev=row[5],
+        created_at_ms=row[6],
+        expires_at_ms=row[7],
+        category=row[8],
+        severity=row[9],
+        confidence=row[10],
+        title=row[11],
+        index_keys=index_keys,
+    )

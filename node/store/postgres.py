@@ -38,7 +38,15 @@ from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
 from node.core.errors import ConfigError
-from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, classify
+from node.store.base import (
+    Equivocation,
+    Held,
+    PutOutcome,
+    Query,
+    Stored,
+    classify,
+    record_from_row,
+)
 from node.store.sqlite_writer import key_hash
 
 log = logging.getLogger(__name__)
@@ -148,21 +156,8 @@ def _scrub(text: str, url: str) -> str:
 
 
 def _record(row: Row) -> AlertRecord:
-    return AlertRecord(
-        id=row[0],
-        body=row[1],
-        signature=row[2],
-        origin=row[3],
-        seq=row[4],
-        prev=row[5],
-        created_at_ms=row[6],
-        expires_at_ms=row[7],
-        category=row[8],
-        severity=row[9],
-        confidence=row[10],
-        title=row[11],
-        index_keys=tuple(row[12]),
-    )
+    """The columns are AlertRecord's fields in order (RECORD); keys are an array."""
+    return record_from_row(row, tuple(row[12]))
 
 
 def _stored(row: Row) -> Stored:

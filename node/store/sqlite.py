@@ -28,7 +28,7 @@ from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
 from node.core.errors import ConfigError
-from node.store.base import Equivocation, Held, PutOutcome, Query, Stored
+from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, record_from_row
 from node.store.sqlite_writer import (
     KEY_LEVELS,
     KEY_SEP,
@@ -63,22 +63,9 @@ READER_CACHE_KIB = 16384
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
+    """The columns are AlertRecord's fields in order (ALERT_COLUMNS); keys are joined."""
     keys = row[12]
-    return AlertRecord(
-        id=row[0],
-        body=row[1],
-        signature=row[2],
-        origin=row[3],
-        seq=row[4],
-        prev=row[5],
-        created_at_ms=row[6],
-        expires_at_ms=row[7],
-        category=row[8],
-        severity=row[9],
-        confidence=row[10],
-        title=row[11],
-        index_keys=tuple(keys.split(KEY_SEP)) if keys else (),
-    )
+    return record_from_row(row, tuple(keys.split(KEY_SEP)) if keys else ())
 
 
 def _stored(row: Sequence[Any]) -> Stored:
