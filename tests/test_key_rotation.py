@@ -197,3 +197,12 @@ async def test_a_compromised_keys_later_alerts_are_refused_and_the_held_ones_sho
 
             error = await refused(client, PARTNER.next())
             assert "partner's key" in error and "compromised since" in error
+
+
+def test_a_rotation_cut_short_says_how_to_recover(tmp_path: Path) -> None:
+    home = tmp_path / "cut"
+    alertmesh("init", "--home", str(home), "--name", "cut")
+    (home / "succession.pb").write_bytes(b"")  # left by a rotation that died half-way
+    done = alertmesh("rotate-key", "--home", str(home), check=False)
+    assert done.returncode == 2
+    assert "roster.toml.pre-rotate-" in done.stderr and "Traceback" not in done.stderr

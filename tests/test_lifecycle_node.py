@@ -20,6 +20,8 @@ from node.store.base import Query
 from node.store.memory import MemoryStore
 from tests.factory import DOMAIN, Author, now_ms
 
+HANDLE = alert_pb2.INDICATOR_TYPE_HANDLE
+
 
 def draft(*domains: str, links: tuple[alert_pb2.AlertLink, ...] = ()) -> alert_pb2.Alert:
     alert = alert_pb2.Alert(
@@ -87,8 +89,12 @@ def test_a_sighting_window_outside_time_is_refused(first_seen: int, last_seen: i
 async def test_a_retraction_releases_only_values_nothing_else_flags(node: AlertNode) -> None:
     """Downstream systems unfreeze what a retraction event lists: a value another active
     alert still flags must not be in it."""
-    first, _ = await node.publish(draft("both.example", "only-first.example"))
-    await node.publish(draft("both.example"))
+    first_draft = draft("both.example", "only-first.example")
+    first_draft.indicators.add(type=HANDLE, value="telegram:still-flagged")
+    first, _ = await node.publish(first_draft)
+    second = draft("both.example")
+    second.indicators.add(type=HANDLE, value="telegram:still-flagged")
+    await node.publish(second)
     retract = alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_RETRACTION, alert_id=first.record.id)
     await node.publish(draft(links=(retract,)))
     events = node.watch_events(Query(now_ms=now_ms()), cursor=0)

@@ -270,6 +270,9 @@ class PeerManager:
     ) -> None:
         """Run one authenticated session until either side ends it. `tls_fingerprint`:
         the peer certificate the TLS handshake authenticated."""
+        # Read before the checks: no await may stand between them and the session's
+        # registration, or a reload or a block in between would miss it.
+        proofs = [(p.first, p.second) for p in await self.node.equivocations()]
         member = self.node.roster.get(key)
         name = member.name if member else key.hex()[:16]
         if key in self.blocked:
@@ -285,7 +288,6 @@ class PeerManager:
             self.handshake_refused(PinMismatch(f"{name}'s TLS pin changed during the handshake"))
             return
         link = Link(key, name, role, transport, tls_fingerprint=tls_fingerprint)
-        proofs = [(p.first, p.second) for p in await self.node.equivocations()]
         session, actions = self.engine.session_opened(link, key, role, self.now(), proofs)
         if session is None:  # both sides dialed: the other session is kept
             return

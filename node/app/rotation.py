@@ -60,14 +60,14 @@ async def rotate_key(config: Config, now_ms: int) -> Rotation:
     _refuse_if_running(config)
     old = config.identity()
     roster = config.roster()
-    member = own_member(roster, old.public_key, now_ms, config.roster_path)
-    if (config.home / SUCCESSION_FILE).exists():
+    if (config.home / SUCCESSION_FILE).exists():  # before the roster check: see the text
         raise ConfigError(
             f"{config.home / SUCCESSION_FILE} exists: the last rotation is not published yet; "
             "start the node once first (if the node will not start because a rotation was "
             "cut short, restore roster.toml from roster.toml.pre-rotate-*, delete "
             f"{SUCCESSION_FILE} and identity.key.new, and run rotate-key again)"
         )
+    member = own_member(roster, old.public_key, now_ms, config.roster_path)
     async with open_store(config) as store:
         last_seq = store.chains.get(old.public_key).max_seq
         head = await store.range(old.public_key, last_seq, last_seq, limit=1) if last_seq else []

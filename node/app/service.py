@@ -520,7 +520,9 @@ class AlertNode:
         version) still flags it; downstream systems unfreeze what is listed."""
         if not event.released:
             return event
-        verdicts = await self._check([i.value for i in event.released], include_expired=False)
+        # Typed, as stored: a bare handle or an `other` value would be read as another type.
+        typed = [f"{indicators.type_name(i.type)}:{i.value}" for i in event.released]
+        verdicts = await self._check(typed, include_expired=False)
         free = tuple(
             ind
             for ind, result in zip(event.released, verdicts, strict=True)

@@ -53,6 +53,7 @@ MAX_HEADER_BYTES = 16 * 1024
 READ_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_S = 60.0  # a client that does not read its answer is dropped after this
 MAX_CONNECTIONS = 64  # more at once are closed on accept
+SCAN_PAGE_ROWS = 100  # stored alerts read per store query, even for a small page
 MAX_SCAN_ROWS = 5000  # stored alerts one request may look at; `next` continues after them
 MAX_CURSOR = 2**63 - 1  # the store's positions are SQLite integers
 
@@ -247,7 +248,7 @@ class TaxiiServer:
         while len(chosen) < limit and not more:
             if scanned >= MAX_SCAN_ROWS:  # mostly withheld alerts: the client asks again
                 return chosen, True, cursor
-            rows = await self.page(cursor, limit)
+            rows = await self.page(cursor, max(limit, SCAN_PAGE_ROWS))
             scanned += len(rows)
             if not rows:
                 break

@@ -198,7 +198,6 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._wdb: asyncpg.Connection | None = None
         self._last_local_seq = 0
-        self._writer_lost: ConfigError | None = None
         self._reconnected: list[asyncpg.Connection] = []
         self._count = 0
         self._wake = asyncio.Event()
@@ -369,21 +368,21 @@ class PostgresStore:
         committed meanwhile (a COMMIT whose answer was lost, too), or raise so that this
         batch fails; the next one tries again. If another writer took the lock, every
         put fails from now on and says so: two writers would corrupt the positions."""
-        if self._writer_lost is not None:
-            raise self._writer_lost
         log.warning("the store's connection is gone; connecting again")
         try:
             db = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
         except (*DB_ERRORS, ValueError) as exc:
             raise self._problem(exc) from None
         if not await db.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
+            # Another writer, or this node's own old backend not yet gone: write nothing
+            # without the lock; the next batch tries again.
             await db.close()
-            self._writer_lost = ConfigError(
-                f"another node took the writer lock of {redacted(self.url)} while this node's "
-                "connection was down; this node stores nothing more: stop one of them"
+            error = ConfigError(
+                f"the writer lock of {redacted(self.url)} is held elsewhere (another node, or "
+                "this node's dropped connection not yet ended by the server); not writing"
             )
-            log.error("%s", self._writer_lost)
-            raise self._writer_lost
+            log.error("%s", error)
+            raise error
         self._reconnected.append(db)
         self._wdb = db
         await self._catch_up_if_behind()
