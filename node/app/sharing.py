@@ -57,7 +57,8 @@ def recipient_keys(
             raise InvalidAlert(
                 f"recipient {member.name!r} has no valid key on this node's roster (its "
                 "current key is retired or compromised); it cannot be sent encrypted alerts "
-                "until the roster lists its new key"
+                "until the roster lists its new key (to update or retract an alert encrypted "
+                "to it, name the other recipients with --to)"
             )
         if member.key not in keys and member.key != own_key:
             keys.append(member.key)
