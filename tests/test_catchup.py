@@ -525,19 +525,73 @@ def test_sessions_sharing_a_registry_ask_only_one_peer_for_each_alert() -> None:
     assert to_p.on_vector({O1: 20}, reply=True, now=0.0) == [
         SendRangeRequests((Range(O1, 1, 5), Range(O1, 6, 10)))
     ]
-    # Q is just as far ahead, and also ahead on O2: Q is asked only for O2.
+    # Q is just as far ahead, and also ahead on O2. Only ranges in flight are claimed,
+    # so Q is asked for P's queued 11..15 (and O2), and P will not ask for it.
     assert to_q.on_vector({O1: 20, O2: 3}, reply=True, now=0.0) == [
-        SendRangeRequests((Range(O2, 1, 3),))
+        SendRangeRequests((Range(O1, 11, 15), Range(O2, 1, 3)))
     ]
+    assert len(registry) == 4
 
-    # P stalls: its ranges are abandoned and released, and Q's next vector picks them up.
-    to_p.handle_timer(now=10.0)
-    assert len(registry) == 3  # Q's O2 range, and P's 11..15 and 16..20 now in flight
-    to_p.close()
-    assert len(registry) == 1
+    # P stalls: its ranges are abandoned and released, P's head for O1 is capped at
+    # what it served (nothing), so P asks for nothing more; Q's next vector picks them up.
+    assert to_p.handle_timer(now=10.0) == [
+        RangeAbandoned(Range(O1, 1, 5), 5),
+        RangeAbandoned(Range(O1, 6, 10), 5),
+    ]
+    assert to_p.idle and to_p.peer_vector == {}
+    assert len(registry) == 2  # Q's two ranges
+    received = [(O1, s) for s in range(11, 16)] + [(O2, s) for s in range(1, 4)]
+    for origin, s in received:
+        chains.add(origin, s)
+    assert to_q.on_alerts_received(received, now=10.5) == [SendRangeRequests((Range(O1, 16, 20),))]
     (requests,) = to_q.on_vector({O1: 20, O2: 3}, reply=True, now=11.0)
     assert isinstance(requests, SendRangeRequests)
-    assert requests.ranges == (Range(O1, 1, 5),)  # K=2: with O2 1..3 still in flight
+    assert requests.ranges == (Range(O1, 1, 5),)  # K=2: with 16..20 still in flight
+
+
+def test_a_peer_that_advertises_heads_it_does_not_serve_loses_its_claims_and_standing() -> None:
+    config = CatchupConfig(max_per_range=5, max_outstanding=2, request_timeout=10.0)
+    chains = Chains()
+    registry = FetchRegistry()
+    liar = CatchupSession(chains, initiator=False, config=config, registry=registry, peer=b"L")
+    honest = CatchupSession(chains, initiator=False, config=config, registry=registry, peer=b"H")
+
+    # The liar claims a head far above anything published; only its two requests in
+    # flight are claimed, so the honest peer is asked for the rest at once.
+    actions = liar.on_vector({O1: 1_000_000}, reply=True, now=0.0)
+    assert actions == [SendRangeRequests((Range(O1, 1, 5), Range(O1, 6, 10)))]
+    assert honest.on_vector({O1: 12, O2: 3}, reply=True, now=1.0) == [
+        SendRangeRequests((Range(O1, 11, 12), Range(O2, 1, 3)))
+    ]
+    received = [(O1, 11), (O1, 12), (O2, 1), (O2, 2), (O2, 3)]
+    for origin, s in received:
+        chains.add(origin, s)
+    assert honest.on_alerts_received(received, now=2.0) == []
+
+    # It serves nothing: at the timeout its claims go, its head for O1 is capped at
+    # what it delivered (nothing), and it is asked for nothing more.
+    assert liar.handle_timer(now=10.0) == [
+        RangeAbandoned(Range(O1, 1, 5), 5),
+        RangeAbandoned(Range(O1, 6, 10), 5),
+    ]
+    assert liar.idle and liar.peer_vector == {} and len(registry) == 0
+    assert not registry.trusted(b"L") and registry.trusted(b"H")
+
+    # The honest peer's next round gets the range.
+    assert honest.on_vector({O1: 12, O2: 3}, reply=True, now=11.0) == [
+        SendRangeRequests((Range(O1, 1, 5), Range(O1, 6, 10)))
+    ]
+    assert len(registry) == 2
+
+    # The liar reconnects and advertises again: it is asked, but its requests claim
+    # nothing, so they block no one, until it completes a range.
+    again = CatchupSession(chains, initiator=False, config=config, registry=registry, peer=b"L")
+    assert again.on_vector({O1: 1_000_000}, reply=True, now=12.0) == [
+        SendRangeRequests((Range(O1, 13, 17), Range(O1, 18, 22)))
+    ]
+    assert len(registry) == 2
+    again.on_alerts_received([(O1, s) for s in range(13, 18)], now=13.0)
+    assert registry.trusted(b"L")
 
 
 # --- any delivery order ---------------------------------------------------------

@@ -72,6 +72,18 @@ def test_members_on_both_sides_of_a_partition_converge_after_it_heals(seed: int)
     assert summary.catchup_after_heal is not None and summary.catchup_after_heal < 90
 
 
+def test_members_that_advertise_heads_they_do_not_serve_do_not_hold_up_catch_up(
+    seed: int,
+) -> None:
+    # A liar's claimed ranges used to stay blocked for the other sessions until each of
+    # its requests timed out in turn: at seed 1, 97 s after the heal; now 3.4 s (0.9 s
+    # without liars). What is left is mostly how soon sessions across the cut redial.
+    summary = run(scenario("liar-partition", 30, 150, partition=40.0), seed)
+    print(f"caught up {summary.catchup_after_heal:.1f} s after the heal")
+    assert summary.delivery == 1.0
+    assert summary.catchup_after_heal is not None and summary.catchup_after_heal < 30
+
+
 def test_members_that_crash_catch_up_after_they_restart(seed: int) -> None:
     summary = run(scenario("normal", 20, 150, crashes=0.3), seed)
     print(f"slowest restarted member caught up in {summary.restart_catchup:.1f} s")

@@ -20,10 +20,15 @@ The rules:
    minus seqs already requested (from this peer, or from any peer when the node's
    sessions share a FetchRegistry), in ranges of at most `max_per_range` seqs. At
    most `max_outstanding` ranges and `max_outstanding_alerts` seqs are in flight; the
-   next goes out as one completes.
+   next goes out as one completes. A range is claimed in the registry only while it
+   is in flight, and is trimmed, as it goes out, to what is still missing, unclaimed
+   and at or below the peer's head.
 5. A range completes when each of its seqs has arrived from the peer (new or
    duplicate). It is abandoned when nothing of it arrives for `request_timeout`;
-   the next round asks again.
+   the next round asks again. A peer that let a range go unserved loses its
+   standing (its requests claim nothing, so other sessions fetch the same seqs)
+   until it completes a range, and its head for that origin is capped at what it
+   delivered until it sends a new vector.
 6. When my fetches end and my head for some origin is now above both what I last
    advertised and the peer's head (the fetched alerts joined up with out-of-order
    ones), I send my vector again (reply=False) so the peer can fetch those too.
@@ -32,7 +37,7 @@ The rules:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,6 +53,8 @@ from node.core.catchup_vectors import (
     InvalidCatchupFrame,
     Range,
     VersionVector,
+    _chunks,
+    _holes,
     _plan,
     _runs,
     is_equivocation,
@@ -104,15 +111,27 @@ class LocalChains(Protocol):
 
 
 class FetchRegistry:
-    """Ranges some session of this node has planned or requested and not yet finished.
+    """Ranges some session of this node has requested and not yet finished; peers' standing.
 
     Share one among all of a node's sessions so that a node catching up with several
-    peers at once asks only one of them for each alert. Each session claims the ranges
-    it plans and releases them when they complete, are abandoned or the session closes.
+    peers at once asks only one of them for each alert. A session claims a range when
+    it sends the request and releases it when the range completes, is abandoned or the
+    session closes. A peer that let a range be abandoned is *distrusted* until it
+    completes one: its sessions' requests claim nothing, so they block no one.
     """
 
     def __init__(self) -> None:
         self._claims: dict[bytes, set[Range]] = {}
+        self._distrusted: set[Hashable] = set()
+
+    def trusted(self, peer: Hashable) -> bool:
+        return peer not in self._distrusted
+
+    def distrust(self, peer: Hashable) -> None:
+        self._distrusted.add(peer)
+
+    def trust(self, peer: Hashable) -> None:
+        self._distrusted.discard(peer)
 
     def claimed(self, origin: bytes) -> list[tuple[int, int]]:
         return [(r.from_seq, r.to_seq) for r in self._claims.get(origin, ())]
@@ -204,6 +223,7 @@ class CatchupConfig:
 class _Flight:
     range: Range
     deadline: float
+    claimed: bool  # in the registry (the peer had its standing when it was sent)
     received: set[int] = field(default_factory=set)
 
 
@@ -217,9 +237,12 @@ class CatchupSession:
         initiator: bool,
         config: CatchupConfig | None = None,
         registry: FetchRegistry | None = None,
+        peer: Hashable | None = None,
     ) -> None:
+        """`peer` identifies the peer in the registry, so its standing outlives the session."""
         self._local = local
         self._registry = registry if registry is not None else FetchRegistry()
+        self._standing: Hashable = peer if peer is not None else object()
         self._initiator = initiator
         self._config = config or CatchupConfig()
         self._peer: dict[bytes, int] = {}  # the peer's last vector
@@ -300,7 +323,8 @@ class CatchupSession:
                     break
         for flight in self._flights:
             if len(flight.received) == flight.range.size:
-                self._registry.release(flight.range)
+                self._release(flight)
+                self._registry.trust(self._standing)
         self._flights = [f for f in self._flights if len(f.received) < f.range.size]
         return self._send_requests(now) + self._after_fetches(now)
 
@@ -311,10 +335,11 @@ class CatchupSession:
             if flight.deadline > now:
                 keep.append(flight)
                 continue
-            self._registry.release(flight.range)
+            self._release(flight)
             missing = self._count_missing(flight)
             if missing:
                 actions.append(RangeAbandoned(flight.range, missing))
+                self._distrust(flight)
         if len(keep) < len(self._flights):
             self._flights = keep
             actions += self._send_requests(now) + self._after_fetches(now)
@@ -337,8 +362,8 @@ class CatchupSession:
 
     def close(self) -> None:
         """The session ended: release its ranges so other sessions may ask for them."""
-        for r in [*self._pending, *(f.range for f in self._flights)]:
-            self._registry.release(r)
+        for flight in self._flights:
+            self._release(flight)
         self._pending.clear()
         self._flights.clear()
         self._awaiting_until = None
@@ -358,31 +383,70 @@ class CatchupSession:
 
     def _plan_requests(self, now: float) -> list[Action]:
         local = self._local
+        mine: dict[bytes, list[tuple[int, int]]] = {}  # this session's queued and in flight
+        for r in [*self._pending, *(f.range for f in self._flights)]:
+            mine.setdefault(r.origin, []).append((r.from_seq, r.to_seq))
 
         def excluded(origin: bytes) -> list[tuple[int, int]]:
-            return _runs(local.out_of_order(origin)) + self._registry.claimed(origin)
+            return (
+                _runs(local.out_of_order(origin))
+                + self._registry.claimed(origin)
+                + mine.get(origin, [])
+            )
 
         room = self._config.max_pending - len(self._pending) - len(self._flights)
         ranges, self._truncated = _plan(
             local.vector(), self._peer, self._config.max_per_range, excluded, max(room, 0)
         )
-        for r in ranges:
-            self._registry.claim(r)
         self._pending.extend(ranges)
         return self._send_requests(now)
 
     def _send_requests(self, now: float) -> list[Action]:
         sent: list[Range] = []
         in_flight = sum(f.range.size for f in self._flights)
+        heads = self._local.vector()
+        claim = self._registry.trusted(self._standing)
         while self._pending and len(self._flights) < self._config.max_outstanding:
-            r = self._pending[0]
+            r = self._pending.popleft()
+            pieces = self._still_wanted(r, heads.get(r.origin, 0))
+            if pieces != [r]:  # trimmed: held, claimed meanwhile, or above a capped head
+                self._pending.extendleft(reversed(pieces))
+                continue
             if self._flights and in_flight + r.size > self._config.max_outstanding_alerts:
+                self._pending.appendleft(r)
                 break
             in_flight += r.size
-            self._pending.popleft()
-            self._flights.append(_Flight(r, now + self._config.request_timeout))
+            if claim:
+                self._registry.claim(r)
+            self._flights.append(_Flight(r, now + self._config.request_timeout, claim))
             sent.append(r)
         return [SendRangeRequests(tuple(sent))] if sent else []
+
+    def _still_wanted(self, r: Range, head: int) -> list[Range]:
+        """The parts of queued `r` to request now: not held, not claimed, not above the peer."""
+        lo, hi = max(r.from_seq, head + 1), min(r.to_seq, self._peer.get(r.origin, 0))
+        if lo > hi:
+            return []
+        excluded = _runs(self._local.out_of_order(r.origin)) + self._registry.claimed(r.origin)
+        return list(_chunks(r.origin, _holes(lo, hi, excluded), self._config.max_per_range))
+
+    def _release(self, flight: _Flight) -> None:
+        if flight.claimed:
+            self._registry.release(flight.range)
+
+    def _distrust(self, flight: _Flight) -> None:
+        """The peer left `flight` unserved: it loses its standing, and its head for the
+        origin is capped at the seqs of the range it did deliver, in order."""
+        self._registry.distrust(self._standing)
+        r = flight.range
+        served = r.from_seq - 1
+        while served + 1 in flight.received:
+            served += 1
+        if self._peer.get(r.origin, 0) > served:
+            if served:
+                self._peer[r.origin] = served
+            else:
+                del self._peer[r.origin]
 
     def _after_fetches(self, now: float) -> list[Action]:
         if self._pending or self._flights:

@@ -238,6 +238,7 @@ class PeerEngine(Generic[L]):
                 initiator=role == "dialer",
                 config=self.catchup_config,
                 registry=self.fetches,
+                peer=peer,  # its standing (does it serve what it advertises?) is per peer
             ),
         )
         self.sessions[peer] = session
