@@ -16,24 +16,26 @@ import signal
 from collections.abc import Callable
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from node.app.config import Config
-from node.app.runtime import ALERT_SERVICE, SERVER_OPTIONS, SHUTDOWN_GRACE_S, bind, split_host_port
+from node.app.runtime import (
+    ALERT_SERVICE,
+    SHUTDOWN_GRACE_S,
+    bind,
+    client_api_server,
+    serving,
+    split_host_port,
+    token_interceptors,
+)
 from node.app.service import AlertNode
 from node.app.sharing import readers_in
 from node.app.startup import check_can_listen
 from node.app.stores import store_name
-from node.app.tokens import TokenFile, TokenGate
 from node.app.verify import Verifier
-from node.core.api_access import AUTH_TOKEN, exposure_problem
+from node.core.api_access import exposure_problem
 from node.core.errors import ConfigError
 from node.core.limits import DEFAULT_LIMITS
-from node.rpc.alert_service import AlertService
-from node.rpc.auth import TokenInterceptor
 from node.rpc.read_only import ReadOnlyInterceptor
-from node.rpc.registry import add_service
 from node.store.postgres import PostgresStore
 
 log = logging.getLogger(__name__)
@@ -88,23 +90,14 @@ async def run_read_api(
             else:
                 log.info("roster reloaded: %d members", len(node.roster))
 
-        interceptors: list[grpc.aio.ServerInterceptor] = [
-            ReadOnlyInterceptor(ALERT_SERVICE.full_name, f"[api] listen {config.api_listen}")
-        ]
-        if config.api_auth == AUTH_TOKEN:
-            gate = TokenGate(TokenFile(config.api_tokens_path))
-            interceptors.insert(0, TokenInterceptor(gate, ALERT_SERVICE.full_name))
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-        add_service(server, ALERT_SERVICE, AlertService(node))
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        read_only = ReadOnlyInterceptor(
+            ALERT_SERVICE.full_name, f"[api] listen {config.api_listen}"
         )
+        # Tokens first: an unauthenticated caller learns nothing about what this process serves.
+        server, health_servicer = client_api_server(node, [*token_interceptors(config), read_only])
         address = bind(server, api_listen, "the client API", credentials)
         await server.start()
-        for service in ("", ALERT_SERVICE.full_name):
-            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await serving(health_servicer)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_roster)

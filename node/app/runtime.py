@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -91,6 +91,35 @@ def bind(
     if not port:
         raise ConfigError(f"cannot listen for {what} on {address} (address in use?)")
     return f"{host}:{port}"
+
+
+def token_interceptors(config: Config) -> list[grpc.aio.ServerInterceptor]:
+    """The bearer-token check on the client API, when the config asks for tokens."""
+    if config.api_auth != AUTH_TOKEN:
+        return []
+    gate = TokenGate(TokenFile(config.api_tokens_path))
+    return [TokenInterceptor(gate, ALERT_SERVICE.full_name)]
+
+
+def client_api_server(
+    node: AlertNode, interceptors: Sequence[grpc.aio.ServerInterceptor]
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """The client API's server, for the node and for read-only API processes alike:
+    AlertService, the standard health service and reflection (grpcurl, grpc_health_probe)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+    add_service(server, ALERT_SERVICE, AlertService(node))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return server, health_servicer
+
+
+async def serving(health_servicer: health.aio.HealthServicer) -> None:
+    """Tell health checks that the client API serves."""
+    for service in ("", ALERT_SERVICE.full_name):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
 
 def peer_security(config: Config) -> PeerSecurity:
@@ -191,17 +220,7 @@ async def run_node(
 
         node.set_peer_blocked = set_peer_blocked
 
-        interceptors = []
-        if config.api_auth == AUTH_TOKEN:
-            gate = TokenGate(TokenFile(config.api_tokens_path))
-            interceptors.append(TokenInterceptor(gate, ALERT_SERVICE.full_name))
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-        add_service(server, ALERT_SERVICE, AlertService(node))
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            [ALERT_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-        )
+        server, health_servicer = client_api_server(node, token_interceptors(config))
         api_address = bind(server, api_listen, "the client API", api_credentials)
         peer_server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
         add_service(
@@ -237,8 +256,7 @@ async def run_node(
             )
         await server.start()
         await peer_server.start()
-        for service in ("", ALERT_SERVICE.full_name):
-            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await serving(health_servicer)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_on_signal)
