@@ -17,9 +17,14 @@ figures are not:
     and the growing store hit them alike; the ratio is to the median single-thread rate.
     Then the first --alerts are sent again (all duplicates). The node's CPU time per
     alert (/proc/PID/stat, per thread) is reported too: it depends least on other load.
-(c) the store is then filled to --check-store alerts (the same way), and
-    CheckIndicators is called --check-calls times with --check-values values each
-    (~1% flagged values respelled, 99% unflagged, mixed types and spellings).
+    The store is then filled to --check-store alerts (the same way), in windows that
+    end at multiples of --fill-window stored alerts: the node CPU per alert of each
+    window shows what filling costs as the store grows (the last window against the
+    one ending at --fill-window).
+(c) CheckIndicators is called --check-calls times with --check-values values each
+    (~1% flagged values respelled, 99% unflagged, mixed types and spellings), and
+    --single-calls times with one value each (the withdrawal-screening path,
+    --single-flagged of them flagged) by --single-callers callers at once.
     Reported: client-observed latency p50/p99, per-value throughput, and, after the
     node has stopped, the server-side time of the same calls in-process (the
     AlertService handler on AlertNode + SqliteStore over the node's own database).
@@ -523,16 +528,51 @@ def sizes_of(n: int, batch: int) -> list[int]:
 
 
 def check_requests(
-    rng: random.Random, flagged: Sequence[tuple[str, str]], calls: int, values: int, hit: float
-) -> list[tuple[list[str], int]]:
-    """(values, number of respelled flagged values among them) per call."""
-    out = []
+    rng: random.Random,
+    flagged: Sequence[tuple[str, str]],
+    calls: int,
+    values: int,
+    hit: float,
+    *,
+    per_value: bool = False,
+) -> list[tuple[list[Any], int]]:
+    """(values, number of respelled flagged values among them) per call; with
+    `per_value`, `calls` × `values` values at random, each flagged with chance `hit`,
+    as (value, 1 or 0) pairs in one list."""
+    if per_value:
+        n = calls * values
+        return [
+            (
+                [
+                    (respell(rng, *rng.choice(flagged)), 1)
+                    if rng.random() < hit
+                    else (unflagged(rng), 0)
+                    for _ in range(n)
+                ],
+                0,
+            )
+        ]
+    out: list[tuple[list[Any], int]] = []
     for _ in range(calls):
         hits = max(1, round(values * hit))
         batch = [respell(rng, *rng.choice(flagged)) for _ in range(hits)]
         batch += [unflagged(rng) for _ in range(values - hits)]
         rng.shuffle(batch)
         out.append((batch, hits))
+    return out
+
+
+def fill_windows(first: int, total: int, window: int, batch: int) -> list[tuple[int, int]]:
+    """The fill's requests (index ranges) in windows ending where the store holds a
+    multiple of `window` alerts (the fill starts at `first` stored, ends at `total`)."""
+    requests = -(-(total - first) // batch)
+    out = []
+    lo = 0
+    end = (first // window + 1) * window
+    while lo < requests:
+        hi = min(requests, max(lo + 1, (end - first) // batch))
+        out.append((lo, hi))
+        lo, end = hi, end + window
     return out
 
 
@@ -874,8 +914,23 @@ def pct(values: Sequence[float], p: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))]
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
+def ms(seconds: float, digits: int = 1) -> str:
+    return f"{seconds * 1e3:.{digits}f} ms"
+
+
+def fill_ratio(windows: Sequence[tuple[int, IngestRun, int]], window: int) -> str:
+    """Node CPU per alert in the last fill window against the window ending at `window`
+    stored alerts, and the dearest window against it."""
+    base = next((run for n, run, _ in windows if n == window), None)
+    if base is None or len(windows) < 2 or not base.node_us:
+        return "(needs a window ending at --fill-window and a later one)"
+    n_last, last, _ = windows[-1]
+    n_max, dearest, _ = max(windows, key=lambda w: w[1].node_us)
+    return (
+        f"**{last.node_us / base.node_us:.2f}×** ({last.node_us:.0f} / {base.node_us:.0f} µs;"
+        f" at {n_last:,} against {window:,}); dearest window (to {n_max:,})"
+        f" {dearest.node_us / base.node_us:.2f}×"
+    )
 
 
 def mib(n: float) -> str:
@@ -903,6 +958,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--check-calls", type=int, default=50)
     p.add_argument("--check-values", type=int, default=1000)
     p.add_argument("--check-flagged", type=float, default=0.01, help="share of flagged values")
+    p.add_argument("--fill-window", type=int, default=100_000, help="report the fill per window")
+    p.add_argument("--single-calls", type=int, default=4000, help="single-value checks")
+    p.add_argument("--single-callers", type=int, default=8, help="single-value checks at once")
+    p.add_argument(
+        "--single-flagged", type=float, default=0.05, help="share of flagged single values"
+    )
     p.add_argument("--max-seconds", type=float, default=600.0, help="time bound of each phase")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="also profile in-process (cProfile)")
@@ -1043,7 +1104,28 @@ async def drive(
             run, size = out[name], len(phases[name][1])
             if run.accepted != size:
                 out["problems"].append(f"ingest {name}: {run.accepted} of {size} accepted")
-        out["fill"] = await phase("fill", args.in_flight)
+        # Filled in windows that end at multiples of --fill-window stored alerts, so that
+        # the cost per alert near the end compares with the cost near the start, in one run.
+        out["fill"], out["fill_windows"] = IngestRun(), []
+        first = phases["fill"][0]
+        for lo, hi in fill_windows(first, args.check_store, args.fill_window, args.batch):
+            run = await ingest(
+                ch,
+                requests["fill"],
+                sizes_of(len(phases["fill"][1]), args.batch),
+                range(lo, hi),
+                args.batch,
+                args.in_flight,
+                time.perf_counter() + args.max_seconds,
+                node,
+            )
+            out["fill"].add(run)
+            stored_now = first + min(hi * args.batch, len(phases["fill"][1]))
+            out["fill_windows"].append((stored_now, run, node.memory()["VmRSS"]))
+            say(
+                f"# fill to {stored_now:,}: {run.rate:,.0f}/s, node CPU {run.node_us:.0f} µs/alert,"
+                f" RSS {mib(out['fill_windows'][-1][2])}"
+            )
         if out["fill"].accepted != len(phases["fill"][1]):
             out["problems"].append(f"filling: only {out['fill'].accepted} alerts accepted")
         stats = await ch.unary_unary(
@@ -1078,6 +1160,18 @@ async def drive(
         out["checkn"] = await check(
             ch, fresh, args.in_flight, time.perf_counter() + args.max_seconds
         )
+        # The withdrawal-screening path: one value per call, --single-callers at once.
+        singles = [
+            ([value], hits)
+            for values, _ in check_requests(
+                rng, stored, args.single_calls, 1, args.single_flagged, per_value=True
+            )
+            for value, hits in values
+        ]
+        await check(ch, singles[:50], args.single_callers, time.perf_counter() + 60)  # warm-up
+        out["single"] = await check(
+            ch, singles[50:], args.single_callers, time.perf_counter() + args.max_seconds
+        )
         # The last 10 calls again: 10,000 values, within the node's cache of parsed values.
         if out["check1"].matched_values < out["check1"].expected_hits:
             out["problems"].append("CheckIndicators missed some flagged values")
@@ -1106,6 +1200,7 @@ def report(
     fill: IngestRun = res["fill"]
     dup: IngestRun = res["dup"]
     c1: CheckRun = res["check1"]
+    single: CheckRun = res["single"]
     cn: CheckRun = res["checkn"]
     stored = res["stored"]
     n = len(corpus.signed)
@@ -1152,6 +1247,20 @@ def report(
             f" node CPU {fill.node_us:.0f} µs/alert",
         ),
         (
+            "(b) … filling: node CPU µs/alert (alerts/s) in the window up to",
+            "; ".join(
+                f"{n:,}: {run.node_us:.0f} ({run.rate:,.0f}/s)" for n, run, _ in res["fill_windows"]
+            ),
+        ),
+        (
+            f"(b) … filling cost at the last window / at the window up to {args.fill_window:,}",
+            fill_ratio(res["fill_windows"], args.fill_window),
+        ),
+        (
+            "(d) … node RSS while filling, at the end of each window",
+            ", ".join(f"{n // 1000:,}k {mib(rss)}" for n, _, rss in res["fill_windows"]),
+        ),
+        (
             f"(c) CheckIndicators of {k:,} values, client latency",
             f"p50 **{ms(pct(c1.latencies, 50))}**, p99 {ms(pct(c1.latencies, 99))}"
             f" ({len(c1.latencies)} calls, 1 in flight); the same values asked again:"
@@ -1171,6 +1280,13 @@ def report(
             "(c) lookup throughput",
             f"{c1.per_value_rate:,.0f} values/s (1 call in flight),"
             f" {cn.per_value_rate:,.0f} values/s ({args.in_flight} in flight)",
+        ),
+        (
+            f"(c) single-value checks, {args.single_callers} callers at once, client latency",
+            f"p50 **{ms(pct(single.latencies, 50), 2)}**,"
+            f" p99 **{ms(pct(single.latencies, 99), 2)}**"
+            f" ({len(single.latencies):,} calls, {single.expected_hits} of them flagged,"
+            f" {single.matched_values} matched); {single.per_value_rate:,.0f} calls/s",
         ),
         (
             "(c) values matched / flagged values asked",
