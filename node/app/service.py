@@ -469,20 +469,27 @@ class AlertNode:
         found = await self.store.lookup(
             {k for p in parsed for k in p[2]}, now_ms=now, include_expired=True
         )
-        keys_per_value = [frozenset(p[2]) for p in parsed]
-        facts = await self.lifecycle.facts(found, keys_per_value) if found else []
+        # Facts only for the values with a hit (usually a few of them); none for the rest.
+        hit = [n for n, p in enumerate(parsed) if found and not found.keys().isdisjoint(p[2])]
+        facts: dict[int, list[Fact]] = {}
+        if hit:
+            keys_per_value = [frozenset(parsed[n][2]) for n in hit]
+            facts = dict(zip(hit, await self.lifecycle.facts(found, keys_per_value), strict=True))
         results = []
         for n, (value, (parsed_ind, error, keys)) in enumerate(zip(values, parsed, strict=True)):
             if parsed_ind is None:
                 results.append(CheckResult(value, None, error, []))
                 continue
-            value_facts: list[Fact] = facts[n] if facts else []
+            value_facts = facts.get(n, [])
             v = verdicts.verdict(
                 value_facts,
                 now_ms=now,
                 include_expired=include_expired,
                 allowlisted=self.allowlist.covers(keys),
             )
+            if not value_facts:  # nothing held mentions it: nothing matches
+                results.append(CheckResult(value, parsed_ind, error, [], v))
+                continue
             active = set(v.alert_ids)
             matches: dict[bytes, tuple[Stored, alert_pb2.Indicator, int]] = {}
             for key in keys:

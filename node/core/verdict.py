@@ -154,6 +154,10 @@ class Verdict:
         return self.state is State.FLAGGED
 
 
+_NOT_FLAGGED = Verdict(State.NOT_FLAGGED)  # the verdict of a value no alert mentions
+_ALLOWLISTED = Verdict(State.ALLOWLISTED)
+
+
 @dataclass(frozen=True, slots=True)
 class Lineage:
     """Which versions are current, which are retracted, and which links are refused,
@@ -231,6 +235,8 @@ def verdict(
 ) -> Verdict:
     """The value's verdict from `facts` (see the module docstring)."""
     facts = list({f.id: f for f in facts}.values())
+    if not facts:  # most checked values: nothing held mentions them
+        return _ALLOWLISTED if allowlisted else _NOT_FLAGGED
     lin = lineage(facts)
     versions = [f for f in facts if f.role == UPDATE and f.id not in lin.refused]
     mentioning_families = {lin.family[f.id] for f in versions if f.mentions_value}

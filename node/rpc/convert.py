@@ -84,6 +84,8 @@ def draft(req: api.PublishRequest) -> alert_pb2.Alert:
 def verdict(out: api.Verdict, v: Verdict, name_of: Callable[[bytes], str]) -> None:
     """Fill `out` (a submessage, built in place) from the value's verdict."""
     out.state = api.VerdictState.ValueType(_VERDICT_STATES[v.state])
+    if not (v.state is State.FLAGGED or v.disputes or v.retractions or v.refused_links):
+        return  # a value nothing flags (most checked values): every other field is zero
     out.members.extend(v.members)
     out.sightings = v.sightings
     out.sighting_count = v.sighting_count

@@ -45,6 +45,7 @@ from node.core.alerts import AlertRecord, indicator_keys
 from node.core.chain import Chains
 from node.core.errors import AlertmeshError, ConfigError
 from node.store.base import PutOutcome, classify
+from node.store.keyfilter import KeyFilter
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ class Writer:
         self.level_rows = [0] * len(LEVEL_ROWS)
         self._written = 0
         self._retry_at = 0
+        # The store's filter of held keys: a key's bits are set before its rows commit.
+        self.key_filter: KeyFilter | None = None
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -447,6 +450,8 @@ class Writer:
                          KEY_SEP.join(r.index_keys), w.now_ms)
                     )  # fmt: skip
         requests = [(w.request_id, w.records[0].id) for w in batch if w.request_id]
+        if self.key_filter is not None:  # bits of a rolled-back row only cost a query
+            self.key_filter.add(h for h, _ in key_rows)
         db.execute("BEGIN")
         try:
             self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
