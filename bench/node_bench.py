@@ -1122,9 +1122,10 @@ async def drive(
             out["fill"].add(run)
             stored_now = first + min(hi * args.batch, len(phases["fill"][1]))
             out["fill_windows"].append((stored_now, run, node.memory()["VmRSS"]))
+            threads = ", ".join(f"{t} {us:.0f}" for t, us in by_thread(run, out["thread_names"]))
             say(
-                f"# fill to {stored_now:,}: {run.rate:,.0f}/s, node CPU {run.node_us:.0f} µs/alert,"
-                f" RSS {mib(out['fill_windows'][-1][2])}"
+                f"# fill to {stored_now:,}: {run.rate:,.0f}/s, node CPU {run.node_us:.0f} µs/alert"
+                f" ({threads}), RSS {mib(out['fill_windows'][-1][2])}"
             )
         if out["fill"].accepted != len(phases["fill"][1]):
             out["problems"].append(f"filling: only {out['fill'].accepted} alerts accepted")
@@ -1250,6 +1251,13 @@ def report(
             "(b) … filling: node CPU µs/alert (alerts/s) in the window up to",
             "; ".join(
                 f"{n:,}: {run.node_us:.0f} ({run.rate:,.0f}/s)" for n, run, _ in res["fill_windows"]
+            ),
+        ),
+        (
+            "(b) … filling: node CPU by thread, µs/alert, first and last window",
+            " / ".join(
+                ", ".join(f"{t} {us:.0f}" for t, us in by_thread(w[1], res["thread_names"]))
+                for w in (res["fill_windows"][0], res["fill_windows"][-1])
             ),
         ),
         (
