@@ -1309,11 +1309,10 @@ def report(
         ),
         (
             "(c) … CPU per single-value call: node / this client",
-            f"{res['single_cpu'][0] * 1e6:,.0f} µs / {res['single_cpu'][1] * 1e6:,.0f} µs →"
-            f" {args.single_callers} callers wait at least {args.single_callers} ×"
-            f" {res['single_cpu'][0] * 1e6:,.0f} µs ="
-            f" {args.single_callers * res['single_cpu'][0] * 1e3:.2f} ms in turn when all"
-            " queue at the node's one event loop",
+            f"{res['single_cpu'][0] * 1e6:,.0f} µs / {res['single_cpu'][1] * 1e6:,.0f} µs;"
+            f" with {args.single_callers} callers always waiting, the mean latency is"
+            f" {args.single_callers} / {single.per_value_rate:,.0f} calls/s ="
+            f" {args.single_callers / max(1.0, single.per_value_rate) * 1e3:.2f} ms (Little's law)",
         ),
         (
             "(c) values matched / flagged values asked",
