@@ -59,8 +59,9 @@ LOOKUP_SQL = (
     + ") k JOIN alerts a ON a.local_seq = k.local_seq"
 )
 LOOKUP_CHUNK = 10_000  # keys per lookup query
-# The reader's page cache: CheckIndicators probes the indicator-key index at random.
-READER_CACHE_KIB = 16384
+# The reader's page cache. CheckIndicators probes the indicator-key index only for keys
+# the filter lets through (held ones, and ~1 % of the others).
+READER_CACHE_KIB = 8192
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -71,6 +72,17 @@ def _record(row: Sequence[Any]) -> AlertRecord:
 
 def _stored(row: Sequence[Any]) -> Stored:
     return Stored(_record(row[2:]), local_seq=row[0], received_at_ms=row[1])
+
+
+def load_chains(writer: Writer, chains: Chains) -> int:
+    """Add every (origin, seq) held to `chains`; the number of alerts."""
+    count = 0
+    rows = writer.db.execute("SELECT origin, seq FROM alerts ORDER BY origin, seq")
+    while chunk := rows.fetchmany(65536):
+        for origin, seq in chunk:
+            chains.add(origin, seq)
+        count += len(chunk)
+    return count
 
 
 def load_filter(db: sqlite3.Connection) -> KeyFilter:
@@ -163,9 +175,9 @@ class SqliteStore:
         return await self._reader.execute_fetchall(sql, params)
 
     async def _load_state(self) -> None:
-        for origin, seq in await self._rows("SELECT origin, seq FROM alerts ORDER BY origin, seq"):
-            self._chains.add(origin, seq)
-            self._count += 1
+        # Streamed on the writer's thread (nothing writes yet): a list of every
+        # (origin, seq) would be ~150 MiB at a million alerts, left to the allocator.
+        self._count = await self._on_writer_thread(load_chains, self._writer_db, self._chains)
         [(last,)] = await self._rows("SELECT COALESCE(MAX(local_seq), 0) FROM alerts")
         self._last_local_seq = last
 

@@ -125,9 +125,11 @@ MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
 KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
-# The writer's page cache (64 MiB) and page size (16 KiB, for new files): a move between
-# index levels touches pages all over the level below (bench/store_bench.py).
-CACHE_KIB = 65536
+# The writer's page cache (16 MiB) and page size (16 KiB, for new files). Since the
+# levels, a commit touches few pages and a move walks the level below in key order, so
+# 16 MiB fills a store as cheaply as 64 MiB did (bench/store_bench.py --growth to
+# 400,000: 26-41 µs per alert against 31-50, same run) and the node is 48 MiB smaller.
+CACHE_KIB = 16384
 PAGE_BYTES = 16384
 CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
 _INT64 = struct.Struct(">q")
