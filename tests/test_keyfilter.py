@@ -10,6 +10,7 @@ import pytest
 from node.core import indicators
 from node.store import SqliteStore, keyfilter
 from node.store.keyfilter import KeyFilter
+from node.store.sqlite import key_hashes
 from node.store.sqlite_writer import key_hash
 from tests.factory import DOMAIN, Author, now_ms
 
@@ -82,9 +83,12 @@ async def test_a_check_of_values_nobody_flagged_runs_no_query(tmp_path: Path) ->
 
 
 def test_hashes_the_store_indexes_are_the_filters_hashes() -> None:
-    """The filter is fed the index's own key hashes (signed 64-bit)."""
+    """The filter is fed the index's own key hashes (signed 64-bit), and lookups hash
+    asked keys the same way."""
     f = KeyFilter()
-    h = key_hash("domain:example.com")
+    asked = ["domain:example.com", "address:eip155:1:0xab", "url:https://a.example/é"]
+    h = key_hash(asked[0])
     assert -(1 << 63) <= h < (1 << 63)
     f.add([h])
     assert f.may_hold(h)
+    assert key_hashes(asked) == [key_hash(k) for k in asked]
