@@ -62,7 +62,7 @@ class BatchItemResult:
     error: AlertmeshError | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built 1,000 times per check, 0.5 µs less each
 class CheckResult:
     query: str
     indicator: indicators.Indicator | None
@@ -475,21 +475,24 @@ class AlertNode:
         if hit:
             keys_per_value = [frozenset(parsed[n][2]) for n in hit]
             facts = dict(zip(hit, await self.lifecycle.facts(found, keys_per_value), strict=True))
+        # The verdict of a value nothing held mentions (most of them), built once.
+        clean = [verdicts.verdict((), now_ms=now, allowlisted=a) for a in (False, True)]
         results = []
         for n, (value, (parsed_ind, error, keys)) in enumerate(zip(values, parsed, strict=True)):
             if parsed_ind is None:
                 results.append(CheckResult(value, None, error, []))
                 continue
-            value_facts = facts.get(n, [])
+            value_facts = facts.get(n)
+            if not value_facts:  # and nothing matches
+                allowlisted = self.allowlist.covers(keys)
+                results.append(CheckResult(value, parsed_ind, error, [], clean[allowlisted]))
+                continue
             v = verdicts.verdict(
                 value_facts,
                 now_ms=now,
                 include_expired=include_expired,
                 allowlisted=self.allowlist.covers(keys),
             )
-            if not value_facts:  # nothing held mentions it: nothing matches
-                results.append(CheckResult(value, parsed_ind, error, [], v))
-                continue
             active = set(v.alert_ids)
             matches: dict[bytes, tuple[Stored, alert_pb2.Indicator, int]] = {}
             for key in keys:
