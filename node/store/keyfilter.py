@@ -3,8 +3,10 @@
 Nearly every value a client checks is one nobody flagged. At a million alerts the
 store's key index is several times the reader's page cache, so each such value cost a
 page read (16 KiB copied from the OS) to learn that it is not there. The filter answers
-"certainly not held" in memory for all but about 1 % of them, and a check whose keys
-are all absent costs no query at all (no hop to the reader's thread).
+"certainly not held" in memory for all but a few of them (0.2 % with the one table
+built at open, about 5 % once a filter has grown to 4.6 million keys by tables added
+while filling), and a check whose keys are all absent costs no query at all (no hop to
+the reader's thread).
 
 It may say "maybe" for a key that is not held (a false positive: the query then finds
 nothing), never "no" for one that is: a key's bits are set before the transaction that
@@ -13,11 +15,12 @@ stores it commits, so a reader whose snapshot holds the key already sees its bit
 A blocked Bloom filter: each key sets three bits of one 64-bit word, all chosen by the
 key's 64-bit hash (`key_hash`, the first 8 bytes of a SHA-256), so adding or testing a
 key is one array access (about 0.4 µs in Python). Each table has a power of two words
-and is sized for `capacity` keys at 12-24 bits each (about 1 % false positives). Keys
+and is sized for `capacity` keys at 12-24 bits each (0.2-1 % false positives). Keys
 are never removed (an alert, once stored, stays), and a table cannot grow: once the
 newest table holds its capacity, keys go to a new one of twice the size, and a key may
-be held if any table says so. Opening the store builds one table for what it holds.
-Memory: 2-3 bytes per key (about 10 MiB at a million alerts of ~3 indicators).
+be held if any table says so. Opening the store builds one table for what it holds,
+with room for as many keys again. Memory: 2-4 bytes per key (16 MiB at a million
+alerts of ~4.6 keys each).
 """
 
 from __future__ import annotations
