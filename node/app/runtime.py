@@ -276,9 +276,9 @@ async def run_node(
         # What start-up built (modules, the store's state) lives as long as the node: out of
         # the collector's full passes, each of which would otherwise pause every call
         # (~20 ms here) to walk it again. And young collections 70× rarer: at the default
-        # (every 700 new objects) a CheckIndicators of 1,000 values ran ~40 of them, each
+        # (every 700 new objects) a CheckIndicators of 1,000 values ran 5-6 of them, each
         # moving the call's live objects towards the old generation, whose full passes
-        # (50-85 ms at a million alerts) then came every ~50 calls (docs/benchmarks.md).
+        # (50-85 ms at a million alerts) then paused a call now and then (docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 10)
