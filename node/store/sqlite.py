@@ -62,7 +62,7 @@ LOOKUP_SQL = (
 )
 LOOKUP_CHUNK = 10_000  # keys per lookup query
 # The reader's page cache. CheckIndicators probes the indicator-key index only for keys
-# the filter lets through (held ones, and ~1 % of the others).
+# the filter lets through (held ones, and 0.2-5 % of the others).
 READER_CACHE_KIB = 8192
 
 
