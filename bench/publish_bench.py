@@ -215,7 +215,7 @@ async def drive(address: str, pid: int, args: argparse.Namespace) -> list[Phase]
     phases = []
     async with AlertClient(address) as client:
         await client.wait_ready(30)
-        health = health_pb2_grpc.HealthStub(client._channel)  # noqa: SLF001 - the same channel
+        health = health_pb2_grpc.HealthStub(client._channel)  # the same channel
         check = health_pb2.HealthCheckRequest(service="")
 
         def publishes(n: int, tag: str) -> list[Callable[[], Awaitable[object]]]:
@@ -261,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--floor-calls", type=int, default=3000)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--py-spy", type=Path, default=None, help="sample the node in each publish phase")
+    p.add_argument(
+        "--py-spy", type=Path, default=None, help="sample the node in each publish phase"
+    )
     p.add_argument("--dir", type=Path, default=None, help="keep the node here (default: temp)")
     args = p.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="publish-bench-")) if args.dir is None else args.dir

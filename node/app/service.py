@@ -589,7 +589,11 @@ class AlertNode:
             digest=summary_digest(chains.vector()),
             equivocations=len(proofs),
             origins=origins,
-            counters={**self.counters.values, **self.extra_counters(), **_store_counters(self.store)},
+            counters={
+                **self.counters.values,
+                **self.extra_counters(),
+                **_store_counters(self.store),
+            },
             peers=self.peer_stats(),
             compromised=compromised,
             compromised_total=compromised_total,
