@@ -175,10 +175,6 @@ class SqliteStore:
             first = await self._queue.get()
             if first is None:
                 return
-            # One turn of the event loop first: requests that arrived together (gRPC hands
-            # several to the loop at once) queue their puts and share this commit. At low
-            # rates this adds a loop turn (microseconds), not a timer.
-            await asyncio.sleep(0)
             batch = [first]
             rows = len(first.write.records)
             stop = False
