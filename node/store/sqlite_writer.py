@@ -211,10 +211,7 @@ class Writer:
 
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
-        # Statements stay prepared: a small commit's INSERTs have one size per row count.
-        self.db = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, cached_statements=512
-        )
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # Rows in each level but the last, both indexes together (set by migrate); rows
         # written; after a failed move, the rows written before the next try.
         self.level_rows = [0] * len(LEVEL_ROWS)
@@ -496,9 +493,5 @@ class Writer:
                     for i in range(0, whole, ROWS_PER_INSERT)
                 ),
             )
-        if whole < len(rows):  # the rest in one statement too (a small commit: all of it)
-            rest = rows[whole:]
-            self.db.execute(
-                f"{insert} {','.join([marks] * len(rest))}",
-                list(itertools.chain.from_iterable(rest)),
-            )
+        if whole < len(rows):
+            self.db.executemany(f"{insert} {marks}", rows[whole:])
