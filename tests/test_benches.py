@@ -20,6 +20,8 @@ COMMANDS = [
     "bench/tls_bench.py --rounds 1 --warmup 10 --seconds 1 --rate 20 --burst 40 --burst-offset -1",
     "bench/import_bench.py --indicators 1000 --bad 3",
     "bench/pg_bench.py --alerts 2000 --calls 10 --values 100",
+    "bench/publish_bench.py --alerts 60 --in-flight-list 1,4 --warmup 10 --floor-calls 20",
+    "bench/grpc_floor.py --calls 50 --in-flight 4",
 ]
 
 

@@ -327,7 +327,7 @@ class AlertNode:
             self.counters.add("encrypted_readable")
         log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
-        return await self.get(record.id)
+        return await self.get(record.id)  # the SQLite store answers from memory
 
     async def ingest(
         self, items: Sequence[tuple[bytes, bytes]], source: bytes | None = None
@@ -599,11 +599,21 @@ class AlertNode:
             digest=summary_digest(chains.vector()),
             equivocations=len(proofs),
             origins=origins,
-            counters={**self.counters.values, **self.extra_counters()},
+            counters={
+                **self.counters.values,
+                **self.extra_counters(),
+                **_store_counters(self.store),
+            },
             peers=self.peer_stats(),
             compromised=compromised,
             compromised_total=compromised_total,
         )
+
+
+def _store_counters(store: AlertStore) -> dict[str, int]:
+    """The SQLite store's group commits (publishes that arrive together share one)."""
+    commits = getattr(store, "commits", None)
+    return {} if commits is None else {"store_commits": int(commits)}
 
 
 CACHED_VALUE_CHARS = 256  # longer values are parsed every time: they bound the cache's size

@@ -11,6 +11,7 @@ writer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -64,6 +65,9 @@ LOOKUP_CHUNK = 10_000  # keys per lookup query
 # The reader's page cache. CheckIndicators probes the indicator-key index only for keys
 # the filter lets through (held ones, and 0.2-5 % of the others).
 READER_CACHE_KIB = 8192
+# Alerts just committed by single-record puts (publishes), kept to answer `get` without
+# a read: a Publish answers with the alert it stored (one aiosqlite round trip less).
+RECENT_ALERTS = 1024
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -129,6 +133,8 @@ class SqliteStore:
         self._last_local_seq = 0
         self._count = 0
         self._filter: KeyFilter | None = None  # the indicator keys held (keyfilter.py)
+        self._recent: collections.OrderedDict[bytes, Stored] = collections.OrderedDict()
+        self.commits = 0  # group commits written (GetStats counter store_commits)
 
     @property
     def chains(self) -> Chains:
@@ -250,6 +256,16 @@ class SqliteStore:
         done: Committed = await self._on_writer_thread(
             self._writer_db.write, batch, self._chains, self._last_local_seq
         )
+        local_seq = self._last_local_seq  # the writer numbers accepted rows in batch order
+        recent = self._recent
+        for write, outcomes in zip(batch, done.outcomes, strict=True):
+            accepted = outcomes.count(PutOutcome.ACCEPTED)
+            if accepted == 1 and len(write.records) == 1:
+                recent[write.records[0].id] = Stored(write.records[0], local_seq + 1, write.now_ms)
+            local_seq += accepted
+        while len(recent) > RECENT_ALERTS:
+            recent.popitem(last=False)
+        self.commits += 1
         self._last_local_seq = done.last_local_seq
         self._count += len(done.accepted)
         for origin, seq in done.accepted:
@@ -269,6 +285,8 @@ class SqliteStore:
         return out
 
     async def get(self, alert_id: bytes) -> Stored | None:
+        if (stored := self._recent.get(alert_id)) is not None:
+            return stored
         rows = await self._by_id(STORED_COLUMNS, [alert_id])
         return _stored(rows[0]) if rows else None
 
