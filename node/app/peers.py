@@ -413,8 +413,7 @@ class PeerManager:
                 ranges = ((r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges)
                 actions = engine.on_ranges(s, ranges, now)
             elif kind == "ihave":
-                missing = await self.node.store.missing(frame.ihave.ids) - self._arriving.keys()
-                actions = engine.on_ihave(s, frame.ihave.ids, self.now(), _not_in(missing))
+                actions = engine.on_ihave(s, frame.ihave.ids, now, await self._held(frame.ihave))
             elif kind == "iwant":
                 actions = engine.on_iwant(s, frame.iwant.ids, now)
             elif kind == "graft":
@@ -424,6 +423,16 @@ class PeerManager:
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
+
+    async def _held(self, ihave: pb.IHave) -> Callable[[bytes], bool]:
+        """Which announced ids this node holds or is receiving. Recent alerts are in the
+        cache (stored) or arriving; only the others are looked up in the store, so an
+        IHAVE of what the tree brought already (the common case) costs no query."""
+        cache, arriving = self._cache, self._arriving
+        unknown = [i for i in ihave.ids if i not in cache and i not in arriving]
+        missing = await self.node.store.missing(unknown) if unknown else set()
+        missing -= arriving.keys()  # may have started arriving during the query
+        return _not_in(missing)
 
     async def _on_alerts(
         self, link: Link, s: pe.PeerSession[Link], frames: Sequence[pb.Alerts]
@@ -522,7 +531,7 @@ class PeerManager:
 
     async def _run(self, actions: list[pe.Action[Link]]) -> None:
         """Execute the engine's actions in order, reading the store where they need it."""
-        for action in actions:
+        for action in _pushes_joined(actions):
             if isinstance(action, pe.Push):
                 alerts, missing = self._from_cache(action.ids)
                 for i in missing:
@@ -543,7 +552,7 @@ class PeerManager:
 
     def _run_now(self, actions: list[pe.Action[Link]]) -> None:
         """The actions that need no store; a Push is answered from the cache alone."""
-        for action in actions:
+        for action in _pushes_joined(actions):
             if isinstance(action, pe.Send):
                 self._send(action)
             elif isinstance(action, pe.Push):
@@ -639,6 +648,33 @@ class PeerManager:
                 }
             )
         return out
+
+
+def _pushes_joined(actions: list[pe.Action[Link]]) -> list[pe.Action[Link]]:
+    """The actions with each peer's Pushes joined into one, where no other action for
+    that peer stands between them: a batch of alerts to forward becomes one Push (and
+    one frame) per peer instead of one per alert and peer. Order per peer is kept."""
+    if sum(isinstance(a, pe.Push) for a in actions) < 2:
+        return actions
+    out: list[pe.Action[Link]] = []
+    groups: list[tuple[int, bytes, list[bytes]]] = []  # (index in out, peer, ids)
+    open_: dict[bytes, list[bytes]] = {}  # peer -> ids of its Push still open to more
+    for action in actions:
+        if isinstance(action, pe.Push):
+            ids = open_.get(action.peer)
+            if ids is None:
+                ids = open_[action.peer] = []
+                groups.append((len(out), action.peer, ids))
+                out.append(action)  # replaced below
+            ids.extend(action.ids)
+            continue
+        session = getattr(action, "session", None)
+        if session is not None:
+            open_.pop(session.peer, None)  # a later Push to it goes after this action
+        out.append(action)
+    for index, peer, ids in groups:
+        out[index] = pe.Push(peer, tuple(ids))
+    return out
 
 
 def _is_gossip(frame: pe.Frame) -> bool:
