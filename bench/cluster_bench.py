@@ -30,13 +30,14 @@ alert is published at node1 through the client Publish RPC; signed bodies are ab
    fetches alerts the tree is still carrying. Copies per alert are reported for each
    burst, and a short paced phase after each shows whether the tree settles again.
 
-5. Batch burst (5 nodes only, --batch-burst N): N alerts published at node1 through
-   PublishBatch (the `alertmesh import` path), --batch-size alerts per call and
-   --batch-in-flight calls outstanding, timed until every store holds them all. The
-   CPU of each node process over that time (from /proc) gives the publish cost per
-   alert (node1's CPU / N) and the node CPU per ingested alert (the others' CPU / 4N),
-   hence the CPU bound of the machine, (CPUs) / (4 x ingest + publish) alerts/s, and
-   the measured rate as a ratio to it. A short paced phase follows.
+5. Batch burst (--batch-burst N on 5 nodes, --ten-batch-burst N on 10): N alerts
+   published at node1 through PublishBatch (the `alertmesh import` path), --batch-size
+   alerts per call and --batch-in-flight calls outstanding, timed until every store
+   holds them all. The CPU of each node process and its verifier workers over that
+   time (from /proc) gives the publish cost per alert (node1's CPU / N) and the node
+   CPU per ingested alert (the others' CPU / ((n-1) N)), hence the CPU bound of the
+   machine, CPUs / ((n-1) x ingest + publish) alerts/s, and the measured rate as a
+   ratio to it. A short paced phase follows.
 
 Every wait is bounded (--phase-timeout), and the 10-node part is skipped when less
 than --ten-budget seconds of --max-seconds remain. Clusters live in a temporary
@@ -564,16 +565,15 @@ async def run_cluster(
         for rate in args.rates:
             print(f"# {n} nodes: {rate:g}/s for {args.rate_seconds:g} s", file=sys.stderr)
             results.append(await bench.latency_phase(f"{rate:g}/s", rate, args.rate_seconds))
-        if burst and args.batch_burst:
+        batch = args.batch_burst if burst else args.ten_batch_burst
+        if batch:
             await bench.stop_watching()
             print(
-                f"# {n} nodes: batch burst of {args.batch_burst} ({args.batch_size} per call)",
+                f"# {n} nodes: batch burst of {batch} ({args.batch_size} per call)",
                 file=sys.stderr,
             )
             results.append(
-                await bench.batch_burst_phase(
-                    args.batch_burst, args.batch_size, args.batch_in_flight
-                )
+                await bench.batch_burst_phase(batch, args.batch_size, args.batch_in_flight)
             )
             await bench.start_watching()
             rate = args.rates[0]
@@ -730,7 +730,8 @@ def batch_report(results: list[PhaseResult]) -> str:
         )
     out.append("")
     out.append(
-        f"CPU bound = {CPUS} CPUs / ({peers} x CPU per ingested alert + publish CPU per alert); "
+        f"CPU bound = {CPUS} CPUs / ((nodes - 1) x CPU per ingested alert + publish CPU "
+        "per alert); "
         "a node's CPU is its process (gRPC, gossip, store threads) and its verifier "
         "worker processes."
     )
@@ -778,6 +779,9 @@ def main() -> None:
     p.add_argument("--burst-in-flight", type=int, default=8)
     p.add_argument(
         "--batch-burst", type=int, default=0, help="alerts in a PublishBatch burst (0: none)"
+    )
+    p.add_argument(
+        "--ten-batch-burst", type=int, default=0, help="the same on the 10-node cluster (0: none)"
     )
     p.add_argument("--batch-size", type=int, default=200, help="alerts per PublishBatch call")
     p.add_argument("--batch-in-flight", type=int, default=2, help="PublishBatch calls outstanding")
