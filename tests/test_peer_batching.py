@@ -110,7 +110,7 @@ async def test_the_outbox_is_bounded_in_bytes_and_frames() -> None:
     outbox = Outbox(max_bytes=10_000, max_frames=3)
     accepted = sum(outbox.put(gossip([a])) for a in alerts(100, size=600))
     assert accepted < 20  # about 10,000 bytes of alerts, not 100
-    assert outbox.bytes <= 10_000
+    assert outbox.queued_bytes <= 10_000
     small = Outbox(max_frames=3)
     assert all(small.put(pe.PruneFrame()) for _ in range(3))
     assert not small.put(pe.PruneFrame())
@@ -208,3 +208,17 @@ async def test_a_published_batch_crosses_each_link_in_far_fewer_frames_than_aler
 
 async def _all_hold(nodes: list[cluster.ClusterNode], n: int) -> bool:
     return min(await counts(nodes)) >= n
+
+
+async def test_after_a_prune_the_queued_pushes_leave_the_outbox_other_frames_stay() -> None:
+    outbox = Outbox()
+    a, b, c = alerts(3)
+    outbox.put(gossip([a, b]))
+    outbox.put(pe.IdsFrame("graft", (b"z" * 32,)))
+    outbox.put(pe.AlertsFrame((c,), catchup=True))
+    assert outbox.take_pushes() == [a.id, b.id]
+    assert await drain(outbox) == [
+        pe.IdsFrame("graft", (b"z" * 32,)),
+        pe.AlertsFrame((c,), catchup=True),
+    ]
+    assert outbox.queued_bytes == 0

@@ -93,7 +93,7 @@ class Outbox:
         return len(self._queue)
 
     @property
-    def bytes(self) -> int:
+    def queued_bytes(self) -> int:
         return self._bytes
 
     def put(self, frame: pe.Frame) -> bool:
@@ -139,6 +139,21 @@ class Outbox:
             return False
         last.size += size
         return True
+
+    def take_pushes(self) -> list[bytes]:
+        """Remove the queued gossip Alerts frames; their ids, in order. The peer sent
+        PRUNE: it wants announcements now, and each pushed copy it holds already would
+        come back as one more PRUNE."""
+        ids: list[bytes] = []
+        kept: deque[_Queued] = deque()
+        for queued in self._queue:
+            if queued.records is None:
+                kept.append(queued)
+            else:
+                ids += [r.id for r in queued.records]
+                self._bytes -= queued.size
+        self._queue = kept
+        return ids
 
     async def get(self) -> pe.Frame:
         """The next frame to write, waiting for one."""

@@ -420,6 +420,7 @@ class PeerManager:
                 actions = engine.on_graft(s, frame.graft.ids, now)
             elif kind == "prune":
                 actions = engine.on_prune(s, now)
+                self._announce_instead(link)
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
@@ -433,6 +434,16 @@ class PeerManager:
         missing = await self.node.store.missing(unknown) if unknown else set()
         missing -= arriving.keys()  # may have started arriving during the query
         return _not_in(missing)
+
+    def _announce_instead(self, link: Link) -> None:
+        """The peer pruned the link: the pushes still queued to it become IHAVEs."""
+        ids = link.outbox.take_pushes()
+        step = self.gossip.params.ihave_max_ids
+        for i in range(0, len(ids), step):
+            if not link.send(pe.IdsFrame("ihave", tuple(ids[i : i + step]))):
+                break  # backlogged: catch-up brings the rest
+        if ids:
+            self.node.counters.add("peer_pushes_announced_after_prune", len(ids))
 
     async def _on_alerts(
         self, link: Link, s: pe.PeerSession[Link], frames: Sequence[pb.Alerts]
