@@ -30,6 +30,15 @@ alert is published at node1 through the client Publish RPC; signed bodies are ab
    fetches alerts the tree is still carrying. Copies per alert are reported for each
    burst, and a short paced phase after each shows whether the tree settles again.
 
+5. Batch burst (--batch-burst N on 5 nodes, --ten-batch-burst N on 10): N alerts
+   published at node1 through PublishBatch (the `alertmesh import` path), --batch-size
+   alerts per call and --batch-in-flight calls outstanding, timed until every store
+   holds them all. The CPU of each node process and its verifier workers over that
+   time (from /proc) gives the publish cost per alert (node1's CPU / N) and the node
+   CPU per ingested alert (the others' CPU / ((n-1) N)), hence the CPU bound of the
+   machine, CPUs / ((n-1) x ingest + publish) alerts/s, and the measured rate as a
+   ratio to it. A short paced phase follows.
+
 Every wait is bounded (--phase-timeout), and the 10-node part is skipped when less
 than --ten-budget seconds of --max-seconds remain. Clusters live in a temporary
 directory (or --dir) and are always stopped.
@@ -172,6 +181,8 @@ class PhaseResult:
     other_cpu: float = 0.0  # CPU seconds of everything else on the machine
     tree_before: str = ""  # eager links at the start of the phase
     tree_after: str = ""
+    per_node_cpu: list[float] = field(default_factory=list)  # batch burst: CPU s per node
+    calls: int = 0  # batch burst: PublishBatch calls
 
 
 class Bench:
@@ -186,7 +197,8 @@ class Bench:
         self.body_sizes: list[int] = []
         self.last_acks: list[float] = []
         self.sessions_open = time.monotonic()  # set when cluster.up returns
-        self.pids = [p for p in (n.pid() for n in nodes) if p is not None]
+        self.node_pids = [n.pid() for n in nodes]
+        self.pids = [p for p in self.node_pids if p is not None]
 
     async def close(self) -> None:
         await self.stop_watching()
@@ -217,13 +229,32 @@ class Bench:
 
     # -- counters ----------------------------------------------------------------
 
+    @staticmethod
+    def pid_cpu(pid: int | None) -> float:
+        """CPU seconds of one process so far (user + system, from /proc)."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return 0.0
+
+    @classmethod
+    def family_cpu(cls, pid: int | None) -> dict[int, float]:
+        """CPU seconds so far of a process and of its descendants (a node's verifier
+        worker processes), by pid."""
+        out: dict[int, float] = {}
+        todo = [pid] if pid is not None else []
+        while todo:
+            p = todo.pop()
+            out[p] = cls.pid_cpu(p)
+            with contextlib.suppress(OSError):
+                for task in Path(f"/proc/{p}/task").iterdir():
+                    with contextlib.suppress(OSError, ValueError):
+                        todo += [int(c) for c in (task / "children").read_text().split()]
+        return out
+
     def cpu(self) -> tuple[float, float, float]:
         """CPU seconds so far: (the node processes, this process, the whole machine)."""
-        ticks = 0
-        for pid in self.pids:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-                ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        ticks = sum(sum(self.family_cpu(pid).values()) for pid in self.pids) * CLOCK_TICKS
         machine = 0
         with contextlib.suppress(OSError, ValueError, IndexError):
             cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -428,6 +459,90 @@ class Bench:
         self.stop_clock(result, clock)
         return result
 
+    async def batch_burst_phase(self, count: int, size: int, in_flight: int) -> PhaseResult:
+        """Publish `count` alerts at node1 through PublishBatch; time until all stores
+        hold them, and each node's CPU over that time."""
+        client = self.clients[0]
+        requests = [publish_request(self.rng, f"batch {i}") for i in range(count)]
+        batches = [requests[i : i + size] for i in range(0, count, size)]
+        start_offset = (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
+        before = await self.snapshot()
+        target = [s.alerts + count for s in before]
+        caught_up_before = sum(s.caught_up for s in before)
+        queue: asyncio.Queue[list[api.PublishRequest]] = asyncio.Queue()
+        for b in batches:
+            queue.put_nowait(b)
+        acks: list[float] = []
+        refused = 0
+
+        async def worker() -> None:
+            nonlocal refused
+            while True:
+                try:
+                    batch = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                t0 = time.monotonic()
+                response = await client.publish_batch(batch, timeout=60)
+                acks.append(time.monotonic() - t0)
+                refused += sum(1 for r in response.results if r.error)
+
+        clock = self.start_clock()
+        cpu0 = [self.family_cpu(p) for p in self.node_pids]
+        begin = time.monotonic()
+        publishing = asyncio.gather(*(worker() for _ in range(in_flight)))
+        published_at = 0.0
+        delivered_at = 0.0
+        first_catchup: float | None = None
+        per_node: dict[int, float] = {}
+        per_node_cpu: list[float] = []
+        deadline = begin + self.args.phase_timeout + count / 200
+        while time.monotonic() < deadline:
+            if not published_at and publishing.done():
+                await publishing
+                published_at = time.monotonic() - begin
+            counts = await self.counts()
+            now = time.monotonic() - begin
+            for i, (x, t) in enumerate(zip(counts, target, strict=True)):
+                if x >= t and i not in per_node:
+                    per_node[i] = now
+            if len(per_node) == len(self.nodes):
+                delivered_at = max(per_node.values())
+                per_node_cpu = [
+                    sum(v - c.get(k, 0.0) for k, v in self.family_cpu(p).items())
+                    for p, c in zip(self.node_pids, cpu0, strict=True)
+                ]
+                break
+            await asyncio.sleep(self.args.batch_poll)
+        if not publishing.done():
+            publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
+        published_at = published_at or time.monotonic() - begin
+        stop = PhaseResult(self.cluster_name, "", count, published_at)
+        self.stop_clock(stop, clock)  # CPU up to the last store full
+        await asyncio.sleep(self.args.settle)
+        after = await self.snapshot()
+        if sum(s.caught_up for s in after) > caught_up_before:
+            first_catchup = 0.0  # some alerts came by catch-up (counted below)
+        result = PhaseResult(
+            self.cluster_name, f"batch burst ({size} per call, {in_flight} in flight)", count,
+            published_at,
+        )  # fmt: skip
+        result.acks = acks
+        result.calls = len(batches)
+        result.delivered_at = delivered_at
+        result.first_catchup = first_catchup
+        result.start_offset = start_offset
+        result.undelivered = sum(max(0, t - a.alerts) for t, a in zip(target, after, strict=True))
+        result.undelivered += refused
+        result.per_node_done = {self.nodes[i].name: t for i, t in sorted(per_node.items())}
+        result.per_node_cpu = per_node_cpu
+        self.account(result, before, after)
+        result.wall, result.node_cpu = stop.wall, stop.node_cpu
+        result.client_cpu, result.other_cpu = stop.client_cpu, stop.other_cpu
+        return result
+
     @property
     def cluster_name(self) -> str:
         return f"{len(self.nodes)} nodes"
@@ -450,7 +565,22 @@ async def run_cluster(
         for rate in args.rates:
             print(f"# {n} nodes: {rate:g}/s for {args.rate_seconds:g} s", file=sys.stderr)
             results.append(await bench.latency_phase(f"{rate:g}/s", rate, args.rate_seconds))
-        for offset in args.burst_offsets if burst else []:
+        batch = args.batch_burst if burst else args.ten_batch_burst
+        if batch:
+            await bench.stop_watching()
+            print(
+                f"# {n} nodes: batch burst of {batch} ({args.batch_size} per call)",
+                file=sys.stderr,
+            )
+            results.append(
+                await bench.batch_burst_phase(batch, args.batch_size, args.batch_in_flight)
+            )
+            await bench.start_watching()
+            rate = args.rates[0]
+            results.append(
+                await bench.latency_phase(f"{rate:g}/s after that burst", rate, args.after_seconds)
+            )
+        for offset in args.burst_offsets if burst and args.burst else []:
             await bench.stop_watching()
             print(f"# {n} nodes: burst of {args.burst} ({offset:+g} s)", file=sys.stderr)
             results.append(await bench.burst_phase(args.burst, args.burst_in_flight, offset))
@@ -528,7 +658,10 @@ def report(
             ]
             out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    bursts = [r for results, _ in sections for r in results if r.per_node_done]
+    batch = [r for results, _ in sections for r in results if r.per_node_cpu]
+    if batch:
+        out.append(batch_report(batch))
+    bursts = [r for results, _ in sections for r in results if r.per_node_done and not r.calls]
     if bursts:
         out.append(
             "Max throughput (published at node1 with a few calls in flight; stores polled):\n"
@@ -570,6 +703,42 @@ def report(
     return "\n".join(out)
 
 
+def batch_report(results: list[PhaseResult]) -> str:
+    """The batch bursts: rate to all stores, and the CPU bound from the same run."""
+    out = [
+        "Batch burst (PublishBatch at node1; stores polled; CPU of each node process from "
+        "/proc over the same time, until the last store was full):\n",
+        "| cluster | burst | alerts | calls | published in s | all stores full in s | "
+        "delivered to all /s | call p50 ms | node1 CPU per alert µs (publish) | "
+        "others' CPU per ingested alert µs | CPU bound /s | rate / bound | "
+        "each store full after (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        n = r.alerts
+        publish = r.per_node_cpu[0] / n
+        peers = len(r.per_node_cpu) - 1
+        ingest = sum(r.per_node_cpu[1:]) / (peers * n)
+        bound = CPUS / (peers * ingest + publish)
+        rate = n / r.delivered_at if r.delivered_at else 0.0
+        done = ", ".join(f"{k} {v:.2f}" for k, v in r.per_node_done.items())
+        full = f"{r.delivered_at:.2f}" if r.delivered_at else "not within the bound"
+        out.append(
+            f"| {r.cluster} | {r.phase} | {n} | {r.calls} | {r.seconds:.2f} | {full} "
+            f"| {rate:.0f} | {ms(pct(r.acks, 50)) if r.acks else '-'} | {publish * 1e6:.0f} "
+            f"| {ingest * 1e6:.0f} | {bound:.0f} | {rate / bound:.2f} | {done} |"
+        )
+    out.append("")
+    out.append(
+        f"CPU bound = {CPUS} CPUs / ((nodes - 1) x CPU per ingested alert + publish CPU "
+        "per alert); "
+        "a node's CPU is its process (gRPC, gossip, store threads) and its verifier "
+        "worker processes."
+    )
+    out.append("")
+    return "\n".join(out)
+
+
 async def main_async(args: argparse.Namespace) -> str:
     begin = time.monotonic()
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="alertmesh-cluster-"))
@@ -608,6 +777,15 @@ def main() -> None:
     p.add_argument("--rate-in-flight", type=int, default=16, help="max outstanding when paced")
     p.add_argument("--burst", type=int, default=3000, help="alerts in the max-throughput burst")
     p.add_argument("--burst-in-flight", type=int, default=8)
+    p.add_argument(
+        "--batch-burst", type=int, default=0, help="alerts in a PublishBatch burst (0: none)"
+    )
+    p.add_argument(
+        "--ten-batch-burst", type=int, default=0, help="the same on the 10-node cluster (0: none)"
+    )
+    p.add_argument("--batch-size", type=int, default=200, help="alerts per PublishBatch call")
+    p.add_argument("--batch-in-flight", type=int, default=2, help="PublishBatch calls outstanding")
+    p.add_argument("--batch-poll", type=float, default=0.05, help="stats poll in the batch burst")
     p.add_argument(
         "--burst-offsets",
         type=lambda s: [float(x) for x in s.split(",")],

@@ -1,11 +1,14 @@
 """The peer layer: sessions with other members, driving the peer engine.
 
-One `Link` per authenticated session. Frames from a link are handled in order
-(an Alerts frame is verified and stored before the next frame is read, which is
-the flow control a fast sender meets). What to send, and to whom, is decided by
-node/core/peer_engine.py, the object the simulator (node/sim/honest.py) drives too;
-this module keeps the sockets, tasks and queues, the store and verifier calls, the
-log lines, and executes the engine's actions.
+One `Link` per authenticated session. Frames from a link are handled in order; while
+one Alerts frame is verified and stored the next frames are read ahead into a bounded
+inbox, and the next ingest takes every Alerts frame that queued up meanwhile (a full
+inbox is the flow control a fast sender meets). Frames to a link wait in a bounded
+outbox, where gossip Alerts frames queued while the writer is busy are joined into one
+(node/app/peer_frames.py): batching that adds nothing at low rates. What to send, and
+to whom, is decided by node/core/peer_engine.py, the object the simulator
+(node/sim/honest.py) drives too; this module keeps the sockets, tasks and queues, the
+store and verifier calls, the log lines, and executes the engine's actions.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
+from node.app.peer_frames import OUTBOX_FRAMES, Inbox, InboxStats, Outbox, OutboxStats
 from node.app.service import AlertNode
 from node.core import catchup, gossip
 from node.core import peer_engine as pe
@@ -44,6 +48,7 @@ __all__ = [
     "ALERTS_PER_FRAME",
     "MAX_INVALID_PER_SESSION",
     "MAX_PROOFS_ON_OPEN",
+    "OUTBOX_FRAMES",
     "SERVE_FRAME_BYTES",
     "Link",
     "PeerCounters",
@@ -52,7 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OUTBOX_FRAMES = 1024  # frames queued to one peer before it counts as backlogged
 CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
@@ -65,19 +69,14 @@ class Link:
     name: str
     role: str  # "dialer" (we dialed) or "acceptor"
     transport: FrameTransport
-    outbox: asyncio.Queue[pb.PeerFrame] = field(
-        default_factory=lambda: asyncio.Queue(OUTBOX_FRAMES)
-    )
+    outbox: Outbox = field(default_factory=Outbox)
+    inbox: Inbox = field(default_factory=Inbox)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     tls_fingerprint: bytes = b""  # the roster pin the session was authenticated with
     session: pe.PeerSession[Link] | None = None  # the engine's, once admitted
 
-    def send(self, frame: pb.PeerFrame) -> bool:
-        try:
-            self.outbox.put_nowait(frame)
-            return True
-        except asyncio.QueueFull:
-            return False
+    def send(self, frame: pe.Frame) -> bool:
+        return self.outbox.put(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +120,9 @@ class PeerManager:
         # not start a repair (GRAFT) just because the store does not hold it yet.
         self._arriving: dict[bytes, int] = {}
         self._unblocked = asyncio.Event()
+        # Frames through the outboxes and inboxes of all sessions: how well they batch.
+        self.outbox_stats = OutboxStats()
+        self.inbox_stats = InboxStats()
         node.hooks.append(self._on_local_alerts)
         node.equivocation_hooks.append(self.spread_proof)
         node.peer_stats = self.peer_stats
@@ -287,7 +289,15 @@ class PeerManager:
         if not self.security.plaintext and member and member.tls_fingerprint != tls_fingerprint:
             self.handshake_refused(PinMismatch(f"{name}'s TLS pin changed during the handshake"))
             return
-        link = Link(key, name, role, transport, tls_fingerprint=tls_fingerprint)
+        link = Link(
+            key,
+            name,
+            role,
+            transport,
+            outbox=Outbox(stats=self.outbox_stats),
+            inbox=Inbox(stats=self.inbox_stats),
+            tls_fingerprint=tls_fingerprint,
+        )
         session, actions = self.engine.session_opened(link, key, role, self.now(), proofs)
         if session is None:  # both sides dialed: the other session is kept
             return
@@ -298,13 +308,17 @@ class PeerManager:
         await self._run(actions)
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._pump(link, self._read(link, session))),
+                tasks = [tg.create_task(self._pump(link, self._receive(link))),
+                         tg.create_task(self._pump(link, self._handle(link, session))),
                          tg.create_task(self._pump(link, self._write(link)))]  # fmt: skip
                 await link.closed.wait()
                 for task in tasks:
                     task.cancel()
         finally:
             link.closed.set()
+            for rest in link.inbox.drain():  # read, never handled: no longer arriving
+                if rest is not None and rest.WhichOneof("frame") == "alerts":
+                    self._arrive(rest.alerts, -1)
             await self._run(self.engine.session_closed(session, self.now()))
             log.info(
                 "session with %s closed", name, extra={"event": "session_closed", "peer": name}
@@ -337,22 +351,57 @@ class PeerManager:
         link.closed.set()
 
     async def _write(self, link: Link) -> None:
+        counters = self.counters.setdefault(link.key, PeerCounters())
         while True:
             frame = await link.outbox.get()
-            await link.transport.write(frame)
+            message = _encode(frame)
+            if _is_gossip(frame):
+                counters.frames_sent[message.WhichOneof("frame") or ""] += 1
+            await link.transport.write(message)
 
-    async def _read(self, link: Link, s: pe.PeerSession[Link]) -> None:
-        engine = self.engine
+    async def _receive(self, link: Link) -> None:
+        """Read frames into the inbox until the stream ends (then queue None). Alerts
+        read ahead count as arriving: an IHAVE for one of them starts no repair."""
+        counters = self.counters.setdefault(link.key, PeerCounters())
         while True:
             frame = await link.transport.read()
+            if frame is None:  # the session ends once the frames read are handled
+                await link.inbox.put(None)
+                await link.closed.wait()
+                return
+            kind = frame.WhichOneof("frame")
+            counters.frames_received[kind or ""] += 1
+            if kind == "alerts":
+                self._arrive(frame.alerts, 1)
+            await link.inbox.put(frame)
+
+    def _arrive(self, frame: pb.Alerts, step: int) -> None:
+        arriving = self._arriving
+        for a in frame.alerts:
+            i = alert_id(a.body)
+            left = arriving.get(i, 0) + step
+            if left > 0:
+                arriving[i] = left
+            else:
+                arriving.pop(i, None)
+
+    async def _handle(self, link: Link, s: pe.PeerSession[Link]) -> None:
+        engine = self.engine
+        max_alerts = self.node.limits.max_batch
+        while True:
+            frame = await link.inbox.get()
             if frame is None:
                 return
             kind = frame.WhichOneof("frame")
-            self.counters.setdefault(link.key, PeerCounters()).frames_received[kind or ""] += 1
             now = self.now()
             actions: list[pe.Action[Link]] = []
             if kind == "alerts":
-                actions = await self._on_alerts(link, s, frame.alerts)
+                frames = link.inbox.more_alerts(frame.alerts, max_alerts)
+                try:
+                    actions = await self._on_alerts(link, s, frames)
+                finally:
+                    for f in frames:
+                        self._arrive(f, -1)
             elif kind == "digest":
                 actions = engine.on_digest(s, frame.digest.digest, now)
             elif kind == "vector":
@@ -364,33 +413,46 @@ class PeerManager:
                 ranges = ((r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges)
                 actions = engine.on_ranges(s, ranges, now)
             elif kind == "ihave":
-                missing = await self.node.store.missing(frame.ihave.ids) - self._arriving.keys()
-                actions = engine.on_ihave(s, frame.ihave.ids, self.now(), _not_in(missing))
+                actions = engine.on_ihave(s, frame.ihave.ids, now, await self._held(frame.ihave))
             elif kind == "iwant":
                 actions = engine.on_iwant(s, frame.iwant.ids, now)
             elif kind == "graft":
                 actions = engine.on_graft(s, frame.graft.ids, now)
             elif kind == "prune":
                 actions = engine.on_prune(s, now)
+                self._announce_instead(link)
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
 
+    async def _held(self, ihave: pb.IHave) -> Callable[[bytes], bool]:
+        """Which announced ids this node holds or is receiving. Recent alerts are in the
+        cache (stored) or arriving; only the others are looked up in the store, so an
+        IHAVE of what the tree brought already (the common case) costs no query."""
+        cache, arriving = self._cache, self._arriving
+        unknown = [i for i in ihave.ids if i not in cache and i not in arriving]
+        missing = await self.node.store.missing(unknown) if unknown else set()
+        missing -= arriving.keys()  # may have started arriving during the query
+        return _not_in(missing)
+
+    def _announce_instead(self, link: Link) -> None:
+        """The peer pruned the link: the pushes still queued to it become IHAVEs."""
+        ids = link.outbox.take_pushes()
+        step = self.gossip.params.ihave_max_ids
+        for i in range(0, len(ids), step):
+            if not link.send(pe.IdsFrame("ihave", tuple(ids[i : i + step]))):
+                break  # backlogged: catch-up brings the rest
+        if ids:
+            self.node.counters.add("peer_pushes_announced_after_prune", len(ids))
+
     async def _on_alerts(
-        self, link: Link, s: pe.PeerSession[Link], frame: pb.Alerts
+        self, link: Link, s: pe.PeerSession[Link], frames: Sequence[pb.Alerts]
     ) -> list[pe.Action[Link]]:
-        items = [(a.body, a.signature) for a in frame.alerts]
-        arriving = [alert_id(body) for body, _ in items]
-        for i in arriving:
-            self._arriving[i] = self._arriving.get(i, 0) + 1
-        try:
-            results = await self.node.ingest(items, source=link.key)
-        finally:
-            for i in arriving:
-                left = self._arriving.pop(i) - 1
-                if left:
-                    self._arriving[i] = left
-        if frame.catchup:
+        """Alerts frames of one kind (gossip or catch-up), verified and stored together."""
+        items = [(a.body, a.signature) for frame in frames for a in frame.alerts]
+        is_catchup = frames[0].catchup
+        results = await self.node.ingest(items, source=link.key)
+        if is_catchup:
             counters = self.counters.setdefault(link.key, PeerCounters())
             counters.catchup_bytes_received += sum(len(b) + len(sig) for b, sig in items)
         received: list[pe.Received] = []
@@ -415,7 +477,7 @@ class PeerManager:
             created = result.record.created_at_ms if result.record is not None else 0
             received.append(pe.Received(result.id, result.origin, result.seq, new, copy, created))
         return self.engine.alerts_received(
-            s, received, invalid, frame.catchup, self.now(), self.node.clock()
+            s, received, invalid, is_catchup, self.now(), self.node.clock()
         )
 
     # -- equivocation proofs -------------------------------------------------
@@ -480,7 +542,7 @@ class PeerManager:
 
     async def _run(self, actions: list[pe.Action[Link]]) -> None:
         """Execute the engine's actions in order, reading the store where they need it."""
-        for action in actions:
+        for action in _pushes_joined(actions):
             if isinstance(action, pe.Push):
                 alerts, missing = self._from_cache(action.ids)
                 for i in missing:
@@ -501,7 +563,7 @@ class PeerManager:
 
     def _run_now(self, actions: list[pe.Action[Link]]) -> None:
         """The actions that need no store; a Push is answered from the cache alone."""
-        for action in actions:
+        for action in _pushes_joined(actions):
             if isinstance(action, pe.Send):
                 self._send(action)
             elif isinstance(action, pe.Push):
@@ -527,8 +589,7 @@ class PeerManager:
         link = action.session.link
         counters = self.counters.setdefault(link.key, PeerCounters())
         for frame in action.frames:
-            message = _encode(frame)
-            if not link.send(message):
+            if not link.send(frame):
                 if action.gossip:
                     log.warning(
                         "%s is backlogged; announcing instead of pushing",
@@ -537,9 +598,7 @@ class PeerManager:
                     )
                     self._run_now(self.engine.backlogged(link.key, self.now()))
                 return
-            if action.gossip:
-                counters.frames_sent[message.WhichOneof("frame") or ""] += 1
-            elif isinstance(frame, pe.AlertsFrame) and frame.catchup:
+            if isinstance(frame, pe.AlertsFrame) and frame.catchup:
                 counters.served += len(frame.records)
                 counters.catchup_bytes_sent += sum(
                     len(r.body) + len(r.signature) for r in frame.records
@@ -564,6 +623,14 @@ class PeerManager:
         totals["gossip_awaited_abandoned"] = g.awaited_abandoned
         totals["catchup_alerts_received"] = sum(c.caught_up for c in self.counters.values())
         totals["catchup_alerts_served"] = sum(c.served for c in self.counters.values())
+        out, into = self.outbox_stats, self.inbox_stats
+        totals["peer_frames_queued"] = out.frames_queued
+        totals["peer_frames_written"] = out.frames_taken
+        totals["peer_alert_frames_written"] = out.alert_frames_taken
+        totals["peer_alerts_written"] = out.alerts_taken
+        totals["peer_frames_read"] = into.frames_read
+        totals["peer_alert_frames_read"] = into.alert_frames_read
+        totals["peer_alert_ingests"] = into.ingests
         return totals
 
     def peer_stats(self) -> list[dict[str, object]]:
@@ -592,6 +659,39 @@ class PeerManager:
                 }
             )
         return out
+
+
+def _pushes_joined(actions: list[pe.Action[Link]]) -> list[pe.Action[Link]]:
+    """The actions with each peer's Pushes joined into one, where no other action for
+    that peer stands between them: a batch of alerts to forward becomes one Push (and
+    one frame) per peer instead of one per alert and peer. Order per peer is kept."""
+    if sum(isinstance(a, pe.Push) for a in actions) < 2:
+        return actions
+    out: list[pe.Action[Link]] = []
+    groups: list[tuple[int, bytes, list[bytes]]] = []  # (index in out, peer, ids)
+    open_: dict[bytes, list[bytes]] = {}  # peer -> ids of its Push still open to more
+    for action in actions:
+        if isinstance(action, pe.Push):
+            ids = open_.get(action.peer)
+            if ids is None:
+                ids = open_[action.peer] = []
+                groups.append((len(out), action.peer, ids))
+                out.append(action)  # replaced below
+            ids.extend(action.ids)
+            continue
+        session = getattr(action, "session", None)
+        if session is not None:
+            open_.pop(session.peer, None)  # a later Push to it goes after this action
+        out.append(action)
+    for index, peer, ids in groups:
+        out[index] = pe.Push(peer, tuple(ids))
+    return out
+
+
+def _is_gossip(frame: pe.Frame) -> bool:
+    if isinstance(frame, pe.AlertsFrame):
+        return not frame.catchup
+    return isinstance(frame, pe.IdsFrame | pe.PruneFrame)
 
 
 def _not_in(missing: set[bytes]) -> Callable[[bytes], bool]:

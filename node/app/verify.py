@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Checked = AlertRecord | AlertmeshError
 
+INLINE_MAX = 4  # alerts checked on the event loop: a thread hop costs more than they do
 PROCESS_MIN = 64  # alerts in a batch worth the round trip to a worker process
 SLICE = 128  # alerts per task sent to a worker process
 MAX_PROCESSES = 8
@@ -171,6 +172,8 @@ class Verifier:
         """A verified record, or the rule it breaks, for each admitted alert."""
         if not items:
             return []
+        if len(items) <= INLINE_MAX:  # a gossiped alert at low rates: no hop, no wait
+            return _check_admitted(items, now_ms, self.limits)
         workers = list(await self._ready_workers()) if len(items) >= PROCESS_MIN else []
         if not workers:
             return await self._on_thread(items, now_ms)
