@@ -21,7 +21,7 @@ The signature is checked by node.crypto; the roster check by node.core.roster.
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
@@ -165,9 +165,10 @@ def decode_head(body: bytes, limits: Limits) -> AlertHead:
     every received alert is before it is verified."""
     _check_size(body, limits)
     try:
-        return cast(AlertHead, _HEAD.FromString(body))
+        head: AlertHead = _HEAD.FromString(body)  # type: ignore[assignment]
     except DecodeError as exc:
         raise InvalidAlert(_UNDECODABLE) from exc
+    return head
 
 
 def _check_len(what: str, value: str, limit: int) -> None:
@@ -180,17 +181,20 @@ def validate(
 ) -> tuple[str, ...]:
     """Check the protocol rules; return the alert's index keys (normalised indicators).
     `encrypted`: `alert` is the full view of an encrypted alert (envelope + content)."""
+    # Each read of a field makes a new Python object: the hot ones are read once.
     if len(alert.origin) != KEY_BYTES:
         raise InvalidAlert(f"origin must be a {KEY_BYTES}-byte Ed25519 public key")
-    if alert.seq < 1:
+    seq = alert.seq
+    if seq < 1:
         raise InvalidAlert("seq must be 1 or more")
-    if alert.seq == 1 and alert.prev:
+    if seq == 1 and alert.prev:
         raise InvalidAlert("prev must be empty for an origin's first alert (seq 1)")
-    if alert.seq > 1 and len(alert.prev) != ID_BYTES:
+    if seq > 1 and len(alert.prev) != ID_BYTES:
         raise InvalidAlert(f"prev must be the {ID_BYTES}-byte id of the origin's alert seq-1")
-    if alert.created_at_ms <= 0:
+    created_at_ms = alert.created_at_ms
+    if created_at_ms <= 0:
         raise InvalidAlert("created_at_ms is missing")
-    ahead = alert.created_at_ms - now_ms
+    ahead = created_at_ms - now_ms
     if ahead > limits.max_clock_skew_ms:
         raise InvalidAlert(
             f"created_at is {ahead / 1000:.0f} s in the future; at most "
@@ -207,7 +211,8 @@ def validate(
             raise InvalidAlert(
                 "a TLP:RED alert must be encrypted to its recipients; it cannot travel in clear"
             )
-    if alert.expires_at_ms and alert.expires_at_ms <= alert.created_at_ms:
+    expires_at_ms = alert.expires_at_ms
+    if expires_at_ms and expires_at_ms <= created_at_ms:
         raise InvalidAlert("expires_at_ms must be after created_at_ms")
     if alert.category not in _CATEGORIES:
         raise InvalidAlert(
@@ -219,13 +224,15 @@ def validate(
         raise InvalidAlert(f"unknown TLP marking {alert.tlp}")
     if alert.confidence > 100:
         raise InvalidAlert(f"confidence is {alert.confidence}; it must be 0..100")
-    if not alert.title.strip():
+    title = alert.title
+    if not title.strip():
         raise InvalidAlert("title is empty")
-    _check_len("title", alert.title, limits.max_title_chars)
+    _check_len("title", title, limits.max_title_chars)
     _check_len("description", alert.description, limits.max_description_chars)
-    if len(alert.indicators) > limits.max_indicators:
+    indicators_ = alert.indicators
+    if len(indicators_) > limits.max_indicators:
         raise LimitExceeded(
-            f"{len(alert.indicators)} indicators; the limit is {limits.max_indicators} per alert"
+            f"{len(indicators_)} indicators; the limit is {limits.max_indicators} per alert"
         )
     if len(alert.references) > limits.max_references:
         raise LimitExceeded(
@@ -238,8 +245,8 @@ def validate(
     for link in alert.links:
         _check_link(
             link,
-            has_indicators=bool(alert.indicators),
-            created_at_ms=alert.created_at_ms,
+            has_indicators=bool(indicators_),
+            created_at_ms=created_at_ms,
             skew_ms=limits.max_clock_skew_ms,
         )
     if len(alert.recipients) > limits.max_recipients:
@@ -303,13 +310,15 @@ def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> t
     """The store keys of an alert's indicators (each normalised strictly); the error of
     the first indicator that is not valid."""
     keys: list[str] = []
+    limit = limits.max_indicator_chars
     for i, ind in enumerate(alert.indicators):
-        _check_len(f"indicator {i}", ind.value, limits.max_indicator_chars)
+        value = ind.value
+        if len(value) > limit:
+            _check_len(f"indicator {i}", value, limit)
         try:
-            normal = indicators.normalize(ind.type, ind.value, strict=True)
+            keys += indicators.flagged_keys(ind.type, value)
         except InvalidIndicator as exc:
             raise InvalidIndicator(f"indicator {i}: {exc}") from exc
-        keys.extend(indicators.index_keys(normal))
     return tuple(dict.fromkeys(keys))
 
 
