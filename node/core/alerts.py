@@ -296,6 +296,8 @@ def link_key(target: bytes) -> str:
 
 
 def link_keys(alert: alert_pb2.Alert) -> tuple[str, ...]:
+    if not alert.links:  # most alerts
+        return ()
     return tuple(dict.fromkeys(link_key(link.alert_id) for link in alert.links if link.alert_id))
 
 
