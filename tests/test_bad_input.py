@@ -11,6 +11,7 @@ from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app.verify import PROCESS_MIN as VERIFIER_PROCESS_MIN
 from node.core.limits import DEFAULT_LIMITS
+from node.crypto import sign_alert
 from node.rpc.client import AlertClient
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
 from tests.procs import NodeProcess, children, new_node
@@ -47,6 +48,21 @@ def tampered() -> alert_pb2.SignedAlert:
     return raw(bytes(body), signed.signature)
 
 
+def undecodable(author: Author) -> alert_pb2.SignedAlert:
+    """A body whose head (origin, seq, created_at_ms) reads, but not the whole of it: a
+    title that is not UTF-8. The node admits by the head and decodes the rest later."""
+    signed = author.sign(author.alert(), advance=False)
+    body = signed.body + b"\x4a\x02\xff\xfe"  # field 9 (title) again, not UTF-8
+    return raw(body, sign_alert(author.identity, body))
+
+
+def origin_twice() -> alert_pb2.SignedAlert:
+    """A member's alert with a stranger's origin appended: protobuf reads the last one,
+    and so must the node's admission (it is the stranger's alert)."""
+    body = MEMBER.alert().SerializeToString() + b"\x0a\x20" + STRANGER.key
+    return raw(body, sign_alert(STRANGER.identity, body))
+
+
 CASES = {
     "body is not a protobuf": (
         lambda: raw(b"\xff\xff\xff\xff", b"\0" * 64),
@@ -61,6 +77,18 @@ CASES = {
         "does not verify",
     ),
     "unknown origin": (lambda: STRANGER.sign(STRANGER.alert(), advance=False), DENIED, "roster"),
+    "a member's head, a body that does not decode": (
+        lambda: undecodable(MEMBER),
+        INVALID,
+        "not a valid",
+    ),
+    # Decoding comes before the roster: junk is "not a valid", whoever it names.
+    "a stranger's head, a body that does not decode": (
+        lambda: undecodable(STRANGER),
+        INVALID,
+        "not a valid",
+    ),
+    "origin given twice, the last a stranger's": (origin_twice, DENIED, "roster"),
     "oversized body": (
         lambda: MEMBER.sign(MEMBER.alert(description="x" * DEFAULT_LIMITS.max_body_bytes), False),
         EXHAUSTED,

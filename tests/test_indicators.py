@@ -31,6 +31,7 @@ from node.core.indicators import (
     TYPE_NAMES,
     URL,
     Indicator,
+    flagged_keys,
     index_keys,
     lookup_keys,
     normalize,
@@ -1055,6 +1056,21 @@ def test_fast_paths_agree_with_the_general_path_on_random_spellings() -> None:
 @given(st.text(alphabet=st.sampled_from(LABEL_CHARS + ODD_CHARS + "AZxX"), max_size=40))
 def test_fast_paths_agree_with_the_general_path_on_junk(text: str) -> None:
     assert_fast_paths_agree([text, f"https://{text}", f"{text}@evil.example", f"eip155:1:{text}"])
+
+
+def test_flagged_keys_are_the_index_keys_of_the_normalised_value() -> None:
+    """flagged_keys (the ingest path) is index_keys(normalize(...)), errors included."""
+    for text in EDGES + random_texts(11, per_kind=200):
+        for type_ in TYPE_NAMES.values():
+            try:
+                expected: list[str] | str = index_keys(normalize(type_, text, strict=True))
+            except InvalidIndicator as exc:
+                expected = str(exc)
+            try:
+                got: list[str] | str = flagged_keys(type_, text)
+            except InvalidIndicator as exc:
+                got = str(exc)
+            assert got == expected, (type_, text)
 
 
 def test_normalising_twice_changes_nothing() -> None:

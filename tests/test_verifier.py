@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import os
+import pickle
 import signal
 import time
+from array import array
 from pathlib import Path
 
 import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
-from node.app.verify import PROCESS_MIN, Admitted, Verifier, admit
-from node.core.alerts import AlertRecord, alert_id
-from node.core.errors import InvalidSignature
+from node.app.verify import PROCESS_MIN, Admitted, Verifier, admit, check_batch, require_author
+from node.app.verify_worker import HEADER, items_of, serve, task
+from node.core.alerts import AlertRecord, alert_id, decode_head, record_fields, validate
+from node.core.errors import AlertmeshError, InvalidAlert, InvalidSignature, UnknownOrigin
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
+from node.crypto import sign_alert
 from node.rpc.client import AlertClient
 from tests.clusters import eventually
 from tests.factory import DOMAIN, Author, now_ms
@@ -151,3 +156,115 @@ async def test_workers_that_cannot_start_leave_the_checks_to_a_thread(
                 item.id for i, item in enumerate(items) if i != 7
             ]
     assert "checking its batch on a thread" in caplog.text
+
+
+def hostile_batch(author: Author, stranger: Author) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    """Good alerts with, among them, one of each kind of junk the worker must refuse
+    (admitted by its head only, so some do not even decode), and what each should get."""
+    items: list[tuple[bytes, bytes]] = []
+    expected: list[str] = []
+    good = [author.next(indicators=[(DOMAIN, f"h{i}.example")]) for i in range(PROCESS_MIN)]
+    undecodable = good[1].body + b"\x4a\x02\xff\xfe"  # a title that is not UTF-8
+    twice = stranger.alert().SerializeToString() + b"\x0a\x20" + author.key
+    junk = {
+        "InvalidAlert": (undecodable, sign_alert(author.identity, undecodable)),
+        "InvalidSignature": (good[2].body, bytes(64)),
+        "InvalidSignature ": (good[3].body, b""),
+        "LimitExceeded": (b"\x0a" * (DEFAULT_LIMITS.max_body_bytes + 1), bytes(64)),
+        "InvalidAlert ": (b"", bytes(64)),
+        "InvalidAlert  ": (b"\xff\xff\xff\xff", bytes(64)),
+        "AlertRecord": (twice, sign_alert(author.identity, twice)),  # the last origin counts
+    }
+    for i, s in enumerate(good):
+        items.append((s.body, s.signature))
+        expected.append("AlertRecord")
+        if i < len(junk):
+            kind, item = list(junk.items())[i]
+            items.append(item)
+            expected.append(kind.strip())
+    return items, expected
+
+
+def test_the_worker_answers_every_alert_of_a_hostile_task_and_keeps_serving() -> None:
+    """The compact worker protocol end to end (node.app.verify_worker.serve over byte
+    streams): each alert gets its record's fields or its error, the fields are those
+    of the record decoded directly, and junk does not stop the worker."""
+    author, stranger = Author(), Author()
+    items, expected = hostile_batch(author, stranger)
+    now = now_ms()
+    tasks = io.BytesIO(
+        task(1, items, now, DEFAULT_LIMITS) + task(2, items[:3], now, DEFAULT_LIMITS)
+    )
+    answers = io.BytesIO()
+    serve(tasks, answers)  # returns at the end of its input, as when the node closes stdin
+    answers.seek(0)
+    results = []
+    while header := answers.read(HEADER.size):
+        (size,) = HEADER.unpack(header)
+        results.append(pickle.loads(answers.read(size)))
+    assert [number for number, _ in results] == [1, 2]
+    first = results[0][1]
+    kinds = [type(r).__name__ if isinstance(r, Exception) else "AlertRecord" for r in first]
+    assert kinds == expected
+    for (body, _), result in zip(items, first, strict=True):
+        if not isinstance(result, Exception):
+            alert = alert_pb2.Alert.FromString(body)
+            keys = validate(alert, now_ms=now, limits=DEFAULT_LIMITS)
+            assert result == record_fields(alert, keys)
+            assert result[0] == author.key
+    shown = [r if not isinstance(r, Exception) else (type(r), str(r)) for r in results[1][1]]
+    assert shown == [r if not isinstance(r, Exception) else (type(r), str(r)) for r in first[:3]]
+
+
+def test_a_task_whose_sizes_do_not_add_up_is_refused() -> None:
+    with pytest.raises(ValueError, match="sizes"):
+        items_of(array("I", [3, 64]).tobytes(), b"abc")
+    with pytest.raises(ValueError, match="sizes"):
+        items_of(array("I", [3]).tobytes(), b"abc")
+    assert items_of(array("I", [3, 1, 0, 2]).tobytes(), b"abcdef") == [
+        (b"abc", b"d"),
+        (b"", b"ef"),
+    ]
+
+
+@pytest.mark.parametrize("processes", [True, False])
+async def test_records_from_the_verifier_are_those_checked_directly(processes: bool) -> None:
+    """Worker processes (and the thread, for small batches) send back record fields: the
+    records built from them equal check_signed's, and junk gets check_signed's errors."""
+    author, stranger = Author(), Author()
+    roster = Roster.of([Member("m", author.key)])
+    items, _ = hostile_batch(author, stranger)
+    now = now_ms()
+    admitted, direct = [], []
+    for body, signature in items:
+        try:
+            head = decode_head(body, DEFAULT_LIMITS)
+        except AlertmeshError:
+            continue
+        item = Admitted(alert_id(body), body, signature, head)
+        require_author(item, DEFAULT_LIMITS, roster)
+        admitted.append(item)
+        direct.append(check_batch([(body, signature)], roster, now, DEFAULT_LIMITS)[0])
+    if not processes:
+        admitted, direct = admitted[: PROCESS_MIN - 1], direct[: PROCESS_MIN - 1]
+    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
+        checked = await verifier.check(admitted, now)
+        assert bool(verifier._workers) == processes
+    assert len(checked) == len(direct)
+    for mine, theirs in zip(checked, direct, strict=True):
+        if isinstance(theirs, AlertRecord):
+            assert mine == theirs
+        else:
+            assert (type(mine), str(mine)) == (type(theirs), str(theirs))
+    kinds = {type(c).__name__ for c in checked}
+    assert kinds == {"AlertRecord", "InvalidAlert", "InvalidSignature"}
+
+
+def test_require_author_finds_decoding_errors_before_roster_errors() -> None:
+    author, stranger = Author(), Author()
+    roster = Roster.of([Member("m", author.key)])
+    body = stranger.alert().SerializeToString()
+    for junk, error in ((body + b"\x4a\x01\xff", InvalidAlert), (body, UnknownOrigin)):
+        item = Admitted(alert_id(junk), junk, bytes(64), decode_head(junk, DEFAULT_LIMITS))
+        with pytest.raises(error):
+            require_author(item, DEFAULT_LIMITS, roster)

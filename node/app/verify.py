@@ -1,10 +1,13 @@
 """Turning signed bytes from elsewhere into verified records.
 
-The node admits each alert first, on the event loop: its size, that it decodes,
-that its origin is on the roster (about a microsecond each), so that junk costs no
-signature verification. The rest (protocol rules, indicator normalisation, the
-Ed25519 signature) runs off the event loop: a handful of alerts (gossip) on a
-thread, a large batch split over worker processes (node/app/verify_worker.py).
+The node admits each alert first, on the event loop: its size, its head (origin,
+seq, created_at_ms, read without decoding the rest: alerts.decode_head), that its
+origin is on the roster (about a microsecond each), so that junk costs no signature
+verification. The rest (decoding the whole body, protocol rules, indicator
+normalisation, the Ed25519 signature) runs off the event loop: a handful of alerts
+(gossip) on a thread, a large batch split over worker processes
+(node/app/verify_worker.py), which send back the record's fields, so that the event
+loop decodes no body in full.
 
 Processes rather than threads for large batches: libsodium drops the GIL while it
 verifies, but a thread that wants the GIL back while the event loop is busy waits
@@ -31,9 +34,15 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.app.verify_worker import HEADER, Keys, check_rules_and_signature, frame
+from node.app.verify_worker import (
+    HEADER,
+    Result,
+    check_admitted_bytes,
+    check_rules_and_signature,
+    task,
+)
 from node.core import alerts
-from node.core.alerts import AlertRecord
+from node.core.alerts import AlertHead, AlertRecord
 from node.core.errors import AlertmeshError
 from node.core.limits import Limits
 from node.core.roster import Roster
@@ -53,12 +62,13 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class Admitted(NamedTuple):
-    """A received alert that decoded; the node checks its origin before verifying it."""
+    """A received alert whose head decoded (alerts.decode_head); the node checks its
+    origin (require_author) before verifying it."""
 
     id: bytes
     body: bytes
     signature: bytes
-    alert: alert_pb2.Alert
+    head: AlertHead
 
 
 def admit(body: bytes, limits: Limits, roster: Roster) -> alert_pb2.Alert:
@@ -66,6 +76,17 @@ def admit(body: bytes, limits: Limits, roster: Roster) -> alert_pb2.Alert:
     alert = alerts.decode_body(body, limits)
     roster.require_author(alert.origin, alert.seq, alert.created_at_ms)
     return alert
+
+
+def require_author(item: Admitted, limits: Limits, roster: Roster) -> None:
+    """admit()'s verdict on an alert admitted by its head: the roster's error, except
+    that a body that does not decode as a whole fails on that, as it would in admit()."""
+    head = item.head
+    try:
+        roster.require_author(head.origin, head.seq, head.created_at_ms)
+    except AlertmeshError:
+        alerts.decode_body(item.body, limits)
+        raise
 
 
 def check_signed(
@@ -90,15 +111,17 @@ def check_batch(
     return out
 
 
+def _records(items: Sequence[Admitted], results: Sequence[Result]) -> list[Checked]:
+    """Each item's AlertRecord from the fields its check returned, or the error."""
+    return [
+        r if isinstance(r, AlertmeshError) else AlertRecord(item.id, item.body, item.signature, *r)
+        for item, r in zip(items, results, strict=True)
+    ]
+
+
 def _check_admitted(items: Sequence[Admitted], now_ms: int, limits: Limits) -> list[Checked]:
-    out: list[Checked] = []
-    for item in items:
-        try:
-            keys = check_rules_and_signature(item.alert, item.body, item.signature, now_ms, limits)
-            out.append(alerts.make_record(item.body, item.signature, item.alert, keys, item.id))
-        except AlertmeshError as exc:
-            out.append(exc)
-    return out
+    results = check_admitted_bytes([(i.body, i.signature) for i in items], now_ms, limits)
+    return _records(items, results)
 
 
 def _widen(*streams: asyncio.StreamWriter | asyncio.StreamReader | None) -> None:
@@ -127,7 +150,7 @@ class WorkerDied(Exception):
 @dataclass(eq=False)
 class _Worker:
     process: asyncio.subprocess.Process
-    pending: dict[int, asyncio.Future[list[Keys | AlertmeshError]]] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[list[Result]]] = field(default_factory=dict)
 
 
 class Verifier:
@@ -190,12 +213,7 @@ class Verifier:
             self._retry_at = asyncio.get_running_loop().time() + RESPAWN_AFTER_S
             log.error("a verifier process died; checking its batch on a thread")
             return await self._on_thread(items, now_ms)
-        results = (r for part in parts for r in part)
-        return [
-            r if isinstance(r, AlertmeshError)
-            else alerts.make_record(item.body, item.signature, item.alert, r, item.id)
-            for item, r in zip(items, results, strict=True)
-        ]  # fmt: skip
+        return _records(items, [r for part in parts for r in part])
 
     async def _on_thread(self, items: Sequence[Admitted], now_ms: int) -> list[Checked]:
         return await asyncio.get_running_loop().run_in_executor(
@@ -204,21 +222,20 @@ class Verifier:
 
     async def _submit(
         self, workers: list[_Worker], items: Sequence[Admitted], now_ms: int
-    ) -> list[Keys | AlertmeshError]:
+    ) -> list[Result]:
         live = [w for w in workers if w in self._workers and w.process.returncode is None]
         if not live:
             raise WorkerDied
         worker = min(live, key=lambda w: len(w.pending))
         self._tasks += 1
-        future: asyncio.Future[list[Keys | AlertmeshError]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         worker.pending[self._tasks] = future
-        payload = (self._tasks, [(i.body, i.signature) for i in items], now_ms, self.limits)
         stdin = worker.process.stdin
         assert stdin is not None
         try:
-            stdin.write(frame(payload))
+            stdin.write(
+                task(self._tasks, [(i.body, i.signature) for i in items], now_ms, self.limits)
+            )
             await stdin.drain()
         except ConnectionError as exc:
             raise WorkerDied from exc

@@ -21,9 +21,10 @@ The signature is checked by node.crypto; the roster check by node.core.roster.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
@@ -67,9 +68,11 @@ def alert_id(body: bytes) -> bytes:
     return hashlib.sha256(body).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    """A verified alert as the store keeps it: the original bytes plus indexed fields."""
+class AlertRecord(NamedTuple):
+    """A verified alert as the store keeps it: the original bytes plus indexed fields.
+
+    A named tuple, not a frozen dataclass: a node builds one per ingested alert, and a
+    frozen dataclass's __init__ costs about 1.5 µs more (docs/benchmarks.md)."""
 
     id: bytes
     body: bytes
@@ -98,17 +101,74 @@ class AlertRecord:
         return alert_pb2.Alert.FromString(self.body)
 
 
-def decode_body(body: bytes, limits: Limits) -> alert_pb2.Alert:
+def _check_size(body: bytes, limits: Limits) -> None:
     if len(body) > limits.max_body_bytes:
         raise LimitExceeded(
             f"alert body is {len(body)} bytes; the limit is {limits.max_body_bytes}"
         )
     if not body:
         raise InvalidAlert("alert body is empty")
+
+
+_UNDECODABLE = "alert body is not a valid alertmesh.v1.Alert protobuf"
+
+
+def decode_body(body: bytes, limits: Limits) -> alert_pb2.Alert:
+    _check_size(body, limits)
     try:
         return alert_pb2.Alert.FromString(body)
     except DecodeError as exc:
-        raise InvalidAlert("alert body is not a valid alertmesh.v1.Alert protobuf") from exc
+        raise InvalidAlert(_UNDECODABLE) from exc
+
+
+class AlertHead(Protocol):
+    """The fields a node admits a received alert by, before anything is verified."""
+
+    @property
+    def origin(self) -> bytes: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def created_at_ms(self) -> int: ...
+
+
+HEAD_FIELDS = ("origin", "seq", "created_at_ms")
+
+
+def _head_message() -> type[Message]:
+    """A message type of Alert's HEAD_FIELDS alone, made from Alert's own field
+    descriptors: protobuf reads those fields from a body exactly as Alert does (the last
+    occurrence wins in both), and passes over the others in C, about twice as fast as
+    decoding the whole Alert (docs/benchmarks.md)."""
+    alert = descriptor_pb2.DescriptorProto()
+    alert_pb2.Alert.DESCRIPTOR.CopyToProto(alert)
+    file = descriptor_pb2.FileDescriptorProto(
+        name="alertmesh/v1/alert_head.proto", package="alertmesh.v1.head", syntax="proto3"
+    )
+    file.message_type.add(name="AlertHead").field.extend(
+        f for f in alert.field if f.name in HEAD_FIELDS
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("alertmesh.v1.head.AlertHead")
+    )
+
+
+_HEAD = _head_message()
+
+
+def decode_head(body: bytes, limits: Limits) -> AlertHead:
+    """An alert's origin, seq and created_at_ms, as decode_body would read them, and the
+    same size errors. It parses only those fields: a body that decode_body refuses can
+    pass here, and is refused when the whole of it is decoded (decode_body), which
+    every received alert is before it is verified."""
+    _check_size(body, limits)
+    try:
+        head: AlertHead = _HEAD.FromString(body)  # type: ignore[assignment]
+    except DecodeError as exc:
+        raise InvalidAlert(_UNDECODABLE) from exc
+    return head
 
 
 def _check_len(what: str, value: str, limit: int) -> None:
@@ -121,17 +181,20 @@ def validate(
 ) -> tuple[str, ...]:
     """Check the protocol rules; return the alert's index keys (normalised indicators).
     `encrypted`: `alert` is the full view of an encrypted alert (envelope + content)."""
+    # Each read of a field makes a new Python object: the hot ones are read once.
     if len(alert.origin) != KEY_BYTES:
         raise InvalidAlert(f"origin must be a {KEY_BYTES}-byte Ed25519 public key")
-    if alert.seq < 1:
+    seq = alert.seq
+    if seq < 1:
         raise InvalidAlert("seq must be 1 or more")
-    if alert.seq == 1 and alert.prev:
+    if seq == 1 and alert.prev:
         raise InvalidAlert("prev must be empty for an origin's first alert (seq 1)")
-    if alert.seq > 1 and len(alert.prev) != ID_BYTES:
+    if seq > 1 and len(alert.prev) != ID_BYTES:
         raise InvalidAlert(f"prev must be the {ID_BYTES}-byte id of the origin's alert seq-1")
-    if alert.created_at_ms <= 0:
+    created_at_ms = alert.created_at_ms
+    if created_at_ms <= 0:
         raise InvalidAlert("created_at_ms is missing")
-    ahead = alert.created_at_ms - now_ms
+    ahead = created_at_ms - now_ms
     if ahead > limits.max_clock_skew_ms:
         raise InvalidAlert(
             f"created_at is {ahead / 1000:.0f} s in the future; at most "
@@ -148,7 +211,8 @@ def validate(
             raise InvalidAlert(
                 "a TLP:RED alert must be encrypted to its recipients; it cannot travel in clear"
             )
-    if alert.expires_at_ms and alert.expires_at_ms <= alert.created_at_ms:
+    expires_at_ms = alert.expires_at_ms
+    if expires_at_ms and expires_at_ms <= created_at_ms:
         raise InvalidAlert("expires_at_ms must be after created_at_ms")
     if alert.category not in _CATEGORIES:
         raise InvalidAlert(
@@ -160,13 +224,15 @@ def validate(
         raise InvalidAlert(f"unknown TLP marking {alert.tlp}")
     if alert.confidence > 100:
         raise InvalidAlert(f"confidence is {alert.confidence}; it must be 0..100")
-    if not alert.title.strip():
+    title = alert.title
+    if not title.strip():
         raise InvalidAlert("title is empty")
-    _check_len("title", alert.title, limits.max_title_chars)
+    _check_len("title", title, limits.max_title_chars)
     _check_len("description", alert.description, limits.max_description_chars)
-    if len(alert.indicators) > limits.max_indicators:
+    indicators_ = alert.indicators
+    if len(indicators_) > limits.max_indicators:
         raise LimitExceeded(
-            f"{len(alert.indicators)} indicators; the limit is {limits.max_indicators} per alert"
+            f"{len(indicators_)} indicators; the limit is {limits.max_indicators} per alert"
         )
     if len(alert.references) > limits.max_references:
         raise LimitExceeded(
@@ -179,8 +245,8 @@ def validate(
     for link in alert.links:
         _check_link(
             link,
-            has_indicators=bool(alert.indicators),
-            created_at_ms=alert.created_at_ms,
+            has_indicators=bool(indicators_),
+            created_at_ms=created_at_ms,
             skew_ms=limits.max_clock_skew_ms,
         )
     if len(alert.recipients) > limits.max_recipients:
@@ -230,20 +296,31 @@ def link_key(target: bytes) -> str:
 
 
 def link_keys(alert: alert_pb2.Alert) -> tuple[str, ...]:
+    if not alert.links:  # most alerts
+        return ()
     return tuple(dict.fromkeys(link_key(link.alert_id) for link in alert.links if link.alert_id))
+
+
+def links_to_alerts(index_keys: tuple[str, ...]) -> bool:
+    """Whether index keys from validate() hold a link key. validate() puts them after
+    every indicator key (which never starts with LINK_KEY_PREFIX), so looking at the last
+    key is enough."""
+    return bool(index_keys) and index_keys[-1].startswith(LINK_KEY_PREFIX)
 
 
 def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
     """The store keys of an alert's indicators (each normalised strictly); the error of
     the first indicator that is not valid."""
     keys: list[str] = []
+    limit = limits.max_indicator_chars
     for i, ind in enumerate(alert.indicators):
-        _check_len(f"indicator {i}", ind.value, limits.max_indicator_chars)
+        value = ind.value
+        if len(value) > limit:
+            _check_len(f"indicator {i}", value, limit)
         try:
-            normal = indicators.normalize(ind.type, ind.value, strict=True)
+            keys += indicators.flagged_keys(ind.type, value)
         except InvalidIndicator as exc:
             raise InvalidIndicator(f"indicator {i}: {exc}") from exc
-        keys.extend(indicators.index_keys(normal))
     return tuple(dict.fromkeys(keys))
 
 
@@ -318,6 +395,25 @@ def _check_succession(alert: alert_pb2.Alert) -> None:
             f"a key succession's previous_head is the {ID_BYTES}-byte id of the previous "
             "key's last alert, and empty when previous_seq is 0"
         )
+
+
+RecordFields = tuple[bytes, int, bytes, int, int, int, int, int, str, tuple[str, ...]]
+
+
+def record_fields(alert: alert_pb2.Alert, keys: tuple[str, ...]) -> RecordFields:
+    """AlertRecord's fields from `origin` on, as a verifier process sends them back."""
+    return (
+        alert.origin,
+        alert.seq,
+        alert.prev,
+        alert.created_at_ms,
+        alert.expires_at_ms,
+        alert.category,
+        alert.severity,
+        alert.confidence,
+        alert.title,
+        keys,
+    )
 
 
 def make_record(

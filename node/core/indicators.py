@@ -143,6 +143,20 @@ def type_name(t: int) -> str:
 
 def normalize(type: int, value: str, *, strict: bool = True) -> Indicator:
     """The canonical form of a typed value; InvalidIndicator says why it is not valid."""
+    return Indicator(type, _normal(type, value, strict))
+
+
+def flagged_keys(type: int, value: str) -> list[str]:
+    """index_keys(normalize(type, value)), without the Indicator in between: a node
+    runs this for every indicator of every alert it receives."""
+    normal = _normal(type, value, True)
+    prefix = _SCOPED_PREFIX.get(type)
+    if prefix is None:
+        return [f"{_EXACT_PREFIX[type]}:{normal}"]
+    return _scoped_keys(prefix, type, normal)
+
+
+def _normal(type: int, value: str, strict: bool) -> str:
     name = _NAME_OF_TYPE.get(type)
     if name is None:
         raise InvalidIndicator(f"unknown indicator type {type}; use one of {', '.join(TYPE_NAMES)}")
@@ -154,7 +168,7 @@ def normalize(type: int, value: str, *, strict: bool = True) -> Indicator:
     if not text:
         raise InvalidIndicator(f"{name} is empty")
     try:
-        return Indicator(type, _NORMALIZERS[type](text, strict))
+        return _NORMALIZERS[type](text, strict)
     except _Reason as exc:
         shown = text if len(text) <= 100 else text[:100] + "…"
         raise InvalidIndicator(f"{name} '{shown}': {exc}") from None
@@ -181,7 +195,11 @@ def index_keys(ind: Indicator) -> list[str]:
     prefix = _SCOPED_PREFIX.get(ind.type)
     if prefix is None:
         return [_exact_key(ind)]
-    scope, family, ident = _scoped(ind)
+    return _scoped_keys(prefix, ind.type, ind.value)
+
+
+def _scoped_keys(prefix: str, type: int, value: str) -> list[str]:
+    scope, family, ident = _scoped(type, value)
     if not scope:
         return [f"{prefix}f:{family}{ident}", f"{prefix}a:{family}{ident}"]
     if family is None:
@@ -194,7 +212,7 @@ def lookup_keys(ind: Indicator) -> list[str]:
     t, v = ind.type, ind.value
     prefix = _SCOPED_PREFIX.get(t)
     if prefix is not None:
-        scope, family, ident = _scoped(ind)
+        scope, family, ident = _scoped(t, v)
         if not scope:
             return [f"{prefix}f:{family}{ident}"]
         if family is None:
@@ -219,10 +237,10 @@ def _exact_key(ind: Indicator) -> str:
     return f"{_EXACT_PREFIX[ind.type]}:{ind.value}"
 
 
-def _scoped(ind: Indicator) -> tuple[str, str | None, str]:
+def _scoped(type: int, value: str) -> tuple[str, str | None, str]:
     """(scope, "FAM:" or None, ident) of an address or tx; for a handle FAM: is ""."""
-    scope, _, ident = ind.value.rpartition(":")
-    if ind.type == HANDLE:
+    scope, _, ident = value.rpartition(":")
+    if type == HANDLE:
         return scope, "", ident
     family = chains.family(scope, ident)
     return scope, None if family is None else f"{family}:", ident
