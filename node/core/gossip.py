@@ -34,6 +34,14 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    the requested alerts we still remember; IWANT is answered the same way.
 6. A node keeps one eager peer at least: when the last one is pruned, goes down or is
    backlogged, a random lazy peer is grafted.
+9. The rooted tree (node/core/gossip_tree.py, rules T1-T5), once the runtime gives the
+   core its member key: the eager links are each node's link to its parent (the peer
+   one step closer to the root, the smallest key) and its children's links to it.
+   Over a link to a peer that sends TREE frames, rule 2 does not apply (the tree says
+   which links are eager), a tree link is never pruned (rule 3 prunes only repair
+   links, at once, with no load damping: pruning them cannot cut the tree), and a
+   PRUNE on a tree link is ignored. Links to peers that never send TREE frames follow
+   rules 1-8 alone.
 7. Backpressure: `on_peer_backlogged` demotes a slow peer to lazy (PRUNE) and keeps it
    lazy for `backlog_backoff`. A lazy peer is sent at most `ihave_max_ids` ids per
    `ihave_interval`; at most `max_queue_ids` wait, and the oldest are dropped first.
@@ -51,6 +59,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from node.core.gossip_tree import Advert, TreeRouter
 from node.core.gossip_types import (
     Action,
     GossipParams,
@@ -61,6 +70,7 @@ from node.core.gossip_types import (
     SendIHave,
     SendIWant,
     SendPrune,
+    SendTree,
 )
 
 __all__ = [  # with what gossip_types defines: callers import it all from here
@@ -74,12 +84,14 @@ __all__ = [  # with what gossip_types defines: callers import it all from here
     "SendIHave",
     "SendIWant",
     "SendPrune",
+    "SendTree",
 ]
 
 
 @dataclass(slots=True)
 class _Peer:
     eager: bool
+    tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in _Seen.known / _Seen.asked
     backlogged_until: float = -math.inf
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
@@ -131,18 +143,32 @@ class Gossip:
         self._awaited_abandoned = 0
         self._free_bits: list[int] = []  # bits of peers gone, for reuse
         self._next_bit = 1
+        self._tree: TreeRouter | None = None
+
+    def set_key(self, key: bytes) -> None:
+        """This node's member key: it turns on the rooted tree (rule 9) unless
+        `params.tree` is False. Call it before the first session."""
+        if self.params.tree and self._tree is None:
+            self._tree = TreeRouter(key, self.params)
 
     # -- sessions ---------------------------------------------------------------------
 
-    def peer_up(self, peer: bytes, now: float) -> list[Action]:
-        """A gossip session with `peer` opened. It starts eager while we have room."""
+    def peer_up(self, peer: bytes, now: float, rtt: float | None = None) -> list[Action]:
+        """A gossip session with `peer` opened. It starts eager while we have room, until
+        the peer's first TREE frame says whether it is a tree link. `rtt`: the session's
+        measured round trip in seconds, if the runtime has it (the tree's link cost)."""
         self._expire(now)
-        if peer not in self._peers:
-            bit = self._free_bits.pop() if self._free_bits else self._next_bit
-            if bit == self._next_bit:
-                self._next_bit <<= 1
-            self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager, bit=bit)
-        return []
+        if peer in self._peers:
+            return []
+        bit = self._free_bits.pop() if self._free_bits else self._next_bit
+        if bit == self._next_bit:
+            self._next_bit <<= 1
+        self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager, bit=bit)
+        actions: list[Action] = []
+        if self._tree is not None:
+            self._tree.add(peer, rtt)
+            self._tree_sync(now, actions)
+        return actions
 
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
         """The session closed: forget the peer, and ask others for what it owed us."""
@@ -155,6 +181,10 @@ class Gossip:
             seen.known &= keep
             seen.asked &= keep
         self._free_bits.append(state.bit)
+        actions: list[Action] = []
+        if self._tree is not None:
+            self._tree.remove(peer)
+            self._tree_sync(now, actions)
         for id, missing in self._missing.items():
             if peer in missing.announcers:
                 missing.announcers.remove(peer)
@@ -162,7 +192,6 @@ class Gossip:
                 missing.creator = None
             if missing.asked and missing.asked[-1] == peer:
                 self._schedule(id, missing, now)  # no use waiting for its answer
-        actions: list[Action] = []
         if state.eager:
             self._keep_one_eager(now, actions)
         self._fire_missing(now, actions)
@@ -213,8 +242,11 @@ class Gossip:
             if missing is not None:  # whoever announced it has it
                 seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
+            if self._tree is not None:
+                self._tree.delivered(peer)
             if (
                 state is not None
+                and state.tree is None
                 and not state.eager
                 and not asked & state.bit
                 and not self._backlogged(state, now)
@@ -232,7 +264,13 @@ class Gossip:
             seen.known |= state.bit
             if seen.asked & state.bit:
                 return actions  # a late answer to our own request
-        if state.eager and self._rng.random() * len(self._recent) >= self.params.prune_rate:
+        if state.tree:
+            return actions  # rule 9: a tree link stays
+        if (
+            state.tree is None
+            and state.eager
+            and self._rng.random() * len(self._recent) >= self.params.prune_rate
+        ):
             return actions  # rule 3: leave this cycle to a later duplicate
         self._demote(peer, state, actions)
         self._keep_one_eager(now, actions, exclude=peer)
@@ -348,9 +386,22 @@ class Gossip:
             return []
         state.prunes_received += 1
         actions: list[Action] = []
-        if state.eager:
+        if state.eager and not state.tree:
             state.eager = False
             self._keep_one_eager(now, actions, exclude=peer)
+        return actions
+
+    def on_tree(
+        self, peer: bytes, root: bytes, cost: int, parent: bool, now: float
+    ) -> list[Action]:
+        """`peer` says where it sits in the tree: its root, its cost to it, and whether
+        we are its parent (rule 9). Ignored when the tree is off."""
+        self._expire(now)
+        if self._tree is None or peer not in self._peers:
+            return []
+        self._tree.heard(peer, Advert(root, cost, parent))
+        actions: list[Action] = []
+        self._tree_sync(now, actions)
         return actions
 
     # -- time -------------------------------------------------------------------------
@@ -380,6 +431,11 @@ class Gossip:
 
     def lazy_peers(self) -> frozenset[bytes]:
         return frozenset(p for p, s in self._peers.items() if not s.eager)
+
+    def tree_position(self) -> tuple[bytes, int, bytes | None] | None:
+        """(root, cost, parent) in the rooted tree; None when the tree is off."""
+        t = self._tree
+        return None if t is None else (t.root, t.cost, t.parent)
 
     def peer_stats(self, peer: bytes, now: float) -> PeerStats | None:
         s = self._peers.get(peer)
@@ -451,6 +507,8 @@ class Gossip:
             if seen.known & state.bit:
                 continue
             seen.known |= state.bit
+            if state.tree and not state.eager and not self._backlogged(state, now):
+                state.eager = True  # a tree link whose backlog has passed
             if state.eager:
                 state.alerts_sent += 1
                 actions.append(SendAlerts(peer, (id,)))
@@ -500,6 +558,8 @@ class Gossip:
     ) -> None:
         if self._eager_count() > 0:
             return
+        if self._tree is not None and any(s.tree is not None for s in self._peers.values()):
+            return  # rule 9: the tree links this node in (or will, once it settles)
         candidates = [
             p for p, s in self._peers.items() if p != exclude and not self._backlogged(s, now)
         ]
@@ -552,6 +612,9 @@ class Gossip:
             (iwants if pull else grafts).setdefault(target, []).append(id)
         if grafts:
             self._add_awaited_from(grafts, now)
+            if self._tree is not None and self._tree.parent is not None:
+                self._tree.strike(now)  # T5: the parent did not deliver in time
+                self._tree_sync(now, actions)
         step = self.params.ihave_max_ids
         for peer, ids in grafts.items():
             state = self._peers[peer]
@@ -576,3 +639,21 @@ class Gossip:
                     self._schedule(id, missing, now + self.params.graft_retry)
                     ids.append(id)
                     break
+
+    def _tree_sync(self, now: float, actions: list[Action]) -> None:
+        """Choose the parent again; make tree links eager and former tree links lazy;
+        tell peers of any change in our position (rule 9)."""
+        tree = self._tree
+        assert tree is not None
+        tree.update(now)
+        for peer, state in self._peers.items():
+            if not tree.aware(peer):
+                continue
+            link = tree.tree_link(peer)
+            if link == state.tree:
+                continue
+            state.tree = link
+            state.eager = link and not self._backlogged(state, now)
+        for peer, advert in tree.adverts():
+            actions.append(SendTree(peer, advert.root, advert.cost, advert.parent))
+        self._keep_one_eager(now, actions)

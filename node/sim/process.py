@@ -44,6 +44,7 @@ class Session:
     links: list[Link | None] = field(default_factory=lambda: [None, None])
     last_arrival: list[float] = field(default_factory=lambda: [0.0, 0.0])  # per receiving side
     handshake_arrival: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    challenged: float = 0.0  # when the acceptor sent its Challenge
 
 
 @dataclass(eq=False, slots=True)
@@ -59,6 +60,7 @@ class Link:
     transmit: Callable[[Link, Frame], bool]
     outbox: deque[float] = field(default_factory=deque)  # when queued frames leave the uplink
     engine_session: PeerSession[Link] | None = None  # an honest process's, once admitted
+    rtt: float | None = None  # the handshake's round trip, as this side measured it
 
     def send(self, frame: Frame) -> bool:
         """Queue a frame; False when the outbox is full (the frame is not sent)."""

@@ -104,6 +104,7 @@ class Sessions:
                 return
             session.epochs[ACCEPTOR] = acceptor.epoch
             acceptor.sessions[session.id] = session
+            session.challenged = self.now
             self._transmit(session, DIALER, Handshake(Kind.CHALLENGE))
             self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, ACCEPTOR)
         elif frame.kind is Kind.CHALLENGE:
@@ -128,6 +129,8 @@ class Sessions:
             peer=self.hosts[peer].key,
             role="dialer" if side == DIALER else "acceptor",
             transmit=self._send,
+            # Hello to Challenge, or Challenge to Auth: what either side can time.
+            rtt=self.now - (session.started if side == DIALER else session.challenged),
         )
         session.links[side] = link
         self.loop.record(T_OPEN, me, peer, session.id)
