@@ -36,6 +36,7 @@ from node.core.peer_engine import (  # re-exported: the engine's limits and coun
     SERVE_FRAME_BYTES,
     PeerCounters,
 )
+from node.core.redial import Backoff
 from node.core.roster import Member
 from node.rpc.peer_transport import FrameTransport, HandshakeFailed, PeerSecurity, PinMismatch, dial
 from node.store.base import PutOutcome
@@ -54,9 +55,6 @@ log = logging.getLogger(__name__)
 
 OUTBOX_FRAMES = 1024  # frames queued to one peer before it counts as backlogged
 CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 10.0
-STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
 
 
 @dataclass
@@ -115,6 +113,7 @@ class PeerManager:
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
+        self._session_opened = asyncio.Event()  # replaced at each open: R2 wakes dial loops
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
         self.blocked: set[bytes] = set()
         # Alerts received and still being verified/stored: an IHAVE for one of them must
@@ -206,14 +205,14 @@ class PeerManager:
                 )
 
     async def _dial_loop(self, member: Member) -> None:
-        backoff = BACKOFF_MIN_S
+        backoff = Backoff()  # node/core/redial.py: R1, R2
         rng = random.Random()
         while True:
             # The roster may have been reloaded since (a new address or TLS pin).
             member = self.node.roster.get(member.key) or member
             if member.key in self.blocked:
                 await self._unblocked.wait()
-                backoff = BACKOFF_MIN_S
+                backoff = Backoff()
                 continue
             existing = self.links.get(member.key)
             if existing is not None:  # the peer dialed us: use that session
@@ -243,10 +242,12 @@ class PeerManager:
                 )
             if failed:
                 self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
-            if self.now() - started > STABLE_SESSION_S:
-                backoff = BACKOFF_MIN_S
-            await asyncio.sleep(backoff * (0.5 + rng.random()))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            wait = backoff.wait_after(self.now() - started, rng.random())
+            opened = self._session_opened
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await opened.wait()  # R2: a session with some peer opened
+                    await asyncio.sleep(backoff.network_up(rng.random()))
 
     async def _timers(self) -> None:
         """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
@@ -292,6 +293,8 @@ class PeerManager:
         if session is None:  # both sides dialed: the other session is kept
             return
         link.session = session
+        self._session_opened.set()
+        self._session_opened = asyncio.Event()
         log.info(
             "session with %s open (%s)", name, role, extra={"event": "session_open", "peer": name}
         )
@@ -372,6 +375,9 @@ class PeerManager:
                 actions = engine.on_graft(s, frame.graft.ids, now)
             elif kind == "prune":
                 actions = engine.on_prune(s, now)
+            elif kind == "tree":
+                t = frame.tree
+                actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
@@ -615,6 +621,9 @@ def _encode(frame: pe.Frame) -> pb.PeerFrame:
         return pb.PeerFrame(graft=pb.Graft(ids=frame.ids))
     if isinstance(frame, pe.PruneFrame):
         return pb.PeerFrame(prune=pb.Prune())
+    if isinstance(frame, pe.TreeFrame):
+        position = pb.TreePosition(root=frame.root, cost=frame.cost, parent=frame.parent)
+        return pb.PeerFrame(tree=position)
     if isinstance(frame, pe.DigestFrame):
         return pb.PeerFrame(digest=pb.SummaryDigest(digest=frame.digest))
     if isinstance(frame, pe.VectorFrame):

@@ -243,7 +243,10 @@ class Gossip:
                 seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
             if self._tree is not None:
-                self._tree.delivered(peer)
+                if not asked:
+                    self._tree.delivered(peer)
+                elif self._tree.strike(now):  # T5: the tree did not bring it, a request did
+                    self._tree_sync(now, actions)
             if (
                 state is not None
                 and state.tree is None
@@ -386,6 +389,10 @@ class Gossip:
             return []
         state.prunes_received += 1
         actions: list[Action] = []
+        if state.tree and self._tree is not None:
+            # Only a stale view of the tree prunes a tree link: set it right.
+            self._tree.pruned(peer)
+            self._tree_sync(now, actions)
         if state.eager and not state.tree:
             state.eager = False
             self._keep_one_eager(now, actions, exclude=peer)
@@ -612,9 +619,6 @@ class Gossip:
             (iwants if pull else grafts).setdefault(target, []).append(id)
         if grafts:
             self._add_awaited_from(grafts, now)
-            if self._tree is not None and self._tree.parent is not None:
-                self._tree.strike(now)  # T5: the parent did not deliver in time
-                self._tree_sync(now, actions)
         step = self.params.ihave_max_ids
         for peer, ids in grafts.items():
             state = self._peers[peer]

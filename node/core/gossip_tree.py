@@ -25,10 +25,15 @@ T3. The parent is the peer giving the smallest root, then the smallest cost thro
 T4. The parent link and the child links (peers that name this node as their parent)
     are the tree links. The gossip core keeps them eager and never prunes them for a
     duplicate; other links are lazy, except repair links a GRAFT opened for a while.
-T5. A parent that lets IHAVEs beat its pushes (a GRAFT timer fires while it is the
-    parent) `tree_strikes` times without delivering a first copy in between is passed
-    over for `tree_penalty` seconds: a silent or withholding member does not stay a
-    parent. Members that never send a TREE frame are never parents at all.
+T5. A parent that lets IHAVEs beat its pushes (a first copy arrives as the answer to
+    our GRAFT or IWANT, not down the tree) `tree_strikes` times without delivering a
+    first copy in between is passed over for `tree_penalty` seconds: a silent or
+    withholding member does not stay a parent. Members that never send a TREE frame
+    are never parents at all. Junk ids announced by a flooder never arrive, so they
+    count against nobody.
+T6. Only a stale view prunes a tree link (a TREE frame lost or overtaken): a PRUNE
+    from the parent makes us send it our position again; a PRUNE from a child means it
+    has left us.
 """
 
 from __future__ import annotations
@@ -90,15 +95,30 @@ class TreeRouter:
         if peer == self.parent:
             self._peers[peer].strikes = 0
 
-    def strike(self, now: float) -> None:
-        """T5: a GRAFT timer fired: the parent's push lost the race to an IHAVE."""
+    def strike(self, now: float) -> bool:
+        """T5: a first copy came as the answer to a GRAFT or IWANT, not down the tree.
+        True if the parent is now passed over (choose again)."""
         n = self._peers.get(self.parent) if self.parent is not None else None
         if n is None:
-            return
+            return False
         n.strikes += 1
-        if n.strikes >= self.params.tree_strikes:
-            n.strikes = 0
-            n.barred_until = now + self.params.tree_penalty
+        if n.strikes < self.params.tree_strikes:
+            return False
+        n.strikes = 0
+        n.barred_until = now + self.params.tree_penalty
+        return True
+
+    def pruned(self, peer: bytes) -> None:
+        """A PRUNE came over a tree link: one side's view is out of date (a TREE frame
+        lost or overtaken). From our parent: it does not know we are its child, so tell
+        it again. From a child: it no longer takes us as its parent."""
+        n = self._peers.get(peer)
+        if n is None:
+            return
+        if peer == self.parent:
+            n.sent = None
+        elif n.heard is not None and n.heard.parent:
+            n.heard = Advert(n.heard.root, n.heard.cost, False)
 
     # -- what the gossip core asks ----------------------------------------------------
 

@@ -21,6 +21,7 @@ from node.core.errors import AlertmeshError
 from node.core.gossip import GossipParams
 from node.core.limits import Limits
 from node.core.peer_engine import PeerSession
+from node.core.redial import Backoff
 from node.core.roster import Roster
 from node.crypto import Identity
 from node.sim.store import SimStore
@@ -117,7 +118,8 @@ class Host:
     crashes: list[float] = field(default_factory=list)  # crashes[e - 1]: end of epoch e
     sessions: dict[int, Session] = field(default_factory=dict)  # pending or open
     wake_at: float | None = None
-    backoff: dict[int, float] = field(default_factory=dict)  # per dial target
+    backoff: dict[int, Backoff] = field(default_factory=dict)  # per dial target
+    waiting: dict[int, int] = field(default_factory=dict)  # dial targets in backoff: token
     dial_started: dict[int, float] = field(default_factory=dict)
 
     @property

@@ -8,7 +8,8 @@ latency, order, loss, partitions). It also wakes processes at their deadlines.
 
 from __future__ import annotations
 
-from node.app.peers import BACKOFF_MAX_S, BACKOFF_MIN_S, OUTBOX_FRAMES, STABLE_SESSION_S
+from node.app.peers import OUTBOX_FRAMES
+from node.core.redial import Backoff
 from node.rpc.peer_transport import HANDSHAKE_TIMEOUT_S, KEEPALIVE_OPTIONS
 from node.sim.loop import EventLoop
 from node.sim.metrics import Recorder
@@ -33,6 +34,7 @@ class Sessions:
         self.sessions: dict[int, Session] = {}  # not closed on both sides yet
         self._session_ids = 0
         self.backlogged = 0  # frames refused because an outbox was full
+        self._dial_tokens = 0
 
     @property
     def now(self) -> float:
@@ -86,13 +88,27 @@ class Sessions:
         self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, DIALER)
 
     def _redial(self, host: Host, target: int) -> None:
-        """What PeerManager._dial_loop does after a session ends or a dial fails."""
-        backoff = host.backoff.get(target, BACKOFF_MIN_S)
-        if self.now - host.dial_started.get(target, self.now) > STABLE_SESSION_S:
-            backoff = BACKOFF_MIN_S
-        host.backoff[target] = min(backoff * 2, BACKOFF_MAX_S)
-        delay = backoff * (0.5 + self.net.random())
-        self.loop.after(delay, self._dial, host.index, target, host.epoch)
+        """What PeerManager._dial_loop does after a session ends or a dial fails (R1)."""
+        backoff = host.backoff.setdefault(target, Backoff())
+        lasted = self.now - host.dial_started.get(target, self.now)
+        self._dial_later(host, target, backoff.wait_after(lasted, self.net.random()))
+
+    def _dial_later(self, host: Host, target: int, delay: float) -> None:
+        self._dial_tokens += 1
+        token = host.waiting[target] = self._dial_tokens
+        self.loop.after(delay, self._dial_due, host.index, target, host.epoch, token)
+
+    def _dial_due(self, index: int, target: int, epoch: int, token: int) -> None:
+        host = self.hosts[index]
+        if host.waiting.get(target) == token:
+            del host.waiting[target]
+            self._dial(index, target, epoch)
+
+    def _network_up(self, host: Host) -> None:
+        """R2 (node/core/redial.py): a session opened, so dials in backoff are due now."""
+        for target in list(host.waiting):
+            wait = host.backoff.setdefault(target, Backoff()).network_up(self.net.random())
+            self._dial_later(host, target, wait)
 
     def _handshake(self, session: Session, to_side: int, frame: Handshake) -> None:
         dialer, acceptor = (self.hosts[i] for i in session.hosts)
@@ -138,6 +154,7 @@ class Sessions:
         assert host.process is not None
         host.process.session_up(link)
         self._touch(host)
+        self._network_up(host)
 
     def _end_side(self, session: Session, side: int, notify: bool) -> None:
         state = session.state[side]
