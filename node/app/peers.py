@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import OrderedDict
@@ -114,6 +115,7 @@ class PeerManager:
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
         self._session_opened = asyncio.Event()  # replaced at each open: R2 wakes dial loops
+        self._last_open = -math.inf
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
         self.blocked: set[bytes] = set()
         # Alerts received and still being verified/stored: an IHAVE for one of them must
@@ -242,7 +244,8 @@ class PeerManager:
                 )
             if failed:
                 self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
-            wait = backoff.wait_after(self.now() - started, rng.random())
+            up = self._last_open > started
+            wait = backoff.wait_after(self.now() - started, rng.random(), up)
             opened = self._session_opened
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -295,6 +298,7 @@ class PeerManager:
         link.session = session
         self._session_opened.set()
         self._session_opened = asyncio.Event()
+        self._last_open = self.now()
         log.info(
             "session with %s open (%s)", name, role, extra={"event": "session_open", "peer": name}
         )

@@ -8,10 +8,12 @@ R1. After a session ends or a dial fails, wait `backoff × U(0.5, 1.5)`. The bac
     longer than STABLE_SESSION_S (a session that worked) starts it over.
 R2. When a session with any peer opens, every dial waiting out its backoff is due
     again (after `BACKOFF_MIN_S × U(0.5, 1.5)`), and its backoff starts over: the
-    network evidently works again. Without it, after a partition heals the dials that
-    failed during the cut wait up to BACKOFF_MAX_S × 1.5 more, and a member whose
-    every peer was across the cut stays cut off that long. With it, the first
-    sessions across the healed cut set off the others, node by node.
+    network evidently works again. A dial attempt that fails after some session
+    opened (it started before, and waited out its handshake) waits as little.
+    Without R2, after a partition heals the dials that failed during the cut wait up
+    to BACKOFF_MAX_S × 1.5 more, and a member whose every peer was across the cut
+    stays cut off that long. With it, the first sessions across the healed cut set
+    off the others, node by node.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ class Backoff:
 
     delay: float = BACKOFF_MIN_S
 
-    def wait_after(self, lasted: float, draw: float) -> float:
+    def wait_after(self, lasted: float, draw: float, network_up: bool = False) -> float:
         """R1: the attempt (or session) ended after `lasted` seconds; `draw` is U(0, 1).
-        Returns how long to wait before dialing again."""
-        if lasted > STABLE_SESSION_S:
+        `network_up`: a session with some peer opened while it ran (R2). Returns how
+        long to wait before dialing again."""
+        if lasted > STABLE_SESSION_S or network_up:
             self.delay = BACKOFF_MIN_S
         wait = self.delay * (0.5 + draw)
         self.delay = min(self.delay * 2, BACKOFF_MAX_S)

@@ -20,6 +20,9 @@ from node.sim.wire import Frame, Handshake, Kind, traffic_class, wire_size
 _KEEPALIVE = dict(KEEPALIVE_OPTIONS)
 KEEPALIVE_S = float(_KEEPALIVE["grpc.keepalive_time_ms"]) / 1000
 KEEPALIVE_TIMEOUT_S = float(_KEEPALIVE["grpc.keepalive_timeout_ms"]) / 1000
+# TCP resends an unanswered SYN after 1, 3, 7 s (Linux: initial RTO 1 s, doubling), so a
+# dial that started during a partition connects at the next resend after the heal.
+SYN_RESENDS_S = (1.0, 3.0, 7.0)
 
 # Trace record types.
 T_FRAME, T_WAKE, T_PUBLISH, T_CRASH, T_START, T_OPEN, T_CLOSE = range(1, 8)
@@ -85,13 +88,25 @@ class Sessions:
         self.sessions[session.id] = session
         host.sessions[session.id] = session
         self._transmit(session, ACCEPTOR, Handshake(Kind.HELLO))
+        for resend in SYN_RESENDS_S:
+            if resend < HANDSHAKE_TIMEOUT_S:
+                self.loop.after(resend, self._resend_hello, session)
         self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, DIALER)
+
+    def _resend_hello(self, session: Session) -> None:
+        """The dial's SYN went unanswered (lost in a partition): TCP sends it again."""
+        acceptor = self.hosts[session.hosts[ACCEPTOR]]
+        if session.state[DIALER] == PENDING and session.id not in acceptor.sessions:
+            self._transmit(session, ACCEPTOR, Handshake(Kind.HELLO))
 
     def _redial(self, host: Host, target: int) -> None:
         """What PeerManager._dial_loop does after a session ends or a dial fails (R1)."""
         backoff = host.backoff.setdefault(target, Backoff())
-        lasted = self.now - host.dial_started.get(target, self.now)
-        self._dial_later(host, target, backoff.wait_after(lasted, self.net.random()))
+        started = host.dial_started.get(target, self.now)
+        up = host.last_open > started
+        self._dial_later(
+            host, target, backoff.wait_after(self.now - started, self.net.random(), up)
+        )
 
     def _dial_later(self, host: Host, target: int, delay: float) -> None:
         self._dial_tokens += 1
@@ -106,6 +121,7 @@ class Sessions:
 
     def _network_up(self, host: Host) -> None:
         """R2 (node/core/redial.py): a session opened, so dials in backoff are due now."""
+        host.last_open = self.now
         for target in list(host.waiting):
             wait = host.backoff.setdefault(target, Backoff()).network_up(self.net.random())
             self._dial_later(host, target, wait)
