@@ -60,6 +60,10 @@ def _tree_eccentricity(
     return max(s[0] for s in seen.values()), max(s[1] for s in seen.values())
 
 
+def _plus(latency: Callable[[int, int], float], extra: float) -> Callable[[int, int], float]:
+    return lambda u, v: latency(u, v) + extra
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -87,8 +91,7 @@ def bounds(
         [max(h.values()) for h in fewest])  # fmt: skip
     root = min(graph, key=lambda i: world.hosts[i].key)
     for hop_ms in HOP_COSTS_MS:
-        extra = hop_ms / 1000
-        _, _, parent = _dijkstra(graph, lambda u, v, x=extra: latency(u, v) + x, root)
+        _, _, parent = _dijkstra(graph, _plus(latency, hop_ms / 1000), root)
         tree: dict[int, list[int]] = {u: [] for u in graph}
         for child, up in parent.items():
             if up is not None:
