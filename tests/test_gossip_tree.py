@@ -13,7 +13,7 @@ from node.core.gossip import (
     Gossip,
     GossipParams,
     SendAlerts,
-    SendGraft,
+    SendIWant,
     SendPrune,
     SendTree,
 )
@@ -145,17 +145,32 @@ def test_a_repair_link_is_pruned_at_its_first_duplicate() -> None:
     assert g.eager_peers() == {A}
 
 
-def test_a_prune_over_a_tree_link_repairs_the_view_that_caused_it() -> None:
-    g = node((A, None), (B, None))
+def test_a_stale_view_of_a_link_is_set_right() -> None:
+    g = node((A, None), (B, None), (C, None))
     g.on_tree(A, ROOT, 0, False, 0.0)
     g.on_tree(B, ROOT, 100, True, 0.0)
-    # Our parent did not get our TREE frame (lost, or overtaken): it prunes us.
+    g.on_tree(C, ROOT, 100, False, 0.0)
+    # Our parent did not get our TREE frame (lost, or overtaken): it prunes us. We tell
+    # it again that it is our parent, and keep pushing to it.
     actions = g.on_prune(A, 1.0)
     assert trees(actions)[A] == SendTree(A, ROOT, 75, True)
     assert A in g.eager_peers()
-    # A child that prunes us has left us.
-    g.on_prune(B, 1.0)
-    assert g.eager_peers() == {A}
+    # C pushes to us over a link we hold lazy: it missed a TREE frame of ours.
+    g.on_alert(A, aid(1), True, 2.0)
+    actions = g.on_alert(C, aid(1), False, 2.1)
+    assert trees(actions)[C] == SendTree(C, ROOT, 75, False)
+
+
+def test_a_backlogged_tree_link_is_announced_to_without_a_prune() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 100, True, 0.0)
+    assert g.on_peer_backlogged(B, 1.0) == []  # no PRUNE: it would unsettle B's view
+    assert B not in g.eager_peers()
+    assert [a.peer for a in g.publish(aid(1), 2.0) if isinstance(a, SendAlerts)] == [A]
+    # Once the backoff has passed it is pushed to again.
+    later = 2.0 + P.backlog_backoff
+    assert B in [a.peer for a in g.publish(aid(2), later) if isinstance(a, SendAlerts)]
 
 
 def test_a_parent_that_never_delivers_is_passed_over() -> None:
@@ -165,10 +180,11 @@ def test_a_parent_that_never_delivers_is_passed_over() -> None:
     assert g.tree_position() == (ROOT, 75, A)
     t = 1.0
     for n in range(P.tree_strikes):
-        # The alert is announced by B, the timer fires, we GRAFT B, B delivers.
+        # The alert is announced by B, the timer fires, we ask B, B delivers. On the
+        # tree a missing alert is pulled (IWANT): the links stay as they are.
         g.on_ihave(B, [aid(n)], t, never)
         actions = g.handle_timer(t + 2 * P.graft_timeout)
-        assert any(isinstance(a, SendGraft) and a.peer == B for a in actions)
+        assert SendIWant(B, (aid(n),)) in actions
         actions = g.on_alert(B, aid(n), True, t + 2.5)
         t += 5
     assert g.tree_position() == (ROOT, 115, B)
@@ -190,16 +206,17 @@ def test_a_parent_that_delivers_in_between_is_kept() -> None:
 
 
 def test_peers_that_send_no_tree_frames_follow_the_plain_rules() -> None:
-    # An older node, or a silent one: never a parent; a first copy from it still makes
-    # the link eager (rule 2) and a duplicate still prunes it (rule 3).
+    # An older node, or a silent one: never a parent, and its link starts lazy (a silent
+    # member gets ids, not alerts); a first copy from it makes the link eager (rule 2),
+    # a GRAFT from it too (rule 5), and a duplicate prunes it (rule 3).
     g = node((A, None), (B, None), (C, None), (ROOT, None))
     assert g.tree_position() == (ME, 0, None)
-    g.on_prune(A, 0.0)
-    g.on_prune(B, 0.0)
-    g.on_prune(C, 0.0)
-    g.on_prune(ROOT, 0.0)
+    assert g.eager_peers() == set()
     g.on_alert(A, aid(1), True, 1.0)
     assert A in g.eager_peers()
+    g.on_graft(B, [], 1.0)
+    assert B in g.eager_peers()
+    assert SendPrune(A) in g.on_alert(A, aid(2), False, 2.0) + g.on_alert(A, aid(2), False, 2.0)
 
 
 def test_without_a_key_there_is_no_tree() -> None:

@@ -34,14 +34,15 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    the requested alerts we still remember; IWANT is answered the same way.
 6. A node keeps one eager peer at least: when the last one is pruned, goes down or is
    backlogged, a random lazy peer is grafted.
-9. The rooted tree (node/core/gossip_tree.py, rules T1-T5), once the runtime gives the
+9. The rooted tree (node/core/gossip_tree.py, rules T1-T6), once the runtime gives the
    core its member key: the eager links are each node's link to its parent (the peer
    one step closer to the root, the smallest key) and its children's links to it.
-   Over a link to a peer that sends TREE frames, rule 2 does not apply (the tree says
-   which links are eager), a tree link is never pruned (rule 3 prunes only repair
-   links, at once, with no load damping: pruning them cannot cut the tree), and a
-   PRUNE on a tree link is ignored. Links to peers that never send TREE frames follow
-   rules 1-8 alone.
+   Links start lazy. Over a link to a peer that sends TREE frames, rule 2 does not
+   apply (the tree says which links are eager), a tree link is never pruned (rule 3
+   prunes only repair links, at once, with no load damping: pruning them cannot cut
+   the tree), and a PRUNE on a tree link only corrects a stale view (T6). Rule 6 does
+   not apply: with no eager peer an IHAVE is asked for at once. Links to peers that
+   never send TREE frames (older or silent) otherwise follow rules 1-8.
 7. Backpressure: `on_peer_backlogged` demotes a slow peer to lazy (PRUNE) and keeps it
    lazy for `backlog_backoff`. A lazy peer is sent at most `ihave_max_ids` ids per
    `ihave_interval`; at most `max_queue_ids` wait, and the oldest are dropped first.
@@ -154,16 +155,19 @@ class Gossip:
     # -- sessions ---------------------------------------------------------------------
 
     def peer_up(self, peer: bytes, now: float, rtt: float | None = None) -> list[Action]:
-        """A gossip session with `peer` opened. It starts eager while we have room, until
-        the peer's first TREE frame says whether it is a tree link. `rtt`: the session's
-        measured round trip in seconds, if the runtime has it (the tree's link cost)."""
+        """A gossip session with `peer` opened. It starts eager while we have room; with
+        the rooted tree it starts lazy, and the peer's TREE frames say whether it is a
+        tree link (a peer that never sends one, being silent or older, gets IHAVEs and
+        may GRAFT). `rtt`: the session's measured round trip in seconds, if the runtime
+        has it (the tree's link cost)."""
         self._expire(now)
         if peer in self._peers:
             return []
         bit = self._free_bits.pop() if self._free_bits else self._next_bit
         if bit == self._next_bit:
             self._next_bit <<= 1
-        self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager, bit=bit)
+        room = self._tree is None and self._eager_count() < self.params.max_eager
+        self._peers[peer] = _Peer(eager=room, bit=bit)
         actions: list[Action] = []
         if self._tree is not None:
             self._tree.add(peer, rtt)
@@ -205,7 +209,9 @@ class Gossip:
             return []
         state.backlogged_until = now + self.params.backlog_backoff
         actions: list[Action] = []
-        if state.eager:
+        if state.tree:
+            state.eager = False  # announce to it for a while; the link stays a tree link
+        elif state.eager:
             self._demote(peer, state, actions)
             self._keep_one_eager(now, actions, exclude=peer)
         return actions
@@ -269,6 +275,9 @@ class Gossip:
                 return actions  # a late answer to our own request
         if state.tree:
             return actions  # rule 9: a tree link stays
+        if state.tree is False and self._tree is not None and not state.eager:
+            self._tree.resend(peer)  # T6: it pushes over a link we hold lazy
+            self._tree_sync(now, actions)
         if (
             state.tree is None
             and state.eager
@@ -390,8 +399,8 @@ class Gossip:
         state.prunes_received += 1
         actions: list[Action] = []
         if state.tree and self._tree is not None:
-            # Only a stale view of the tree prunes a tree link: set it right.
-            self._tree.pruned(peer)
+            # Only a stale view prunes a tree link (T6): tell the peer where we stand.
+            self._tree.resend(peer)
             self._tree_sync(now, actions)
         if state.eager and not state.tree:
             state.eager = False
@@ -565,8 +574,8 @@ class Gossip:
     ) -> None:
         if self._eager_count() > 0:
             return
-        if self._tree is not None and any(s.tree is not None for s in self._peers.values()):
-            return  # rule 9: the tree links this node in (or will, once it settles)
+        if self._tree is not None:
+            return  # rule 9: the tree links this node in; IHAVEs are asked for at once
         candidates = [
             p for p, s in self._peers.items() if p != exclude and not self._backlogged(s, now)
         ]
@@ -600,6 +609,9 @@ class Gossip:
     def _fire_missing(self, now: float, actions: list[Action]) -> None:
         grafts: dict[bytes, list[bytes]] = {}
         iwants: dict[bytes, list[bytes]] = {}
+        # Rule 9: on the rooted tree a missing alert is a lost frame, not a missing link
+        # (TREE frames mend links): pull it (IWANT) and leave the links as they are.
+        in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)
             if self._stale(timer):
@@ -615,7 +627,7 @@ class Gossip:
             target = missing.announcers.popleft()
             missing.asked.append(target)
             self._schedule(id, missing, now + self.params.graft_retry)
-            pull = self._backlogged(self._peers[target], now)
+            pull = in_tree or self._backlogged(self._peers[target], now)
             (iwants if pull else grafts).setdefault(target, []).append(id)
         if grafts:
             self._add_awaited_from(grafts, now)

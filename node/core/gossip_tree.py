@@ -31,9 +31,10 @@ T5. A parent that lets IHAVEs beat its pushes (a first copy arrives as the answe
     withholding member does not stay a parent. Members that never send a TREE frame
     are never parents at all. Junk ids announced by a flooder never arrive, so they
     count against nobody.
-T6. Only a stale view prunes a tree link (a TREE frame lost or overtaken): a PRUNE
-    from the parent makes us send it our position again; a PRUNE from a child means it
-    has left us.
+T6. The two ends of a link disagree about it only when a TREE frame was lost or
+    overtaken (never on an ordered, reliable stream). Then one end pushes and the other
+    sees duplicates on a link it holds lazy, or is pruned over a link it holds as a tree
+    link: either way, that end sends its position again, which sets the other right.
 """
 
 from __future__ import annotations
@@ -108,17 +109,11 @@ class TreeRouter:
         n.barred_until = now + self.params.tree_penalty
         return True
 
-    def pruned(self, peer: bytes) -> None:
-        """A PRUNE came over a tree link: one side's view is out of date (a TREE frame
-        lost or overtaken). From our parent: it does not know we are its child, so tell
-        it again. From a child: it no longer takes us as its parent."""
+    def resend(self, peer: bytes) -> None:
+        """T6: `peer`'s view of our link is out of date: tell it our position again."""
         n = self._peers.get(peer)
-        if n is None:
-            return
-        if peer == self.parent:
+        if n is not None:
             n.sent = None
-        elif n.heard is not None and n.heard.parent:
-            n.heard = Advert(n.heard.root, n.heard.cost, False)
 
     # -- what the gossip core asks ----------------------------------------------------
 
