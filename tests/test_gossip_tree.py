@@ -224,3 +224,27 @@ def test_without_a_key_there_is_no_tree() -> None:
     assert g.peer_up(A, 0.0) == []
     assert g.on_tree(A, ROOT, 0, False, 0.0) == []
     assert g.tree_position() is None
+
+
+def test_when_the_root_goes_away_no_stale_route_is_taken_and_the_next_key_takes_over() -> None:
+    # A and B are our peers; B routes to the root through us (it is further away).
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 150, False, 0.0)
+    assert g.tree_position() == (ROOT, 75, A)
+    # A (next to the root) goes down. B's route costs more than ours: it may run
+    # through us, so it is not taken (T7); we hold the root down, and B, hearing that
+    # we are now a root ourselves, soon offers us the smaller key it knows, if any.
+    actions = g.peer_down(A, 1.0)
+    assert g.tree_position() == (ME, 0, None)
+    assert trees(actions)[B] == SendTree(B, ME, 0, False)
+    g.on_tree(B, ROOT, 225, False, 1.1)  # a stale advert: still held down
+    assert g.tree_position() == (ME, 0, None)
+    g.on_tree(B, B, 0, False, 1.2)  # B drops it too; B's key is smaller than ours
+    assert g.tree_position() == (B, 75, B)
+    # After the hold-down a route to the old root may be taken again, over any path.
+    deadline = g.next_deadline()
+    assert deadline is not None and deadline <= 1.0 + P.tree_hold
+    g.handle_timer(1.0 + P.tree_hold)
+    g.on_tree(B, ROOT, 300, False, 1.0 + P.tree_hold)
+    assert g.tree_position() == (ROOT, 375, B)

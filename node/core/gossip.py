@@ -429,6 +429,9 @@ class Gossip:
         deadlines = [self._timers[0][0]] if self._timers else []
         if self._flush_at is not None:
             deadlines.append(self._flush_at)
+        held = self._tree.next_deadline() if self._tree is not None else None
+        if held is not None:
+            deadlines.append(held)
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -437,6 +440,8 @@ class Gossip:
         actions: list[Action] = []
         if self._flush_at is not None and now >= self._flush_at:
             self._flush(now, actions)
+        if self._tree is not None and self._tree.handle_timer(now):
+            self._tree_sync(now, actions)
         self._fire_missing(now, actions)
         return actions
 

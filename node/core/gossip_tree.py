@@ -31,6 +31,17 @@ T5. A parent that lets IHAVEs beat its pushes (a first copy arrives as the answe
     withholding member does not stay a parent. Members that never send a TREE frame
     are never parents at all. Junk ids announced by a flooder never arrive, so they
     count against nobody.
+T7. Loop freedom (the feasibility condition of EIGRP and Babel): a peer that offers a
+    route to our current root is a candidate only if its own cost is below the least
+    cost we have had to that root; otherwise its route may lead back through us, and
+    taking it would start the counting to infinity that T3's cap only bounds. When no
+    candidate is left for our root, we drop it, take the best other root (ourselves,
+    at worst) and hold the lost root down for `tree_hold` seconds, long enough for the
+    news to reach every member below us; then it may be taken again, over any path.
+    When the root crashes, the members below it drop it within a few round trips and
+    the next smallest key takes over; when only a link broke, the subtree below it is
+    rooted elsewhere for `tree_hold` (alerts reach it by IHAVE meanwhile) and then
+    rejoins.
 T6. The two ends of a link disagree about it only when a TREE frame was lost or
     overtaken (never on an ordered, reliable stream). Then one end pushes and the other
     sees duplicates on a link it holds lazy, or is pruned over a link it holds as a tree
@@ -74,6 +85,9 @@ class TreeRouter:
         self.cost = 0
         self.parent: bytes | None = None
         self._peers: dict[bytes, _Neighbour] = {}
+        self._feasible = 0  # T7: the least cost to `root` we have had since taking it
+        self._held_root: bytes | None = None  # T7: a root lost, not taken again until...
+        self._held_until = -math.inf
 
     # -- what the gossip core reports -----------------------------------------------------
 
@@ -118,20 +132,41 @@ class TreeRouter:
     # -- what the gossip core asks ----------------------------------------------------
 
     def update(self, now: float) -> None:
-        """Choose the parent again (T3)."""
+        """Choose the parent again (T3, T7)."""
+        held = self._held_root if now < self._held_until else None
         best: tuple[bytes, int, int, bytes] = (self.key, 0, -1, b"")
         for peer, n in self._peers.items():
             a = n.heard
-            if a is None or a.parent or now < n.barred_until:
+            if a is None or a.parent or now < n.barred_until or a.root == held:
                 continue
+            if a.root == self.root and a.cost >= self._feasible:
+                continue  # T7: it may lead back through us
             cost = a.cost + n.link_ms
             if cost >= self.params.tree_max_cost:
                 continue
             candidate = (a.root, cost, 0 if peer == self.parent else 1, peer)
             if candidate < best:
                 best = candidate
-        self.root, self.cost = best[0], best[1]
+        root, cost = best[0], best[1]
+        if root > self.root and self.root != self.key:
+            # T7: no loop-free route to our root is left: hold it down for a while.
+            self._held_root, self._held_until = self.root, now + self.params.tree_hold
+        if root != self.root:
+            self._feasible = cost
+        self.root, self.cost = root, cost
+        self._feasible = min(self._feasible, cost)
         self.parent = best[3] or None
+
+    def next_deadline(self) -> float | None:
+        """When a held-down root may be taken again (T7)."""
+        return self._held_until if self._held_root is not None else None
+
+    def handle_timer(self, now: float) -> bool:
+        """True if a hold-down ended (choose the parent again)."""
+        if self._held_root is None or now < self._held_until:
+            return False
+        self._held_root = None
+        return True
 
     def aware(self, peer: bytes) -> bool:
         """Has `peer` ever sent a TREE frame? Links to peers that have not (an older

@@ -34,6 +34,7 @@ class GossipParams:
     tree_max_cost: int = 3000  # T3: a route costing this much is no route
     tree_strikes: int = 3  # T5: GRAFT timers fired under one parent before it is passed over
     tree_penalty: float = 60.0  # T5: for this long
+    tree_hold: float = 3.0  # T7: a root lost is not taken again for this long
 
     def __post_init__(self) -> None:
         for name in (
@@ -52,7 +53,13 @@ class GossipParams:
                 raise ConfigError(f"gossip: {name} must be positive")
         if not 0 <= self.graft_jitter <= 1:
             raise ConfigError("gossip: graft_jitter must be between 0 and 1")
-        for name in ("backlog_backoff", "tree_hop_ms", "tree_unknown_ms", "tree_penalty"):
+        for name in (
+            "backlog_backoff",
+            "tree_hop_ms",
+            "tree_unknown_ms",
+            "tree_penalty",
+            "tree_hold",
+        ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"gossip: {name} must not be negative")
 
