@@ -34,7 +34,7 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    the requested alerts we still remember; IWANT is answered the same way.
 6. A node keeps one eager peer at least: when the last one is pruned, goes down or is
    backlogged, a random lazy peer is grafted.
-9. The rooted tree (node/core/gossip_tree.py, rules T1-T6), once the runtime gives the
+9. The rooted tree (node/core/gossip_tree.py, rules T1-T7), once the runtime gives the
    core its member key: the eager links are each node's link to its parent (the peer
    one step closer to the root, the smallest key) and its children's links to it.
    Links start lazy. Over a link to a peer that sends TREE frames, rule 2 does not

@@ -31,6 +31,10 @@ T5. A parent that lets IHAVEs beat its pushes (a first copy arrives as the answe
     withholding member does not stay a parent. Members that never send a TREE frame
     are never parents at all. Junk ids announced by a flooder never arrive, so they
     count against nobody.
+T6. The two ends of a link disagree about it only when a TREE frame was lost or
+    overtaken (never on an ordered, reliable stream). Then one end pushes and the other
+    sees duplicates on a link it holds lazy, or is pruned over a link it holds as a tree
+    link: either way, that end sends its position again, which sets the other right.
 T7. Loop freedom (the feasibility condition of EIGRP and Babel): a peer that offers a
     route to our current root is a candidate only if its own cost is below the least
     cost we have had to that root; otherwise its route may lead back through us, and
@@ -42,10 +46,6 @@ T7. Loop freedom (the feasibility condition of EIGRP and Babel): a peer that off
     the next smallest key takes over; when only a link broke, the subtree below it is
     rooted elsewhere for `tree_hold` (alerts reach it by IHAVE meanwhile) and then
     rejoins.
-T6. The two ends of a link disagree about it only when a TREE frame was lost or
-    overtaken (never on an ordered, reliable stream). Then one end pushes and the other
-    sees duplicates on a link it holds lazy, or is pruned over a link it holds as a tree
-    link: either way, that end sends its position again, which sets the other right.
 """
 
 from __future__ import annotations
