@@ -34,6 +34,12 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    the requested alerts we still remember; IWANT is answered the same way.
 6. A node keeps one eager peer at least: when the last one is pruned, goes down or is
    backlogged, a random lazy peer is grafted.
+7. Backpressure: `on_peer_backlogged` demotes a slow peer to lazy (PRUNE) and keeps it
+   lazy for `backlog_backoff`. A lazy peer is sent at most `ihave_max_ids` ids per
+   `ihave_interval`; at most `max_queue_ids` wait, and the oldest are dropped first.
+8. Memory is bounded: ids are remembered for `seen_ttl` (at most `max_seen` of them);
+   ids awaited after IHAVEs are bounded by `max_missing`, and by `max_queue_ids` for
+   the ids any one peer made us await; each ends when its timers run out.
 9. The rooted tree (node/core/gossip_tree.py, rules T1-T7), once the runtime gives the
    core its member key: the eager links are each node's link to its parent (the peer
    one step closer to the root, the smallest key) and its children's links to it.
@@ -43,12 +49,6 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    the tree), and a PRUNE on a tree link only corrects a stale view (T6). Rule 6 does
    not apply: with no eager peer an IHAVE is asked for at once. Links to peers that
    never send TREE frames (older or silent) otherwise follow rules 1-8.
-7. Backpressure: `on_peer_backlogged` demotes a slow peer to lazy (PRUNE) and keeps it
-   lazy for `backlog_backoff`. A lazy peer is sent at most `ihave_max_ids` ids per
-   `ihave_interval`; at most `max_queue_ids` wait, and the oldest are dropped first.
-8. Memory is bounded: ids are remembered for `seen_ttl` (at most `max_seen` of them);
-   ids awaited after IHAVEs are bounded by `max_missing`, and by `max_queue_ids` for
-   the ids any one peer made us await; each ends when its timers run out.
 """
 
 from __future__ import annotations
