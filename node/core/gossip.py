@@ -47,8 +47,11 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    apply (the tree says which links are eager), a tree link is never pruned (rule 3
    prunes only repair links, at once, with no load damping: pruning them cannot cut
    the tree), and a PRUNE on a tree link only corrects a stale view (T6). Rule 6 does
-   not apply: with no eager peer an IHAVE is asked for at once. Links to peers that
-   never send TREE frames (older or silent) otherwise follow rules 1-8.
+   not apply: with no eager peer an IHAVE is asked for at once. While a node has a
+   tree link, rule 4 asks with IWANT, not GRAFT: a missing alert is a lost frame, and
+   a repair link would only bring a duplicate next time. A backlogged tree link is
+   announced to, without a PRUNE. Links to peers that never send TREE frames (older
+   or silent) otherwise follow rules 1-8.
 """
 
 from __future__ import annotations
