@@ -150,7 +150,7 @@ def test_after_a_heal_the_first_session_across_the_cut_sets_off_the_other_dials(
         print(f"seed {s}: sessions back {opened} s after the heal")
         assert len(opened) == 2
         gaps.append(opened[1] - opened[0])
-    assert max(gaps) < 4.5
+    assert max(gaps) < 5.0  # 4 s, plus a handshake round trip
 
 
 def test_members_that_crash_catch_up_after_they_restart(seed: int) -> None:
