@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import OrderedDict
@@ -40,6 +41,7 @@ from node.core.peer_engine import (  # re-exported: the engine's limits and coun
     SERVE_FRAME_BYTES,
     PeerCounters,
 )
+from node.core.redial import Backoff
 from node.core.roster import Member
 from node.rpc.peer_transport import FrameTransport, HandshakeFailed, PeerSecurity, PinMismatch, dial
 from node.store.base import PutOutcome
@@ -58,9 +60,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 10.0
-STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
 
 
 @dataclass
@@ -114,6 +113,8 @@ class PeerManager:
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
+        self._session_opened = asyncio.Event()  # replaced at each open: R2 wakes dial loops
+        self._last_open = -math.inf
         self._dialers: dict[bytes, asyncio.Task[None]] = {}
         self.blocked: set[bytes] = set()
         # Alerts received and still being verified/stored: an IHAVE for one of them must
@@ -208,14 +209,14 @@ class PeerManager:
                 )
 
     async def _dial_loop(self, member: Member) -> None:
-        backoff = BACKOFF_MIN_S
+        backoff = Backoff()  # node/core/redial.py: R1, R2
         rng = random.Random()
         while True:
             # The roster may have been reloaded since (a new address or TLS pin).
             member = self.node.roster.get(member.key) or member
             if member.key in self.blocked:
                 await self._unblocked.wait()
-                backoff = BACKOFF_MIN_S
+                backoff = Backoff()
                 continue
             existing = self.links.get(member.key)
             if existing is not None:  # the peer dialed us: use that session
@@ -245,10 +246,13 @@ class PeerManager:
                 )
             if failed:
                 self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
-            if self.now() - started > STABLE_SESSION_S:
-                backoff = BACKOFF_MIN_S
-            await asyncio.sleep(backoff * (0.5 + rng.random()))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            up = self._last_open > started
+            wait = backoff.wait_after(self.now() - started, rng.random(), up)
+            opened = self._session_opened
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await opened.wait()  # R2: a session with some peer opened
+                    await asyncio.sleep(backoff.network_up(rng.random()))
 
     async def _timers(self) -> None:
         """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
@@ -302,6 +306,9 @@ class PeerManager:
         if session is None:  # both sides dialed: the other session is kept
             return
         link.session = session
+        self._session_opened.set()
+        self._session_opened = asyncio.Event()
+        self._last_open = self.now()
         log.info(
             "session with %s open (%s)", name, role, extra={"event": "session_open", "peer": name}
         )
@@ -421,6 +428,9 @@ class PeerManager:
             elif kind == "prune":
                 actions = engine.on_prune(s, now)
                 self._announce_instead(link)
+            elif kind == "tree":
+                t = frame.tree
+                actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
@@ -715,6 +725,9 @@ def _encode(frame: pe.Frame) -> pb.PeerFrame:
         return pb.PeerFrame(graft=pb.Graft(ids=frame.ids))
     if isinstance(frame, pe.PruneFrame):
         return pb.PeerFrame(prune=pb.Prune())
+    if isinstance(frame, pe.TreeFrame):
+        position = pb.TreePosition(root=frame.root, cost=frame.cost, parent=frame.parent)
+        return pb.PeerFrame(tree=position)
     if isinstance(frame, pe.DigestFrame):
         return pb.PeerFrame(digest=pb.SummaryDigest(digest=frame.digest))
     if isinstance(frame, pe.VectorFrame):

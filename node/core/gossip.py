@@ -40,6 +40,18 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
 8. Memory is bounded: ids are remembered for `seen_ttl` (at most `max_seen` of them);
    ids awaited after IHAVEs are bounded by `max_missing`, and by `max_queue_ids` for
    the ids any one peer made us await; each ends when its timers run out.
+9. The rooted tree (node/core/gossip_tree.py, rules T1-T7), once the runtime gives the
+   core its member key: the eager links are each node's link to its parent (the peer
+   one step closer to the root, the smallest key) and its children's links to it.
+   Links start lazy. Over a link to a peer that sends TREE frames, rule 2 does not
+   apply (the tree says which links are eager), a tree link is never pruned (rule 3
+   prunes only repair links, at once, with no load damping: pruning them cannot cut
+   the tree), and a PRUNE on a tree link only corrects a stale view (T6). Rule 6 does
+   not apply: with no eager peer an IHAVE is asked for at once. While a node has a
+   tree link, rule 4 asks with IWANT, not GRAFT: a missing alert is a lost frame, and
+   a repair link would only bring a duplicate next time. A backlogged tree link is
+   announced to, without a PRUNE. Links to peers that never send TREE frames (older
+   or silent) otherwise follow rules 1-8.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from node.core.gossip_tree import Advert, TreeRouter
 from node.core.gossip_types import (
     Action,
     GossipParams,
@@ -61,6 +74,7 @@ from node.core.gossip_types import (
     SendIHave,
     SendIWant,
     SendPrune,
+    SendTree,
 )
 
 __all__ = [  # with what gossip_types defines: callers import it all from here
@@ -74,12 +88,14 @@ __all__ = [  # with what gossip_types defines: callers import it all from here
     "SendIHave",
     "SendIWant",
     "SendPrune",
+    "SendTree",
 ]
 
 
 @dataclass(slots=True)
 class _Peer:
     eager: bool
+    tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in _Seen.known / _Seen.asked
     backlogged_until: float = -math.inf
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
@@ -131,18 +147,35 @@ class Gossip:
         self._awaited_abandoned = 0
         self._free_bits: list[int] = []  # bits of peers gone, for reuse
         self._next_bit = 1
+        self._tree: TreeRouter | None = None
+
+    def set_key(self, key: bytes) -> None:
+        """This node's member key: it turns on the rooted tree (rule 9) unless
+        `params.tree` is False. Call it before the first session."""
+        if self.params.tree and self._tree is None:
+            self._tree = TreeRouter(key, self.params)
 
     # -- sessions ---------------------------------------------------------------------
 
-    def peer_up(self, peer: bytes, now: float) -> list[Action]:
-        """A gossip session with `peer` opened. It starts eager while we have room."""
+    def peer_up(self, peer: bytes, now: float, rtt: float | None = None) -> list[Action]:
+        """A gossip session with `peer` opened. It starts eager while we have room; with
+        the rooted tree it starts lazy, and the peer's TREE frames say whether it is a
+        tree link (a peer that never sends one, being silent or older, gets IHAVEs and
+        may GRAFT). `rtt`: the session's measured round trip in seconds, if the runtime
+        has it (the tree's link cost)."""
         self._expire(now)
-        if peer not in self._peers:
-            bit = self._free_bits.pop() if self._free_bits else self._next_bit
-            if bit == self._next_bit:
-                self._next_bit <<= 1
-            self._peers[peer] = _Peer(eager=self._eager_count() < self.params.max_eager, bit=bit)
-        return []
+        if peer in self._peers:
+            return []
+        bit = self._free_bits.pop() if self._free_bits else self._next_bit
+        if bit == self._next_bit:
+            self._next_bit <<= 1
+        room = self._tree is None and self._eager_count() < self.params.max_eager
+        self._peers[peer] = _Peer(eager=room, bit=bit)
+        actions: list[Action] = []
+        if self._tree is not None:
+            self._tree.add(peer, rtt)
+            self._tree_sync(now, actions)
+        return actions
 
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
         """The session closed: forget the peer, and ask others for what it owed us."""
@@ -155,6 +188,10 @@ class Gossip:
             seen.known &= keep
             seen.asked &= keep
         self._free_bits.append(state.bit)
+        actions: list[Action] = []
+        if self._tree is not None:
+            self._tree.remove(peer)
+            self._tree_sync(now, actions)
         for id, missing in self._missing.items():
             if peer in missing.announcers:
                 missing.announcers.remove(peer)
@@ -162,7 +199,6 @@ class Gossip:
                 missing.creator = None
             if missing.asked and missing.asked[-1] == peer:
                 self._schedule(id, missing, now)  # no use waiting for its answer
-        actions: list[Action] = []
         if state.eager:
             self._keep_one_eager(now, actions)
         self._fire_missing(now, actions)
@@ -176,7 +212,9 @@ class Gossip:
             return []
         state.backlogged_until = now + self.params.backlog_backoff
         actions: list[Action] = []
-        if state.eager:
+        if state.tree:
+            state.eager = False  # announce to it for a while; the link stays a tree link
+        elif state.eager:
             self._demote(peer, state, actions)
             self._keep_one_eager(now, actions, exclude=peer)
         return actions
@@ -213,8 +251,14 @@ class Gossip:
             if missing is not None:  # whoever announced it has it
                 seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
+            if self._tree is not None:
+                if not asked:
+                    self._tree.delivered(peer)
+                elif self._tree.strike(now):  # T5: the tree did not bring it, a request did
+                    self._tree_sync(now, actions)
             if (
                 state is not None
+                and state.tree is None
                 and not state.eager
                 and not asked & state.bit
                 and not self._backlogged(state, now)
@@ -232,7 +276,16 @@ class Gossip:
             seen.known |= state.bit
             if seen.asked & state.bit:
                 return actions  # a late answer to our own request
-        if state.eager and self._rng.random() * len(self._recent) >= self.params.prune_rate:
+        if state.tree:
+            return actions  # rule 9: a tree link stays
+        if state.tree is False and self._tree is not None and not state.eager:
+            self._tree.resend(peer)  # T6: it pushes over a link we hold lazy
+            self._tree_sync(now, actions)
+        if (
+            state.tree is None
+            and state.eager
+            and self._rng.random() * len(self._recent) >= self.params.prune_rate
+        ):
             return actions  # rule 3: leave this cycle to a later duplicate
         self._demote(peer, state, actions)
         self._keep_one_eager(now, actions, exclude=peer)
@@ -348,9 +401,26 @@ class Gossip:
             return []
         state.prunes_received += 1
         actions: list[Action] = []
-        if state.eager:
+        if state.tree and self._tree is not None:
+            # Only a stale view prunes a tree link (T6): tell the peer where we stand.
+            self._tree.resend(peer)
+            self._tree_sync(now, actions)
+        if state.eager and not state.tree:
             state.eager = False
             self._keep_one_eager(now, actions, exclude=peer)
+        return actions
+
+    def on_tree(
+        self, peer: bytes, root: bytes, cost: int, parent: bool, now: float
+    ) -> list[Action]:
+        """`peer` says where it sits in the tree: its root, its cost to it, and whether
+        we are its parent (rule 9). Ignored when the tree is off."""
+        self._expire(now)
+        if self._tree is None or peer not in self._peers:
+            return []
+        self._tree.heard(peer, Advert(root, cost, parent))
+        actions: list[Action] = []
+        self._tree_sync(now, actions)
         return actions
 
     # -- time -------------------------------------------------------------------------
@@ -362,6 +432,9 @@ class Gossip:
         deadlines = [self._timers[0][0]] if self._timers else []
         if self._flush_at is not None:
             deadlines.append(self._flush_at)
+        held = self._tree.next_deadline() if self._tree is not None else None
+        if held is not None:
+            deadlines.append(held)
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -370,6 +443,8 @@ class Gossip:
         actions: list[Action] = []
         if self._flush_at is not None and now >= self._flush_at:
             self._flush(now, actions)
+        if self._tree is not None and self._tree.handle_timer(now):
+            self._tree_sync(now, actions)
         self._fire_missing(now, actions)
         return actions
 
@@ -380,6 +455,11 @@ class Gossip:
 
     def lazy_peers(self) -> frozenset[bytes]:
         return frozenset(p for p, s in self._peers.items() if not s.eager)
+
+    def tree_position(self) -> tuple[bytes, int, bytes | None] | None:
+        """(root, cost, parent) in the rooted tree; None when the tree is off."""
+        t = self._tree
+        return None if t is None else (t.root, t.cost, t.parent)
 
     def peer_stats(self, peer: bytes, now: float) -> PeerStats | None:
         s = self._peers.get(peer)
@@ -451,6 +531,8 @@ class Gossip:
             if seen.known & state.bit:
                 continue
             seen.known |= state.bit
+            if state.tree and not state.eager and not self._backlogged(state, now):
+                state.eager = True  # a tree link whose backlog has passed
             if state.eager:
                 state.alerts_sent += 1
                 actions.append(SendAlerts(peer, (id,)))
@@ -500,6 +582,8 @@ class Gossip:
     ) -> None:
         if self._eager_count() > 0:
             return
+        if self._tree is not None:
+            return  # rule 9: the tree links this node in; IHAVEs are asked for at once
         candidates = [
             p for p, s in self._peers.items() if p != exclude and not self._backlogged(s, now)
         ]
@@ -533,6 +617,9 @@ class Gossip:
     def _fire_missing(self, now: float, actions: list[Action]) -> None:
         grafts: dict[bytes, list[bytes]] = {}
         iwants: dict[bytes, list[bytes]] = {}
+        # Rule 9: on the rooted tree a missing alert is a lost frame, not a missing link
+        # (TREE frames mend links): pull it (IWANT) and leave the links as they are.
+        in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)
             if self._stale(timer):
@@ -548,7 +635,7 @@ class Gossip:
             target = missing.announcers.popleft()
             missing.asked.append(target)
             self._schedule(id, missing, now + self.params.graft_retry)
-            pull = self._backlogged(self._peers[target], now)
+            pull = in_tree or self._backlogged(self._peers[target], now)
             (iwants if pull else grafts).setdefault(target, []).append(id)
         if grafts:
             self._add_awaited_from(grafts, now)
@@ -576,3 +663,21 @@ class Gossip:
                     self._schedule(id, missing, now + self.params.graft_retry)
                     ids.append(id)
                     break
+
+    def _tree_sync(self, now: float, actions: list[Action]) -> None:
+        """Choose the parent again; make tree links eager and former tree links lazy;
+        tell peers of any change in our position (rule 9)."""
+        tree = self._tree
+        assert tree is not None
+        tree.update(now)
+        for peer, state in self._peers.items():
+            if not tree.aware(peer):
+                continue
+            link = tree.tree_link(peer)
+            if link == state.tree:
+                continue
+            state.tree = link
+            state.eager = link and not self._backlogged(state, now)
+        for peer, advert in tree.adverts():
+            actions.append(SendTree(peer, advert.root, advert.cost, advert.parent))
+        self._keep_one_eager(now, actions)

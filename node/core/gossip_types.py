@@ -27,9 +27,25 @@ class GossipParams:
     max_queue_ids: int = 4096  # per peer: announcements queued to it, ids awaited from it
     max_missing: int = 10_000  # ids awaited after IHAVEs, all peers together
     backlog_backoff: float = 10.0  # a backlogged peer stays lazy at least this long
+    # The rooted tree (node/core/gossip_tree.py); costs in whole milliseconds.
+    tree: bool = True  # False: the eager links form whatever tree chance gives
+    tree_hop_ms: int = 25  # T2: each hop costs this on top of the link's latency
+    tree_unknown_ms: int = 50  # T2: a link's latency when the runtime did not measure it
+    tree_max_cost: int = 3000  # T3: a route costing this much is no route
+    tree_strikes: int = 3  # T5: GRAFT timers fired under one parent before it is passed over
+    tree_penalty: float = 60.0  # T5: for this long
+    tree_hold: float = 3.0  # T7: a root lost is not taken again for this long
 
     def __post_init__(self) -> None:
-        for name in ("max_eager", "ihave_max_ids", "max_seen", "max_queue_ids", "max_missing"):
+        for name in (
+            "max_eager",
+            "ihave_max_ids",
+            "max_seen",
+            "max_queue_ids",
+            "max_missing",
+            "tree_max_cost",
+            "tree_strikes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"gossip: {name} must be at least 1")
         for name in ("ihave_interval", "graft_timeout", "graft_retry", "seen_ttl", "prune_rate"):
@@ -37,8 +53,15 @@ class GossipParams:
                 raise ConfigError(f"gossip: {name} must be positive")
         if not 0 <= self.graft_jitter <= 1:
             raise ConfigError("gossip: graft_jitter must be between 0 and 1")
-        if not self.backlog_backoff >= 0:
-            raise ConfigError("gossip: backlog_backoff must not be negative")
+        for name in (
+            "backlog_backoff",
+            "tree_hop_ms",
+            "tree_unknown_ms",
+            "tree_penalty",
+            "tree_hold",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"gossip: {name} must not be negative")
 
 
 # Actions: what the runtime must send. For SendAlerts it loads the signed alerts from its
@@ -84,7 +107,18 @@ class SendGraft:
     ids: tuple[bytes, ...] = ()
 
 
-Action: TypeAlias = SendAlerts | SendIHave | SendIWant | SendPrune | SendGraft
+@dataclass(frozen=True, slots=True)
+class SendTree:
+    """Tell the peer where we sit in the tree: our root, our cost to it, and whether the
+    peer is our parent (node/core/gossip_tree.py, T1)."""
+
+    peer: bytes
+    root: bytes
+    cost: int
+    parent: bool
+
+
+Action: TypeAlias = SendAlerts | SendIHave | SendIWant | SendPrune | SendGraft | SendTree
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,15 @@ class PruneFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class TreeFrame:
+    """The sender's place in the rooted tree (node/core/gossip_tree.py)."""
+
+    root: bytes
+    cost: int
+    parent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class DigestFrame:
     digest: bytes
 
@@ -93,7 +102,14 @@ class ProofFrame:
 
 
 Frame: TypeAlias = (
-    AlertsFrame | IdsFrame | PruneFrame | DigestFrame | VectorFrame | RangesFrame | ProofFrame
+    AlertsFrame
+    | IdsFrame
+    | PruneFrame
+    | TreeFrame
+    | DigestFrame
+    | VectorFrame
+    | RangesFrame
+    | ProofFrame
 )
 
 # -- what the engine asks its driver to do --------------------------------------------
@@ -204,6 +220,7 @@ class PeerEngine(Generic[L]):
         self.key = key
         self.chains = chains
         self.gossip = core
+        core.set_key(key)  # the rooted tree needs to know which member this is
         self.catchup_config = config or catchup.CatchupConfig()
         self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
         self.sessions: dict[bytes, PeerSession[L]] = {}
@@ -219,10 +236,12 @@ class PeerEngine(Generic[L]):
         role: str,
         now: float,
         proofs: Sequence[tuple[AlertRecord, AlertRecord]] = (),
+        rtt: float | None = None,
     ) -> tuple[PeerSession[L] | None, list[Action[L]]]:
         """An authenticated session opened. None: a session with this peer is kept
         instead (both sides dialed: the one dialed by the smaller key wins, on both
-        ends); the driver ends the new one. `proofs`: the equivocations on record."""
+        ends); the driver ends the new one. `proofs`: the equivocations on record.
+        `rtt`: the handshake's round trip in seconds, if measured (the tree's link cost)."""
         existing = self.sessions.get(peer)
         actions: list[Action[L]] = []
         if existing is not None:
@@ -243,7 +262,7 @@ class PeerEngine(Generic[L]):
         )
         self.sessions[peer] = session
         self.counters.setdefault(peer, PeerCounters()).sessions += 1
-        actions += self._gossip(self.gossip.peer_up(peer, now))
+        actions += self._gossip(self.gossip.peer_up(peer, now, rtt))
         actions += self._catchup(session, session.catchup.start(now))
         frames = tuple(ProofFrame(a, b) for a, b in proofs[-MAX_PROOFS_ON_OPEN:])
         if frames:
@@ -291,6 +310,11 @@ class PeerEngine(Generic[L]):
 
     def on_prune(self, s: PeerSession[L], now: float) -> list[Action[L]]:
         return self._gossip(self.gossip.on_prune(s.peer, now))
+
+    def on_tree(
+        self, s: PeerSession[L], root: bytes, cost: int, parent: bool, now: float
+    ) -> list[Action[L]]:
+        return self._gossip(self.gossip.on_tree(s.peer, root, cost, parent, now))
 
     def alerts_received(
         self,
@@ -429,6 +453,8 @@ class PeerEngine(Generic[L]):
                 frame = IdsFrame("iwant", tuple(a.ids))
             elif isinstance(a, gossip.SendGraft):
                 frame = IdsFrame("graft", tuple(a.ids))
+            elif isinstance(a, gossip.SendTree):
+                frame = TreeFrame(a.root, a.cost, a.parent)
             else:
                 frame = PruneFrame()
             out.append(Send(s, (frame,), gossip=True))

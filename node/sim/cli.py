@@ -4,6 +4,7 @@
     scripts/simulate run --scenario partition-heal --nodes 100 --protocol gossip
     scripts/simulate scenarios
     scripts/simulate report            # the matrix: docs/simulation.md and docs/sim/*.png
+    scripts/simulate bounds --nodes 1000   # hops and coverage the graph allows
 
 A run simulates the scenario with the gossip protocol and with the flooding baseline
 (same seed, so the same members, graph and alerts) and prints both and their ratio.
@@ -29,7 +30,7 @@ from node.sim.scenarios import SCENARIOS, Scenario, run
 from node.sim.verify import VerifyCache
 from node.sim.world import InvariantViolation
 
-COMMANDS = ("run", "report", "scenarios")
+COMMANDS = ("run", "report", "scenarios", "bounds")
 
 # (label, attribute, format); ratios are gossip / flooding.
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -152,6 +153,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report.main(args)
 
 
+def cmd_bounds(args: argparse.Namespace) -> int:
+    from node.sim import bounds
+
+    return bounds.main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simulate", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,6 +187,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--docs", default="docs", help="where simulation.md and sim/ are")
     m.add_argument("--json", help="also write every summary to this file")
     m.set_defaults(func=cmd_report)
+    b = sub.add_parser("bounds", help="what the graph allows: flooding, fewest hops, rooted trees")
+    b.add_argument("--nodes", type=int, default=1000)
+    b.add_argument("--seed", type=int, default=1)
+    b.set_defaults(func=cmd_bounds)
     return p
 
 

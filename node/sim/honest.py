@@ -16,7 +16,19 @@ from node.core.alerts import AlertRecord, alert_id
 from node.core.errors import AlertmeshError, LimitExceeded
 from node.sim.process import Env, Host, Link, Process
 from node.sim.store import Arrival
-from node.sim.wire import Alerts, Digest, Frame, Ids, Kind, Proof, Prune, Ranges, Signed, Vector
+from node.sim.wire import (
+    Alerts,
+    Digest,
+    Frame,
+    Ids,
+    Kind,
+    Proof,
+    Prune,
+    Ranges,
+    Signed,
+    Tree,
+    Vector,
+)
 from node.sim.workload import wall_ms
 from node.store.base import PutOutcome
 
@@ -25,6 +37,9 @@ _IDS_KINDS = {"ihave": Kind.IHAVE, "iwant": Kind.IWANT, "graft": Kind.GRAFT}
 
 class Flood(gossip.Gossip):
     """The baseline: every new alert goes in full to every peer but its sender."""
+
+    def set_key(self, key: bytes) -> None:
+        pass  # no tree: flooding sends no TREE frames
 
     def publish(self, id: bytes, now: float) -> list[gossip.Action]:
         return self._to_all(id, None)
@@ -63,7 +78,7 @@ class HonestNode(Process):
     def session_up(self, link: Link) -> None:
         proofs = [(p.first, p.second) for p in self.store.equivocations]
         session, actions = self.engine.session_opened(
-            link, link.peer, link.role, self.env.now, proofs
+            link, link.peer, link.role, self.env.now, proofs, link.rtt
         )
         if session is None:
             self.env.close(link)
@@ -110,6 +125,8 @@ class HonestNode(Process):
             return engine.on_graft(s, frame.ids, now)
         if isinstance(frame, Prune):
             return engine.on_prune(s, now)
+        if isinstance(frame, Tree):
+            return engine.on_tree(s, frame.root, frame.cost, frame.parent, now)
         return []
 
     def _ingest(
@@ -235,6 +252,8 @@ class HonestNode(Process):
             return Ids(kind, frame.ids)
         if isinstance(frame, pe.PruneFrame):
             return Prune()
+        if isinstance(frame, pe.TreeFrame):
+            return Tree(frame.root, frame.cost, frame.parent)
         if isinstance(frame, pe.DigestFrame):
             return Digest(frame.digest)
         if isinstance(frame, pe.VectorFrame):

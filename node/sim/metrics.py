@@ -33,7 +33,7 @@ from node.sim.wire import TRAFFIC_CLASSES
 if TYPE_CHECKING:
     from node.sim.world import World
 
-DISSEMINATION = ("alerts", "ihave", "graft/iwant/prune")
+DISSEMINATION = ("alerts", "ihave", "graft/iwant/prune", "tree")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from node.core.errors import AlertmeshError
 from node.core.gossip import GossipParams
 from node.core.limits import Limits
 from node.core.peer_engine import PeerSession
+from node.core.redial import Backoff
 from node.core.roster import Roster
 from node.crypto import Identity
 from node.sim.store import SimStore
@@ -44,6 +45,7 @@ class Session:
     links: list[Link | None] = field(default_factory=lambda: [None, None])
     last_arrival: list[float] = field(default_factory=lambda: [0.0, 0.0])  # per receiving side
     handshake_arrival: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    challenged: float = 0.0  # when the acceptor sent its Challenge
 
 
 @dataclass(eq=False, slots=True)
@@ -59,6 +61,7 @@ class Link:
     transmit: Callable[[Link, Frame], bool]
     outbox: deque[float] = field(default_factory=deque)  # when queued frames leave the uplink
     engine_session: PeerSession[Link] | None = None  # an honest process's, once admitted
+    rtt: float | None = None  # the handshake's round trip, as this side measured it
 
     def send(self, frame: Frame) -> bool:
         """Queue a frame; False when the outbox is full (the frame is not sent)."""
@@ -115,7 +118,9 @@ class Host:
     crashes: list[float] = field(default_factory=list)  # crashes[e - 1]: end of epoch e
     sessions: dict[int, Session] = field(default_factory=dict)  # pending or open
     wake_at: float | None = None
-    backoff: dict[int, float] = field(default_factory=dict)  # per dial target
+    backoff: dict[int, Backoff] = field(default_factory=dict)  # per dial target
+    waiting: dict[int, int] = field(default_factory=dict)  # dial targets in backoff: token
+    last_open: float = -1.0  # when a session of this host last opened (R2)
     dial_started: dict[int, float] = field(default_factory=dict)
 
     @property

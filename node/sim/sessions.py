@@ -8,7 +8,8 @@ latency, order, loss, partitions). It also wakes processes at their deadlines.
 
 from __future__ import annotations
 
-from node.app.peers import BACKOFF_MAX_S, BACKOFF_MIN_S, OUTBOX_FRAMES, STABLE_SESSION_S
+from node.app.peers import OUTBOX_FRAMES
+from node.core.redial import Backoff
 from node.rpc.peer_transport import HANDSHAKE_TIMEOUT_S, KEEPALIVE_OPTIONS
 from node.sim.loop import EventLoop
 from node.sim.metrics import Recorder
@@ -19,6 +20,9 @@ from node.sim.wire import Frame, Handshake, Kind, traffic_class, wire_size
 _KEEPALIVE = dict(KEEPALIVE_OPTIONS)
 KEEPALIVE_S = float(_KEEPALIVE["grpc.keepalive_time_ms"]) / 1000
 KEEPALIVE_TIMEOUT_S = float(_KEEPALIVE["grpc.keepalive_timeout_ms"]) / 1000
+# TCP resends an unanswered SYN after 1, 3, 7 s (Linux: initial RTO 1 s, doubling), so a
+# dial that started during a partition connects at the next resend after the heal.
+SYN_RESENDS_S = (1.0, 3.0, 7.0)
 
 # Trace record types.
 T_FRAME, T_WAKE, T_PUBLISH, T_CRASH, T_START, T_OPEN, T_CLOSE = range(1, 8)
@@ -33,6 +37,7 @@ class Sessions:
         self.sessions: dict[int, Session] = {}  # not closed on both sides yet
         self._session_ids = 0
         self.backlogged = 0  # frames refused because an outbox was full
+        self._dial_tokens = 0
 
     @property
     def now(self) -> float:
@@ -83,16 +88,43 @@ class Sessions:
         self.sessions[session.id] = session
         host.sessions[session.id] = session
         self._transmit(session, ACCEPTOR, Handshake(Kind.HELLO))
+        for resend in SYN_RESENDS_S:
+            if resend < HANDSHAKE_TIMEOUT_S:
+                self.loop.after(resend, self._resend_hello, session)
         self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, DIALER)
 
+    def _resend_hello(self, session: Session) -> None:
+        """The dial's SYN went unanswered (lost in a partition): TCP sends it again."""
+        acceptor = self.hosts[session.hosts[ACCEPTOR]]
+        if session.state[DIALER] == PENDING and session.id not in acceptor.sessions:
+            self._transmit(session, ACCEPTOR, Handshake(Kind.HELLO))
+
     def _redial(self, host: Host, target: int) -> None:
-        """What PeerManager._dial_loop does after a session ends or a dial fails."""
-        backoff = host.backoff.get(target, BACKOFF_MIN_S)
-        if self.now - host.dial_started.get(target, self.now) > STABLE_SESSION_S:
-            backoff = BACKOFF_MIN_S
-        host.backoff[target] = min(backoff * 2, BACKOFF_MAX_S)
-        delay = backoff * (0.5 + self.net.random())
-        self.loop.after(delay, self._dial, host.index, target, host.epoch)
+        """What PeerManager._dial_loop does after a session ends or a dial fails (R1)."""
+        backoff = host.backoff.setdefault(target, Backoff())
+        started = host.dial_started.get(target, self.now)
+        up = host.last_open > started
+        self._dial_later(
+            host, target, backoff.wait_after(self.now - started, self.net.random(), up)
+        )
+
+    def _dial_later(self, host: Host, target: int, delay: float) -> None:
+        self._dial_tokens += 1
+        token = host.waiting[target] = self._dial_tokens
+        self.loop.after(delay, self._dial_due, host.index, target, host.epoch, token)
+
+    def _dial_due(self, index: int, target: int, epoch: int, token: int) -> None:
+        host = self.hosts[index]
+        if host.waiting.get(target) == token:
+            del host.waiting[target]
+            self._dial(index, target, epoch)
+
+    def _network_up(self, host: Host) -> None:
+        """R2 (node/core/redial.py): a session opened, so dials in backoff are due now."""
+        host.last_open = self.now
+        for target in list(host.waiting):
+            wait = host.backoff.setdefault(target, Backoff()).network_up(self.net.random())
+            self._dial_later(host, target, wait)
 
     def _handshake(self, session: Session, to_side: int, frame: Handshake) -> None:
         dialer, acceptor = (self.hosts[i] for i in session.hosts)
@@ -104,6 +136,7 @@ class Sessions:
                 return
             session.epochs[ACCEPTOR] = acceptor.epoch
             acceptor.sessions[session.id] = session
+            session.challenged = self.now
             self._transmit(session, DIALER, Handshake(Kind.CHALLENGE))
             self.loop.after(HANDSHAKE_TIMEOUT_S, self._handshake_timeout, session, ACCEPTOR)
         elif frame.kind is Kind.CHALLENGE:
@@ -128,6 +161,8 @@ class Sessions:
             peer=self.hosts[peer].key,
             role="dialer" if side == DIALER else "acceptor",
             transmit=self._send,
+            # Hello to Challenge, or Challenge to Auth: what either side can time.
+            rtt=self.now - (session.started if side == DIALER else session.challenged),
         )
         session.links[side] = link
         self.loop.record(T_OPEN, me, peer, session.id)
@@ -135,6 +170,7 @@ class Sessions:
         assert host.process is not None
         host.process.session_up(link)
         self._touch(host)
+        self._network_up(host)
 
     def _end_side(self, session: Session, side: int, notify: bool) -> None:
         state = session.state[side]

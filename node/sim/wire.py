@@ -46,6 +46,7 @@ class Kind(enum.IntEnum):
     VECTOR = 10
     RANGES = 11
     EQUIVOCATION = 12
+    TREE = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,19 @@ class Prune:
     @property
     def kind(self) -> Kind:
         return Kind.PRUNE
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """TreePosition: the sender's root, its cost to it, and whether we are its parent."""
+
+    root: bytes
+    cost: int
+    parent: bool
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.TREE
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +136,7 @@ class Proof:
         return Kind.EQUIVOCATION
 
 
-Frame: TypeAlias = Handshake | Alerts | Ids | Prune | Digest | Vector | Ranges | Proof
+Frame: TypeAlias = Handshake | Alerts | Ids | Prune | Tree | Digest | Vector | Ranges | Proof
 
 
 # -- sizes -----------------------------------------------------------------------------
@@ -188,6 +202,8 @@ def encoded_size(frame: Frame) -> int:
         inner = _ids_size(frame.ids)
     elif isinstance(frame, Prune):
         inner = 0
+    elif isinstance(frame, Tree):
+        inner = _optional_bytes(len(frame.root)) + _uint_field(frame.cost) + 2 * frame.parent
     elif isinstance(frame, Digest):
         inner = _optional_bytes(len(frame.digest))
     elif isinstance(frame, Vector):
@@ -230,6 +246,9 @@ def to_peer_frame(frame: Frame) -> pb.PeerFrame:
         return pb.PeerFrame(graft=pb.Graft(ids=frame.ids))
     if isinstance(frame, Prune):
         return pb.PeerFrame(prune=pb.Prune())
+    if isinstance(frame, Tree):
+        position = pb.TreePosition(root=frame.root, cost=frame.cost, parent=frame.parent)
+        return pb.PeerFrame(tree=position)
     if isinstance(frame, Digest):
         return pb.PeerFrame(digest=pb.SummaryDigest(digest=frame.digest))
     if isinstance(frame, Vector):
@@ -253,6 +272,7 @@ TRAFFIC_CLASSES = (
     "alerts",
     "ihave",
     "graft/iwant/prune",
+    "tree",
     "catch-up alerts",
     "catch-up control",
     "proofs",
@@ -263,6 +283,7 @@ _CLASS_OF_KIND = {
     Kind.IWANT: "graft/iwant/prune",
     Kind.GRAFT: "graft/iwant/prune",
     Kind.PRUNE: "graft/iwant/prune",
+    Kind.TREE: "tree",
     Kind.DIGEST: "catch-up control",
     Kind.VECTOR: "catch-up control",
     Kind.RANGES: "catch-up control",

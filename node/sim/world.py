@@ -186,6 +186,7 @@ class World(Sessions):
         """Start (or restart) the host's node over its store, and dial its peers."""
         host.epoch += 1
         host.backoff.clear()
+        host.waiting.clear()
         host.process = self._make_process(host)
         self.loop.record(T_START, host.index, host.epoch)
         for target in host.dials:

@@ -186,6 +186,39 @@ class Prune(_message.Message):
 Global___Prune: _TypeAlias = Prune  # noqa: Y015
 
 @_typing.final
+class TreePosition(_message.Message):
+    """The sender's place in the rooted dissemination tree (docs/gossip.md, "A rooted
+    tree"). Sent to each new session and whenever it changes. A node that does not know
+    this frame ignores it, and its links follow the plain Plumtree rules.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOT_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    root: _builtins.bytes
+    """the smallest member key the sender has a route to"""
+    cost: _builtins.int
+    """the sender's path cost to the root: ms of latency plus a per-hop cost"""
+    parent: _builtins.bool
+    """the receiver is the sender's parent in the tree"""
+    def __init__(
+        self,
+        *,
+        root: _builtins.bytes = ...,
+        cost: _builtins.int = ...,
+        parent: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "parent", b"parent", "root", b"root"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TreePosition: _TypeAlias = TreePosition  # noqa: Y015
+
+@_typing.final
 class Graft(_message.Message):
     """"Push full alerts to me again", optionally with ids still missing."""
 
@@ -363,6 +396,7 @@ class PeerFrame(_message.Message):
     VECTOR_FIELD_NUMBER: _builtins.int
     RANGES_FIELD_NUMBER: _builtins.int
     EQUIVOCATION_FIELD_NUMBER: _builtins.int
+    TREE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -387,6 +421,8 @@ class PeerFrame(_message.Message):
     def ranges(self) -> Global___RangeRequests: ...
     @_builtins.property
     def equivocation(self) -> Global___EquivocationProof: ...
+    @_builtins.property
+    def tree(self) -> Global___TreePosition: ...
     def __init__(
         self,
         *,
@@ -402,12 +438,13 @@ class PeerFrame(_message.Message):
         vector: Global___VersionVector | None = ...,
         ranges: Global___RangeRequests | None = ...,
         equivocation: Global___EquivocationProof | None = ...,
+        tree: Global___TreePosition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "auth", b"auth", "challenge", b"challenge", "digest", b"digest", "equivocation", b"equivocation", "frame", b"frame", "graft", b"graft", "hello", b"hello", "ihave", b"ihave", "iwant", b"iwant", "prune", b"prune", "ranges", b"ranges", "vector", b"vector"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "auth", b"auth", "challenge", b"challenge", "digest", b"digest", "equivocation", b"equivocation", "frame", b"frame", "graft", b"graft", "hello", b"hello", "ihave", b"ihave", "iwant", b"iwant", "prune", b"prune", "ranges", b"ranges", "tree", b"tree", "vector", b"vector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "auth", b"auth", "challenge", b"challenge", "digest", b"digest", "equivocation", b"equivocation", "frame", b"frame", "graft", b"graft", "hello", b"hello", "ihave", b"ihave", "iwant", b"iwant", "prune", b"prune", "ranges", b"ranges", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "auth", b"auth", "challenge", b"challenge", "digest", b"digest", "equivocation", b"equivocation", "frame", b"frame", "graft", b"graft", "hello", b"hello", "ihave", b"ihave", "iwant", b"iwant", "prune", b"prune", "ranges", b"ranges", "tree", b"tree", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "challenge", "auth", "alerts", "ihave", "iwant", "prune", "graft", "digest", "vector", "ranges", "equivocation"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "challenge", "auth", "alerts", "ihave", "iwant", "prune", "graft", "digest", "vector", "ranges", "equivocation", "tree"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 

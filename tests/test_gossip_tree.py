@@ -1,0 +1,250 @@
+"""The rooted tree (node/core/gossip_tree.py, gossip rule 9), as scripts of events.
+
+A node is a `Gossip` that knows its member key; its peers are bytes. Their TREE frames
+are fed in with `on_tree`; the SendTree actions it returns are what it tells them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from node.core.gossip import (
+    Gossip,
+    GossipParams,
+    SendAlerts,
+    SendIWant,
+    SendPrune,
+    SendTree,
+)
+from node.core.gossip_tree import Advert, TreeRouter
+
+P = GossipParams(tree_hop_ms=25, tree_unknown_ms=50, tree_max_cost=3000)
+ROOT, A, B, C, ME = (bytes([n]) * 32 for n in (1, 3, 4, 5, 9))
+
+
+def aid(n: int) -> bytes:
+    return hashlib.sha256(b"alert %d" % n).digest()
+
+
+def never(_: bytes) -> bool:
+    return False
+
+
+def trees(actions: list[object]) -> dict[bytes, SendTree]:
+    return {a.peer: a for a in actions if isinstance(a, SendTree)}
+
+
+def node(*peers: tuple[bytes, float | None], key: bytes = ME) -> Gossip:
+    g = Gossip(P, random.Random(1))
+    g.set_key(key)
+    for peer, rtt in peers:
+        g.peer_up(peer, 0.0, rtt)
+    return g
+
+
+# -- the router ------------------------------------------------------------------------
+
+
+def test_a_node_alone_is_its_own_root() -> None:
+    r = TreeRouter(ME, P)
+    r.update(0.0)
+    assert (r.root, r.cost, r.parent) == (ME, 0, None)
+
+
+def test_the_parent_is_the_cheapest_route_to_the_smallest_root() -> None:
+    r = TreeRouter(ME, P)
+    r.add(A, 0.200)  # 100 ms one way + 25 per hop = 125
+    r.add(B, 0.020)  # 10 + 25 = 35
+    r.heard(A, Advert(ROOT, 0, False))  # A is next to the root: 125
+    r.heard(B, Advert(ROOT, 60, False))  # B is one hop further: 95
+    r.update(0.0)
+    assert (r.root, r.cost, r.parent) == (ROOT, 95, B)
+    # A smaller root wins over any cost.
+    r.heard(A, Advert(bytes(32), 2000, False))
+    r.update(0.0)
+    assert (r.root, r.parent) == (bytes(32), A)
+
+
+def test_a_peer_that_names_us_its_parent_is_never_our_parent() -> None:
+    r = TreeRouter(ME, P)
+    r.add(A, None)
+    r.heard(A, Advert(ROOT, 10, True))  # poison reverse
+    r.update(0.0)
+    assert r.parent is None and r.root == ME
+    assert r.children() == [A]
+
+
+def test_a_route_costing_the_cap_or_more_is_no_route() -> None:
+    # After the root goes away the costs climb (counting to infinity) up to the cap;
+    # then the next smallest key takes over.
+    r = TreeRouter(ME, P)
+    r.add(A, None)
+    r.heard(A, Advert(ROOT, P.tree_max_cost - 75, False))
+    r.update(0.0)
+    assert r.parent is None and r.root == ME
+
+
+def test_a_tie_keeps_the_current_parent() -> None:
+    r = TreeRouter(ME, P)
+    r.add(B, None)
+    r.heard(B, Advert(ROOT, 100, False))
+    r.update(0.0)
+    r.add(A, None)  # A has the smaller key, and the same cost
+    r.heard(A, Advert(ROOT, 100, False))
+    r.update(0.0)
+    assert r.parent == B
+
+
+# -- the gossip core with the tree -----------------------------------------------------
+
+
+def test_each_new_session_is_told_where_we_sit() -> None:
+    g = Gossip(P, random.Random(1))
+    g.set_key(ME)
+    sent = trees(g.peer_up(A, 0.0))
+    assert sent[A] == SendTree(A, ME, 0, False)
+
+
+def test_the_parent_and_the_children_are_the_eager_links() -> None:
+    g = node((A, None), (B, None), (C, None))
+    g.on_tree(B, B, 0, False, 0.0)  # B is a root; its key is smaller than ours
+    actions = g.on_tree(A, ROOT, 0, False, 0.0)  # A is next to a smaller root
+    assert g.tree_position() == (ROOT, 75, A)
+    # Everyone hears our new position; A hears that it is our parent.
+    sent = trees(actions)
+    assert sent[A] == SendTree(A, ROOT, 75, True)
+    assert sent[B] == SendTree(B, ROOT, 75, False)
+    g.on_tree(C, ROOT, 150, True, 0.0)  # C takes us as its parent
+    assert g.eager_peers() == {A, C}
+    assert g.lazy_peers() == {B}
+    # A new alert goes down and up the tree, and as an IHAVE to B.
+    pushed = [a.peer for a in g.publish(aid(1), 1.0) if isinstance(a, SendAlerts)]
+    assert sorted(pushed) == [A, C]
+
+
+def test_a_duplicate_over_a_tree_link_prunes_nothing() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 200, True, 0.0)
+    g.on_alert(A, aid(1), True, 1.0)
+    actions = g.on_alert(B, aid(1), False, 1.1)  # a child had it another way
+    assert not any(isinstance(a, SendPrune) for a in actions)
+    assert g.eager_peers() == {A, B}
+
+
+def test_a_repair_link_is_pruned_at_its_first_duplicate() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 0, False, 0.0)  # as good as A, but A was first: B is lazy
+    g.on_graft(B, [], 0.5)  # B repairs through us: the link is eager for now
+    assert B in g.eager_peers()
+    g.on_alert(A, aid(1), True, 1.0)
+    actions = g.on_alert(B, aid(1), False, 1.1)
+    assert SendPrune(B) in actions  # at once: pruning it cannot cut the tree
+    assert g.eager_peers() == {A}
+
+
+def test_a_stale_view_of_a_link_is_set_right() -> None:
+    g = node((A, None), (B, None), (C, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 100, True, 0.0)
+    g.on_tree(C, ROOT, 100, False, 0.0)
+    # Our parent did not get our TREE frame (lost, or overtaken): it prunes us. We tell
+    # it again that it is our parent, and keep pushing to it.
+    actions = g.on_prune(A, 1.0)
+    assert trees(actions)[A] == SendTree(A, ROOT, 75, True)
+    assert A in g.eager_peers()
+    # C pushes to us over a link we hold lazy: it missed a TREE frame of ours.
+    g.on_alert(A, aid(1), True, 2.0)
+    actions = g.on_alert(C, aid(1), False, 2.1)
+    assert trees(actions)[C] == SendTree(C, ROOT, 75, False)
+
+
+def test_a_backlogged_tree_link_is_announced_to_without_a_prune() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 100, True, 0.0)
+    assert g.on_peer_backlogged(B, 1.0) == []  # no PRUNE: it would unsettle B's view
+    assert B not in g.eager_peers()
+    assert [a.peer for a in g.publish(aid(1), 2.0) if isinstance(a, SendAlerts)] == [A]
+    # Once the backoff has passed it is pushed to again.
+    later = 2.0 + P.backlog_backoff
+    assert B in [a.peer for a in g.publish(aid(2), later) if isinstance(a, SendAlerts)]
+
+
+def test_a_parent_that_never_delivers_is_passed_over() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)  # the cheapest: parent
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    assert g.tree_position() == (ROOT, 75, A)
+    t = 1.0
+    for n in range(P.tree_strikes):
+        # The alert is announced by B, the timer fires, we ask B, B delivers. On the
+        # tree a missing alert is pulled (IWANT): the links stay as they are.
+        g.on_ihave(B, [aid(n)], t, never)
+        actions = g.handle_timer(t + 2 * P.graft_timeout)
+        assert SendIWant(B, (aid(n),)) in actions
+        actions = g.on_alert(B, aid(n), True, t + 2.5)
+        t += 5
+    assert g.tree_position() == (ROOT, 115, B)
+    assert trees(actions)[B].parent and not trees(actions)[A].parent
+
+
+def test_a_parent_that_delivers_in_between_is_kept() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    t = 1.0
+    for n in range(2 * P.tree_strikes):
+        g.on_ihave(B, [aid(n)], t, never)
+        g.handle_timer(t + 2 * P.graft_timeout)
+        g.on_alert(B, aid(n), True, t + 2.5)
+        g.on_alert(A, aid(1000 + n), True, t + 3)  # the tree works most of the time
+        t += 5
+    assert g.tree_position() == (ROOT, 75, A)
+
+
+def test_peers_that_send_no_tree_frames_follow_the_plain_rules() -> None:
+    # An older node, or a silent one: never a parent, and its link starts lazy (a silent
+    # member gets ids, not alerts); a first copy from it makes the link eager (rule 2),
+    # a GRAFT from it too (rule 5), and a duplicate prunes it (rule 3).
+    g = node((A, None), (B, None), (C, None), (ROOT, None))
+    assert g.tree_position() == (ME, 0, None)
+    assert g.eager_peers() == set()
+    g.on_alert(A, aid(1), True, 1.0)
+    assert A in g.eager_peers()
+    g.on_graft(B, [], 1.0)
+    assert B in g.eager_peers()
+    assert SendPrune(A) in g.on_alert(A, aid(2), False, 2.0) + g.on_alert(A, aid(2), False, 2.0)
+
+
+def test_without_a_key_there_is_no_tree() -> None:
+    g = Gossip(P, random.Random(1))
+    assert g.peer_up(A, 0.0) == []
+    assert g.on_tree(A, ROOT, 0, False, 0.0) == []
+    assert g.tree_position() is None
+
+
+def test_when_the_root_goes_away_no_stale_route_is_taken_and_the_next_key_takes_over() -> None:
+    # A and B are our peers; B routes to the root through us (it is further away).
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 150, False, 0.0)
+    assert g.tree_position() == (ROOT, 75, A)
+    # A (next to the root) goes down. B's route costs more than ours: it may run
+    # through us, so it is not taken (T7); we hold the root down, and B, hearing that
+    # we are now a root ourselves, soon offers us the smaller key it knows, if any.
+    actions = g.peer_down(A, 1.0)
+    assert g.tree_position() == (ME, 0, None)
+    assert trees(actions)[B] == SendTree(B, ME, 0, False)
+    g.on_tree(B, ROOT, 225, False, 1.1)  # a stale advert: still held down
+    assert g.tree_position() == (ME, 0, None)
+    g.on_tree(B, B, 0, False, 1.2)  # B drops it too; B's key is smaller than ours
+    assert g.tree_position() == (B, 75, B)
+    # After the hold-down a route to the old root may be taken again, over any path.
+    deadline = g.next_deadline()
+    assert deadline is not None and deadline <= 1.0 + P.tree_hold
+    g.handle_timer(1.0 + P.tree_hold)
+    g.on_tree(B, ROOT, 300, False, 1.0 + P.tree_hold)
+    assert g.tree_position() == (ROOT, 375, B)
