@@ -1268,8 +1268,9 @@ def report(
             "(b) … filling: node CPU by thread, µs/alert, first and last window",
             " / ".join(
                 ", ".join(f"{t} {us:.0f}" for t, us in by_thread(w[1], res["thread_names"]))
-                for w in (res["fill_windows"][0], res["fill_windows"][-1])
-            ),
+                for w in res["fill_windows"][:1] + res["fill_windows"][-1:]
+            )
+            or "(no fill: the store was full already)",
         ),
         (
             f"(b) … filling cost at the last window / at the window up to {args.fill_window:,}",
