@@ -7,6 +7,7 @@ are fed in with `on_tree`; the SendTree actions it returns are what it tells the
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import random
 
 from node.core.gossip import (
@@ -35,8 +36,10 @@ def trees(actions: list[object]) -> dict[bytes, SendTree]:
     return {a.peer: a for a in actions if isinstance(a, SendTree)}
 
 
-def node(*peers: tuple[bytes, float | None], key: bytes = ME) -> Gossip:
-    g = Gossip(P, random.Random(1))
+def node(
+    *peers: tuple[bytes, float | None], key: bytes = ME, params: GossipParams = P
+) -> Gossip:
+    g = Gossip(params, random.Random(1))
     g.set_key(key)
     for peer, rtt in peers:
         g.peer_up(peer, 0.0, rtt)
@@ -248,3 +251,88 @@ def test_when_the_root_goes_away_no_stale_route_is_taken_and_the_next_key_takes_
     g.handle_timer(1.0 + P.tree_hold)
     g.on_tree(B, ROOT, 300, False, 1.0 + P.tree_hold)
     assert g.tree_position() == (ROOT, 375, B)
+
+
+# -- T8: positions that cannot be, and floods of them -----------------------------------
+
+
+def test_a_root_that_is_not_a_key_or_a_cost_out_of_range_is_ignored_and_counted() -> None:
+    g = node((A, None))
+    for root, cost in ((b"", 0), (b"\x00", 0), (bytes(33), 0), (ROOT, -1), (ROOT, 3000)):
+        assert g.on_tree(A, root, cost, False, 1.0) == []
+    stats = g.peer_stats(A, 1.0)
+    assert stats is not None and stats.tree_refused == 5
+    # Nothing of it was adopted: a well-formed position still is.
+    assert g.on_tree(A, ROOT, 0, False, 1.0)
+    assert g.tree_position() == (ROOT, 75, A)
+
+
+def test_a_peer_flooding_tree_frames_is_heard_at_the_refill_rate() -> None:
+    g = node((A, None), (B, None))
+    answered = 0
+    for n in range(200):  # 200 frames in 2 s, each a cheaper route
+        if g.on_tree(A, ROOT, 2900 - n, False, 1.0 + n * 0.01):
+            answered += 1
+    stats = g.peer_stats(A, 3.0)
+    assert stats is not None
+    taken = 200 - stats.tree_refused
+    # The burst plus what 2 s refill: every refused frame cost no frame to anyone.
+    assert taken <= P.tree_burst + 2 * P.tree_rate + 1
+    assert answered <= taken
+    # After a quiet spell the peer is heard again.
+    assert g.on_tree(A, ROOT, 0, False, 100.0)
+
+
+# -- T9: a parent working through a burst is waited for ---------------------------------
+
+
+BUSY = replace(P, tree_busy=1)  # T9 applies from the first copy (a burst, in effect)
+
+
+def test_a_parent_still_bringing_older_alerts_is_waited_for_and_a_lost_one_is_pulled() -> None:
+    g = node((A, None), (B, None), params=BUSY)
+    g.on_tree(A, ROOT, 0, False, 0.0)  # A is the parent
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    assert g.tree_position() == (ROOT, 75, A)
+    # A burst: B announces 1 and 2 long before the parent, busy verifying, brings them.
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    g.on_ihave(B, [aid(2)], 1.2, never)
+    g.on_alert(A, aid(1), True, 1.9)  # the parent is behind: announced at 1.0
+    # 2's timer (graft_timeout, stretched by at most graft_jitter) has fired by 2.5.
+    actions = g.handle_timer(2.5)
+    assert not [a for a in actions if isinstance(a, SendIWant)]  # waited for, no duplicate
+    # The parent then brings an alert nobody announced first: it has caught up, so 2
+    # was lost on the way and is pulled when its timer fires again.
+    g.on_alert(A, aid(3), True, 3.3)
+    actions = g.handle_timer(2.5 + P.graft_timeout)
+    assert SendIWant(B, (aid(2),)) in actions
+
+
+def test_at_low_rates_a_late_id_is_pulled_at_once() -> None:
+    g = node((A, None), (B, None))  # tree_busy 32: one copy in a second is no burst
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    g.on_ihave(B, [aid(2)], 1.2, never)
+    g.on_alert(A, aid(1), True, 1.9)
+    assert SendIWant(B, (aid(2),)) in g.handle_timer(2.5)
+
+
+def test_a_lagging_parent_is_waited_for_only_tree_patience_timeouts() -> None:
+    g = node((A, None), (B, None), params=BUSY)
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    olds = [aid(100 + k) for k in range(3 * P.tree_patience)]
+    g.on_ihave(B, olds, 0.0, never)  # a backlog the parent works through, far behind
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    t, fired = 1.0, 0
+    for old in olds:
+        t += P.graft_timeout * 1.3
+        g.on_alert(A, old, True, t - 0.05)  # the parent keeps bringing alerts announced at 0
+        fired += 1
+        pulls = [a for a in g.handle_timer(t) if isinstance(a, SendIWant)]
+        if any(aid(1) in a.ids for a in pulls):
+            break
+    else:
+        raise AssertionError("never pulled")
+    assert fired == P.tree_patience + 1  # waited tree_patience times, then pulled

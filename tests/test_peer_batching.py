@@ -222,3 +222,22 @@ async def test_after_a_prune_the_queued_pushes_leave_the_outbox_other_frames_sta
         pe.AlertsFrame((c,), catchup=True),
     ]
     assert outbox.queued_bytes == 0
+
+
+async def test_the_inbox_is_bounded_by_bytes_as_well_as_frames() -> None:
+    # A peer's frames may each be up to 32 MiB: the read-ahead holds at most max_bytes
+    # of them (and always one, whatever its size), so one session cannot pin a GiB.
+    inbox = Inbox(max_frames=32, max_bytes=1000)
+    await inbox.put(alerts_frame([1]), 5000)  # one frame is always taken
+    second = asyncio.create_task(inbox.put(alerts_frame([2]), 10))
+    await asyncio.sleep(0)
+    assert not second.done() and inbox.qsize() == 1
+    assert await inbox.get() is not None
+    await asyncio.wait_for(second, 1)
+    await inbox.put(alerts_frame([3]), 900)
+    third = asyncio.create_task(inbox.put(alerts_frame([4]), 200))  # 10 + 900 + 200 > 1000
+    await asyncio.sleep(0)
+    assert not third.done()
+    inbox.drain()
+    await asyncio.wait_for(third, 1)
+    assert inbox.qsize() == 1

@@ -12,8 +12,9 @@ a frame that does not fit is refused (the peer is backlogged).
 Inbox: frames read from a peer while the previous ingest is still running. The reader
 keeps reading into it; the session takes the next frame, and with an Alerts frame every
 Alerts frame of the same kind queued right behind it (up to `max_alerts`), so one ingest
-verifies and commits what arrived meanwhile. Bounded by frames: a full inbox stops the
-reader, and gRPC flow control stops the sender.
+verifies and commits what arrived meanwhile. Bounded by frames and by bytes (one frame
+is always taken, whatever its size): a full inbox stops the reader, and gRPC flow
+control stops the sender.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ OUTBOX_BYTES = 8 * 1024 * 1024  # and bytes (alerts' signed bytes, ids)
 COALESCE_BYTES = pe.SERVE_FRAME_BYTES  # a coalesced gossip Alerts frame holds about this much
 IHAVE_IDS = 512  # ids per coalesced IHAVE (gossip's ihave_max_ids: receivers read no more)
 INBOX_FRAMES = 32  # frames read ahead of the ingest
+INBOX_BYTES = 8 * 1024 * 1024  # and their bytes (a frame may be up to 32 MiB)
 _ID_BYTES = 34  # an id on the wire, roughly
 _FRAME_BYTES = 64  # a control frame, roughly
 
@@ -182,20 +184,26 @@ class Inbox:
     """Frames read ahead of their handling; None marks the end of the stream."""
 
     max_frames: int = INBOX_FRAMES
+    max_bytes: int = INBOX_BYTES
     stats: InboxStats = field(default_factory=InboxStats)
-    _queue: deque[pb.PeerFrame | None] = field(default_factory=deque)
+    _queue: deque[tuple[pb.PeerFrame | None, int]] = field(default_factory=deque)
+    _bytes: int = 0
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
 
     def qsize(self) -> int:
         return len(self._queue)
 
-    async def put(self, frame: pb.PeerFrame | None) -> None:
-        """Queue a frame read from the peer, waiting while the inbox is full."""
-        while len(self._queue) >= self.max_frames:
+    async def put(self, frame: pb.PeerFrame | None, size: int = 0) -> None:
+        """Queue a frame read from the peer (`size`: its bytes), waiting while the inbox
+        is full."""
+        while self._queue and (
+            len(self._queue) >= self.max_frames or self._bytes + size > self.max_bytes
+        ):
             self._room.clear()
             await self._room.wait()
-        self._queue.append(frame)
+        self._queue.append((frame, size))
+        self._bytes += size
         self.stats.frames_read += frame is not None
         self._ready.set()
 
@@ -203,14 +211,16 @@ class Inbox:
         while not self._queue:
             self._ready.clear()
             await self._ready.wait()
-        frame = self._queue.popleft()
+        frame, size = self._queue.popleft()
+        self._bytes -= size
         self._room.set()
         return frame
 
     def drain(self) -> list[pb.PeerFrame | None]:
         """Empty the inbox (the session ended)."""
-        frames = list(self._queue)
+        frames = [frame for frame, _ in self._queue]
         self._queue.clear()
+        self._bytes = 0
         self._room.set()
         return frames
 
@@ -221,13 +231,14 @@ class Inbox:
         count = len(first.alerts)
         queue = self._queue
         while queue:
-            nxt = queue[0]
+            nxt, size = queue[0]
             if nxt is None or nxt.WhichOneof("frame") != "alerts":
                 break
             alerts = nxt.alerts
             if alerts.catchup != first.catchup or count + len(alerts.alerts) > max_alerts:
                 break
             queue.popleft()
+            self._bytes -= size
             frames.append(alerts)
             count += len(alerts.alerts)
         if len(frames) > 1:

@@ -378,9 +378,27 @@ class PeerManager:
                 return
             kind = frame.WhichOneof("frame")
             counters.frames_received[kind or ""] += 1
-            if kind == "alerts":
-                self._arrive(frame.alerts, 1)
-            await link.inbox.put(frame)
+            if kind != "alerts":
+                await link.inbox.put(frame, frame.ByteSize())
+                continue
+            alerts = frame.alerts
+            if len(alerts.alerts) > self.node.limits.max_batch:
+                # Refused before anything is hashed or queued (ingest would refuse it too).
+                log.warning(
+                    "disconnecting %s: a frame of %d alerts (at most %d)",
+                    link.name,
+                    len(alerts.alerts),
+                    self.node.limits.max_batch,
+                    extra={"event": "peer_frame_too_large", "peer": link.name},
+                )
+                self._close(link)
+                return
+            self._arrive(alerts, 1)
+            try:
+                await link.inbox.put(frame, frame.ByteSize())
+            except BaseException:  # never queued: it will not be handled or drained
+                self._arrive(alerts, -1)
+                raise
 
     def _arrive(self, frame: pb.Alerts, step: int) -> None:
         arriving = self._arriving
@@ -430,7 +448,10 @@ class PeerManager:
                 self._announce_instead(link)
             elif kind == "tree":
                 t = frame.tree
-                actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
+                if t.root in self.node.roster:  # a root must be a member (T8)
+                    actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
+                else:
+                    self.counters.setdefault(link.key, PeerCounters()).tree_refused += 1
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
@@ -625,8 +646,11 @@ class PeerManager:
             if st is None:
                 continue
             for name in ("prunes_sent", "prunes_received", "grafts_sent", "grafts_received",
-                         "ihave_ids_received", "ihave_ids_dropped"):  # fmt: skip
+                         "ihave_ids_received", "ihave_ids_dropped", "tree_refused"):  # fmt: skip
                 totals[f"gossip_{name}"] = totals.get(f"gossip_{name}", 0) + getattr(st, name)
+        totals["gossip_tree_refused"] = totals.get("gossip_tree_refused", 0) + sum(
+            c.tree_refused for c in self.counters.values()
+        )
         g = self.gossip.stats()
         totals["gossip_eager_peers"] = g.eager_peers
         totals["gossip_awaited_ids"] = g.awaited_ids

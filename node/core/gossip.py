@@ -92,6 +92,9 @@ __all__ = [  # with what gossip_types defines: callers import it all from here
 ]
 
 
+ROOT_BYTES = 32  # a TREE frame's root is a member's Ed25519 key
+
+
 @dataclass(slots=True)
 class _Peer:
     eager: bool
@@ -110,6 +113,9 @@ class _Peer:
     prunes_received: int = 0
     grafts_sent: int = 0
     grafts_received: int = 0
+    tree_tokens: float = -1.0  # T8: TREE frames this peer may still send now (-1: full)
+    tree_stamp: float = 0.0  # when tree_tokens was last refilled
+    tree_refused: int = 0  # TREE frames ignored: malformed, or over the rate
 
 
 @dataclass(slots=True)
@@ -128,6 +134,8 @@ class _Missing:
     announcers: deque[bytes]  # not asked yet, in the order they announced
     asked: list[bytes]
     timer: int  # sequence number of this entry's live timer
+    since: float = 0.0  # when it was first announced
+    waited: int = 0  # T9: timers re-armed because the parent was still catching up
 
 
 class Gossip:
@@ -139,6 +147,11 @@ class Gossip:
         self._peers: dict[bytes, _Peer] = {}
         self._seen: OrderedDict[bytes, _Seen] = OrderedDict()  # oldest first
         self._missing: dict[bytes, _Missing] = {}
+        # T9: when the tree parent last brought a first copy, and how long after that
+        # copy's first announcement to us (0 if nobody had announced it yet).
+        self._parent_at: tuple[float, float] = (-math.inf, 0.0)
+        # and the times of its last `tree_busy` first copies: T9 applies only in a burst
+        self._parent_fed: deque[float] = deque(maxlen=params.tree_busy)
         self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, id); stale kept
         self._seq = 0
         self._flush_at: float | None = None
@@ -252,6 +265,12 @@ class Gossip:
                 seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
             if self._tree is not None:
+                if peer == self._tree.parent:
+                    # T9: how far behind the parent is: a copy it brings before anyone
+                    # announced it is on time; one announced earlier is that late.
+                    lag = now - missing.since if missing is not None else 0.0
+                    self._parent_at = (now, lag)
+                    self._parent_fed.append(now)
                 if not asked:
                     self._tree.delivered(peer)
                 elif self._tree.strike(now):  # T5: the tree did not bring it, a request did
@@ -360,7 +379,7 @@ class Gossip:
             ):
                 self._awaited_dropped += 1
                 continue
-            missing = _Missing(creator=peer, announcers=deque([peer]), asked=[], timer=0)
+            missing = _Missing(creator=peer, announcers=deque([peer]), asked=[], timer=0, since=now)
             self._missing[id] = missing
             state.awaited += 1
             self._schedule(id, missing, now + delay)
@@ -414,10 +433,29 @@ class Gossip:
         self, peer: bytes, root: bytes, cost: int, parent: bool, now: float
     ) -> list[Action]:
         """`peer` says where it sits in the tree: its root, its cost to it, and whether
-        we are its parent (rule 9). Ignored when the tree is off."""
+        we are its parent (rule 9). Ignored when the tree is off.
+
+        T8: a position that cannot be one (a root that is not a 32-byte key, a cost
+        outside 0 .. tree_max_cost) or one more than `tree_burst` frames, refilled at
+        `tree_rate` a second, is ignored and counted (`tree_refused`): a lying or
+        flapping peer cannot make this node re-advertise without bound. Whether the
+        root is a member is the runtime's check (it holds the roster)."""
         self._expire(now)
-        if self._tree is None or peer not in self._peers:
+        state = self._peers.get(peer)
+        if self._tree is None or state is None:
             return []
+        if len(root) != ROOT_BYTES or not 0 <= cost < self.params.tree_max_cost:
+            state.tree_refused += 1
+            return []
+        p = self.params
+        tokens = p.tree_burst if state.tree_tokens < 0 else state.tree_tokens
+        tokens = min(p.tree_burst, tokens + (now - state.tree_stamp) * p.tree_rate)
+        state.tree_stamp = now
+        if tokens < 1:
+            state.tree_tokens = tokens
+            state.tree_refused += 1
+            return []
+        state.tree_tokens = tokens - 1
         self._tree.heard(peer, Advert(root, cost, parent))
         actions: list[Action] = []
         self._tree_sync(now, actions)
@@ -478,6 +516,7 @@ class Gossip:
             prunes_received=s.prunes_received,
             grafts_sent=s.grafts_sent,
             grafts_received=s.grafts_received,
+            tree_refused=s.tree_refused,
         )
 
     def stats(self) -> GossipStats:
@@ -626,6 +665,10 @@ class Gossip:
                 continue
             id = timer[2]
             missing = self._missing[id]
+            if in_tree and self._parent_behind(missing, now):
+                missing.waited += 1
+                self._schedule(id, missing, now + self.params.graft_timeout)
+                continue
             while missing.announcers and missing.announcers[0] not in self._peers:
                 missing.announcers.popleft()
             if not missing.announcers:
@@ -649,6 +692,24 @@ class Gossip:
         for peer, ids in iwants.items():
             for i in range(0, len(ids), step):
                 actions.append(SendIWant(peer, tuple(ids[i : i + step])))
+
+    def _parent_behind(self, missing: _Missing, now: float) -> bool:
+        """T9: the parent brought a copy within the last graft timeout, and that copy came
+        about as long after its announcement as this one has waited so far (within
+        `graft_retry`): the parent is working through a backlog in order (a burst it
+        verifies and stores before passing on), and will bring this one too (only while
+        it brought at least `tree_busy` copies in the last graft timeout). Pulling it
+        from an announcer now would only make a duplicate. Waited for at most
+        `tree_patience` timeouts; an id waiting clearly longer than the parent's copies
+        lag (lost on the way) is pulled at once."""
+        p = self.params
+        if missing.asked or missing.waited >= p.tree_patience:
+            return False
+        fed = self._parent_fed
+        if len(fed) < p.tree_busy or fed[0] < now - p.graft_timeout:
+            return False  # not a burst: at low rates a late id is a lost one
+        fed_at, lag = self._parent_at
+        return fed_at >= now - p.graft_timeout and now - missing.since < lag + p.graft_retry
 
     def _add_awaited_from(self, requests: dict[bytes, list[bytes]], now: float) -> None:
         # A GRAFT means the tree did not bring what this peer announced: whatever else it

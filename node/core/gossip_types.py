@@ -35,6 +35,10 @@ class GossipParams:
     tree_strikes: int = 3  # T5: GRAFT timers fired under one parent before it is passed over
     tree_penalty: float = 60.0  # T5: for this long
     tree_hold: float = 3.0  # T7: a root lost is not taken again for this long
+    tree_patience: int = 5  # T9: graft timeouts waited for a parent still catching up
+    tree_busy: int = 32  # T9: only while it brought this many first copies in a timeout
+    tree_burst: int = 100  # T8: TREE frames taken from one peer at once; refilled at
+    tree_rate: float = 10.0  # this many per second (more than churn at N = 1,000 needs)
 
     def __post_init__(self) -> None:
         for name in (
@@ -45,10 +49,19 @@ class GossipParams:
             "max_missing",
             "tree_max_cost",
             "tree_strikes",
+            "tree_burst",
+            "tree_busy",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"gossip: {name} must be at least 1")
-        for name in ("ihave_interval", "graft_timeout", "graft_retry", "seen_ttl", "prune_rate"):
+        for name in (
+            "ihave_interval",
+            "graft_timeout",
+            "graft_retry",
+            "seen_ttl",
+            "prune_rate",
+            "tree_rate",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"gossip: {name} must be positive")
         if not 0 <= self.graft_jitter <= 1:
@@ -59,6 +72,7 @@ class GossipParams:
             "tree_unknown_ms",
             "tree_penalty",
             "tree_hold",
+            "tree_patience",
         ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"gossip: {name} must not be negative")
@@ -135,6 +149,7 @@ class PeerStats:
     prunes_received: int
     grafts_sent: int
     grafts_received: int
+    tree_refused: int = 0  # TREE frames ignored (T8)
 
 
 @dataclass(frozen=True, slots=True)

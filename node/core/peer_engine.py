@@ -205,6 +205,7 @@ class PeerCounters:
     catchup_bytes_sent: int = 0
     ranges_requested: int = 0  # catch-up ranges asked of this peer
     ranges_served: int = 0  # catch-up ranges this peer asked of us
+    tree_refused: int = 0  # TREE frames naming a root that is not a member
 
 
 class PeerEngine(Generic[L]):
