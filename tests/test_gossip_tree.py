@@ -7,8 +7,8 @@ are fed in with `on_tree`; the SendTree actions it returns are what it tells the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 import random
+from dataclasses import replace
 
 from node.core.gossip import (
     Gossip,
