@@ -36,9 +36,7 @@ def trees(actions: list[object]) -> dict[bytes, SendTree]:
     return {a.peer: a for a in actions if isinstance(a, SendTree)}
 
 
-def node(
-    *peers: tuple[bytes, float | None], key: bytes = ME, params: GossipParams = P
-) -> Gossip:
+def node(*peers: tuple[bytes, float | None], key: bytes = ME, params: GossipParams = P) -> Gossip:
     g = Gossip(params, random.Random(1))
     g.set_key(key)
     for peer, rtt in peers:
