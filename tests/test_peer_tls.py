@@ -19,9 +19,11 @@ import pytest
 from node import cluster
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node._pb.alertmesh.v1 import peer_service_pb2 as peer_pb
 from node._pb.alertmesh.v1.peer_service_pb2_grpc import PeerServiceStub
 from node.core.roster import Member, Roster
 from node.crypto import Identity
+from node.crypto.identity import load_identity
 from node.crypto.tls import generate_tls_identity, load_tls_identity
 from node.rpc.client import AlertClient
 from node.rpc.peer_transport import CallTransport, PeerSecurity, dial_handshake
@@ -255,3 +257,37 @@ def test_a_home_made_before_tls_gets_its_key_pair_on_the_next_start(tmp_path: Pa
         assert "BEGIN" not in log  # the pin, never the key
     finally:
         node.stop()
+
+
+async def test_a_frame_of_more_alerts_than_a_batch_ends_the_session(tmp_path: Path) -> None:
+    # A member's node sends one Alerts frame of max_batch + 1 (junk) alerts: node2 ends
+    # the session as soon as it reads the frame, before it hashes or queues any of it,
+    # and says so in its log. (Read-ahead would otherwise hold and hash it.)
+    layout = cluster.create(tmp_path, 2)
+    node1, node2_home = layout[0], layout[1]
+    identity = load_identity(node1.home / "identity.key")
+    security = PeerSecurity(load_tls_identity(node1.home / "tls.key", node1.home / "tls.crt"))
+    node2 = entry(node1, "node2")
+    too_many = [alert_pb2.SignedAlert(body=b"junk %d" % i) for i in range(1001)]
+    async with serving([node2_home]):
+        async with security.channel(node2_home.peer, node2) as channel:
+            call = PeerServiceStub(channel).Session()
+            transport = CallTransport(call)
+            await dial_handshake(transport, identity, node2.key, security.dialer_channel(node2))
+            await transport.write(peer_pb.PeerFrame(alerts=peer_pb.Alerts(alerts=too_many)))
+
+            async def session_ends() -> bool:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    while await asyncio.wait_for(transport.read(), 10) is not None:
+                        pass
+                return True
+
+            assert await session_ends()
+        await eventually(
+            lambda: _logged(node2_home, "a frame of 1001 alerts (at most 1000)"),
+            "node2 logging the oversized frame",
+        )
+
+
+async def _logged(node: cluster.ClusterNode, text: str) -> bool:
+    return text in node.log_file.read_text()
