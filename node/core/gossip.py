@@ -147,11 +147,11 @@ class Gossip:
         self._peers: dict[bytes, _Peer] = {}
         self._seen: OrderedDict[bytes, _Seen] = OrderedDict()  # oldest first
         self._missing: dict[bytes, _Missing] = {}
-        # T9: when the tree parent last brought a first copy, and how long after that
-        # copy's first announcement to us (0 if nobody had announced it yet).
-        self._parent_at: tuple[float, float] = (-math.inf, 0.0)
-        # and the times of its last `tree_busy` first copies: T9 applies only in a burst
+        # T9: the times of the tree parent's last `tree_busy` first copies (T9 applies
+        # only in a burst), and how long after its first announcement to us the last of
+        # them came (0 if nobody had announced it yet).
         self._parent_fed: deque[float] = deque(maxlen=params.tree_busy)
+        self._parent_lag = 0.0
         self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, id); stale kept
         self._seq = 0
         self._flush_at: float | None = None
@@ -268,8 +268,7 @@ class Gossip:
                 if peer == self._tree.parent:
                     # T9: how far behind the parent is: a copy it brings before anyone
                     # announced it is on time; one announced earlier is that late.
-                    lag = now - missing.since if missing is not None else 0.0
-                    self._parent_at = (now, lag)
+                    self._parent_lag = now - missing.since if missing is not None else 0.0
                     self._parent_fed.append(now)
                 if not asked:
                     self._tree.delivered(peer)
@@ -708,8 +707,8 @@ class Gossip:
         fed = self._parent_fed
         if len(fed) < p.tree_busy or fed[0] < now - p.graft_timeout:
             return False  # not a burst: at low rates a late id is a lost one
-        fed_at, lag = self._parent_at
-        return fed_at >= now - p.graft_timeout and now - missing.since < lag + p.graft_retry
+        # The newest copy is at least as recent as fed[0]: the parent is delivering.
+        return now - missing.since < self._parent_lag + p.graft_retry
 
     def _add_awaited_from(self, requests: dict[bytes, list[bytes]], now: float) -> None:
         # A GRAFT means the tree did not bring what this peer announced: whatever else it
