@@ -58,8 +58,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -79,10 +82,45 @@ withdrawal blocked fee demanded private key leaked malicious browser extension
 """
 WORDS = tuple(VOCABULARY.split())
 TLDS = ("com", "io", "xyz", "app", "net", "org", "finance", "site")
+T = TypeVar("T")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CPUS = os.cpu_count() or 1
 CATCHUP_INTERVAL = CatchupConfig().interval  # what PeerManager uses
 GOSSIP_COUNTERS = ("gossip_prunes_sent", "gossip_grafts_sent", "gossip_awaited_abandoned")
+
+
+async def publish_all(
+    items: Sequence[T], send: Callable[[T], Awaitable[None]], in_flight: int, acks: list[float]
+) -> None:
+    """Send every item in order, `in_flight` calls outstanding; each call's time to `acks`."""
+    queue = deque(items)
+
+    async def worker() -> None:
+        while queue:
+            item = queue.popleft()
+            t0 = time.monotonic()
+            await send(item)
+            acks.append(time.monotonic() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+
+
+async def stop_publishing(publishing: asyncio.Future[None]) -> None:
+    """Wait for the publishers, cancelled if the phase timed out first."""
+    if not publishing.done():
+        publishing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await publishing
+
+
+def note_full(
+    per_node: dict[int, float], counts: Sequence[int], target: Sequence[int], now: float
+) -> bool:
+    """Record `now` for each store that newly holds its target count; True once all do."""
+    for i, (x, t) in enumerate(zip(counts, target, strict=True)):
+        if x >= t and i not in per_node:
+            per_node[i] = now
+    return len(per_node) == len(target)
 
 
 def publish_request(rng: random.Random, tag: str) -> api.PublishRequest:
@@ -400,23 +438,13 @@ class Bench:
         before = await self.snapshot()
         target = [s.alerts + count for s in before]
         caught_up_before = sum(s.caught_up for s in before)
-        queue: asyncio.Queue[api.PublishRequest] = asyncio.Queue()
-        for r in requests:
-            queue.put_nowait(r)
         acks: list[float] = []
 
-        async def worker() -> None:
-            while True:
-                try:
-                    request = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                t0 = time.monotonic()
-                await client.publish(request, timeout=30)
-                acks.append(time.monotonic() - t0)
+        async def send(request: api.PublishRequest) -> None:
+            await client.publish(request, timeout=30)
 
         begin = time.monotonic()
-        publishing = asyncio.gather(*(worker() for _ in range(in_flight)))
+        publishing = asyncio.ensure_future(publish_all(requests, send, in_flight, acks))
         published_at = 0.0
         delivered_at = 0.0
         first_catchup: float | None = None
@@ -430,17 +458,11 @@ class Bench:
             now = time.monotonic() - begin
             if first_catchup is None and sum(x.caught_up for x in snaps) > caught_up_before:
                 first_catchup = now
-            for i, (x, t) in enumerate(zip(snaps, target, strict=True)):
-                if x.alerts >= t and i not in per_node:
-                    per_node[i] = now
-            if len(per_node) == len(self.nodes):
+            if note_full(per_node, [x.alerts for x in snaps], target, now):
                 delivered_at = max(per_node.values())
                 break
             await asyncio.sleep(self.args.poll)
-        if not publishing.done():
-            publishing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await publishing
+        await stop_publishing(publishing)
         published_at = published_at or time.monotonic() - begin
         await asyncio.sleep(self.args.settle)
         after = await self.snapshot()
@@ -469,28 +491,18 @@ class Bench:
         before = await self.snapshot()
         target = [s.alerts + count for s in before]
         caught_up_before = sum(s.caught_up for s in before)
-        queue: asyncio.Queue[list[api.PublishRequest]] = asyncio.Queue()
-        for b in batches:
-            queue.put_nowait(b)
         acks: list[float] = []
         refused = 0
 
-        async def worker() -> None:
+        async def send(batch: list[api.PublishRequest]) -> None:
             nonlocal refused
-            while True:
-                try:
-                    batch = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                t0 = time.monotonic()
-                response = await client.publish_batch(batch, timeout=60)
-                acks.append(time.monotonic() - t0)
-                refused += sum(1 for r in response.results if r.error)
+            response = await client.publish_batch(batch, timeout=60)
+            refused += sum(1 for r in response.results if r.error)
 
         clock = self.start_clock()
         cpu0 = [self.family_cpu(p) for p in self.node_pids]
         begin = time.monotonic()
-        publishing = asyncio.gather(*(worker() for _ in range(in_flight)))
+        publishing = asyncio.ensure_future(publish_all(batches, send, in_flight, acks))
         published_at = 0.0
         delivered_at = 0.0
         first_catchup: float | None = None
@@ -503,10 +515,7 @@ class Bench:
                 published_at = time.monotonic() - begin
             counts = await self.counts()
             now = time.monotonic() - begin
-            for i, (x, t) in enumerate(zip(counts, target, strict=True)):
-                if x >= t and i not in per_node:
-                    per_node[i] = now
-            if len(per_node) == len(self.nodes):
+            if note_full(per_node, counts, target, now):
                 delivered_at = max(per_node.values())
                 per_node_cpu = [
                     sum(v - c.get(k, 0.0) for k, v in self.family_cpu(p).items())
@@ -514,10 +523,7 @@ class Bench:
                 ]
                 break
             await asyncio.sleep(self.args.batch_poll)
-        if not publishing.done():
-            publishing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await publishing
+        await stop_publishing(publishing)
         published_at = published_at or time.monotonic() - begin
         stop = PhaseResult(self.cluster_name, "", count, published_at)
         self.stop_clock(stop, clock)  # CPU up to the last store full
