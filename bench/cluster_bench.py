@@ -231,7 +231,8 @@ class Bench:
         self.arrivals: dict[bytes, dict[int, float]] = {}
         self.watchers: list[asyncio.Task[None]] = []
         self.rng = random.Random(args.seed)
-        self.degree = {name: len(peers) for name, peers in cluster.expected_peers(nodes).items()}
+        peers = cluster.expected_peers(nodes)
+        self.degree = {n.name: len(peers[n.name]) for n in nodes}  # the publisher first
         self.body_sizes: list[int] = []
         self.last_acks: list[float] = []
         self.sessions_open = time.monotonic()  # set when cluster.up returns
@@ -551,7 +552,27 @@ class Bench:
 
     @property
     def cluster_name(self) -> str:
-        return f"{len(self.nodes)} nodes"
+        publisher, root = self.nodes[0].name, tree_root(self.nodes).name
+        where = "root" if root == publisher else f"root {root}"
+        return f"{len(self.nodes)} nodes ({publisher} publishes, {where})"
+
+
+def tree_root(nodes: Sequence[cluster.ClusterNode]) -> cluster.ClusterNode:
+    """The rooted tree's root: the member with the smallest key (docs/gossip.md, rule 9)."""
+    return min(nodes, key=lambda n: bytes.fromhex((n.home / "identity.pub").read_text().strip()))
+
+
+def with_publisher(nodes: list[cluster.ClusterNode], who: str) -> list[cluster.ClusterNode]:
+    """The nodes with the publisher first: node1; the root; or a relay case, a node that
+    is not the root (its alerts reach the others through the root), the first such."""
+    root = tree_root(nodes)
+    if who == "root":
+        first = root
+    elif who == "relay":
+        first = next(n for n in nodes if n is not root)
+    else:
+        first = nodes[0]
+    return [first, *(n for n in nodes if n is not first)]
 
 
 async def run_cluster(
@@ -560,6 +581,11 @@ async def run_cluster(
     started = time.monotonic()
     nodes = await asyncio.to_thread(cluster.up, directory, n, seed=args.seed)
     print(f"# {n}-node cluster up in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    nodes = with_publisher(nodes, args.publisher)
+    print(
+        f"# {n} nodes: publisher {nodes[0].name}, tree root {tree_root(nodes).name}",
+        file=sys.stderr,
+    )
     bench = Bench(nodes, args)
     results: list[PhaseResult] = []
     try:
@@ -670,7 +696,8 @@ def report(
     bursts = [r for results, _ in sections for r in results if r.per_node_done and not r.calls]
     if bursts:
         out.append(
-            "Max throughput (published at node1 with a few calls in flight; stores polled):\n"
+            "Max throughput (published at the first node with a few calls in flight; "
+            "stores polled):\n"
         )
         out.append(
             "| cluster | burst | alerts | publish acks/s | delivered to all /s | published in s "
@@ -689,7 +716,7 @@ def report(
                 f"| {first} | {done} |"
             )
         out.append("")
-    out.append("Eager links (who pushes full alerts to whom) from node1, before → after:\n")
+    out.append("Eager links (who pushes full alerts to whom) from the publisher, before → after:\n")
     out.append("| cluster | phase | before | after |")
     out.append("|---|---|---|---|")
     for results, _ in sections:
@@ -698,7 +725,7 @@ def report(
     out.append("")
     out.append("Full copies received per alert, per node (flooding ≈ degree):\n")
     for results, degree in sections:
-        names = [k for k in degree if k != "node1"]
+        names = list(degree)[1:]  # the publisher is first
         out.append("| cluster | phase | " + " | ".join(names) + " |")
         out.append("|---|---|" + "---|" * len(names))
         out.append("| | degree | " + " | ".join(str(degree[k]) for k in names) + " |")
@@ -712,10 +739,10 @@ def report(
 def batch_report(results: list[PhaseResult]) -> str:
     """The batch bursts: rate to all stores, and the CPU bound from the same run."""
     out = [
-        "Batch burst (PublishBatch at node1; stores polled; CPU of each node process from "
+        "Batch burst (PublishBatch at the publisher; stores polled; CPU of each node process from "
         "/proc over the same time, until the last store was full):\n",
         "| cluster | burst | alerts | calls | published in s | all stores full in s | "
-        "delivered to all /s | call p50 ms | node1 CPU per alert µs (publish) | "
+        "delivered to all /s | call p50 ms | publisher CPU per alert µs | "
         "others' CPU per ingested alert µs | CPU bound /s | rate / bound | "
         "each store full after (s) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -806,6 +833,13 @@ def main() -> None:
     p.add_argument("--ten-budget", type=float, default=90.0, help="seconds the 10-node part needs")
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--publisher",
+        choices=("node1", "root", "relay"),
+        default="node1",
+        help="who publishes: node1; the tree root (depth 1); or a node that is not the "
+        "root, so every alert reaches the others through a relay (listed first in the report)",
+    )
     p.add_argument("--dir", help="cluster directory (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args()
