@@ -341,14 +341,14 @@ def test_bounds_hold_under_a_flood_of_ihaves_of_random_ids() -> None:
             assert len(a.ids) <= P.ihave_max_ids
         stats = g.stats()
         assert stats.awaited_ids <= P.max_missing
-        assert len(g._timers) <= 2 * P.max_missing + 64
+        assert len(g._awaited._timers) <= 2 * P.max_missing + 64
         now += rng.uniform(0.0, 0.05)
     assert g.stats().awaited_dropped > 0
     # Every awaited id is given up once its announcers have all been asked.
     while (deadline := g.next_deadline()) is not None:
         g.handle_timer(deadline)
     assert g.stats().awaited_ids == 0
-    assert g._timers == []
+    assert g._awaited._timers == []
 
 
 def test_one_peer_cannot_fill_the_awaited_table() -> None:

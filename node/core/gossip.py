@@ -56,13 +56,14 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from node.core.gossip_awaited import Awaited, Missing
+from node.core.gossip_guard import ParentPatience, TreeGuard
 from node.core.gossip_tree import Advert, TreeRouter
 from node.core.gossip_types import (
     Action,
@@ -92,9 +93,6 @@ __all__ = [  # with what gossip_types defines: callers import it all from here
 ]
 
 
-ROOT_BYTES = 32  # a TREE frame's root is a member's Ed25519 key
-
-
 @dataclass(slots=True)
 class _Peer:
     eager: bool
@@ -102,7 +100,7 @@ class _Peer:
     bit: int = 0  # this peer's bit in _Seen.known / _Seen.asked
     backlogged_until: float = -math.inf
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
-    awaited: int = 0  # live _Missing entries this peer created
+    awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
     alerts_received: int = 0
     duplicates_received: int = 0
     alerts_sent: int = 0
@@ -113,9 +111,6 @@ class _Peer:
     prunes_received: int = 0
     grafts_sent: int = 0
     grafts_received: int = 0
-    tree_tokens: float = -1.0  # T8: TREE frames this peer may still send now (-1: full)
-    tree_stamp: float = 0.0  # when tree_tokens was last refilled
-    tree_refused: int = 0  # TREE frames ignored: malformed, or over the rate
 
 
 @dataclass(slots=True)
@@ -128,16 +123,6 @@ class _Seen:
     asked: int  # peers we asked for it: their copy is an answer, not a push
 
 
-@dataclass(slots=True)
-class _Missing:
-    creator: bytes | None  # the peer whose `awaited` count this entry uses
-    announcers: deque[bytes]  # not asked yet, in the order they announced
-    asked: list[bytes]
-    timer: int  # sequence number of this entry's live timer
-    since: float = 0.0  # when it was first announced
-    waited: int = 0  # T9: timers re-armed because the parent was still catching up
-
-
 class Gossip:
     """The dissemination state of one node: its links, what it has seen, what it awaits."""
 
@@ -146,14 +131,10 @@ class Gossip:
         self._rng = rng
         self._peers: dict[bytes, _Peer] = {}
         self._seen: OrderedDict[bytes, _Seen] = OrderedDict()  # oldest first
-        self._missing: dict[bytes, _Missing] = {}
-        # T9: the times of the tree parent's last `tree_busy` first copies (T9 applies
-        # only in a burst), and how long after its first announcement to us the last of
-        # them came (0 if nobody had announced it yet).
-        self._parent_fed: deque[float] = deque(maxlen=params.tree_busy)
-        self._parent_lag = 0.0
-        self._timers: list[tuple[float, int, bytes]] = []  # (deadline, seq, id); stale kept
-        self._seq = 0
+        self._awaited = Awaited()
+        self._missing = self._awaited.entries
+        self._patience = ParentPatience(params)  # T9
+        self._guard = TreeGuard(params)  # T8
         self._flush_at: float | None = None
         self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
         self._awaited_dropped = 0
@@ -162,9 +143,11 @@ class Gossip:
         self._next_bit = 1
         self._tree: TreeRouter | None = None
 
-    def set_key(self, key: bytes) -> None:
+    def set_key(self, key: bytes, members: Callable[[bytes], bool] | None = None) -> None:
         """This node's member key: it turns on the rooted tree (rule 9) unless
-        `params.tree` is False. Call it before the first session."""
+        `params.tree` is False. `members(key)`: whether a key is a member's, the test of a
+        TREE frame's root (T8). Call it before the first session."""
+        self._guard.members = members
         if self.params.tree and self._tree is None:
             self._tree = TreeRouter(key, self.params)
 
@@ -201,6 +184,7 @@ class Gossip:
             seen.known &= keep
             seen.asked &= keep
         self._free_bits.append(state.bit)
+        self._guard.forget(peer)
         actions: list[Action] = []
         if self._tree is not None:
             self._tree.remove(peer)
@@ -211,7 +195,7 @@ class Gossip:
             if missing.creator == peer:
                 missing.creator = None
             if missing.asked and missing.asked[-1] == peer:
-                self._schedule(id, missing, now)  # no use waiting for its answer
+                self._awaited.schedule(id, missing, now)  # no use waiting for its answer
         if state.eager:
             self._keep_one_eager(now, actions)
         self._fire_missing(now, actions)
@@ -265,11 +249,8 @@ class Gossip:
                 seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
             if self._tree is not None:
-                if peer == self._tree.parent:
-                    # T9: how far behind the parent is: a copy it brings before anyone
-                    # announced it is on time; one announced earlier is that late.
-                    self._parent_lag = now - missing.since if missing is not None else 0.0
-                    self._parent_fed.append(now)
+                if peer == self._tree.parent:  # T9: how far behind the parent is
+                    self._patience.delivered(now, missing.since if missing is not None else None)
                 if not asked:
                     self._tree.delivered(peer)
                 elif self._tree.strike(now):  # T5: the tree did not bring it, a request did
@@ -378,10 +359,8 @@ class Gossip:
             ):
                 self._awaited_dropped += 1
                 continue
-            missing = _Missing(creator=peer, announcers=deque([peer]), asked=[], timer=0, since=now)
-            self._missing[id] = missing
+            self._awaited.add(id, peer, now, now + delay)
             state.awaited += 1
-            self._schedule(id, missing, now + delay)
         actions: list[Action] = []
         self._fire_missing(now, actions)
         return actions
@@ -434,27 +413,14 @@ class Gossip:
         """`peer` says where it sits in the tree: its root, its cost to it, and whether
         we are its parent (rule 9). Ignored when the tree is off.
 
-        T8: a position that cannot be one (a root that is not a 32-byte key, a cost
-        outside 0 .. tree_max_cost) or one more than `tree_burst` frames, refilled at
-        `tree_rate` a second, is ignored and counted (`tree_refused`): a lying or
-        flapping peer cannot make this node re-advertise without bound. Whether the
-        root is a member is the runtime's check (it holds the roster)."""
+        T8 (node/core/gossip_guard.py): a position that cannot be one, or one over the
+        peer's rate, is ignored and counted (`tree_refused`)."""
         self._expire(now)
         state = self._peers.get(peer)
         if self._tree is None or state is None:
             return []
-        if len(root) != ROOT_BYTES or not 0 <= cost < self.params.tree_max_cost:
-            state.tree_refused += 1
+        if not self._guard.admit(peer, root, cost, now):
             return []
-        p = self.params
-        tokens = p.tree_burst if state.tree_tokens < 0 else state.tree_tokens
-        tokens = min(p.tree_burst, tokens + (now - state.tree_stamp) * p.tree_rate)
-        state.tree_stamp = now
-        if tokens < 1:
-            state.tree_tokens = tokens
-            state.tree_refused += 1
-            return []
-        state.tree_tokens = tokens - 1
         self._tree.heard(peer, Advert(root, cost, parent))
         actions: list[Action] = []
         self._tree_sync(now, actions)
@@ -464,9 +430,8 @@ class Gossip:
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` should next be called; None if nothing is pending."""
-        while self._timers and self._stale(self._timers[0]):
-            heapq.heappop(self._timers)
-        deadlines = [self._timers[0][0]] if self._timers else []
+        due = self._awaited.next_deadline()
+        deadlines = [due] if due is not None else []
         if self._flush_at is not None:
             deadlines.append(self._flush_at)
         held = self._tree.next_deadline() if self._tree is not None else None
@@ -515,7 +480,7 @@ class Gossip:
             prunes_received=s.prunes_received,
             grafts_sent=s.grafts_sent,
             grafts_received=s.grafts_received,
-            tree_refused=s.tree_refused,
+            tree_refused=self._guard.refused_from(peer),
         )
 
     def stats(self) -> GossipStats:
@@ -527,6 +492,7 @@ class Gossip:
             queued_announcements=sum(len(s.pending) for s in self._peers.values()),
             awaited_dropped=self._awaited_dropped,
             awaited_abandoned=self._awaited_abandoned,
+            tree_refused=self._guard.refused,
         )
 
     # -- internals --------------------------------------------------------------------
@@ -632,20 +598,8 @@ class Gossip:
             state.grafts_sent += 1
             actions.append(SendGraft(peer))
 
-    def _schedule(self, id: bytes, missing: _Missing, deadline: float) -> None:
-        self._seq += 1
-        missing.timer = self._seq
-        heapq.heappush(self._timers, (deadline, self._seq, id))
-        if len(self._timers) > 2 * len(self._missing) + 64:  # drop stale timers
-            self._timers = [t for t in self._timers if not self._stale(t)]
-            heapq.heapify(self._timers)
-
-    def _stale(self, timer: tuple[float, int, bytes]) -> bool:
-        missing = self._missing.get(timer[2])
-        return missing is None or missing.timer != timer[1]
-
-    def _drop_missing(self, id: bytes) -> _Missing | None:
-        missing = self._missing.pop(id, None)
+    def _drop_missing(self, id: bytes) -> Missing | None:
+        missing = self._awaited.pop(id)
         if missing is not None and missing.creator is not None:
             creator = self._peers.get(missing.creator)
             if creator is not None:
@@ -658,15 +612,12 @@ class Gossip:
         # Rule 9: on the rooted tree a missing alert is a lost frame, not a missing link
         # (TREE frames mend links): pull it (IWANT) and leave the links as they are.
         in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
-        while self._timers and self._timers[0][0] <= now:
-            timer = heapq.heappop(self._timers)
-            if self._stale(timer):
-                continue
-            id = timer[2]
-            missing = self._missing[id]
-            if in_tree and self._parent_behind(missing, now):
+        for id, missing in self._awaited.due(now):
+            if in_tree and self._patience.behind(
+                missing.since, bool(missing.asked), missing.waited, now
+            ):
                 missing.waited += 1
-                self._schedule(id, missing, now + self.params.graft_timeout)
+                self._awaited.schedule(id, missing, now + self.params.graft_timeout)
                 continue
             while missing.announcers and missing.announcers[0] not in self._peers:
                 missing.announcers.popleft()
@@ -676,7 +627,7 @@ class Gossip:
                 continue
             target = missing.announcers.popleft()
             missing.asked.append(target)
-            self._schedule(id, missing, now + self.params.graft_retry)
+            self._awaited.schedule(id, missing, now + self.params.graft_retry)
             pull = in_tree or self._backlogged(self._peers[target], now)
             (iwants if pull else grafts).setdefault(target, []).append(id)
         if grafts:
@@ -692,24 +643,6 @@ class Gossip:
             for i in range(0, len(ids), step):
                 actions.append(SendIWant(peer, tuple(ids[i : i + step])))
 
-    def _parent_behind(self, missing: _Missing, now: float) -> bool:
-        """T9: the parent brought a copy within the last graft timeout, and that copy came
-        about as long after its announcement as this one has waited so far (within
-        `graft_retry`): the parent is working through a backlog in order (a burst it
-        verifies and stores before passing on), and will bring this one too (only while
-        it brought at least `tree_busy` copies in the last graft timeout). Pulling it
-        from an announcer now would only make a duplicate. Waited for at most
-        `tree_patience` timeouts; an id waiting clearly longer than the parent's copies
-        lag (lost on the way) is pulled at once."""
-        p = self.params
-        if missing.asked or missing.waited >= p.tree_patience:
-            return False
-        fed = self._parent_fed
-        if len(fed) < p.tree_busy or fed[0] < now - p.graft_timeout:
-            return False  # not a burst: at low rates a late id is a lost one
-        # The newest copy is at least as recent as fed[0]: the parent is delivering.
-        return now - missing.since < self._parent_lag + p.graft_retry
-
     def _add_awaited_from(self, requests: dict[bytes, list[bytes]], now: float) -> None:
         # A GRAFT means the tree did not bring what this peer announced: whatever else it
         # announced that we still await was lost the same way, so ask for it at once.
@@ -720,7 +653,7 @@ class Gossip:
                 if peer in missing.announcers:
                     missing.announcers.remove(peer)
                     missing.asked.append(peer)
-                    self._schedule(id, missing, now + self.params.graft_retry)
+                    self._awaited.schedule(id, missing, now + self.params.graft_retry)
                     ids.append(id)
                     break
 

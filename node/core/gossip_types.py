@@ -161,3 +161,4 @@ class GossipStats:
     queued_announcements: int
     awaited_dropped: int  # announced ids not awaited because a bound was reached
     awaited_abandoned: int  # every announcer was asked, and none delivered
+    tree_refused: int = 0  # TREE frames ignored (T8), all peers, since the start
