@@ -107,6 +107,7 @@ class PeerManager:
             node.store.chains,
             gossip.Gossip(params or gossip.GossipParams(), rng or random.Random()),
             catchup_config,
+            members=lambda key: key in node.roster,  # a TREE frame's root must be a member
         )
         self.gossip = self.engine.gossip
         self.counters = self.engine.counters
@@ -448,10 +449,7 @@ class PeerManager:
                 self._announce_instead(link)
             elif kind == "tree":
                 t = frame.tree
-                if t.root in self.node.roster:  # a root must be a member (T8)
-                    actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
-                else:
-                    self.counters.setdefault(link.key, PeerCounters()).tree_refused += 1
+                actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
             else:
                 log.debug("ignoring %s frame from %s", kind, link.name)
             await self._run(actions)
@@ -646,12 +644,10 @@ class PeerManager:
             if st is None:
                 continue
             for name in ("prunes_sent", "prunes_received", "grafts_sent", "grafts_received",
-                         "ihave_ids_received", "ihave_ids_dropped", "tree_refused"):  # fmt: skip
+                         "ihave_ids_received", "ihave_ids_dropped"):  # fmt: skip
                 totals[f"gossip_{name}"] = totals.get(f"gossip_{name}", 0) + getattr(st, name)
-        totals["gossip_tree_refused"] = totals.get("gossip_tree_refused", 0) + sum(
-            c.tree_refused for c in self.counters.values()
-        )
         g = self.gossip.stats()
+        totals["gossip_tree_refused"] = g.tree_refused
         totals["gossip_eager_peers"] = g.eager_peers
         totals["gossip_awaited_ids"] = g.awaited_ids
         totals["gossip_awaited_abandoned"] = g.awaited_abandoned

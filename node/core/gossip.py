@@ -143,13 +143,16 @@ class Gossip:
         self._next_bit = 1
         self._tree: TreeRouter | None = None
 
-    def set_key(self, key: bytes, members: Callable[[bytes], bool] | None = None) -> None:
+    def set_key(self, key: bytes) -> None:
         """This node's member key: it turns on the rooted tree (rule 9) unless
-        `params.tree` is False. `members(key)`: whether a key is a member's, the test of a
-        TREE frame's root (T8). Call it before the first session."""
-        self._guard.members = members
+        `params.tree` is False. Call it before the first session."""
         if self.params.tree and self._tree is None:
             self._tree = TreeRouter(key, self.params)
+
+    def set_members(self, members: Callable[[bytes], bool]) -> None:
+        """`members(key)`: whether a key is a member's; a TREE frame naming a root that
+        is not is refused (T8). Without it any 32-byte root may be one."""
+        self._guard.members = members
 
     # -- sessions ---------------------------------------------------------------------
 

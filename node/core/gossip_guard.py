@@ -80,36 +80,40 @@ class TreeGuard:
 class ParentPatience:
     """T9: whether the tree parent is working through a backlog that holds an awaited id.
 
-    It keeps the times of the parent's last `tree_busy` first copies (T9 applies only in
-    a burst) and how long after its first announcement to us the last of them came (0
-    if nobody had announced it yet)."""
+    A parent that verifies and stores each batch before passing it on forwards in the
+    order the alerts were announced to us, however far behind it falls. So its position
+    is the first-announcement time of the last first copy it brought (the time it
+    brought it, if nobody had announced it: it is on time), and an awaited id announced
+    at or after that position is still ahead of it: it will bring it. An id announced
+    before it was passed over (lost on the way) and is pulled at once. This reads the
+    backlog from the parent's own deliveries, not from how late they are, so a backlog
+    that keeps growing through a burst does not look like a loss.
+
+    T9 applies only in a burst: while the parent's last `tree_busy` first copies came
+    within one graft timeout of each other and the newest within the last graft timeout
+    (at low rates a late id is a lost one)."""
 
     def __init__(self, params: GossipParams) -> None:
         self.params = params
         self._fed: deque[float] = deque(maxlen=params.tree_busy)
-        self._lag = 0.0
+        self._at = 0.0  # the parent's position: see above
 
     def delivered(self, now: float, announced_at: float | None) -> None:
-        """The parent brought a first copy; `announced_at`: when someone had announced it
-        to us, None if nobody had (it came on time)."""
-        self._lag = now - announced_at if announced_at is not None else 0.0
+        """The parent brought a first copy; `announced_at`: when someone had first
+        announced it to us, None if nobody had."""
+        self._at = now if announced_at is None else announced_at
         self._fed.append(now)
 
     def behind(self, since: float, asked: bool, waited: int, now: float) -> bool:
-        """An id announced at `since` is due: wait longer for the parent? Yes if it
-        brought a copy within the last graft timeout, and that copy came about as long
-        after its announcement as this one has waited so far (within `graft_retry`): it
-        is working through a backlog in order (a burst it verifies and stores before
-        passing on), and will bring this one too (only while it brought at least
-        `tree_busy` copies in the last graft timeout). Pulling it from an announcer now
-        would only make a duplicate. Waited for at most `tree_patience` timeouts (the
-        `waited` so far); an id waiting clearly longer than the parent's copies lag (lost
-        on the way) is pulled at once, as is one already asked for."""
+        """An id first announced at `since` is due: wait one more graft timeout for the
+        parent? At most `tree_patience` times (`waited` so far); never for an id we asked
+        for already (the request stands)."""
         p = self.params
         if asked or waited >= p.tree_patience:
             return False
         fed = self._fed
-        if len(fed) < p.tree_busy or fed[0] < now - p.graft_timeout:
-            return False  # not a burst: at low rates a late id is a lost one
-        # The newest copy is at least as recent as fed[0]: the parent is delivering.
-        return now - since < self._lag + p.graft_retry
+        if len(fed) < p.tree_busy or fed[-1] - fed[0] > p.graft_timeout:
+            return False  # not a burst
+        if fed[-1] < now - p.graft_timeout:
+            return False  # the parent stopped bringing anything
+        return self._at <= since

@@ -205,7 +205,6 @@ class PeerCounters:
     catchup_bytes_sent: int = 0
     ranges_requested: int = 0  # catch-up ranges asked of this peer
     ranges_served: int = 0  # catch-up ranges this peer asked of us
-    tree_refused: int = 0  # TREE frames naming a root that is not a member
 
 
 class PeerEngine(Generic[L]):
@@ -217,11 +216,16 @@ class PeerEngine(Generic[L]):
         chains: catchup.LocalChains,
         core: gossip.Gossip,
         config: catchup.CatchupConfig | None = None,
+        members: Callable[[bytes], bool] | None = None,
     ) -> None:
+        """`members(key)`: whether a key is a member's (the roster); a TREE frame naming a
+        root that is not one is refused and counted by the gossip core (T8)."""
         self.key = key
         self.chains = chains
         self.gossip = core
         core.set_key(key)  # the rooted tree needs to know which member this is
+        if members is not None:
+            core.set_members(members)
         self.catchup_config = config or catchup.CatchupConfig()
         self.fetches = catchup.FetchRegistry()  # shared: each gap is fetched from one peer
         self.sessions: dict[bytes, PeerSession[L]] = {}
