@@ -222,9 +222,9 @@ def test_with_no_eager_peer_a_missing_id_is_asked_for_at_once() -> None:
 def test_iwant_and_graft_are_answered_with_the_alerts_we_hold() -> None:
     g = node(A, B, C)
     g.publish(aid(1), 1.0)
-    assert g.on_iwant(C, [aid(1), aid(99), aid(1)], 1.2) == [SendAlerts(C, (aid(1),))]
+    assert g.on_iwant(C, [aid(1), aid(99), aid(1)], 1.2) == [SendAlerts(C, (aid(1),), answer=True)]
     assert C not in g.eager_peers()
-    assert g.on_graft(C, [aid(1)], 1.3) == [SendAlerts(C, (aid(1),))]
+    assert g.on_graft(C, [aid(1)], 1.3) == [SendAlerts(C, (aid(1),), answer=True)]
     assert C in g.eager_peers()
     assert g.on_graft(C, [], 1.4) == []
 
@@ -240,7 +240,7 @@ def test_caught_up_ids_are_no_longer_awaited_and_are_served() -> None:
     g.on_ihave(C, [aid(1)], 1.0, never)
     g.on_caught_up([aid(1)], 1.2)
     assert g.handle_timer(2.0) == []
-    assert g.on_iwant(C, [aid(1)], 2.1) == [SendAlerts(C, (aid(1),))]
+    assert g.on_iwant(C, [aid(1)], 2.1) == [SendAlerts(C, (aid(1),), answer=True)]
 
 
 # -- peers going down, slow peers ------------------------------------------------------
@@ -298,7 +298,7 @@ def test_backlogged_peer_is_pruned_announced_to_and_not_regrafted() -> None:
     g.on_alert(A, aid(2), True, 1.3)
     assert A not in g.eager_peers()
     assert g.handle_timer(1.45) == [SendIHave(C, (aid(2),))]  # not back to A
-    assert g.on_graft(A, [aid(1)], 1.4) == [SendPrune(A), SendAlerts(A, (aid(1),))]
+    assert g.on_graft(A, [aid(1)], 1.4) == [SendPrune(A), SendAlerts(A, (aid(1),), answer=True)]
     # What it announces is pulled with IWANT, leaving the link lazy.
     g.on_ihave(A, [aid(3)], 2.0, never)
     assert g.handle_timer(2.5) == [SendIWant(A, (aid(3),))]

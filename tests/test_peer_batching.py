@@ -4,6 +4,7 @@ frames and is ingested in a few calls; a single alert still leaves at once, alon
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node.app.peer_frames import Inbox, Outbox, frame_bytes
 from node.core import peer_engine as pe
+from node.core.gossip import Gossip, GossipParams
 from node.rpc.client import AlertClient
+from node.store import MemoryStore
 from tests.clusters import cluster_running, counts, eventually, stats
 from tests.factory import DOMAIN
 
@@ -222,6 +225,37 @@ async def test_after_a_prune_the_queued_pushes_leave_the_outbox_other_frames_sta
         pe.AlertsFrame((c,), catchup=True),
     ]
     assert outbox.queued_bytes == 0
+
+
+async def test_after_a_prune_the_alerts_a_peer_asked_for_still_leave_in_full() -> None:
+    # M3: the peer GRAFTs (asking for alert 1), then we publish alert 2 (pushed over the
+    # link the GRAFT made eager), then it PRUNEs before either left: the push becomes an
+    # announcement, but the answer to its request still carries the alert.
+    me, peer = b"\x09" * 32, b"\x03" * 32
+    engine: pe.PeerEngine[str] = pe.PeerEngine(
+        me, MemoryStore().chains, Gossip(GossipParams(), random.Random(1))
+    )
+    s, _ = engine.session_opened("link", peer, "dialer", 0.0)
+    assert s is not None
+    one, two = alerts(2)
+    engine.published([one.id], 0.0)  # remembered (announced to the lazy peer)
+    outbox = Outbox()
+
+    def run(actions: list[pe.Action[str]]) -> None:  # the driver's part, store included
+        for action in actions:
+            if isinstance(action, pe.Push):
+                found = [r for r in (one, two) if r.id in action.ids]
+                run(engine.push(action.peer, found))
+            elif isinstance(action, pe.Send):
+                for frame in action.frames:
+                    assert outbox.put(frame)
+
+    run(engine.on_graft(s, [one.id], 0.1))
+    run(engine.published([two.id], 0.2))
+    run(engine.on_prune(s, 0.3))
+    assert outbox.take_pushes() == [two.id]
+    sent = await drain(outbox)
+    assert [r.id for f in sent if isinstance(f, pe.AlertsFrame) for r in f.records] == [one.id]
 
 
 async def test_the_inbox_is_bounded_by_bytes_as_well_as_frames() -> None:

@@ -112,8 +112,8 @@ class Outbox:
             return False
         self.stats.frames_queued += 1
         queued = _Queued(frame, size)
-        if isinstance(frame, pe.AlertsFrame) and not frame.catchup:
-            queued.records = list(frame.records)
+        if isinstance(frame, pe.AlertsFrame) and not frame.catchup and not frame.answer:
+            queued.records = list(frame.records)  # a push (answers are kept past a PRUNE)
         elif isinstance(frame, pe.IdsFrame) and frame.kind == "ihave":
             queued.ids = list(frame.ids)
         self._queue.append(queued)

@@ -576,7 +576,7 @@ class Gossip:
                 found[id] = None
         if found:
             state.alerts_sent += len(found)
-            actions.append(SendAlerts(peer, tuple(found)))
+            actions.append(SendAlerts(peer, tuple(found), answer=True))
 
     def _demote(self, peer: bytes, state: _Peer, actions: list[Action]) -> None:
         # Sent even if the link is lazy here already: the peer evidently missed a PRUNE.

@@ -84,10 +84,13 @@ class GossipParams:
 
 @dataclass(frozen=True, slots=True)
 class SendAlerts:
-    """Send these alerts in full."""
+    """Send these alerts in full. `answer`: the peer asked for them (IWANT, GRAFT), so
+    they go in full even if it prunes the link before they leave; pushes would be
+    announced instead then."""
 
     peer: bytes
     ids: tuple[bytes, ...]
+    answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

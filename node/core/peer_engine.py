@@ -57,6 +57,9 @@ class Carried(Protocol):
 class AlertsFrame:
     records: tuple[Carried, ...]
     catchup: bool = False
+    # Gossip alerts the peer asked for (IWANT, GRAFT): unlike pushes, a PRUNE from the
+    # peer does not turn them into IHAVEs in the outbox. The same frame on the wire.
+    answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,9 @@ class PeerEngine(Generic[L]):
         self.sessions: dict[bytes, PeerSession[L]] = {}
         self.counters: dict[bytes, PeerCounters] = {}
         self._catchup_due: dict[PeerSession[L], float] = {}  # kept current
+        # Per peer, the ids a `Push` carries as answers to its requests, until `push`
+        # sends them (an ordered set, bounded: an id the store lacks is never pushed).
+        self._answers: dict[bytes, dict[bytes, None]] = {}
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -281,6 +287,7 @@ class PeerEngine(Generic[L]):
         if self.sessions.get(session.peer) is not session:
             return []
         del self.sessions[session.peer]
+        self._answers.pop(session.peer, None)
         return self._gossip(self.gossip.peer_down(session.peer, now))
 
     def current(self, session: PeerSession[L]) -> bool:
@@ -391,9 +398,17 @@ class PeerEngine(Generic[L]):
             return []
         alerts = [r for r in records if r.origin != peer]
         self.counters.setdefault(peer, PeerCounters()).full_sent += len(alerts)
+        answers: list[Carried] = []
+        owed = self._answers.get(peer)
+        if owed:  # answers to its requests go in frames of their own
+            answers = [r for r in alerts if r.id in owed]
+            alerts = [r for r in alerts if r.id not in owed]
+            for r in answers:
+                owed.pop(r.id, None)
         frames = tuple(
-            AlertsFrame(tuple(alerts[i : i + ALERTS_PER_FRAME]))
-            for i in range(0, len(alerts), ALERTS_PER_FRAME)
+            AlertsFrame(tuple(batch[i : i + ALERTS_PER_FRAME]), answer=batch is answers)
+            for batch in (answers, alerts)
+            for i in range(0, len(batch), ALERTS_PER_FRAME)
         )
         return [Send(s, frames, gossip=True)]
 
@@ -445,6 +460,8 @@ class PeerEngine(Generic[L]):
         out: list[Action[L]] = []
         for a in actions:
             if isinstance(a, gossip.SendAlerts):
+                if a.answer:
+                    self._owe(a.peer, a.ids)
                 out.append(Push(a.peer, tuple(a.ids)))
                 continue
             s = self.sessions.get(a.peer)
@@ -464,6 +481,13 @@ class PeerEngine(Generic[L]):
                 frame = PruneFrame()
             out.append(Send(s, (frame,), gossip=True))
         return out
+
+    def _owe(self, peer: bytes, ids: Iterable[bytes]) -> None:
+        owed = self._answers.setdefault(peer, {})
+        owed.update(dict.fromkeys(ids))
+        limit = self.gossip.params.max_queue_ids
+        while len(owed) > limit:  # the oldest were not in the store
+            del owed[next(iter(owed))]
 
     def _catchup(self, s: PeerSession[L], actions: list[catchup.Action]) -> list[Action[L]]:
         # Every call into a session ends here, so this is where its deadline can change.
