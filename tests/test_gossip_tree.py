@@ -287,7 +287,7 @@ def test_a_peer_flooding_tree_frames_is_heard_at_the_refill_rate() -> None:
 BUSY = replace(P, tree_busy=1)  # T9 applies from the first copy (a burst, in effect)
 
 
-def test_a_parent_still_bringing_older_alerts_is_waited_for_and_a_lost_one_is_pulled() -> None:
+def test_a_parent_still_bringing_older_alerts_is_waited_for_until_it_stops() -> None:
     g = node((A, None), (B, None), params=BUSY)
     g.on_tree(A, ROOT, 0, False, 0.0)  # A is the parent
     g.on_tree(B, ROOT, 40, False, 0.0)
@@ -299,11 +299,27 @@ def test_a_parent_still_bringing_older_alerts_is_waited_for_and_a_lost_one_is_pu
     # 2's timer (graft_timeout, stretched by at most graft_jitter) has fired by 2.5.
     actions = g.handle_timer(2.5)
     assert not [a for a in actions if isinstance(a, SendIWant)]  # waited for, no duplicate
-    # The parent then brings an alert nobody announced first: it has caught up, so 2
-    # was lost on the way and is pulled when its timer fires again.
-    g.on_alert(A, aid(3), True, 3.3)
+    # A copy the parent brings that nobody had announced, or a duplicate, still shows
+    # it busy: 2 is waited for again.
+    g.on_alert(A, aid(3), True, 3.0)
     actions = g.handle_timer(2.5 + P.graft_timeout)
+    assert not [a for a in actions if isinstance(a, SendIWant)]
+    # The parent then brings nothing for a graft timeout: 2 is pulled.
+    actions = g.handle_timer(2.5 + 2 * P.graft_timeout + 0.1)
     assert SendIWant(B, (aid(2),)) in actions
+
+
+def test_a_node_that_was_stalled_reads_what_arrived_before_pulling() -> None:
+    g = node((A, None), (B, None))  # tree_busy 32: no burst
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    # This node's loop was busy for 3 s: the timer is handled long after its deadline,
+    # before the frames that arrived meanwhile (the parent's copy among them) are read.
+    assert not [a for a in g.handle_timer(4.5) if isinstance(a, SendIWant)]
+    assert g.on_alert(A, aid(1), True, 4.51) is not None  # read: no pull, no duplicate
+    assert g.handle_timer(4.7) == []
+    assert g.stats().awaited_ids == 0
 
 
 def test_at_low_rates_a_late_id_is_pulled_at_once() -> None:

@@ -111,6 +111,7 @@ class _Peer:
     prunes_received: int = 0
     grafts_sent: int = 0
     grafts_received: int = 0
+    corrected_at: float = -math.inf  # T6: when we last told it its view of the link is stale
 
 
 @dataclass(slots=True)
@@ -252,11 +253,13 @@ class Gossip:
                 seen.known |= self._bits(missing.announcers) | asked
             self._recent.append(now)
             if self._tree is not None:
-                if peer == self._tree.parent:  # T9: how far behind the parent is
-                    self._patience.delivered(now, missing.since if missing is not None else None)
+                if peer == self._tree.parent:
+                    self._patience.delivered(peer, now)  # T9: it is busy
                 if not asked:
                     self._tree.delivered(peer)
-                elif self._tree.strike(now):  # T5: the tree did not bring it, a request did
+                elif not self._patience.busy(now) and self._tree.strike(now):
+                    # T5: the tree did not bring it, a request did. Not while the parent
+                    # is busy bringing a burst: a batch of answers would bar it at once.
                     self._tree_sync(now, actions)
             if (
                 state is not None
@@ -274,15 +277,20 @@ class Gossip:
         if state is None:
             return actions
         state.duplicates_received += 1
+        if self._tree is not None and peer == self._tree.parent:
+            self._patience.delivered(peer, now)  # T9: busy all the same
         if seen is not None:
             seen.known |= state.bit
             if seen.asked & state.bit:
                 return actions  # a late answer to our own request
         if state.tree:
             return actions  # rule 9: a tree link stays
-        if state.tree is False and self._tree is not None and not state.eager:
-            self._tree.resend(peer)  # T6: it pushes over a link we hold lazy
-            self._tree_sync(now, actions)
+        if state.tree is False:
+            if not self._correct(state, now):
+                return actions  # T6: told already; these are its pushes still in flight
+            if not state.eager and self._tree is not None:
+                self._tree.resend(peer)  # T6: it pushes over a link we hold lazy
+                self._tree_sync(now, actions)
         if (
             state.tree is None
             and state.eager
@@ -362,7 +370,7 @@ class Gossip:
             ):
                 self._awaited_dropped += 1
                 continue
-            self._awaited.add(id, peer, now, now + delay)
+            self._awaited.add(id, peer, now + delay)
             state.awaited += 1
         actions: list[Action] = []
         self._fire_missing(now, actions)
@@ -401,7 +409,7 @@ class Gossip:
             return []
         state.prunes_received += 1
         actions: list[Action] = []
-        if state.tree and self._tree is not None:
+        if state.tree and self._tree is not None and self._correct(state, now):
             # Only a stale view prunes a tree link (T6): tell the peer where we stand.
             self._tree.resend(peer)
             self._tree_sync(now, actions)
@@ -578,6 +586,15 @@ class Gossip:
             state.alerts_sent += len(found)
             actions.append(SendAlerts(peer, tuple(found), answer=True))
 
+    def _correct(self, state: _Peer, now: float) -> bool:
+        """T6, once per graft timeout per peer: a burst brings many duplicates (or PRUNEs)
+        from one stale view, all sent before our correction arrived. Answering each
+        with a PRUNE and a TREE frame was a storm that T8 then cut, correction and all."""
+        if now - state.corrected_at < self.params.graft_timeout:
+            return False
+        state.corrected_at = now
+        return True
+
     def _demote(self, peer: bytes, state: _Peer, actions: list[Action]) -> None:
         # Sent even if the link is lazy here already: the peer evidently missed a PRUNE.
         state.eager = False
@@ -615,12 +632,15 @@ class Gossip:
         # Rule 9: on the rooted tree a missing alert is a lost frame, not a missing link
         # (TREE frames mend links): pull it (IWANT) and leave the links as they are.
         in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
-        for id, missing in self._awaited.due(now):
-            if in_tree and self._patience.behind(
-                missing.since, bool(missing.asked), missing.waited, now
-            ):
+        for id, missing, deadline in self._awaited.due(now):
+            more = (
+                self._patience.wait(bool(missing.asked), missing.waited, now - deadline, now)
+                if in_tree
+                else None
+            )
+            if more is not None:  # T9: the parent will bring it
                 missing.waited += 1
-                self._awaited.schedule(id, missing, now + self.params.graft_timeout)
+                self._awaited.schedule(id, missing, now + more)
                 continue
             while missing.announcers and missing.announcers[0] not in self._peers:
                 missing.announcers.popleft()

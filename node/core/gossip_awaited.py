@@ -20,7 +20,6 @@ class Missing:
     announcers: deque[bytes]  # not asked yet, in the order they announced
     asked: list[bytes]
     timer: int  # sequence number of this entry's live timer
-    since: float = 0.0  # when it was first announced
     waited: int = 0  # T9: timers re-armed because the parent was still catching up
 
 
@@ -35,10 +34,8 @@ class Awaited:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, id: bytes, creator: bytes, now: float, deadline: float) -> Missing:
-        missing = Missing(
-            creator=creator, announcers=deque([creator]), asked=[], timer=0, since=now
-        )
+    def add(self, id: bytes, creator: bytes, deadline: float) -> Missing:
+        missing = Missing(creator=creator, announcers=deque([creator]), asked=[], timer=0)
         self.entries[id] = missing
         self.schedule(id, missing, deadline)
         return missing
@@ -60,13 +57,13 @@ class Awaited:
             heapq.heappop(self._timers)
         return self._timers[0][0] if self._timers else None
 
-    def due(self, now: float) -> Iterator[tuple[bytes, Missing]]:
-        """The entries whose live timer is due, earliest first. The caller may schedule
-        or pop entries as it goes."""
+    def due(self, now: float) -> Iterator[tuple[bytes, Missing, float]]:
+        """The entries whose live timer is due, with its deadline, earliest first. The
+        caller may schedule or pop entries as it goes."""
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)
             if not self._stale(timer):
-                yield timer[2], self.entries[timer[2]]
+                yield timer[2], self.entries[timer[2]], timer[0]
 
     def _stale(self, timer: tuple[float, int, bytes]) -> bool:
         missing = self.entries.get(timer[2])

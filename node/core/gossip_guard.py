@@ -78,42 +78,56 @@ class TreeGuard:
 
 
 class ParentPatience:
-    """T9: whether the tree parent is working through a backlog that holds an awaited id.
+    """T9: whether to wait longer for the tree parent before pulling an awaited id.
 
-    A parent that verifies and stores each batch before passing it on forwards in the
-    order the alerts were announced to us, however far behind it falls. So its position
-    is the first-announcement time of the last first copy it brought (the time it
-    brought it, if nobody had announced it: it is on time), and an awaited id announced
-    at or after that position is still ahead of it: it will bring it. An id announced
-    before it was passed over (lost on the way) and is pulled at once. This reads the
-    backlog from the parent's own deliveries, not from how late they are, so a backlog
-    that keeps growing through a burst does not look like a loss.
+    In a burst a parent that verifies and stores each batch before passing it on falls
+    behind the IHAVEs of the burst's origin by a backlog that grows as long as the
+    burst lasts; pulling from an announcer only makes the parent's copy a duplicate
+    (and, pulled at scale, reshapes the tree). So while the parent is busy (its last
+    `tree_busy` copies, first copies or not, came within one graft timeout of each
+    other, the newest within the last graft timeout) an awaited id is waited for, one
+    graft timeout at a time, at most `tree_patience` times. At low rates a late id is
+    a lost one and is pulled at once.
 
-    T9 applies only in a burst: while the parent's last `tree_busy` first copies came
-    within one graft timeout of each other and the newest within the last graft timeout
-    (at low rates a late id is a lost one)."""
+    Neither how late the parent's copies come nor the announcement times of what it
+    brings tell reliably which ids it has passed over: the backlog grows through the
+    burst, and an id first announced to us by a sibling carries a later time than its
+    place in the parent's queue. On a reliable stream the parent loses nothing it does
+    not announce to us instead (a backlogged link), so patience alone is enough.
+
+    A timer handled over a graft timeout after its deadline means this node itself was
+    stalled (CPU):
+    what its peers sent meanwhile is still unread, the parent's copies among them, so
+    it looks again shortly after instead of pulling (this counts as a wait too)."""
 
     def __init__(self, params: GossipParams) -> None:
         self.params = params
+        self._parent: bytes | None = None
         self._fed: deque[float] = deque(maxlen=params.tree_busy)
-        self._at = 0.0  # the parent's position: see above
 
-    def delivered(self, now: float, announced_at: float | None) -> None:
-        """The parent brought a first copy; `announced_at`: when someone had first
-        announced it to us, None if nobody had."""
-        self._at = now if announced_at is None else announced_at
+    def delivered(self, parent: bytes, now: float) -> None:
+        """The parent brought a copy (first or duplicate)."""
+        if parent != self._parent:  # a new parent: nothing is known of its backlog
+            self._parent = parent
+            self._fed.clear()
         self._fed.append(now)
 
-    def behind(self, since: float, asked: bool, waited: int, now: float) -> bool:
-        """An id first announced at `since` is due: wait one more graft timeout for the
-        parent? At most `tree_patience` times (`waited` so far); never for an id we asked
+    def wait(self, asked: bool, waited: int, late: float, now: float) -> float | None:
+        """An awaited id's timer is due, `late` seconds after its deadline: how much
+        longer to wait for the parent, or None to pull it now. Never for an id asked
         for already (the request stands)."""
         p = self.params
         if asked or waited >= p.tree_patience:
-            return False
-        fed = self._fed
-        if len(fed) < p.tree_busy or fed[-1] - fed[0] > p.graft_timeout:
-            return False  # not a burst
-        if fed[-1] < now - p.graft_timeout:
-            return False  # the parent stopped bringing anything
-        return self._at <= since
+            return None
+        if late > p.graft_timeout:
+            return p.ihave_interval  # stalled here: read what arrived before deciding
+        return p.graft_timeout if self.busy(now) else None
+
+    def busy(self, now: float) -> bool:
+        """The parent is in a burst (see above)."""
+        p, fed = self.params, self._fed
+        return (
+            len(fed) >= p.tree_busy
+            and fed[-1] - fed[0] <= p.graft_timeout
+            and fed[-1] >= now - p.graft_timeout
+        )
