@@ -39,6 +39,12 @@ alert is published at node1 through the client Publish RPC; signed bodies are ab
    machine, CPUs / ((n-1) x ingest + publish) alerts/s, and the measured rate as a
    ratio to it. A short paced phase follows.
 
+--publisher chooses who publishes (the first node in every table): node1; the tree's
+root, the member with the smallest key (a star from the publisher, depth 1); or
+`relay`, a node that is not the root, so that every alert crosses the root, which
+verifies and stores it before passing it on (depth 2). Which node is the root depends
+on the keys generated for the run, so without it the case is left to chance.
+
 Every wait is bounded (--phase-timeout), and the 10-node part is skipped when less
 than --ten-budget seconds of --max-seconds remain. Clusters live in a temporary
 directory (or --dir) and are always stopped.
