@@ -257,7 +257,9 @@ class Gossip:
                     self._patience.delivered(peer, now)  # T9: it is busy
                 if not asked:
                     self._tree.delivered(peer)
-                elif not self._patience.busy(now) and self._tree.strike(now):
+                elif not self._patience.in_burst(self._announced_by(peer), now) and (
+                    self._tree.strike(now)
+                ):
                     # T5: the tree did not bring it, a request did. Not while the parent
                     # is busy bringing a burst: a batch of answers would bar it at once.
                     self._tree_sync(now, actions)
@@ -618,6 +620,11 @@ class Gossip:
             state.grafts_sent += 1
             actions.append(SendGraft(peer))
 
+    def _announced_by(self, peer: bytes | None) -> int:
+        """How many awaited ids `peer` announced first (T9: a burst in view)."""
+        state = self._peers.get(peer) if peer is not None else None
+        return 0 if state is None else state.awaited
+
     def _drop_missing(self, id: bytes) -> Missing | None:
         missing = self._awaited.pop(id)
         if missing is not None and missing.creator is not None:
@@ -634,7 +641,13 @@ class Gossip:
         in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
         for id, missing, deadline in self._awaited.due(now):
             more = (
-                self._patience.wait(bool(missing.asked), missing.waited, now - deadline, now)
+                self._patience.wait(
+                    bool(missing.asked),
+                    missing.waited,
+                    now - deadline,
+                    self._announced_by(missing.creator),
+                    now,
+                )
                 if in_tree
                 else None
             )

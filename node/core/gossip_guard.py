@@ -83,11 +83,17 @@ class ParentPatience:
     In a burst a parent that verifies and stores each batch before passing it on falls
     behind the IHAVEs of the burst's origin by a backlog that grows as long as the
     burst lasts; pulling from an announcer only makes the parent's copy a duplicate
-    (and, pulled at scale, reshapes the tree). So while the parent is busy (its last
-    `tree_busy` copies, first copies or not, came within one graft timeout of each
-    other, the newest within the last graft timeout) an awaited id is waited for, one
-    graft timeout at a time, at most `tree_patience` times. At low rates a late id is
-    a lost one and is pulled at once.
+    (and, pulled at scale, reshapes the tree). So in a burst an awaited id is waited
+    for, one graft timeout at a time, at most `tree_patience` times. A burst is either
+    - the parent busy: its last `tree_busy` copies, first copies or not, came within
+      one graft timeout of each other, the newest within the last graft timeout; or
+    - a burst in view: the peer that announced the id first did so for at least
+      `tree_busy` ids still awaited (a burst's origin, or the relay's sibling, far
+      ahead of the parent), and the parent brought a copy within the last
+      `tree_patience` graft timeouts (it is there, and behind). This covers the start
+      of a burst, before the parent's first copies, and a parent that stalls for a
+      second or two in the middle of one (two cores, five nodes: it happens).
+    Otherwise a late id is a lost one and is pulled at once.
 
     Neither how late the parent's copies come nor the announcement times of what it
     brings tell reliably which ids it has passed over: the backlog grows through the
@@ -112,22 +118,27 @@ class ParentPatience:
             self._fed.clear()
         self._fed.append(now)
 
-    def wait(self, asked: bool, waited: int, late: float, now: float) -> float | None:
-        """An awaited id's timer is due, `late` seconds after its deadline: how much
-        longer to wait for the parent, or None to pull it now. Never for an id asked
-        for already (the request stands)."""
+    def wait(self, asked: bool, waited: int, late: float, awaited: int, now: float) -> float | None:
+        """An awaited id's timer is due, `late` seconds after its deadline; its first
+        announcer did so for `awaited` ids still awaited: how much longer to wait for
+        the parent, or None to pull it now. Never for an id asked for already (the
+        request stands)."""
         p = self.params
         if asked or waited >= p.tree_patience:
             return None
         if late > p.graft_timeout:
             return p.ihave_interval  # stalled here: read what arrived before deciding
-        return p.graft_timeout if self.busy(now) else None
+        return p.graft_timeout if self.in_burst(awaited, now) else None
 
-    def busy(self, now: float) -> bool:
-        """The parent is in a burst (see above)."""
+    def in_burst(self, awaited: int, now: float) -> bool:
+        """The parent is busy, or a burst is in view (see above)."""
         p, fed = self.params, self._fed
-        return (
+        if not fed:
+            return False
+        busy = (
             len(fed) >= p.tree_busy
             and fed[-1] - fed[0] <= p.graft_timeout
             and fed[-1] >= now - p.graft_timeout
         )
+        in_view = awaited >= p.tree_busy and fed[-1] >= now - p.tree_patience * p.graft_timeout
+        return busy or in_view
