@@ -4,7 +4,10 @@ No I/O: the runtime tells `Gossip` what happened (a session opened, a verified a
 arrived, a control message arrived, time passed) and carries out the actions it returns.
 Peers and alert ids are opaque bytes. Time is the `now` passed to every call (seconds,
 never decreasing); randomness comes from the `random.Random` given to the constructor.
-docs/gossip.md explains the protocol and its parameters.
+docs/gossip.md explains the protocol and its parameters. Beside it: the links and what
+each peer is sent (gossip_links.py), the awaited ids and their timers
+(gossip_awaited.py), TREE-frame admission and parent patience (gossip_guard.py, T8 and
+T9), the tree router (gossip_tree.py) and the vocabulary (gossip_types.py).
 
 The rules
 ---------
@@ -56,14 +59,13 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from node.core.gossip_awaited import Awaited, Missing
 from node.core.gossip_guard import ParentPatience, TreeGuard
+from node.core.gossip_links import Links, PeerLink, Seen
 from node.core.gossip_tree import Advert, TreeRouter
 from node.core.gossip_types import (
     Action,
@@ -93,55 +95,22 @@ __all__ = [  # with what gossip_types defines: callers import it all from here
 ]
 
 
-@dataclass(slots=True)
-class _Peer:
-    eager: bool
-    tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
-    bit: int = 0  # this peer's bit in _Seen.known / _Seen.asked
-    backlogged_until: float = -math.inf
-    pending: deque[bytes] = field(default_factory=deque)  # ids to announce
-    awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
-    alerts_received: int = 0
-    duplicates_received: int = 0
-    alerts_sent: int = 0
-    ihave_ids_received: int = 0
-    ihave_ids_sent: int = 0
-    ihave_ids_dropped: int = 0
-    prunes_sent: int = 0
-    prunes_received: int = 0
-    grafts_sent: int = 0
-    grafts_received: int = 0
-    corrected_at: float = -math.inf  # T6: when we last told it its view of the link is stale
-
-
-@dataclass(slots=True)
-class _Seen:
-    # Peer sets as bitmasks of _Peer.bit: a node remembers up to max_seen ids, and two
-    # Python sets per id cost ~600 bytes where an int of a few peers' bits costs none
-    # (CPython shares the small ones).
-    expires: float
-    known: int  # peers that have it, or that we pushed or announced it to
-    asked: int  # peers we asked for it: their copy is an answer, not a push
-
-
 class Gossip:
     """The dissemination state of one node: its links, what it has seen, what it awaits."""
 
     def __init__(self, params: GossipParams, rng: random.Random) -> None:
         self.params = params
         self._rng = rng
-        self._peers: dict[bytes, _Peer] = {}
-        self._seen: OrderedDict[bytes, _Seen] = OrderedDict()  # oldest first
+        self._links = Links(params)
+        self._peers = self._links.peers
+        self._seen: OrderedDict[bytes, Seen] = OrderedDict()  # oldest first
         self._awaited = Awaited()
         self._missing = self._awaited.entries
         self._patience = ParentPatience(params)  # T9
         self._guard = TreeGuard(params)  # T8
-        self._flush_at: float | None = None
         self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
         self._awaited_dropped = 0
         self._awaited_abandoned = 0
-        self._free_bits: list[int] = []  # bits of peers gone, for reuse
-        self._next_bit = 1
         self._tree: TreeRouter | None = None
 
     def set_key(self, key: bytes) -> None:
@@ -166,11 +135,8 @@ class Gossip:
         self._expire(now)
         if peer in self._peers:
             return []
-        bit = self._free_bits.pop() if self._free_bits else self._next_bit
-        if bit == self._next_bit:
-            self._next_bit <<= 1
-        room = self._tree is None and self._eager_count() < self.params.max_eager
-        self._peers[peer] = _Peer(eager=room, bit=bit)
+        room = self._tree is None and self._links.eager_count() < self.params.max_eager
+        self._links.add(peer, eager=room)
         actions: list[Action] = []
         if self._tree is not None:
             self._tree.add(peer, rtt)
@@ -180,14 +146,9 @@ class Gossip:
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
         """The session closed: forget the peer, and ask others for what it owed us."""
         self._expire(now)
-        state = self._peers.pop(peer, None)
+        state = self._links.remove(peer, self._seen.values())
         if state is None:
             return []
-        keep = ~state.bit
-        for seen in self._seen.values():
-            seen.known &= keep
-            seen.asked &= keep
-        self._free_bits.append(state.bit)
         self._guard.forget(peer)
         actions: list[Action] = []
         if self._tree is not None:
@@ -216,7 +177,7 @@ class Gossip:
         if state.tree:
             state.eager = False  # announce to it for a while; the link stays a tree link
         elif state.eager:
-            self._demote(peer, state, actions)
+            self._links.demote(peer, state, actions)
             self._keep_one_eager(now, actions, exclude=peer)
         return actions
 
@@ -230,7 +191,7 @@ class Gossip:
         self._drop_missing(id)
         self._recent.append(now)
         actions: list[Action] = []
-        self._forward(id, self._remember(id, now, 0), now, actions)
+        self._links.forward(id, self._remember(id, now, 0), now, actions)
         return actions
 
     def on_alert(self, peer: bytes, id: bytes, is_new: bool, now: float) -> list[Action]:
@@ -246,11 +207,11 @@ class Gossip:
         actions: list[Action] = []
         if seen is None and is_new:
             missing = self._drop_missing(id)
-            asked = self._bits(missing.asked) if missing is not None else 0
+            asked = self._links.bits(missing.asked) if missing is not None else 0
             seen = self._remember(id, now, asked)
-            seen.known |= self._bits((peer,))
+            seen.known |= self._links.bits((peer,))
             if missing is not None:  # whoever announced it has it
-                seen.known |= self._bits(missing.announcers) | asked
+                seen.known |= self._links.bits(missing.announcers) | asked
             self._recent.append(now)
             if self._tree is not None:
                 if peer == self._tree.parent:
@@ -268,11 +229,11 @@ class Gossip:
                 and state.tree is None
                 and not state.eager
                 and not asked & state.bit
-                and not self._backlogged(state, now)
-                and self._eager_count() < self.params.max_eager
+                and not state.backlogged(now)
+                and self._links.eager_count() < self.params.max_eager
             ):
                 state.eager = True  # the copy came down a tree edge
-            self._forward(id, seen, now, actions)
+            self._links.forward(id, seen, now, actions)
             return actions
 
         self._drop_missing(id)  # we hold it, however it got here
@@ -299,7 +260,7 @@ class Gossip:
             and self._rng.random() * len(self._recent) >= self.params.prune_rate
         ):
             return actions  # rule 3: leave this cycle to a later duplicate
-        self._demote(peer, state, actions)
+        self._links.demote(peer, state, actions)
         self._keep_one_eager(now, actions, exclude=peer)
         return actions
 
@@ -314,13 +275,13 @@ class Gossip:
         if id in self._seen:
             return []
         missing = self._drop_missing(id)
-        asked = self._bits(missing.asked) if missing is not None else 0
+        asked = self._links.bits(missing.asked) if missing is not None else 0
         seen = self._remember(id, now, asked)
-        seen.known |= self._bits((peer,))
+        seen.known |= self._links.bits((peer,))
         if missing is not None:
-            seen.known |= self._bits(missing.announcers) | asked
+            seen.known |= self._links.bits(missing.announcers) | asked
         actions: list[Action] = []
-        self._forward(id, seen, now, actions)
+        self._links.forward(id, seen, now, actions)
         return actions
 
     def on_caught_up(self, ids: Iterable[bytes], now: float) -> None:
@@ -349,7 +310,7 @@ class Gossip:
             return []
         ids = ids[: self.params.ihave_max_ids]
         state.ihave_ids_received += len(ids)
-        if self._eager_count() == 0:
+        if self._links.eager_count() == 0:
             delay = 0.0  # nothing will be pushed to us: no point waiting
         else:
             stretch = 1.0 + self.params.graft_jitter * self._rng.random()
@@ -385,7 +346,7 @@ class Gossip:
         if state is None:
             return []
         actions: list[Action] = []
-        self._serve(peer, state, ids, actions)
+        self._links.serve(peer, state, ids, self._seen, actions)
         return actions
 
     def on_graft(self, peer: bytes, ids: Sequence[bytes], now: float) -> list[Action]:
@@ -396,11 +357,11 @@ class Gossip:
             return []
         state.grafts_received += 1
         actions: list[Action] = []
-        if self._backlogged(state, now):
-            self._demote(peer, state, actions)
+        if state.backlogged(now):
+            self._links.demote(peer, state, actions)
         else:
             state.eager = True
-        self._serve(peer, state, ids, actions)
+        self._links.serve(peer, state, ids, self._seen, actions)
         return actions
 
     def on_prune(self, peer: bytes, now: float) -> list[Action]:
@@ -445,8 +406,8 @@ class Gossip:
         """When `handle_timer` should next be called; None if nothing is pending."""
         due = self._awaited.next_deadline()
         deadlines = [due] if due is not None else []
-        if self._flush_at is not None:
-            deadlines.append(self._flush_at)
+        if self._links.flush_at is not None:
+            deadlines.append(self._links.flush_at)
         held = self._tree.next_deadline() if self._tree is not None else None
         if held is not None:
             deadlines.append(held)
@@ -456,8 +417,8 @@ class Gossip:
         """Send due announcements, and ask for alerts that did not arrive in time."""
         self._expire(now)
         actions: list[Action] = []
-        if self._flush_at is not None and now >= self._flush_at:
-            self._flush(now, actions)
+        if self._links.flush_at is not None and now >= self._links.flush_at:
+            self._links.flush(now, self._seen, actions)
         if self._tree is not None and self._tree.handle_timer(now):
             self._tree_sync(now, actions)
         self._fire_missing(now, actions)
@@ -482,7 +443,7 @@ class Gossip:
             return None
         return PeerStats(
             eager=s.eager,
-            backlogged=self._backlogged(s, now),
+            backlogged=s.backlogged(now),
             alerts_received=s.alerts_received,
             duplicates_received=s.duplicates_received,
             alerts_sent=s.alerts_sent,
@@ -499,7 +460,7 @@ class Gossip:
     def stats(self) -> GossipStats:
         return GossipStats(
             peers=len(self._peers),
-            eager_peers=self._eager_count(),
+            eager_peers=self._links.eager_count(),
             remembered_ids=len(self._seen),
             awaited_ids=len(self._missing),
             queued_announcements=sum(len(s.pending) for s in self._peers.values()),
@@ -510,24 +471,8 @@ class Gossip:
 
     # -- internals --------------------------------------------------------------------
 
-    def _eager_count(self) -> int:
-        return sum(1 for s in self._peers.values() if s.eager)
-
-    @staticmethod
-    def _backlogged(state: _Peer, now: float) -> bool:
-        return now < state.backlogged_until
-
-    def _bits(self, peers: Iterable[bytes]) -> int:
-        """The bitmask of `peers`; peers without a session have no bit."""
-        mask = 0
-        for peer in peers:
-            state = self._peers.get(peer)
-            if state is not None:
-                mask |= state.bit
-        return mask
-
-    def _remember(self, id: bytes, now: float, asked: int) -> _Seen:
-        seen = _Seen(expires=now + self.params.seen_ttl, known=0, asked=asked)
+    def _remember(self, id: bytes, now: float, asked: int) -> Seen:
+        seen = Seen(expires=now + self.params.seen_ttl, known=0, asked=asked)
         self._seen[id] = seen
         self._expire(now)
         return seen
@@ -543,52 +488,7 @@ class Gossip:
         while recent and recent[0] <= now - self.params.graft_timeout:
             recent.popleft()
 
-    def _forward(self, id: bytes, seen: _Seen, now: float, actions: list[Action]) -> None:
-        for peer, state in self._peers.items():
-            if seen.known & state.bit:
-                continue
-            seen.known |= state.bit
-            if state.tree and not state.eager and not self._backlogged(state, now):
-                state.eager = True  # a tree link whose backlog has passed
-            if state.eager:
-                state.alerts_sent += 1
-                actions.append(SendAlerts(peer, (id,)))
-                continue
-            if len(state.pending) >= self.params.max_queue_ids:
-                state.pending.popleft()
-                state.ihave_ids_dropped += 1
-            state.pending.append(id)
-            if self._flush_at is None:
-                self._flush_at = now + self.params.ihave_interval
-
-    def _flush(self, now: float, actions: list[Action]) -> None:
-        more = False
-        for peer, state in self._peers.items():
-            batch: list[bytes] = []
-            while state.pending and len(batch) < self.params.ihave_max_ids:
-                id = state.pending.popleft()
-                if id in self._seen:  # a forgotten id is left to catch-up
-                    batch.append(id)
-            if batch:
-                state.ihave_ids_sent += len(batch)
-                actions.append(SendIHave(peer, tuple(batch)))
-            more = more or bool(state.pending)
-        self._flush_at = now + self.params.ihave_interval if more else None
-
-    def _serve(
-        self, peer: bytes, state: _Peer, ids: Sequence[bytes], actions: list[Action]
-    ) -> None:
-        found: dict[bytes, None] = {}
-        for id in ids[: self.params.ihave_max_ids]:
-            seen = self._seen.get(id)
-            if seen is not None:
-                seen.known |= state.bit
-                found[id] = None
-        if found:
-            state.alerts_sent += len(found)
-            actions.append(SendAlerts(peer, tuple(found), answer=True))
-
-    def _correct(self, state: _Peer, now: float) -> bool:
+    def _correct(self, state: PeerLink, now: float) -> bool:
         """T6, once per graft timeout per peer: a burst brings many duplicates (or PRUNEs)
         from one stale view, all sent before our correction arrived. Answering each
         with a PRUNE and a TREE frame was a storm that T8 then cut, correction and all."""
@@ -597,22 +497,14 @@ class Gossip:
         state.corrected_at = now
         return True
 
-    def _demote(self, peer: bytes, state: _Peer, actions: list[Action]) -> None:
-        # Sent even if the link is lazy here already: the peer evidently missed a PRUNE.
-        state.eager = False
-        state.prunes_sent += 1
-        actions.append(SendPrune(peer))
-
     def _keep_one_eager(
         self, now: float, actions: list[Action], exclude: bytes | None = None
     ) -> None:
-        if self._eager_count() > 0:
+        if self._links.eager_count() > 0:
             return
         if self._tree is not None:
             return  # rule 9: the tree links this node in; IHAVEs are asked for at once
-        candidates = [
-            p for p, s in self._peers.items() if p != exclude and not self._backlogged(s, now)
-        ]
+        candidates = [p for p, s in self._peers.items() if p != exclude and not s.backlogged(now)]
         if candidates:
             peer = self._rng.choice(candidates)
             state = self._peers[peer]
@@ -664,7 +556,7 @@ class Gossip:
             target = missing.announcers.popleft()
             missing.asked.append(target)
             self._awaited.schedule(id, missing, now + self.params.graft_retry)
-            pull = in_tree or self._backlogged(self._peers[target], now)
+            pull = in_tree or self._peers[target].backlogged(now)
             (iwants if pull else grafts).setdefault(target, []).append(id)
         if grafts:
             self._add_awaited_from(grafts, now)
@@ -706,7 +598,7 @@ class Gossip:
             if link == state.tree:
                 continue
             state.tree = link
-            state.eager = link and not self._backlogged(state, now)
+            state.eager = link and not state.backlogged(now)
         for peer, advert in tree.adverts():
             actions.append(SendTree(peer, advert.root, advert.cost, advert.parent))
         self._keep_one_eager(now, actions)

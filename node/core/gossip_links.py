@@ -1,0 +1,155 @@
+"""The gossip core's links: each peer's state, and who is sent what (rules 1, 5, 7).
+
+A link is eager (alerts go in full) or lazy (their ids are announced in batched IHAVEs,
+at most `ihave_max_ids` per `ihave_interval`, at most `max_queue_ids` queued, oldest
+dropped first). Which peers have an id is kept per id as a bitmask of the peers' bits
+(`Seen`), since a node remembers up to `max_seen` ids. node/core/gossip.py decides which
+links are eager; this module keeps them and carries out rule 1's sends. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from node.core.gossip_types import Action, GossipParams, SendAlerts, SendIHave, SendPrune
+
+
+@dataclass(slots=True)
+class PeerLink:
+    eager: bool
+    tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
+    bit: int = 0  # this peer's bit in Seen.known / Seen.asked
+    backlogged_until: float = -math.inf
+    pending: deque[bytes] = field(default_factory=deque)  # ids to announce
+    awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
+    alerts_received: int = 0
+    duplicates_received: int = 0
+    alerts_sent: int = 0
+    ihave_ids_received: int = 0
+    ihave_ids_sent: int = 0
+    ihave_ids_dropped: int = 0
+    prunes_sent: int = 0
+    prunes_received: int = 0
+    grafts_sent: int = 0
+    grafts_received: int = 0
+    corrected_at: float = -math.inf  # T6: when we last told it its view of the link is stale
+
+    def backlogged(self, now: float) -> bool:
+        return now < self.backlogged_until
+
+
+@dataclass(slots=True)
+class Seen:
+    # Peer sets as bitmasks of PeerLink.bit: a node remembers up to max_seen ids, and two
+    # Python sets per id cost ~600 bytes where an int of a few peers' bits costs none
+    # (CPython shares the small ones).
+    expires: float
+    known: int  # peers that have it, or that we pushed or announced it to
+    asked: int  # peers we asked for it: their copy is an answer, not a push
+
+
+class Links:
+    """The open links by peer, their bits, and the announcements waiting to be sent."""
+
+    def __init__(self, params: GossipParams) -> None:
+        self.params = params
+        self.peers: dict[bytes, PeerLink] = {}
+        self.flush_at: float | None = None  # when queued announcements are next sent
+        self._free_bits: list[int] = []  # bits of peers gone, for reuse
+        self._next_bit = 1
+
+    def add(self, peer: bytes, eager: bool) -> PeerLink:
+        bit = self._free_bits.pop() if self._free_bits else self._next_bit
+        if bit == self._next_bit:
+            self._next_bit <<= 1
+        state = self.peers[peer] = PeerLink(eager=eager, bit=bit)
+        return state
+
+    def remove(self, peer: bytes, seen: Iterable[Seen]) -> PeerLink | None:
+        """Forget the peer, and its bit in every `seen` entry (the bit is reused)."""
+        state = self.peers.pop(peer, None)
+        if state is None:
+            return None
+        keep = ~state.bit
+        for entry in seen:
+            entry.known &= keep
+            entry.asked &= keep
+        self._free_bits.append(state.bit)
+        return state
+
+    def bits(self, peers: Iterable[bytes]) -> int:
+        """The bitmask of `peers`; peers without a session have no bit."""
+        mask = 0
+        for peer in peers:
+            state = self.peers.get(peer)
+            if state is not None:
+                mask |= state.bit
+        return mask
+
+    def eager_count(self) -> int:
+        return sum(1 for s in self.peers.values() if s.eager)
+
+    def forward(self, id: bytes, seen: Seen, now: float, actions: list[Action]) -> None:
+        """Rule 1: push `id` to every eager peer and queue it for every lazy one, except
+        peers known to have it."""
+        for peer, state in self.peers.items():
+            if seen.known & state.bit:
+                continue
+            seen.known |= state.bit
+            if state.tree and not state.eager and not state.backlogged(now):
+                state.eager = True  # a tree link whose backlog has passed
+            if state.eager:
+                state.alerts_sent += 1
+                actions.append(SendAlerts(peer, (id,)))
+                continue
+            if len(state.pending) >= self.params.max_queue_ids:
+                state.pending.popleft()
+                state.ihave_ids_dropped += 1
+            state.pending.append(id)
+            if self.flush_at is None:
+                self.flush_at = now + self.params.ihave_interval
+
+    def flush(self, now: float, remembered: Container[bytes], actions: list[Action]) -> None:
+        """Send each lazy peer's due announcements (ids no longer `remembered` are left
+        to catch-up)."""
+        more = False
+        for peer, state in self.peers.items():
+            batch: list[bytes] = []
+            while state.pending and len(batch) < self.params.ihave_max_ids:
+                id = state.pending.popleft()
+                if id in remembered:
+                    batch.append(id)
+            if batch:
+                state.ihave_ids_sent += len(batch)
+                actions.append(SendIHave(peer, tuple(batch)))
+            more = more or bool(state.pending)
+        self.flush_at = now + self.params.ihave_interval if more else None
+
+    def serve(
+        self,
+        peer: bytes,
+        state: PeerLink,
+        ids: Sequence[bytes],
+        seen: Mapping[bytes, Seen],
+        actions: list[Action],
+    ) -> None:
+        """Rule 5: answer a request (IWANT, GRAFT) with the alerts still remembered."""
+        found: dict[bytes, None] = {}
+        for id in ids[: self.params.ihave_max_ids]:
+            entry = seen.get(id)
+            if entry is not None:
+                entry.known |= state.bit
+                found[id] = None
+        if found:
+            state.alerts_sent += len(found)
+            actions.append(SendAlerts(peer, tuple(found), answer=True))
+
+    @staticmethod
+    def demote(peer: bytes, state: PeerLink, actions: list[Action]) -> None:
+        # Sent even if the link is lazy here already: the peer evidently missed a PRUNE.
+        state.eager = False
+        state.prunes_sent += 1
+        actions.append(SendPrune(peer))
