@@ -5,7 +5,7 @@ arrived, a control message arrived, time passed) and carries out the actions it 
 Peers and alert ids are opaque bytes. Time is the `now` passed to every call (seconds,
 never decreasing); randomness comes from the `random.Random` given to the constructor.
 docs/gossip.md explains the protocol and its parameters. Beside it: the links and what
-each peer is sent (gossip_links.py), the awaited ids and their timers
+each peer is sent (gossip_links.py), the awaited ids, their timers and whom to ask
 (gossip_awaited.py), TREE-frame admission and parent patience (gossip_guard.py, T8 and
 T9), the tree router (gossip_tree.py) and the vocabulary (gossip_types.py).
 
@@ -63,7 +63,7 @@ import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from node.core.gossip_awaited import Awaited, Missing
+from node.core.gossip_awaited import Awaited
 from node.core.gossip_guard import ParentPatience, TreeGuard
 from node.core.gossip_links import Links, PeerLink, Seen
 from node.core.gossip_tree import Advert, TreeRouter
@@ -104,13 +104,11 @@ class Gossip:
         self._links = Links(params)
         self._peers = self._links.peers
         self._seen: OrderedDict[bytes, Seen] = OrderedDict()  # oldest first
-        self._awaited = Awaited()
+        self._awaited = Awaited(params, self._links)
         self._missing = self._awaited.entries
         self._patience = ParentPatience(params)  # T9
         self._guard = TreeGuard(params)  # T8
         self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
-        self._awaited_dropped = 0
-        self._awaited_abandoned = 0
         self._tree: TreeRouter | None = None
 
     def set_key(self, key: bytes) -> None:
@@ -188,7 +186,7 @@ class Gossip:
         self._expire(now)
         if id in self._seen:
             return []
-        self._drop_missing(id)
+        self._awaited.drop(id)
         self._recent.append(now)
         actions: list[Action] = []
         self._links.forward(id, self._remember(id, now, 0), now, actions)
@@ -206,7 +204,7 @@ class Gossip:
         seen = self._seen.get(id)
         actions: list[Action] = []
         if seen is None and is_new:
-            missing = self._drop_missing(id)
+            missing = self._awaited.drop(id)
             asked = self._links.bits(missing.asked) if missing is not None else 0
             seen = self._remember(id, now, asked)
             seen.known |= self._links.bits((peer,))
@@ -218,7 +216,7 @@ class Gossip:
                     self._patience.delivered(peer, now)  # T9: it is busy
                 if not asked:
                     self._tree.delivered(peer)
-                elif not self._patience.in_burst(self._announced_by(peer), now) and (
+                elif not self._patience.in_burst(self._awaited.announced_by(peer), now) and (
                     self._tree.strike(now)
                 ):
                     # T5: the tree did not bring it, a request did. Not while the parent
@@ -236,7 +234,7 @@ class Gossip:
             self._links.forward(id, seen, now, actions)
             return actions
 
-        self._drop_missing(id)  # we hold it, however it got here
+        self._awaited.drop(id)  # we hold it, however it got here
         if state is None:
             return actions
         state.duplicates_received += 1
@@ -274,7 +272,7 @@ class Gossip:
         self._expire(now)
         if id in self._seen:
             return []
-        missing = self._drop_missing(id)
+        missing = self._awaited.drop(id)
         asked = self._links.bits(missing.asked) if missing is not None else 0
         seen = self._remember(id, now, asked)
         seen.known |= self._links.bits((peer,))
@@ -291,7 +289,7 @@ class Gossip:
         """
         self._expire(now)
         for id in ids:
-            self._drop_missing(id)
+            self._awaited.drop(id)
             if id not in self._seen:
                 self._remember(id, now, 0)
 
@@ -315,26 +313,7 @@ class Gossip:
         else:
             stretch = 1.0 + self.params.graft_jitter * self._rng.random()
             delay = self.params.graft_timeout * stretch
-        for id in ids:
-            seen = self._seen.get(id)
-            if seen is not None:
-                seen.known |= state.bit
-                continue
-            missing = self._missing.get(id)
-            if missing is not None:
-                if peer not in missing.announcers and peer not in missing.asked:
-                    missing.announcers.append(peer)
-                continue
-            if have(id):
-                continue
-            if (
-                len(self._missing) >= self.params.max_missing
-                or state.awaited >= self.params.max_queue_ids
-            ):
-                self._awaited_dropped += 1
-                continue
-            self._awaited.add(id, peer, now + delay)
-            state.awaited += 1
+        self._awaited.announced(peer, state, ids, self._seen, have, now + delay)
         actions: list[Action] = []
         self._fire_missing(now, actions)
         return actions
@@ -464,8 +443,8 @@ class Gossip:
             remembered_ids=len(self._seen),
             awaited_ids=len(self._missing),
             queued_announcements=sum(len(s.pending) for s in self._peers.values()),
-            awaited_dropped=self._awaited_dropped,
-            awaited_abandoned=self._awaited_abandoned,
+            awaited_dropped=self._awaited.dropped,
+            awaited_abandoned=self._awaited.abandoned,
             tree_refused=self._guard.refused,
         )
 
@@ -512,78 +491,9 @@ class Gossip:
             state.grafts_sent += 1
             actions.append(SendGraft(peer))
 
-    def _announced_by(self, peer: bytes | None) -> int:
-        """How many awaited ids `peer` announced first (T9: a burst in view)."""
-        state = self._peers.get(peer) if peer is not None else None
-        return 0 if state is None else state.awaited
-
-    def _drop_missing(self, id: bytes) -> Missing | None:
-        missing = self._awaited.pop(id)
-        if missing is not None and missing.creator is not None:
-            creator = self._peers.get(missing.creator)
-            if creator is not None:
-                creator.awaited -= 1
-        return missing
-
     def _fire_missing(self, now: float, actions: list[Action]) -> None:
-        grafts: dict[bytes, list[bytes]] = {}
-        iwants: dict[bytes, list[bytes]] = {}
-        # Rule 9: on the rooted tree a missing alert is a lost frame, not a missing link
-        # (TREE frames mend links): pull it (IWANT) and leave the links as they are.
         in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
-        for id, missing, deadline in self._awaited.due(now):
-            more = (
-                self._patience.wait(
-                    bool(missing.asked),
-                    missing.waited,
-                    now - deadline,
-                    self._announced_by(missing.creator),
-                    now,
-                )
-                if in_tree
-                else None
-            )
-            if more is not None:  # T9: the parent will bring it
-                missing.waited += 1
-                self._awaited.schedule(id, missing, now + more)
-                continue
-            while missing.announcers and missing.announcers[0] not in self._peers:
-                missing.announcers.popleft()
-            if not missing.announcers:
-                self._drop_missing(id)
-                self._awaited_abandoned += 1
-                continue
-            target = missing.announcers.popleft()
-            missing.asked.append(target)
-            self._awaited.schedule(id, missing, now + self.params.graft_retry)
-            pull = in_tree or self._peers[target].backlogged(now)
-            (iwants if pull else grafts).setdefault(target, []).append(id)
-        if grafts:
-            self._add_awaited_from(grafts, now)
-        step = self.params.ihave_max_ids
-        for peer, ids in grafts.items():
-            state = self._peers[peer]
-            state.eager = True
-            for i in range(0, len(ids), step):
-                state.grafts_sent += 1
-                actions.append(SendGraft(peer, tuple(ids[i : i + step])))
-        for peer, ids in iwants.items():
-            for i in range(0, len(ids), step):
-                actions.append(SendIWant(peer, tuple(ids[i : i + step])))
-
-    def _add_awaited_from(self, requests: dict[bytes, list[bytes]], now: float) -> None:
-        # A GRAFT means the tree did not bring what this peer announced: whatever else it
-        # announced that we still await was lost the same way, so ask for it at once.
-        for id, missing in self._missing.items():
-            if missing.asked and missing.asked[-1] in requests:
-                continue  # asked just now
-            for peer, ids in requests.items():
-                if peer in missing.announcers:
-                    missing.announcers.remove(peer)
-                    missing.asked.append(peer)
-                    self._awaited.schedule(id, missing, now + self.params.graft_retry)
-                    ids.append(id)
-                    break
+        self._awaited.fire(now, self._patience if in_tree else None, actions)
 
     def _tree_sync(self, now: float, actions: list[Action]) -> None:
         """Choose the parent again; make tree links eager and former tree links lazy;
