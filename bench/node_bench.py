@@ -98,6 +98,7 @@ STARTUP_TIMEOUT_S = 60.0
 ACCEPTED = api.INGEST_OUTCOME_ACCEPTED
 MAX_VERIFY_COUNT = 10_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVING_GC_THRESHOLDS = (50_000, 20, 10)  # node/app/runtime.py, once the node serves
 
 # --- realistic alert content ------------------------------------------------------------
 
@@ -665,11 +666,13 @@ async def server_side_check(
 
     config = Config.load(home)
     out = ServerCheck()
+    thresholds = gc.get_threshold()
     async with Verifier(DEFAULT_LIMITS) as verifier, SqliteStore(config.store_path) as store:
         node = in_process_node(config, store, verifier)
         service = AlertService(node)
         for values, _ in batches[:2]:  # warm-up (page cache), not counted
             await node.check(values, include_expired=False)
+        gc.set_threshold(*SERVING_GC_THRESHOLDS)  # as the node once serving (runtime.py)
         for values, _ in batches:
             if time.perf_counter() > deadline:
                 break
@@ -706,6 +709,7 @@ async def server_side_check(
                 )
             profiler.disable()
             out.profile = profile_text(profiler, 15)
+    gc.set_threshold(*thresholds)
     return out
 
 

@@ -93,6 +93,8 @@ def values(seed: int, n: int) -> list[str]:
         "domain:",
         "address:not-an-address",
         "x" * 300,
+        "tx:eip155:1:0x" + "cd" * 32,  # a result of 128 bytes or more (a 2-byte length)
+        "https://clean.example/" + "q" * 90,
     ]
     out = []
     for i in range(n):

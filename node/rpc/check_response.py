@@ -64,10 +64,11 @@ def _state_only(state: State) -> bytes:
 _STATE_ONLY = {state: _state_only(state) for state in State if state is not State.FLAGGED}
 
 
-# One whole result whose lengths are all below 128 (each a one-byte varint): results tag,
-# size, query, normalized {type, value}, then the verdict submessage. Most checked
-# values (addresses, domains, short URLs) fit; others take _plain_result.
+# One whole result: results tag, size, query, normalized {type, value}, then the verdict
+# submessage, when the query and the value are below 124 bytes (one-byte lengths) and
+# so the result below 16,384 (its length in one or two bytes): nearly every value.
 _SHORT = b"\x0a%c\x0a%c%b\x12%c\x08%c\x12%c%b%b"
+_MEDIUM = b"\x0a%c%c\x0a%c%b\x12%c\x08%c\x12%c%b%b"
 
 
 def check_response(
@@ -104,11 +105,14 @@ def check_response(
             else _STATE_ONLY[state]
         )
         query, value, kind = r.query.encode(), ind.value.encode(), ind.type
-        size = len(query) + len(value) + 8 + len(tail)
-        if 0 < kind < 128 and query and value and size < 128:
-            append(
-                _SHORT % (size, len(query), query, len(value) + 4, kind, len(value), value, tail)
-            )
+        lq, lv = len(query), len(value)
+        if 0 < kind < 128 and 0 < lq < 124 and 0 < lv < 124:
+            size = lq + lv + 8 + len(tail)
+            if size < 128:
+                append(_SHORT % (size, lq, query, lv + 4, kind, lv, value, tail))
+            else:
+                head = (size & 0x7F) | 0x80, size >> 7
+                append(_MEDIUM % (*head, lq, query, lv + 4, kind, lv, value, tail))
         else:
             body = _plain_result(query, kind, value, tail)
             append(_RESULT + _varint(len(body)) + body)
