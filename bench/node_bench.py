@@ -37,6 +37,12 @@ ingest path in-process without gRPC (with SqliteStore, and with a store that doe
 write), and cProfile tables of the verifier's work and of the CheckIndicators handler.
 `--py-spy FILE` samples the node process with py-spy (`.venv/bin/pip install py-spy`)
 during (b).
+`--reuse-store DIR` runs only (c) (and (a), as the unit of CPU figures) over a node home
+in DIR: the first run builds it (--check-store alerts signed, verified and put with
+SqliteStore in-process, not timed: ~5 minutes for 1,000,000), later runs start a node
+on it at once (~6 s). The node then has been restarted, not filled: its key filter is
+one table, its gossip memory empty, so (d) and the client latencies of a filled node
+still need a full run.
 Only 127.0.0.1 is used; every loop is bounded in count and by --max-seconds.
 """
 
@@ -49,6 +55,7 @@ import cProfile
 import gc
 import hashlib
 import io
+import json
 import os
 import pstats
 import queue
@@ -97,6 +104,7 @@ STARTUP_TIMEOUT_S = 60.0
 ACCEPTED = api.INGEST_OUTCOME_ACCEPTED
 MAX_VERIFY_COUNT = 10_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVING_GC_THRESHOLDS = (50_000, 20, 10)  # node/app/runtime.py, once the node serves
 
 # --- realistic alert content ------------------------------------------------------------
 
@@ -664,11 +672,13 @@ async def server_side_check(
 
     config = Config.load(home)
     out = ServerCheck()
+    thresholds = gc.get_threshold()
     async with Verifier(DEFAULT_LIMITS) as verifier, SqliteStore(config.store_path) as store:
         node = in_process_node(config, store, verifier)
         service = AlertService(node)
         for values, _ in batches[:2]:  # warm-up (page cache), not counted
             await node.check(values, include_expired=False)
+        gc.set_threshold(*SERVING_GC_THRESHOLDS)  # as the node once serving (runtime.py)
         for values, _ in batches:
             if time.perf_counter() > deadline:
                 break
@@ -705,6 +715,7 @@ async def server_side_check(
                 )
             profiler.disable()
             out.profile = profile_text(profiler, 15)
+    gc.set_threshold(*thresholds)
     return out
 
 
@@ -968,6 +979,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="also profile in-process (cProfile)")
     p.add_argument("--py-spy", metavar="FILE", help="py-spy record the node during (b) to FILE")
+    p.add_argument(
+        "--reuse-store",
+        metavar="DIR",
+        help="checks only, over a node home kept in DIR: built once (--check-store alerts put"
+        " in-process, not timed), then reused by every run with the same DIR",
+    )
     args = p.parse_args(argv)
     if args.rounds < 1 or args.alerts < args.batch * args.rounds:
         p.error("--alerts must be at least --batch × --rounds")
@@ -979,6 +996,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     shown = sys.argv[1:] if argv is None else list(argv)
+    if args.reuse_store:
+        return reuse_main(args, shown, Path(args.reuse_store))
     total = max(args.check_store, 2 * args.alerts)
     say(f"# signing {total:,} alerts from {args.authors} authors ...")
     corpus = build_corpus(total, args.authors, args.body_bytes, args.seed)
@@ -1149,46 +1168,113 @@ async def drive(
             for i in part
             for value in corpus.flagged[offset + i]
         ]
-        rng = random.Random(args.seed + 1)
-        # Two sets of calls with fresh values each: the node caches parsed values, and
-        # a value asked again is cheaper (reported apart, "asked before").
-        batches, fresh = (
-            check_requests(rng, stored, args.check_calls, args.check_values, args.check_flagged)
-            for _ in range(2)
-        )
-        out["batches"] = batches
-        warm_up = check_requests(rng, stored, 1, args.check_values, args.check_flagged)
-        await check(ch, warm_up, 1, time.perf_counter() + 60)  # not counted
-        out["check1"] = await check(ch, batches, 1, time.perf_counter() + args.max_seconds)
-        out["check_again"] = await check(
-            ch, batches[-10:], 1, time.perf_counter() + args.max_seconds
-        )
-        out["checkn"] = await check(
-            ch, fresh, args.in_flight, time.perf_counter() + args.max_seconds
-        )
-        # The withdrawal-screening path: one value per call, --single-callers at once.
-        singles = [
-            ([value], hits)
-            for values, _ in check_requests(
-                rng, stored, args.single_calls, 1, args.single_flagged, per_value=True
-            )
-            for value, hits in values
-        ]
-        await check(ch, singles[:50], args.single_callers, time.perf_counter() + 60)  # warm-up
-        cpu0, client0 = node.cpu_seconds(), time.process_time()
-        out["single"] = await check(
-            ch, singles[50:], args.single_callers, time.perf_counter() + args.max_seconds
-        )
-        calls = max(1, len(out["single"].latencies))
-        out["single_cpu"] = (
-            (node.cpu_seconds() - cpu0) / calls,
-            (time.process_time() - client0) / calls,
-        )
-        # The last 10 calls again: 10,000 values, within the node's cache of parsed values.
-        if out["check1"].matched_values < out["check1"].expected_hits:
-            out["problems"].append("CheckIndicators missed some flagged values")
-        out["mem_after"] = node.memory()
+        checks = await run_checks(args, ch, node, stored)
+        out["problems"] += checks.pop("problems")
+        out.update(checks)
     return out
+
+
+async def run_checks(
+    args: argparse.Namespace, ch: grpc.aio.Channel, node: Node, stored: Sequence[tuple[str, str]]
+) -> dict[str, Any]:
+    """(c): CheckIndicators calls of --check-values values (fresh, asked again, in flight),
+    then single-value calls by --single-callers callers; the node's RSS after them."""
+    out: dict[str, Any] = {"problems": []}
+    rng = random.Random(args.seed + 1)
+    # Two sets of calls with fresh values each: the node caches parsed values, and
+    # a value asked again is cheaper (reported apart, "asked before").
+    batches, fresh = (
+        check_requests(rng, stored, args.check_calls, args.check_values, args.check_flagged)
+        for _ in range(2)
+    )
+    out["batches"] = batches
+    warm_up = check_requests(rng, stored, 1, args.check_values, args.check_flagged)
+    await check(ch, warm_up, 1, time.perf_counter() + 60)  # not counted
+    out["check1"] = await check(ch, batches, 1, time.perf_counter() + args.max_seconds)
+    out["check_again"] = await check(ch, batches[-10:], 1, time.perf_counter() + args.max_seconds)
+    out["checkn"] = await check(ch, fresh, args.in_flight, time.perf_counter() + args.max_seconds)
+    # The withdrawal-screening path: one value per call, --single-callers at once.
+    singles = [
+        ([value], hits)
+        for values, _ in check_requests(
+            rng, stored, args.single_calls, 1, args.single_flagged, per_value=True
+        )
+        for value, hits in values
+    ]
+    await check(ch, singles[:50], args.single_callers, time.perf_counter() + 60)  # warm-up
+    cpu0, client0 = node.cpu_seconds(), time.process_time()
+    out["single"] = await check(
+        ch, singles[50:], args.single_callers, time.perf_counter() + args.max_seconds
+    )
+    calls = max(1, len(out["single"].latencies))
+    out["single_cpu"] = (
+        (node.cpu_seconds() - cpu0) / calls,
+        (time.process_time() - client0) / calls,
+    )
+    # The last 10 calls again: 10,000 values, within the node's cache of parsed values.
+    if out["check1"].matched_values < out["check1"].expected_hits:
+        out["problems"].append("CheckIndicators missed some flagged values")
+    out["mem_after"] = node.memory()
+    return out
+
+
+def check_rows(
+    args: argparse.Namespace, res: dict[str, Any], server: ServerCheck
+) -> list[tuple[str, str]]:
+    """The rows of (c) and of (d)'s RSS."""
+    c1: CheckRun = res["check1"]
+    single: CheckRun = res["single"]
+    cn: CheckRun = res["checkn"]
+    stored = res["stored"]
+    k = args.check_values
+    return [
+        (
+            f"(c) CheckIndicators of {k:,} values, client latency",
+            f"p50 **{ms(pct(c1.latencies, 50))}**, p99 {ms(pct(c1.latencies, 99))}"
+            f" ({len(c1.latencies)} calls, 1 in flight); the same values asked again:"
+            f" p50 {ms(pct(res['check_again'].latencies, 50))}",
+        ),
+        (
+            "(c) the same calls in-process: handler / AlertNode.check",
+            f"p50 **{ms(pct(server.handler, 50))}** / {ms(pct(server.node_check, 50))},"
+            f" p99 {ms(pct(server.handler, 99))} / {ms(pct(server.node_check, 99))};"
+            f" handler on values asked before: p50 {ms(pct(server.handler_warm, 50))}",
+        ),
+        (
+            "(c) … of which parsing values / SqliteStore.lookup",
+            f"p50 {ms(pct(server.parse, 50))} / {ms(pct(server.lookup, 50))}",
+        ),
+        (
+            "(c) lookup throughput",
+            f"{c1.per_value_rate:,.0f} values/s (1 call in flight),"
+            f" {cn.per_value_rate:,.0f} values/s ({args.in_flight} in flight)",
+        ),
+        (
+            f"(c) single-value checks, {args.single_callers} callers at once, client latency",
+            f"p50 **{ms(pct(single.latencies, 50), 2)}**,"
+            f" p99 **{ms(pct(single.latencies, 99), 2)}**"
+            f" ({len(single.latencies):,} calls, {single.expected_hits} of them flagged,"
+            f" {single.matched_values} matched); {single.per_value_rate:,.0f} calls/s",
+        ),
+        (
+            "(c) … CPU per single-value call: node / this client",
+            f"{res['single_cpu'][0] * 1e6:,.0f} µs / {res['single_cpu'][1] * 1e6:,.0f} µs;"
+            f" with {args.single_callers} callers always waiting, the mean latency is"
+            f" {args.single_callers} / {single.per_value_rate:,.0f} calls/s ="
+            f" {args.single_callers / max(1.0, single.per_value_rate) * 1e3:.2f} ms (Little's law)",
+        ),
+        (
+            "(c) values matched / flagged values asked",
+            f"{c1.matched_values:,} / {c1.expected_hits:,}",
+        ),
+        (
+            f"(d) node RSS with {stored:,} alerts",
+            f"{mib(res['mem_loaded']['VmRSS'])} after ingest,"
+            f" {mib(res['mem_after']['VmRSS'])} after the checks"
+            f" (peak {mib(res['mem_after']['VmHWM'])}); verifier processes"
+            f" {mib(res['mem_after']['workers'])} more",
+        ),
+    ]
 
 
 def report(
@@ -1211,14 +1297,10 @@ def report(
     many: IngestRun = res["many"]
     fill: IngestRun = res["fill"]
     dup: IngestRun = res["dup"]
-    c1: CheckRun = res["check1"]
-    single: CheckRun = res["single"]
-    cn: CheckRun = res["checkn"]
     stored = res["stored"]
     n = len(corpus.signed)
     body = statistics.mean(corpus.body_sizes)
     inds = sum(map(len, corpus.flagged)) / n
-    k = args.check_values
     rows = [
         (
             "(a) Ed25519 verify (pynacl), 1 thread",
@@ -1280,52 +1362,7 @@ def report(
             "(d) … node RSS while filling, at the end of each window",
             ", ".join(f"{n // 1000:,}k {mib(rss)}" for n, _, rss in res["fill_windows"]),
         ),
-        (
-            f"(c) CheckIndicators of {k:,} values, client latency",
-            f"p50 **{ms(pct(c1.latencies, 50))}**, p99 {ms(pct(c1.latencies, 99))}"
-            f" ({len(c1.latencies)} calls, 1 in flight); the same values asked again:"
-            f" p50 {ms(pct(res['check_again'].latencies, 50))}",
-        ),
-        (
-            "(c) the same calls in-process: handler / AlertNode.check",
-            f"p50 **{ms(pct(server.handler, 50))}** / {ms(pct(server.node_check, 50))},"
-            f" p99 {ms(pct(server.handler, 99))} / {ms(pct(server.node_check, 99))};"
-            f" handler on values asked before: p50 {ms(pct(server.handler_warm, 50))}",
-        ),
-        (
-            "(c) … of which parsing values / SqliteStore.lookup",
-            f"p50 {ms(pct(server.parse, 50))} / {ms(pct(server.lookup, 50))}",
-        ),
-        (
-            "(c) lookup throughput",
-            f"{c1.per_value_rate:,.0f} values/s (1 call in flight),"
-            f" {cn.per_value_rate:,.0f} values/s ({args.in_flight} in flight)",
-        ),
-        (
-            f"(c) single-value checks, {args.single_callers} callers at once, client latency",
-            f"p50 **{ms(pct(single.latencies, 50), 2)}**,"
-            f" p99 **{ms(pct(single.latencies, 99), 2)}**"
-            f" ({len(single.latencies):,} calls, {single.expected_hits} of them flagged,"
-            f" {single.matched_values} matched); {single.per_value_rate:,.0f} calls/s",
-        ),
-        (
-            "(c) … CPU per single-value call: node / this client",
-            f"{res['single_cpu'][0] * 1e6:,.0f} µs / {res['single_cpu'][1] * 1e6:,.0f} µs;"
-            f" with {args.single_callers} callers always waiting, the mean latency is"
-            f" {args.single_callers} / {single.per_value_rate:,.0f} calls/s ="
-            f" {args.single_callers / max(1.0, single.per_value_rate) * 1e3:.2f} ms (Little's law)",
-        ),
-        (
-            "(c) values matched / flagged values asked",
-            f"{c1.matched_values:,} / {c1.expected_hits:,}",
-        ),
-        (
-            f"(d) node RSS with {stored:,} alerts",
-            f"{mib(res['mem_loaded']['VmRSS'])} after ingest,"
-            f" {mib(res['mem_after']['VmRSS'])} after the checks"
-            f" (peak {mib(res['mem_after']['VmHWM'])}); verifier processes"
-            f" {mib(res['mem_after']['workers'])} more",
-        ),
+        *check_rows(args, res, server),
         (
             "(d) database size (alerts.db + WAL)",
             f"{mib(db_bytes)} = {db_bytes / stored:,.0f} bytes/alert",
@@ -1347,6 +1384,129 @@ def report(
         print(f"PROBLEM: {problem}")
     print(f"\ncommand: {command_line(argv)}")
     return v1
+
+
+# --- --reuse-store: checks only, over a store built once ---------------------------------
+
+REUSE_STATE = "bench-reuse.json"  # written last: its presence means the store is complete
+REUSE_EVERY = 20  # keep the indicators of every 20th alert as the flagged values to ask
+
+
+async def build_store(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """A node home holding --check-store alerts (the corpus of a full run, signed and
+    verified here and put with SqliteStore in puts of --batch, as the node's writer does,
+    without gRPC): for iterating on the read path without a 1,000,000-alert fill each
+    time. Returns what a checks-only run needs (a sample of flagged values and alerts)."""
+    from node.app.config import Config
+    from node.app.verify import check_batch
+    from node.core.limits import DEFAULT_LIMITS
+    from node.store.sqlite import SqliteStore
+
+    rng = random.Random(args.seed)
+    authors = [
+        AuthorChain(f"bench-author-{i + 1}", hashlib.sha256(b"%d/%d" % (args.seed, i)).digest())
+        for i in range(args.authors)
+    ]
+    init_home(home, authors)
+    config = Config.load(home)
+    roster = config.roster()
+    flagged: list[tuple[str, str]] = []
+    sample: list[list[str]] = []
+    now_ms = time.time_ns() // 1_000_000
+    chunk = 10_000
+    async with SqliteStore(config.store_path) as store:
+        for lo in range(0, args.check_store, chunk):
+            items = []
+            for i in range(lo, min(args.check_store, lo + chunk)):
+                s, values = make_alert(rng, authors[i % args.authors], now_ms, args.body_bytes)
+                items.append((s.body, s.signature))
+                if i % REUSE_EVERY == 0:
+                    flagged += values
+                if len(sample) < 4000:
+                    origin = alert_pb2.Alert.FromString(s.body).origin
+                    sample.append([origin.hex(), s.body.hex(), s.signature.hex()])
+            records = check_batch(items, roster, now_ms, DEFAULT_LIMITS)
+            bad = [r for r in records if isinstance(r, Exception)]
+            if bad:
+                raise RuntimeError(f"building the store: {bad[:3]}")
+            for i in range(0, len(records), args.batch):
+                await store.put(records[i : i + args.batch], now_ms=now_ms)  # type: ignore[arg-type]
+            if (lo + chunk) % 100_000 == 0:
+                say(f"# built {lo + chunk:,}")
+    return {"stored": args.check_store, "flagged": flagged, "sample": sample}
+
+
+def reuse_main(args: argparse.Namespace, shown: Sequence[str], home: Path) -> int:
+    """--reuse-store DIR: build the store once if DIR holds none, then start a node on it
+    and run only (c) and the in-process handler timings (and (a), for the unit)."""
+    state_path = home / REUSE_STATE
+    if not state_path.exists():
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        say(f"# building a store of {args.check_store:,} alerts in {home} (once) ...")
+        t0 = time.perf_counter()
+        state = asyncio.run(build_store(args, home))
+        state_path.write_text(json.dumps(state))
+        say(f"# built in {time.perf_counter() - t0:.0f} s")
+    state = json.loads(state_path.read_text())
+    stored = [(k, v) for k, v in state["flagged"]]
+    sample = [tuple(bytes.fromhex(x) for x in item) for item in state["sample"]]
+    gc.collect()
+    gc.freeze()
+    node = Node(home)
+    try:
+        t0 = time.perf_counter()
+        node.start()
+        say(f"# node pid {node.pid} listening on {node.address} ({time.perf_counter() - t0:.1f} s)")
+        verify = verify_rate(sample, 1, args.verify_seconds)  # type: ignore[arg-type]
+
+        async def go() -> dict[str, Any]:
+            async with grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
+                await asyncio.wait_for(ch.channel_ready(), 30)
+                stats = await ch.unary_unary(
+                    "/alertmesh.v1.AlertService/GetStats",
+                    request_serializer=api.GetStatsRequest.SerializeToString,
+                    response_deserializer=api.Stats.FromString,
+                )(api.GetStatsRequest(), timeout=30)
+                out: dict[str, Any] = {"stored": stats.alerts, "mem_loaded": node.memory()}
+                out.update(await run_checks(args, ch, node, stored))
+                return out
+
+        res = asyncio.run(go())
+        node.stop()
+        gc.collect()
+        gc.freeze()
+        server = asyncio.run(
+            server_side_check(
+                home, res["batches"], time.perf_counter() + args.max_seconds, args.profile
+            )
+        )
+    finally:
+        node.stop()
+    rows = [
+        (
+            "(a) Ed25519 verify (pynacl), 1 thread",
+            f"{verify.rate:,.0f} alerts/s; {verify.cpu_us:.0f} CPU µs/alert",
+        ),
+        *check_rows(args, res, server),
+    ]
+    print(
+        f"\nChecks only, over a store of {res['stored']:,} alerts built once ({home});"
+        f" {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; SQLite"
+        f" {sqlite3.sqlite_version}; node code {code_version()}. RSS here is after a"
+        " restart, not after a fill (see a full run for (d)).\n"
+    )
+    print("| measurement | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    single_us = res["single_cpu"][0] * 1e6
+    print(f"\nnode CPU per single-value call = {single_us / verify.cpu_us:.1f} verifies")
+    if args.profile:
+        print(f"\ncProfile of 20 CheckIndicators handler calls:\n\n{server.profile}")
+    for problem in res["problems"]:
+        print(f"PROBLEM: {problem}")
+    print(f"\ncommand: {command_line(shown)}")
+    return 0 if not res["problems"] else 1
 
 
 if __name__ == "__main__":

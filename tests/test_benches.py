@@ -22,6 +22,7 @@ COMMANDS = [
     "bench/pg_bench.py --alerts 2000 --calls 10 --values 100",
     "bench/publish_bench.py --alerts 60 --in-flight-list 1,4 --warmup 10 --floor-calls 20",
     "bench/grpc_floor.py --calls 50 --in-flight 4",
+    "bench/check_floor.py --calls 50 --callers 4",
 ]
 
 
@@ -37,3 +38,17 @@ def test_benchmark_runs(command: str) -> None:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "|---|" in done.stdout, done.stdout[-2000:]  # its results table
+
+
+def test_node_bench_builds_a_store_once_and_reuses_it(tmp_path: Path) -> None:
+    """--reuse-store DIR: the first run builds the store, the next only checks over it."""
+    command = [sys.executable, "bench/node_bench.py", "--reuse-store", str(tmp_path / "store")]
+    command += ["--check-store", "800", "--check-calls", "3", "--check-values", "100"]
+    command += ["--single-calls", "60", "--verify-seconds", "0.2"]
+    for first in (True, False):
+        done = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        assert ("building a store of 800 alerts" in done.stderr) is first
+        assert "| (c) values matched / flagged values asked | 3 / 3 |" in done.stdout

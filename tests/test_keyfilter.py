@@ -10,7 +10,7 @@ import pytest
 from node.core import indicators
 from node.store import SqliteStore, keyfilter
 from node.store.keyfilter import KeyFilter
-from node.store.sqlite import key_hashes
+from node.store.sqlite import key_hashes, maybe_held_keys
 from node.store.sqlite_writer import key_hash
 from tests.factory import DOMAIN, Author, now_ms
 
@@ -92,3 +92,23 @@ def test_hashes_the_store_indexes_are_the_filters_hashes() -> None:
     f.add([h])
     assert f.may_hold(h)
     assert key_hashes(asked) == [key_hash(k) for k in asked]
+
+
+def test_the_lookups_single_loop_keeps_exactly_the_keys_the_filter_may_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SqliteStore.lookup hashes and tests keys in one loop (maybe_held_keys): it keeps a
+    key exactly when may_hold(key_hash(key)) says so, with one table or several."""
+    monkeypatch.setattr(keyfilter, "MIN_KEYS", 4)  # tiny tables: a new one every few keys
+    held = [f"d:held{i}.example" for i in range(3000)]
+    asked = held[::7] + [f"d:other{i}.example" for i in range(20_000)]
+    for tables in (KeyFilter(len(held)), KeyFilter(100)):  # one table; grown to several
+        tables.add(key_hash(k) for k in held)
+        kept = maybe_held_keys(asked, tables)
+        expected = [k for k in asked if tables.may_hold(key_hash(k))]
+        assert [k for keys in kept.values() for k in keys] == expected
+        assert all(key_hash(k) == h for h, keys in kept.items() for k in keys)
+        assert set(held[::7]) <= set(expected) and len(expected) < len(held[::7]) + 600
+    assert KeyFilter(len(held)).tables == 1 and tables.tables > 4
+    everything = maybe_held_keys(asked, None)  # no filter: every key, by its hash
+    assert sorted(k for keys in everything.values() for k in keys) == sorted(asked)

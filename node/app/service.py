@@ -469,21 +469,23 @@ class AlertNode:
             {k for p in parsed for k in p[2]}, now_ms=now, include_expired=True
         )
         # Facts only for the values with a hit (usually a few of them); none for the rest.
-        hit = [n for n, p in enumerate(parsed) if found and not found.keys().isdisjoint(p[2])]
+        held = found.keys()
+        hit = [n for n, p in enumerate(parsed) if not held.isdisjoint(p[2])] if found else []
         facts: dict[int, list[Fact]] = {}
         if hit:
             keys_per_value = [frozenset(parsed[n][2]) for n in hit]
             facts = dict(zip(hit, await self.lifecycle.facts(found, keys_per_value), strict=True))
         # The verdict of a value nothing held mentions (most of them), built once.
         clean = [verdicts.verdict((), now_ms=now, allowlisted=a) for a in (False, True)]
+        covers = self.allowlist.covers if self.allowlist.keys else None
         results = []
         for n, (value, (parsed_ind, error, keys)) in enumerate(zip(values, parsed, strict=True)):
             if parsed_ind is None:
                 results.append(CheckResult(value, None, error, []))
                 continue
-            value_facts = facts.get(n)
+            value_facts = facts.get(n) if facts else None
             if not value_facts:  # and nothing matches
-                allowlisted = self.allowlist.covers(keys)
+                allowlisted = covers is not None and covers(keys)
                 results.append(CheckResult(value, parsed_ind, error, [], clean[allowlisted]))
                 continue
             v = verdicts.verdict(

@@ -45,7 +45,8 @@ class _Table:
         self.count = 0
 
 
-def _bits(h: int) -> int:
+def bits_of(h: int) -> int:
+    """The three bits a key of hash `h` sets in its word."""
     return (1 << ((h >> 40) & 63)) | (1 << ((h >> 46) & 63)) | (1 << ((h >> 52) & 63))
 
 
@@ -88,8 +89,14 @@ class KeyFilter:
             room -= 1
         table.count = table.capacity - room
 
+    def probes(self) -> list[tuple[array[int], int]]:
+        """(words, mask) of each table, oldest first, for a caller that tests many keys in
+        one loop of its own: `h` may be held if, for some table, `words[h & mask]` has
+        all of `bits_of(h)` set (as `may_hold`)."""
+        return [(t.words, t.mask) for t in self._tables]
+
     def may_hold(self, h: int) -> bool:
-        bits = _bits(h)
+        bits = bits_of(h)
         return any(t.words[h & t.mask] & bits == bits for t in self._tables)
 
     def maybe_held(self, hashes: Iterable[int]) -> list[int]:

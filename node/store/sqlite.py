@@ -89,6 +89,35 @@ def key_hashes(keys: Iterable[str]) -> list[int]:
     return [unpack(sha256(key.encode()).digest())[0] for key in keys]
 
 
+def maybe_held_keys(keys: Iterable[str], key_filter: KeyFilter | None) -> dict[int, list[str]]:
+    """The keys among `keys` that `key_filter` does not rule out, by key_hash (several
+    keys to a hash only on a collision). Hashing and the filter's test in one loop, with
+    no list or call per key between them: ~1,600 keys per check of 1,000 values."""
+    sha256, unpack = hashlib.sha256, _INT64.unpack_from
+    out: dict[int, list[str]] = {}
+    if key_filter is None:
+        for key in keys:
+            out.setdefault(unpack(sha256(key.encode()).digest())[0], []).append(key)
+        return out
+    probes = key_filter.probes()
+    if len(probes) == 1:  # a filter built at open
+        [(words, mask)] = probes
+        for key in keys:
+            h = unpack(sha256(key.encode()).digest())[0]
+            bits = (1 << ((h >> 40) & 63)) | (1 << ((h >> 46) & 63)) | (1 << ((h >> 52) & 63))
+            if words[h & mask] & bits == bits:  # keyfilter.bits_of(h), inline
+                out.setdefault(h, []).append(key)
+        return out
+    for key in keys:  # a filter grown by tables while the node stored alerts
+        h = unpack(sha256(key.encode()).digest())[0]
+        bits = (1 << ((h >> 40) & 63)) | (1 << ((h >> 46) & 63)) | (1 << ((h >> 52) & 63))
+        for words, mask in probes:
+            if words[h & mask] & bits == bits:
+                out.setdefault(h, []).append(key)
+                break
+    return out
+
+
 def load_chains(writer: Writer, chains: Chains) -> int:
     """Add every (origin, seq) held to `chains`; the number of alerts."""
     count = 0
@@ -358,14 +387,8 @@ class SqliteStore:
     ) -> dict[str, list[Stored]]:
         if not keys:
             return {}
-        keys = list(keys)
-        all_hashes = key_hashes(keys)
         # Most asked keys are held nowhere: the filter rules them out without a query.
-        maybe = set(all_hashes if self._filter is None else self._filter.maybe_held(all_hashes))
-        asked: dict[int, list[str]] = {}  # several keys per hash only on a collision
-        for key, h in zip(keys, all_hashes, strict=True):
-            if h in maybe:
-                asked.setdefault(h, []).append(key)
+        asked = maybe_held_keys(keys, self._filter)
         hashes = list(asked)
         found: dict[str, list[Stored]] = {}
         for i in range(0, len(hashes), LOOKUP_CHUNK):
