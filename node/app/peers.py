@@ -192,7 +192,7 @@ class PeerManager:
                 )
 
     async def _dial_loop(self, member: Member) -> None:
-        backoff = Backoff()  # node/core/redial.py: R1, R2
+        backoff = Backoff()  # node/core/redial.py: R1, R2, R3
         rng = random.Random()
         while True:
             # The roster may have been reloaded since (a new address or TLS pin).
@@ -231,11 +231,13 @@ class PeerManager:
                 self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
             up = self._last_open > started
             wait = backoff.wait_after(self.now() - started, rng.random(), up)
-            opened = self._session_opened
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await opened.wait()  # R2: a session with some peer opened
-                    await asyncio.sleep(backoff.network_up(rng.random()))
+                    while True:  # R2, R3: a session with some peer opened
+                        await self._session_opened.wait()  # a new Event at each open
+                        if (due := backoff.wake(rng.random())) is not None:
+                            break
+                    await asyncio.sleep(due)
 
     async def _timers(self) -> None:
         """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
