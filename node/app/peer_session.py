@@ -28,6 +28,7 @@ import grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
+from node.app import latency_trace
 from node.app.peer_frames import Inbox, Outbox
 from node.app.service import AlertNode
 from node.core import peer_engine as pe
@@ -160,6 +161,9 @@ class SessionRunner:
             if _is_gossip(frame):
                 counters.frames_sent[message.WhichOneof("frame") or ""] += 1
             await link.transport.write(message)
+            if latency_trace.ON and isinstance(frame, pe.AlertsFrame):
+                for r in frame.records:
+                    latency_trace.mark(f"written>{link.name}", r.id)
 
     async def receive(self) -> None:
         """Read frames into the inbox until the stream ends (then queue None). Alerts
@@ -190,6 +194,9 @@ class SessionRunner:
                 link.closed.set()
                 return
             arrivals.add(alerts, 1)
+            if latency_trace.ON:
+                for a in alerts.alerts:
+                    latency_trace.mark(f"read<{link.name}", alert_id(a.body))
             try:
                 await link.inbox.put(frame, frame.ByteSize())
             except BaseException:  # never queued: it will not be handled or drained
@@ -209,6 +216,9 @@ class SessionRunner:
             actions: list[pe.Action[Link]] = []
             if kind == "alerts":
                 frames = link.inbox.more_alerts(frame.alerts, max_alerts)
+                if latency_trace.ON:
+                    for a in (a for f in frames for a in f.alerts):
+                        latency_trace.mark("ingest_start", alert_id(a.body))
                 try:
                     actions = await self._on_alerts(s, frames)
                 finally:

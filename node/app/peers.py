@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from node.app import latency_trace
 from node.app.peer_frames import OUTBOX_FRAMES, Inbox, InboxStats, Outbox, OutboxStats
 from node.app.peer_session import Arrivals, Link, SessionRunner
 from node.app.service import AlertNode
@@ -421,6 +422,9 @@ class PeerManager:
                     )
                     self._run_now(self.engine.backlogged(link.key, self.now()))
                 return
+            if latency_trace.ON and isinstance(frame, pe.AlertsFrame):
+                for r in frame.records:
+                    latency_trace.mark(f"queued>{link.name}", r.id)
             if isinstance(frame, pe.AlertsFrame) and frame.catchup:
                 counters.served += len(frame.records)
                 counters.catchup_bytes_sent += sum(
