@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from node.app import latency_trace
+from node.app import latency_trace, peer_stats
 from node.app.peer_frames import OUTBOX_FRAMES, Inbox, InboxStats, Outbox, OutboxStats
 from node.app.peer_session import Arrivals, Link, SessionRunner
 from node.app.service import AlertNode
@@ -450,60 +450,10 @@ class PeerManager:
 
     def gossip_counters(self) -> dict[str, int]:
         """Dissemination totals over the current sessions (for `alertmesh stats`)."""
-        now = self.now()
-        totals: dict[str, int] = {}
-        for key in self.links:
-            st = self.gossip.peer_stats(key, now)
-            if st is None:
-                continue
-            for name in ("prunes_sent", "prunes_received", "grafts_sent", "grafts_received",
-                         "ihave_ids_received", "ihave_ids_dropped", "tree_refused"):  # fmt: skip
-                totals[f"gossip_{name}"] = totals.get(f"gossip_{name}", 0) + getattr(st, name)
-        totals["gossip_tree_refused"] = totals.get("gossip_tree_refused", 0) + sum(
-            c.tree_refused for c in self.counters.values()
-        )
-        g = self.gossip.stats()
-        totals["gossip_eager_peers"] = g.eager_peers
-        totals["gossip_awaited_ids"] = g.awaited_ids
-        totals["gossip_awaited_abandoned"] = g.awaited_abandoned
-        totals["catchup_alerts_received"] = sum(c.caught_up for c in self.counters.values())
-        totals["catchup_alerts_served"] = sum(c.served for c in self.counters.values())
-        out, into = self.outbox_stats, self.inbox_stats
-        totals["peer_frames_queued"] = out.frames_queued
-        totals["peer_frames_written"] = out.frames_taken
-        totals["peer_alert_frames_written"] = out.alert_frames_taken
-        totals["peer_alerts_written"] = out.alerts_taken
-        totals["peer_frames_read"] = into.frames_read
-        totals["peer_alert_frames_read"] = into.alert_frames_read
-        totals["peer_alert_ingests"] = into.ingests
-        return totals
+        return peer_stats.gossip_counters(self)
 
     def peer_stats(self) -> list[dict[str, object]]:
-        now = self.now()
-        out: list[dict[str, object]] = []
-        for member in self.node.roster:
-            if member.key == self.key:
-                continue
-            st = self.gossip.peer_stats(member.key, now)
-            counters = self.counters.get(member.key, PeerCounters())
-            if st is None and member.key not in self.counters and member.name not in self.connect:
-                continue
-            out.append(
-                {
-                    "name": member.name,
-                    "key": member.key,
-                    "address": member.addresses[0] if member.addresses else "",
-                    "connected": member.key in self.links,
-                    "eager": bool(st and st.eager),
-                    "blocked": member.key in self.blocked,
-                    "full_received": counters.full_received,
-                    "duplicates_received": counters.duplicates_received,
-                    "invalid_received": counters.invalid_received,
-                    "full_sent": counters.full_sent,
-                    "ihave_sent": counters.ihave_sent,
-                }
-            )
-        return out
+        return peer_stats.peer_rows(self)
 
 
 def _pushes_joined(actions: list[pe.Action[Link]]) -> list[pe.Action[Link]]:
