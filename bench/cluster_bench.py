@@ -613,6 +613,10 @@ async def run_cluster(
     if args.trace:
         names = [node.name for node in nodes]
         pids = {pid: name for pid, name in zip(bench.node_pids, names, strict=True) if pid}
+        for _ in range(200):  # a node writes its marks as it exits, after `down` returned
+            if all((trace / f"{pid}.tsv").exists() for pid in pids):
+                break
+            await asyncio.sleep(0.05)
         marks = latency_stages.load(trace, pids)
         for label, starts in bench.traced[1:]:  # not the warm-up
             table = latency_stages.breakdown(
