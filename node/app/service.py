@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import heapq
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +38,6 @@ from node.crypto.sealing import Undecryptable
 from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
 
 log = logging.getLogger(__name__)
-
-
-SPARSE_PUBLISHES_S = 0.02  # single publishes further apart than this go to peers at signing
 
 
 def wall_ms() -> int:
@@ -134,14 +130,11 @@ class AlertNode:
         self.counters = Counters()
         self.hooks: list[NewAlertsHook] = []
         # Called with a single published alert once it is signed, before its commit, when
-        # publishes are sparse (none being committed, none signed in the last
-        # SPARSE_PUBLISHES_S): the peers spread it while it is written here (the publish
-        # is acked after the commit). At higher rates every core is busy and the overlap
-        # bought nothing in the paced benchmark (docs/benchmarks.md, issue 15 session 19):
-        # those are spread after their group commit, together, in fewer frames.
+        # no other publish is being committed: the peers spread it while it is written
+        # here (the publish is acked after the commit). Publishes that overlap are spread
+        # after their group commit, together, in fewer frames.
         self.signed_hooks: list[Callable[[AlertRecord], None]] = []
         self._committing = 0  # single publishes waiting for their commit
-        self._last_signed = -math.inf  # time.monotonic() of the last single publish signed
         # Called with the second copy whenever a new equivocation is recorded.
         self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
@@ -337,10 +330,8 @@ class AlertNode:
         record = self._sign_new(draft, now, recipients)
         if latency_trace.ON:
             latency_trace.mark("signed", record.id)
-        started, last = time.monotonic(), self._last_signed
-        self._last_signed = started
-        if not self._committing and started - last > SPARSE_PUBLISHES_S:
-            for hook in self.signed_hooks:  # alone, at a low rate: hand it on now
+        if not self._committing:  # alone: no group commit to batch its spreading with
+            for hook in self.signed_hooks:
                 hook(record)
         self._committing += 1
         try:
