@@ -129,12 +129,9 @@ class AlertNode:
         self.clock = clock
         self.counters = Counters()
         self.hooks: list[NewAlertsHook] = []
-        # Called with a single published alert once it is signed, before its commit, when
-        # no other publish is being committed: the peers spread it while it is written
-        # here (the publish is acked after the commit). Publishes that overlap are spread
-        # after their group commit, together, in fewer frames.
+        # Called with a single published alert once it is signed, before its commit: the
+        # peers spread it while it is written here (the publish is acked after the commit).
         self.signed_hooks: list[Callable[[AlertRecord], None]] = []
-        self._committing = 0  # single publishes waiting for their commit
         # Called with the second copy whenever a new equivocation is recorded.
         self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
@@ -330,14 +327,9 @@ class AlertNode:
         record = self._sign_new(draft, now, recipients)
         if latency_trace.ON:
             latency_trace.mark("signed", record.id)
-        if not self._committing:  # alone: no group commit to batch its spreading with
-            for hook in self.signed_hooks:
-                hook(record)
-        self._committing += 1
-        try:
-            await self.store.put([record], now_ms=now, request_id=request_id)
-        finally:
-            self._committing -= 1
+        for hook in self.signed_hooks:
+            hook(record)
+        await self.store.put([record], now_ms=now, request_id=request_id)
         if latency_trace.ON:
             latency_trace.mark("committed", record.id)
         self.counters.add("published")
