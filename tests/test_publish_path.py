@@ -5,23 +5,19 @@ store holds (the answer is built from what was committed, not read back)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
-from node.app.peers import PeerManager
 from node.app.service import AlertNode
 from node.app.verify import Verifier
-from node.core.alerts import AlertRecord
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
 from node.crypto import Identity
 from node.rpc.client import AlertClient
-from node.store import MemoryStore
-from node.store.base import PutOutcome
 from node.store.sqlite import SqliteStore
 from tests.factory import DOMAIN
 from tests.procs import new_node
@@ -101,45 +97,3 @@ async def test_concurrent_publish_answers_match_the_node(tmp_path: Path) -> None
             assert 1 <= stats.counters["store_commits"] <= CALLS
     finally:
         proc.kill()
-
-
-class CommitsWhenAllowed(MemoryStore):
-    """A store whose commits wait for the test: what a slow disk looks like."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.allow = asyncio.Event()
-
-    async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
-    ) -> list[PutOutcome]:
-        await self.allow.wait()
-        return await super().put(records, now_ms=now_ms, request_id=request_id)
-
-
-async def test_a_publish_goes_to_the_peers_before_its_commit_and_is_acked_after(
-    verifier: Verifier,
-) -> None:
-    identity = Identity.generate()
-    store = CommitsWhenAllowed()
-    node = AlertNode(
-        identity=identity,
-        roster=Roster.of([Member("acme", identity.public_key)]),
-        store=store,
-        verifier=verifier,
-        limits=DEFAULT_LIMITS,
-    )
-    PeerManager(node, connect=())  # the peer layer spreads what its hook is given
-    handed: list[bytes] = []
-    node.signed_hooks.append(lambda record: handed.append(record.id))
-    publish = asyncio.create_task(node.publish(draft(1)))
-    for _ in range(100):
-        if handed:
-            break
-        await asyncio.sleep(0)
-    assert len(handed) == 1, "the signed alert was not handed on before its commit"
-    assert not publish.done()  # not acked: not on disk yet
-    assert await store.get(handed[0]) is None
-    store.allow.set()
-    stored, _ = await publish
-    assert stored.record.id == handed[0]

@@ -109,8 +109,6 @@ class PeerManager:
         self.outbox_stats = OutboxStats()
         self.inbox_stats = InboxStats()
         node.hooks.append(self._on_local_alerts)
-        node.signed_hooks.append(self._on_signed)
-        self._spread_early: set[bytes] = set()  # published here, spread before the commit
         node.equivocation_hooks.append(self.spread_proof)
         node.peer_stats = self.peer_stats
         node.extra_counters = self.gossip_counters
@@ -342,28 +340,15 @@ class PeerManager:
 
     # -- alerts from this node ----------------------------------------------
 
-    def _on_signed(self, record: AlertRecord) -> None:
-        """A single publish here is signed: spread it while this node commits it. Its
-        peers verify it on their own; its Publish call is answered after the commit."""
-        if len(self._spread_early) >= CACHE_ALERTS:  # commits that failed left their ids
-            self._spread_early.clear()
-        self._on_local_alerts([record], None)
-        self._spread_early.add(record.id)  # the hook after the commit passes it by
-
     def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
-        ids = []
         for r in records:
-            if source is None and r.id in self._spread_early:  # signed hook, then commit
-                self._spread_early.discard(r.id)
-                continue
             self._cache[r.id] = _Cached(r.id, r.body, r.signature, r.origin)
-            ids.append(r.id)
         while len(self._cache) > CACHE_ALERTS:
             self._cache.popitem(last=False)
-        if source is None and ids:  # published here or ingested by a client: spread it
+        if source is None:  # published here or ingested by a client: start spreading it
             # Called from synchronous hooks: the alerts of a local publish are always in
             # the cache, so no await is needed.
-            self._run_now(self.engine.published(ids, self.now()))
+            self._run_now(self.engine.published([r.id for r in records], self.now()))
 
     def _from_cache(self, ids: Iterable[bytes]) -> tuple[list[pe.Carried], list[bytes]]:
         """The cached alerts, and the ids not in the cache."""

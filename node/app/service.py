@@ -129,9 +129,6 @@ class AlertNode:
         self.clock = clock
         self.counters = Counters()
         self.hooks: list[NewAlertsHook] = []
-        # Called with a single published alert once it is signed, before its commit: the
-        # peers spread it while it is written here (the publish is acked after the commit).
-        self.signed_hooks: list[Callable[[AlertRecord], None]] = []
         # Called with the second copy whenever a new equivocation is recorded.
         self.equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]] = []
         self.peer_stats: Callable[[], list[dict[str, object]]] = list
@@ -327,8 +324,6 @@ class AlertNode:
         record = self._sign_new(draft, now, recipients)
         if latency_trace.ON:
             latency_trace.mark("signed", record.id)
-        for hook in self.signed_hooks:
-            hook(record)
         await self.store.put([record], now_ms=now, request_id=request_id)
         if latency_trace.ON:
             latency_trace.mark("committed", record.id)
