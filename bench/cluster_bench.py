@@ -74,6 +74,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import latency_stages  # noqa: E402
 from node import cluster  # noqa: E402
 from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
@@ -244,6 +245,7 @@ class Bench:
         self.sessions_open = time.monotonic()  # set when cluster.up returns
         self.node_pids = [n.pid() for n in nodes]
         self.pids = [p for p in self.node_pids if p is not None]
+        self.traced: list[tuple[str, dict[bytes, float]]] = []  # --trace: (phase, starts)
 
     async def close(self) -> None:
         await self.stop_watching()
@@ -408,6 +410,7 @@ class Bench:
         clock = self.start_clock()
         before = await self.snapshot()
         started, took = await self.paced(rate, seconds, label)
+        self.traced.append((label, started))
         ids = list(started)
         undelivered = await self.wait_arrived(ids, self.args.phase_timeout)
         await asyncio.sleep(self.args.settle)  # late duplicates show up now
@@ -585,7 +588,14 @@ async def run_cluster(
     directory: Path, n: int, args: argparse.Namespace, *, burst: bool
 ) -> tuple[list[PhaseResult], dict[str, int], list[int]]:
     started = time.monotonic()
-    nodes = await asyncio.to_thread(cluster.up, directory, n, seed=args.seed)
+    trace = directory / "trace"
+    if args.trace:  # the nodes mark each alert's stages (node/app/latency_trace.py)
+        trace.mkdir(parents=True)
+        os.environ["ALERTMESH_LATENCY_TRACE"] = str(trace)
+    try:
+        nodes = await asyncio.to_thread(cluster.up, directory, n, seed=args.seed)
+    finally:
+        os.environ.pop("ALERTMESH_LATENCY_TRACE", None)
     print(f"# {n}-node cluster up in {time.monotonic() - started:.1f} s", file=sys.stderr)
     nodes = with_publisher(nodes, args.publisher)
     print(
@@ -632,6 +642,19 @@ async def run_cluster(
         killed = await asyncio.to_thread(cluster.down, directory)
         if killed:
             print(f"# nodes that had to be killed: {[k.name for k in killed]}", file=sys.stderr)
+    if args.trace:
+        names = [node.name for node in nodes]
+        pids = {pid: name for pid, name in zip(bench.node_pids, names, strict=True) if pid}
+        for _ in range(200):  # a node writes its marks as it exits, after `down` returned
+            if all((trace / f"{pid}.tsv").exists() for pid in pids):
+                break
+            await asyncio.sleep(0.05)
+        marks = latency_stages.load(trace, pids)
+        for label, starts in bench.traced[1:]:  # not the warm-up
+            table = latency_stages.breakdown(
+                f"{n} nodes, {label}", marks, names, starts, bench.arrivals
+            )
+            args.trace_tables.append(table)
     return results, bench.degree, bench.body_sizes
 
 
@@ -798,7 +821,8 @@ async def main_async(args: argparse.Namespace) -> str:
         if not args.dir and not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     command = shlex.join([".venv/bin/python", "bench/cluster_bench.py", *sys.argv[1:]])
-    return report(command, sections, sizes, time.monotonic() - begin)
+    text = report(command, sections, sizes, time.monotonic() - begin)
+    return "\n".join([text, *args.trace_tables])
 
 
 def main() -> None:
@@ -848,7 +872,13 @@ def main() -> None:
     )
     p.add_argument("--dir", help="cluster directory (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="the nodes mark each alert's stages; a table of where the time goes per paced phase",
+    )
     args = p.parse_args()
+    args.trace_tables = []
     print(asyncio.run(main_async(args)))
 
 

@@ -23,6 +23,8 @@ COMMANDS = [
     "bench/publish_bench.py --alerts 60 --in-flight-list 1,4 --warmup 10 --floor-calls 20",
     "bench/grpc_floor.py --calls 50 --in-flight 4",
     "bench/check_floor.py --calls 50 --callers 4",
+    "bench/latency_floor.py --rates 10 --seconds 1",
+    "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace",
 ]
 
 

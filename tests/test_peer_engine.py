@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVERS = {
     "node/sim/honest.py": ("HonestNode", set(vars(Process))),
     "node/app/peers.py": ("PeerManager", set()),
+    "node/app/peer_session.py": ("SessionRunner", set()),  # the node's per-session tasks
 }
 # What the engine decides; a driver that handled these itself would be a second copy.
 CORE_ACTIONS = {

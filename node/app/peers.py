@@ -1,9 +1,11 @@
 """The peer layer: sessions with other members, driving the peer engine.
 
-One `Link` per authenticated session. Frames from a link are handled in order; while
-one Alerts frame is verified and stored the next frames are read ahead into a bounded
-inbox, and the next ingest takes every Alerts frame that queued up meanwhile (a full
-inbox is the flow control a fast sender meets). Frames to a link wait in a bounded
+One `Link` per authenticated session, run by a `SessionRunner` (node/app/peer_session.py):
+frames from a link are handled in order; while one Alerts frame is verified and stored
+the next frames are read ahead into a bounded inbox, and the next ingest takes every
+Alerts frame that queued up meanwhile (a full inbox is the flow control a fast sender
+meets). This module admits sessions, dials, runs the timers, keeps the recent alerts
+and executes the engine's actions. Frames to a link wait in a bounded
 outbox, where gossip Alerts frames queued while the writer is busy are joined into one
 (node/app/peer_frames.py): batching that adds nothing at low rates. What to send, and
 to whom, is decided by node/core/peer_engine.py, the object the simulator
@@ -20,19 +22,18 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import grpc
 
-from node._pb.alertmesh.v1 import alert_pb2
-from node._pb.alertmesh.v1 import peer_service_pb2 as pb
+from node.app import latency_trace, peer_stats
 from node.app.peer_frames import OUTBOX_FRAMES, Inbox, InboxStats, Outbox, OutboxStats
+from node.app.peer_session import Arrivals, Link, SessionRunner
 from node.app.service import AlertNode
 from node.core import catchup, gossip
 from node.core import peer_engine as pe
-from node.core.alerts import AlertRecord, alert_id
+from node.core.alerts import AlertRecord
 from node.core.errors import AlertmeshError
 from node.core.peer_engine import (  # re-exported: the engine's limits and counters
     ALERTS_PER_FRAME,
@@ -44,7 +45,6 @@ from node.core.peer_engine import (  # re-exported: the engine's limits and coun
 from node.core.redial import Backoff
 from node.core.roster import Member
 from node.rpc.peer_transport import FrameTransport, HandshakeFailed, PeerSecurity, PinMismatch, dial
-from node.store.base import PutOutcome
 
 __all__ = [
     "ALERTS_PER_FRAME",
@@ -60,22 +60,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
-
-
-@dataclass
-class Link:
-    key: bytes
-    name: str
-    role: str  # "dialer" (we dialed) or "acceptor"
-    transport: FrameTransport
-    outbox: Outbox = field(default_factory=Outbox)
-    inbox: Inbox = field(default_factory=Inbox)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    tls_fingerprint: bytes = b""  # the roster pin the session was authenticated with
-    session: pe.PeerSession[Link] | None = None  # the engine's, once admitted
-
-    def send(self, frame: pe.Frame) -> bool:
-        return self.outbox.put(frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +104,7 @@ class PeerManager:
         self.blocked: set[bytes] = set()
         # Alerts received and still being verified/stored: an IHAVE for one of them must
         # not start a repair (GRAFT) just because the store does not hold it yet.
-        self._arriving: dict[bytes, int] = {}
+        self.arrivals = Arrivals()
         self._unblocked = asyncio.Event()
         # Frames through the outboxes and inboxes of all sessions: how well they batch.
         self.outbox_stats = OutboxStats()
@@ -210,7 +194,7 @@ class PeerManager:
                 )
 
     async def _dial_loop(self, member: Member) -> None:
-        backoff = Backoff()  # node/core/redial.py: R1, R2
+        backoff = Backoff()  # node/core/redial.py: R1, R2, R3
         rng = random.Random()
         while True:
             # The roster may have been reloaded since (a new address or TLS pin).
@@ -249,11 +233,13 @@ class PeerManager:
                 self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
             up = self._last_open > started
             wait = backoff.wait_after(self.now() - started, rng.random(), up)
-            opened = self._session_opened
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await opened.wait()  # R2: a session with some peer opened
-                    await asyncio.sleep(backoff.network_up(rng.random()))
+                    while True:  # R2, R3: a session with some peer opened
+                        await self._session_opened.wait()  # a new Event at each open
+                        if (due := backoff.wake(rng.random())) is not None:
+                            break
+                    await asyncio.sleep(due)
 
     async def _timers(self) -> None:
         """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
@@ -315,215 +301,25 @@ class PeerManager:
         )
         await self._run(actions)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._pump(link, self._receive(link))),
-                         tg.create_task(self._pump(link, self._handle(link, session))),
-                         tg.create_task(self._pump(link, self._write(link)))]  # fmt: skip
-                await link.closed.wait()
-                for task in tasks:
-                    task.cancel()
+            await SessionRunner(self, link).run(session)
         finally:
-            link.closed.set()
-            for rest in link.inbox.drain():  # read, never handled: no longer arriving
-                if rest is not None and rest.WhichOneof("frame") == "alerts":
-                    self._arrive(rest.alerts, -1)
             await self._run(self.engine.session_closed(session, self.now()))
             log.info(
                 "session with %s closed", name, extra={"event": "session_closed", "peer": name}
             )
 
-    async def _pump(self, link: Link, loop: Coroutine[Any, Any, None]) -> None:
-        """Run a session's reader or writer; any way it ends closes the session."""
-        try:
-            await loop
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, AlertmeshError) as exc:
-            log.info(
-                "session with %s ends: %s",
-                link.name,
-                _one_line(exc),
-                extra={"event": "session_ends", "peer": link.name},
-            )
-        except Exception:
-            # grpcio raises its own internal errors when a stream breaks mid-write; no
-            # failure of one session may take the node down.
-            log.warning(
-                "session with %s failed",
-                link.name,
-                exc_info=True,
-                extra={"event": "session_failed", "peer": link.name},
-            )
-        finally:
-            link.closed.set()
-
     def _close(self, link: Link) -> None:
         link.closed.set()
 
-    async def _write(self, link: Link) -> None:
-        counters = self.counters.setdefault(link.key, PeerCounters())
-        while True:
-            frame = await link.outbox.get()
-            message = _encode(frame)
-            if _is_gossip(frame):
-                counters.frames_sent[message.WhichOneof("frame") or ""] += 1
-            await link.transport.write(message)
+    # -- what session runners need (node/app/peer_session.py) ----------------------
 
-    async def _receive(self, link: Link) -> None:
-        """Read frames into the inbox until the stream ends (then queue None). Alerts
-        read ahead count as arriving: an IHAVE for one of them starts no repair."""
-        counters = self.counters.setdefault(link.key, PeerCounters())
-        while True:
-            frame = await link.transport.read()
-            if frame is None:  # the session ends once the frames read are handled
-                await link.inbox.put(None)
-                await link.closed.wait()
-                return
-            kind = frame.WhichOneof("frame")
-            counters.frames_received[kind or ""] += 1
-            if kind != "alerts":
-                await link.inbox.put(frame, frame.ByteSize())
-                continue
-            alerts = frame.alerts
-            if len(alerts.alerts) > self.node.limits.max_batch:
-                # Refused before anything is hashed or queued (ingest would refuse it too).
-                log.warning(
-                    "disconnecting %s: a frame of %d alerts (at most %d)",
-                    link.name,
-                    len(alerts.alerts),
-                    self.node.limits.max_batch,
-                    extra={"event": "peer_frame_too_large", "peer": link.name},
-                )
-                self._close(link)
-                return
-            self._arrive(alerts, 1)
-            try:
-                await link.inbox.put(frame, frame.ByteSize())
-            except BaseException:  # never queued: it will not be handled or drained
-                self._arrive(alerts, -1)
-                raise
+    def cached(self, alert: bytes) -> bool:
+        return alert in self._cache
 
-    def _arrive(self, frame: pb.Alerts, step: int) -> None:
-        arriving = self._arriving
-        for a in frame.alerts:
-            i = alert_id(a.body)
-            left = arriving.get(i, 0) + step
-            if left > 0:
-                arriving[i] = left
-            else:
-                arriving.pop(i, None)
-
-    async def _handle(self, link: Link, s: pe.PeerSession[Link]) -> None:
-        engine = self.engine
-        max_alerts = self.node.limits.max_batch
-        while True:
-            frame = await link.inbox.get()
-            if frame is None:
-                return
-            kind = frame.WhichOneof("frame")
-            now = self.now()
-            actions: list[pe.Action[Link]] = []
-            if kind == "alerts":
-                frames = link.inbox.more_alerts(frame.alerts, max_alerts)
-                try:
-                    actions = await self._on_alerts(link, s, frames)
-                finally:
-                    for f in frames:
-                        self._arrive(f, -1)
-            elif kind == "digest":
-                actions = engine.on_digest(s, frame.digest.digest, now)
-            elif kind == "vector":
-                heads = ((h.origin, h.seq) for h in frame.vector.heads)
-                actions = engine.on_vector(s, heads, frame.vector.reply, now)
-            elif kind == "equivocation":
-                await self._on_proof(link, s, frame.equivocation)
-            elif kind == "ranges":
-                ranges = ((r.origin, r.from_seq, r.to_seq) for r in frame.ranges.ranges)
-                actions = engine.on_ranges(s, ranges, now)
-            elif kind == "ihave":
-                actions = engine.on_ihave(s, frame.ihave.ids, now, await self._held(frame.ihave))
-            elif kind == "iwant":
-                actions = engine.on_iwant(s, frame.iwant.ids, now)
-            elif kind == "graft":
-                actions = engine.on_graft(s, frame.graft.ids, now)
-            elif kind == "prune":
-                actions = engine.on_prune(s, now)
-                self._announce_instead(link)
-            elif kind == "tree":
-                t = frame.tree
-                actions = engine.on_tree(s, t.root, t.cost, t.parent, now)
-            else:
-                log.debug("ignoring %s frame from %s", kind, link.name)
-            await self._run(actions)
-
-    async def _held(self, ihave: pb.IHave) -> Callable[[bytes], bool]:
-        """Which announced ids this node holds or is receiving. Recent alerts are in the
-        cache (stored) or arriving; only the others are looked up in the store, so an
-        IHAVE of what the tree brought already (the common case) costs no query."""
-        cache, arriving = self._cache, self._arriving
-        unknown = [i for i in ihave.ids if i not in cache and i not in arriving]
-        missing = await self.node.store.missing(unknown) if unknown else set()
-        missing -= arriving.keys()  # may have started arriving during the query
-        return _not_in(missing)
-
-    def _announce_instead(self, link: Link) -> None:
-        """The peer pruned the link: the pushes still queued to it become IHAVEs."""
-        ids = link.outbox.take_pushes()
-        step = self.gossip.params.ihave_max_ids
-        for i in range(0, len(ids), step):
-            if not link.send(pe.IdsFrame("ihave", tuple(ids[i : i + step]))):
-                break  # backlogged: catch-up brings the rest
-        if ids:
-            self.node.counters.add("peer_pushes_announced_after_prune", len(ids))
-
-    async def _on_alerts(
-        self, link: Link, s: pe.PeerSession[Link], frames: Sequence[pb.Alerts]
-    ) -> list[pe.Action[Link]]:
-        """Alerts frames of one kind (gossip or catch-up), verified and stored together."""
-        items = [(a.body, a.signature) for frame in frames for a in frame.alerts]
-        is_catchup = frames[0].catchup
-        results = await self.node.ingest(items, source=link.key)
-        if is_catchup:
-            counters = self.counters.setdefault(link.key, PeerCounters())
-            counters.catchup_bytes_received += sum(len(b) + len(sig) for b, sig in items)
-        received: list[pe.Received] = []
-        invalid = 0
-        for result in results:
-            if result.error is not None:
-                invalid += 1
-                log.warning(
-                    "dropped an invalid alert from %s: %s",
-                    link.name,
-                    result.error,
-                    extra={
-                        "event": "invalid_alert",
-                        "peer": link.name,
-                        "alert_id": result.id,
-                        "error": type(result.error).__name__,
-                    },
-                )
-                continue
-            new = result.outcome is PutOutcome.ACCEPTED
-            copy = new or result.outcome is PutOutcome.DUPLICATE
-            created = result.record.created_at_ms if result.record is not None else 0
-            received.append(pe.Received(result.id, result.origin, result.seq, new, copy, created))
-        return self.engine.alerts_received(
-            s, received, invalid, is_catchup, self.now(), self.node.clock()
-        )
+    async def run_actions(self, actions: list[pe.Action[Link]]) -> None:
+        await self._run(actions)
 
     # -- equivocation proofs -------------------------------------------------
-
-    async def _on_proof(
-        self, link: Link, s: pe.PeerSession[Link], proof: pb.EquivocationProof
-    ) -> None:
-        """Both copies are verified and stored like any alert; a new proof is passed on
-        (by spread_proof, an ingest hook). One that does not hold ends the session."""
-        first, second = proof.first, proof.second
-        self.engine.check_proof(first.body, second.body)
-        results = await self.node.ingest(
-            [(first.body, first.signature), (second.body, second.signature)], source=link.key
-        )
-        self.engine.proof_received(
-            s, [(r.origin, r.seq) if r.error is None else None for r in results]
-        )
 
     async def spread_proof(self, second: AlertRecord) -> None:
         """A new equivocation was recorded here: send the proof to every peer."""
@@ -627,6 +423,9 @@ class PeerManager:
                     )
                     self._run_now(self.engine.backlogged(link.key, self.now()))
                 return
+            if latency_trace.ON and isinstance(frame, pe.AlertsFrame):
+                for r in frame.records:
+                    latency_trace.mark(f"queued>{link.name}", r.id)
             if isinstance(frame, pe.AlertsFrame) and frame.catchup:
                 counters.served += len(frame.records)
                 counters.catchup_bytes_sent += sum(
@@ -637,58 +436,10 @@ class PeerManager:
 
     def gossip_counters(self) -> dict[str, int]:
         """Dissemination totals over the current sessions (for `alertmesh stats`)."""
-        now = self.now()
-        totals: dict[str, int] = {}
-        for key in self.links:
-            st = self.gossip.peer_stats(key, now)
-            if st is None:
-                continue
-            for name in ("prunes_sent", "prunes_received", "grafts_sent", "grafts_received",
-                         "ihave_ids_received", "ihave_ids_dropped"):  # fmt: skip
-                totals[f"gossip_{name}"] = totals.get(f"gossip_{name}", 0) + getattr(st, name)
-        g = self.gossip.stats()
-        totals["gossip_tree_refused"] = g.tree_refused
-        totals["gossip_eager_peers"] = g.eager_peers
-        totals["gossip_awaited_ids"] = g.awaited_ids
-        totals["gossip_awaited_abandoned"] = g.awaited_abandoned
-        totals["catchup_alerts_received"] = sum(c.caught_up for c in self.counters.values())
-        totals["catchup_alerts_served"] = sum(c.served for c in self.counters.values())
-        out, into = self.outbox_stats, self.inbox_stats
-        totals["peer_frames_queued"] = out.frames_queued
-        totals["peer_frames_written"] = out.frames_taken
-        totals["peer_alert_frames_written"] = out.alert_frames_taken
-        totals["peer_alerts_written"] = out.alerts_taken
-        totals["peer_frames_read"] = into.frames_read
-        totals["peer_alert_frames_read"] = into.alert_frames_read
-        totals["peer_alert_ingests"] = into.ingests
-        return totals
+        return peer_stats.gossip_counters(self)
 
     def peer_stats(self) -> list[dict[str, object]]:
-        now = self.now()
-        out: list[dict[str, object]] = []
-        for member in self.node.roster:
-            if member.key == self.key:
-                continue
-            st = self.gossip.peer_stats(member.key, now)
-            counters = self.counters.get(member.key, PeerCounters())
-            if st is None and member.key not in self.counters and member.name not in self.connect:
-                continue
-            out.append(
-                {
-                    "name": member.name,
-                    "key": member.key,
-                    "address": member.addresses[0] if member.addresses else "",
-                    "connected": member.key in self.links,
-                    "eager": bool(st and st.eager),
-                    "blocked": member.key in self.blocked,
-                    "full_received": counters.full_received,
-                    "duplicates_received": counters.duplicates_received,
-                    "invalid_received": counters.invalid_received,
-                    "full_sent": counters.full_sent,
-                    "ihave_sent": counters.ihave_sent,
-                }
-            )
-        return out
+        return peer_stats.peer_rows(self)
 
 
 def _pushes_joined(actions: list[pe.Action[Link]]) -> list[pe.Action[Link]]:
@@ -716,55 +467,3 @@ def _pushes_joined(actions: list[pe.Action[Link]]) -> list[pe.Action[Link]]:
     for index, peer, ids in groups:
         out[index] = pe.Push(peer, tuple(ids))
     return out
-
-
-def _is_gossip(frame: pe.Frame) -> bool:
-    if isinstance(frame, pe.AlertsFrame):
-        return not frame.catchup
-    return isinstance(frame, pe.IdsFrame | pe.PruneFrame)
-
-
-def _not_in(missing: set[bytes]) -> Callable[[bytes], bool]:
-    return lambda alert_id: alert_id not in missing
-
-
-def _signed(alert: pe.Carried) -> alert_pb2.SignedAlert:
-    return alert_pb2.SignedAlert(body=alert.body, signature=alert.signature)
-
-
-def _encode(frame: pe.Frame) -> pb.PeerFrame:
-    """The engine's frame as the PeerFrame protobuf message."""
-    if isinstance(frame, pe.AlertsFrame):
-        alerts = [_signed(r) for r in frame.records]
-        return pb.PeerFrame(alerts=pb.Alerts(alerts=alerts, catchup=frame.catchup))
-    if isinstance(frame, pe.IdsFrame):
-        if frame.kind == "ihave":
-            return pb.PeerFrame(ihave=pb.IHave(ids=frame.ids))
-        if frame.kind == "iwant":
-            return pb.PeerFrame(iwant=pb.IWant(ids=frame.ids))
-        return pb.PeerFrame(graft=pb.Graft(ids=frame.ids))
-    if isinstance(frame, pe.PruneFrame):
-        return pb.PeerFrame(prune=pb.Prune())
-    if isinstance(frame, pe.TreeFrame):
-        position = pb.TreePosition(root=frame.root, cost=frame.cost, parent=frame.parent)
-        return pb.PeerFrame(tree=position)
-    if isinstance(frame, pe.DigestFrame):
-        return pb.PeerFrame(digest=pb.SummaryDigest(digest=frame.digest))
-    if isinstance(frame, pe.VectorFrame):
-        heads = [pb.Head(origin=o, seq=q) for o, q in frame.heads]
-        return pb.PeerFrame(vector=pb.VersionVector(heads=heads, reply=frame.reply))
-    if isinstance(frame, pe.RangesFrame):
-        ranges = [
-            pb.RangeRequest(origin=r.origin, from_seq=r.from_seq, to_seq=r.to_seq)
-            for r in frame.ranges
-        ]
-        return pb.PeerFrame(ranges=pb.RangeRequests(ranges=ranges))
-    return pb.PeerFrame(
-        equivocation=pb.EquivocationProof(first=_signed(frame.first), second=_signed(frame.second))
-    )
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name} {exc.details()}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.app import latency_trace
 from node.app.lifecycle import Event, EventKind, Lifecycle
 from node.app.refused import RefusedAlert, refused_held
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
@@ -321,7 +322,11 @@ class AlertNode:
         now = self.clock()
         # The seq is taken before the first await so concurrent publishes chain correctly.
         record = self._sign_new(draft, now, recipients)
+        if latency_trace.ON:
+            latency_trace.mark("signed", record.id)
         await self.store.put([record], now_ms=now, request_id=request_id)
+        if latency_trace.ON:
+            latency_trace.mark("committed", record.id)
         self.counters.add("published")
         if recipients:
             self.counters.add("encrypted_readable")
@@ -368,10 +373,16 @@ class AlertNode:
                 continue
             fresh.append((i, a))
         verdicts = await self.verifier.check([a for _, a in fresh], now)
+        if latency_trace.ON:
+            for _, a in fresh:
+                latency_trace.mark("verified", a.id)
         for (i, _), verdict in zip(fresh, verdicts, strict=True):
             checked[i] = self._opened(verdict) if isinstance(verdict, AlertRecord) else verdict
         valid = [c for c in checked if isinstance(c, AlertRecord)]
         outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
+        if latency_trace.ON:
+            for r in valid:
+                latency_trace.mark("committed", r.id)
         results: list[IngestResult] = []
         accepted: list[AlertRecord] = []
         equivocations: list[AlertRecord] = []

@@ -14,6 +14,15 @@ R2. When a session with any peer opens, every dial waiting out its backoff is du
     to BACKOFF_MAX_S × 1.5 more, and a member whose every peer was across the cut
     stays cut off that long. With it, the first sessions across the healed cut set
     off the others, node by node.
+R3. R2 wakes a dial (`wake`) only if its backoff has grown to R2_WAKE_S or more (a dial
+    waiting less is due within R2_WAKE_S x 1.5 anyway) and the wait before its last
+    attempt ran out in full, not cut short by R2 itself; and a wake does not start the
+    backoff over. A woken dial that succeeds needs no backoff; one that fails shows
+    that this member, not the network, is down, and it goes on backing off. Without
+    R3 a member whose session flaps makes every node redial all its unreachable
+    members each time it reconnects, up to 1 / BACKOFF_MIN_S = 5 times a second; with
+    it, about twice per BACKOFF_MAX_S. (`network_up` is R2 without R3: the
+    simulator's sessions still call it.)
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_SESSION_S = 10.0  # a session that lasted this long resets the backoff
+R2_WAKE_S = 1.6  # R3: the least backoff that a session opening elsewhere cuts short
 
 
 @dataclass(slots=True)
@@ -30,6 +40,9 @@ class Backoff:
     """One dial target's backoff (R1, R2)."""
 
     delay: float = BACKOFF_MIN_S
+    waiting: float = 0.0  # the backoff of the wait last returned by wait_after
+    woken: bool = False  # R2 cut the current wait short
+    wakeable: bool = True  # R3: the wait before the last attempt ran out in full
 
     def wait_after(self, lasted: float, draw: float, network_up: bool = False) -> float:
         """R1: the attempt (or session) ended after `lasted` seconds; `draw` is U(0, 1).
@@ -37,9 +50,19 @@ class Backoff:
         long to wait before dialing again."""
         if lasted > STABLE_SESSION_S or network_up:
             self.delay = BACKOFF_MIN_S
+        self.waiting = self.delay
+        self.wakeable, self.woken = not self.woken, False
         wait = self.delay * (0.5 + draw)
         self.delay = min(self.delay * 2, BACKOFF_MAX_S)
         return wait
+
+    def wake(self, draw: float) -> float | None:
+        """R2 with R3: a session with some peer opened while this dial waits out the
+        backoff wait_after gave. Returns the new wait, from now, or None: keep waiting."""
+        if self.waiting < R2_WAKE_S or not self.wakeable or self.woken:
+            return None
+        self.woken = True
+        return BACKOFF_MIN_S * (0.5 + draw)
 
     def network_up(self, draw: float) -> float:
         """R2: a session with some peer opened. Returns the new wait, from now."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app import latency_trace
 from node.app.service import AlertNode, IngestResult
 from node.core.errors import AlertmeshError, InvalidAlert, NotFound
 from node.rpc import convert
@@ -58,12 +60,16 @@ class AlertService:
     async def Publish(
         self, request: api.PublishRequest, context: grpc.aio.ServicerContext
     ) -> api.PublishResponse:
+        started = time.monotonic() if latency_trace.ON else 0.0
         stored, duplicate = await self.node.publish(
             convert.draft(request),
             request.client_request_id,
             request.recipients,
             force=request.force,
         )
+        if latency_trace.ON:
+            latency_trace.mark("publish_in", stored.record.id, started)
+            latency_trace.mark("acked", stored.record.id)
         return api.PublishResponse(
             id=stored.record.id, alert=self._stored(stored), duplicate=duplicate
         )
@@ -167,6 +173,8 @@ class AlertService:
             cursor = 0
         query = self._query(request.filter)
         async for event in self.node.watch_events(query, cursor):
+            if latency_trace.ON:
+                latency_trace.mark("subscribe_sent", event.stored.record.id)
             yield api.SubscribeEvent(
                 alert=self._stored(event.stored),
                 kind=api.EventKind.ValueType(event.kind),

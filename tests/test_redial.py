@@ -1,0 +1,71 @@
+"""When a node dials a member again (node/core/redial.py), as scripts of events on a
+virtual clock: a session that opens elsewhere cuts a long backoff short (R2), but a
+member whose session flaps does not make the node redial its unreachable members at
+the flapping rate (R3)."""
+
+from __future__ import annotations
+
+import random
+
+from node.core.redial import BACKOFF_MAX_S, BACKOFF_MIN_S, R2_WAKE_S, Backoff
+
+
+def dials_while_another_member_flaps(seed: int, flap_every: float, seconds: float) -> int:
+    """Dials to an unreachable member (each fails at once) while some other member's
+    session opens every `flap_every` s; the dial loop of node/app/peers.py, with time
+    passed in."""
+    rng = random.Random(seed)
+    backoff = Backoff()
+    now, dials = 0.0, 0
+    due = backoff.wait_after(0.0, rng.random())
+    next_open = flap_every
+    while now < seconds:
+        if next_open <= due:
+            now = next_open
+            next_open += flap_every
+            if (wait := backoff.wake(rng.random())) is not None:
+                due = now + wait
+        else:
+            now = due
+            dials += 1  # fails at once: connection refused
+            due = now + backoff.wait_after(0.0, rng.random())
+    return dials
+
+
+def test_a_flapping_member_does_not_set_off_a_redial_storm() -> None:
+    for seed in range(5):
+        quiet = dials_while_another_member_flaps(seed, flap_every=1e9, seconds=60.0)
+        flapping = dials_while_another_member_flaps(seed, flap_every=BACKOFF_MIN_S, seconds=60.0)
+        print(f"seed {seed}: {quiet} dials in 60 s alone, {flapping} with a member flapping")
+        # Without the R3 guard in wake: 147 dials in 60 s (seed 0), one per reconnect.
+        assert quiet <= 15
+        assert flapping <= 2 * quiet + 4
+
+
+def test_a_long_backoff_is_cut_short_when_a_session_opens() -> None:
+    backoff = Backoff()
+    for _ in range(8):  # dials that failed through a partition
+        backoff.wait_after(0.0, 0.5)
+    assert backoff.waiting == BACKOFF_MAX_S
+    wait = backoff.wake(0.5)  # after the heal, a session with some member opens
+    assert wait is not None and wait <= BACKOFF_MIN_S * 1.5
+    assert backoff.wake(0.5) is None  # a second open does not wake it again
+
+
+def test_a_woken_dial_that_fails_waits_out_its_next_backoff_in_full() -> None:
+    backoff = Backoff()
+    for _ in range(8):
+        backoff.wait_after(0.0, 0.5)
+    assert backoff.wake(0.5) is not None
+    # The woken dial failed: that member is down, whatever the network does.
+    assert backoff.wait_after(0.0, 0.5) == BACKOFF_MAX_S
+    assert backoff.wake(0.5) is None
+    backoff.wait_after(0.0, 0.5)  # the next dial, after the wait ran out, failed too
+    assert backoff.wake(0.5) is not None
+
+
+def test_a_short_backoff_is_left_to_run_out() -> None:
+    backoff = Backoff()
+    wait = backoff.wait_after(0.0, 0.99)
+    assert wait < R2_WAKE_S * 1.5
+    assert backoff.wake(0.0) is None
