@@ -261,7 +261,8 @@ class RangeFetcher:
         lo, hi = max(r.from_seq, head + 1), min(r.to_seq, self.peer.get(r.origin, 0))
         if lo > hi:
             return []
-        excluded = _runs(self._local.out_of_order(r.origin)) + self._registry.claimed(r.origin)
+        held = _runs(self._local.out_of_order(r.origin), lo, hi)
+        excluded = held + self._registry.claimed(r.origin)
         return list(_chunks(r.origin, _holes(lo, hi, excluded), self._config.max_per_range))
 
     def _release(self, flight: _Flight) -> None:
