@@ -360,6 +360,8 @@ class Gossip:
         else:
             stretch = 1.0 + self.params.graft_jitter * self._rng.random()
             delay = self.params.graft_timeout * stretch
+            if self._tree is not None:
+                delay = self._tree.pull_delay(peer, delay)  # T10
         for id in ids:
             seen = self._seen.get(id)
             if seen is not None:
