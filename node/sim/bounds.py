@@ -82,6 +82,8 @@ def _hops_within(
             for v in graph[u]:
                 if d + latency(u, v) < nxt.get(v, float("inf")):
                     nxt[v] = d + latency(u, v)
+        if nxt == best:
+            break  # no path gets faster with more hops: the budget is out of reach
         best = nxt
         if len(best) == len(graph) and max(best.values()) <= budget:
             return float(k)
