@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -38,7 +38,7 @@ from node.core.catchup import (
     summary_digest,
     vector_diff,
 )
-from node.core.chain import Chains
+from node.core.chain import Chains, HeldRuns
 from node.core.errors import LimitExceeded
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, print_blob=True)
@@ -760,3 +760,38 @@ def test_scattered_gaps_are_fetched_many_ranges_per_round_trip() -> None:
     [request] = [a for a in actions if isinstance(a, SendRangeRequests)]
     assert len(request.ranges) == CatchupConfig().max_outstanding
     assert all(r.size == 1 for r in request.ranges)
+
+
+class _CountedRuns(HeldRuns):
+    """The store's runs, counting every seq anyone expands them into."""
+
+    expanded = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for seq in super().__iter__():
+            _CountedRuns.expanded += 1
+            yield seq
+
+
+class _CountingChains(Chains):
+    def out_of_order(self, origin: bytes) -> HeldRuns:
+        held = super().out_of_order(origin)
+        runs = held.runs()
+        return _CountedRuns([a for a, _ in runs], [b for _, b in runs], len(held))
+
+
+def test_a_big_gap_is_planned_from_runs_without_expanding_them() -> None:
+    # B holds seqs 2 .. 100,001 above a gap at 1: one run. Catching up from A plans a
+    # request for seq 1 alone, and never walks the 100,000 seqs the run stands for.
+    held = _CountingChains()
+    for seq in range(100_001, 1, -1):  # descending: each joins the one run
+        held.add(O1, seq)
+    assert held.get(O1).runs == [(2, 100_001)]
+    _CountedRuns.expanded = 0
+    b = CatchupSession(held, initiator=False)
+    actions = b.on_vector({O1: 100_001}, reply=False, now=0.0)
+    assert SendRangeRequests((Range(O1, 1, 1),)) in actions
+    assert _CountedRuns.expanded == 0
+    held.add(O1, 1)
+    assert b.on_alerts_received([(O1, 1)], now=0.1) == []
+    assert b.idle and _CountedRuns.expanded == 0

@@ -4,6 +4,7 @@ answer exactly as the set of seqs they stand for."""
 import itertools
 import random
 
+from node.core import chain
 from node.core.chain import Chains, ChainState
 
 ORIGIN = b"o" * 32
@@ -60,3 +61,39 @@ def test_out_of_order_is_a_snapshot() -> None:
     assert sorted(chains.out_of_order(ORIGIN)) == [7]
     assert chains.vector() == {ORIGIN: 5}
     assert not chains.out_of_order(b"x" * 32)
+
+
+def test_runs_split_across_blocks_answer_as_the_set_they_stand_for(monkeypatch) -> None:
+    # Blocks of two to four runs, so that joins, splits and emptied blocks all happen
+    # at block edges within a hundred seqs.
+    monkeypatch.setattr(chain, "RUNS_PER_BLOCK", 2)
+    rng = random.Random(5)
+    for _ in range(30):
+        seqs = list(range(1, rng.randrange(2, 120)))
+        rng.shuffle(seqs)
+        state, held = ChainState(), set()
+        for seq in seqs:
+            state.add(seq)
+            held.add(seq)
+            model_check(state, held)
+            assert all(0 < size < 4 for size in state.block_sizes())
+
+
+def test_seqs_arriving_in_descending_order_stay_cheap_to_add() -> None:
+    # 20,000 runs, each new one before all the others (the worst case of one sorted
+    # list, where every add shifts every run). Each add shifts at most one block's
+    # runs, and the blocks stay small however many runs there are.
+    state = ChainState()
+    runs = 20_000
+    for seq in range(2 * runs + 1, 2, -2):
+        state.add(seq)
+    sizes = state.block_sizes()
+    assert sum(sizes) == runs == len(state.runs)
+    assert max(sizes) < 2 * chain.RUNS_PER_BLOCK
+    assert len(sizes) <= 2 * runs // chain.RUNS_PER_BLOCK
+    assert state.runs[:2] == [(3, 3), (5, 5)] and state.max_seq == 2 * runs + 1
+    # Filling the gaps, also in descending order, joins them back into one run.
+    for seq in range(2 * runs, 3, -2):
+        state.add(seq)
+    assert state.runs == [(3, 2 * runs + 1)] and state.block_sizes() == [1]
+    assert state.count == 2 * runs - 1

@@ -384,3 +384,37 @@ def test_a_lagging_parent_is_waited_for_only_tree_patience_timeouts() -> None:
     else:
         raise AssertionError("never pulled")
     assert fired == P.tree_patience + 1  # waited tree_patience times, then pulled
+
+
+def test_an_ihave_on_the_same_tree_is_pulled_once_the_tree_copy_is_overdue() -> None:
+    # T10. Links measured: A 20 ms one way (cost 45 with the hop term), B 30 ms (55).
+    # We sit 45 below the root through A; B sits 100 below it. An alert B has reached
+    # us, if no push was lost, within B's cost plus ours less the link B's IHAVE
+    # crossed: 100 + 45 - 30 = 115 ms, and 50 ms of margin. Then it is pulled.
+    g = node((A, 0.040), (B, 0.060))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 100, False, 0.0)
+    assert g.tree_position() == (ROOT, 45, A)
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    assert not [a for a in g.handle_timer(1.16) if isinstance(a, SendIWant)]
+    assert SendIWant(B, (aid(1),)) in g.handle_timer(1.17)
+    # A push that comes in time is no pull and no duplicate.
+    g.on_ihave(B, [aid(2)], 2.0, never)
+    g.on_alert(A, aid(2), True, 2.1)
+    assert not [a for a in g.handle_timer(3.5) if isinstance(a, SendIWant)]
+
+
+def test_an_ihave_waits_graft_timeout_where_the_tree_bounds_nothing() -> None:
+    # Unmeasured links (costs hold tree_unknown_ms and bound nothing), or an announcer
+    # under another root: the plain graft timeout, stretched by at most graft_jitter.
+    other_root = bytes([2]) * 32
+    for rtts, b_root in (((None, None), ROOT), ((0.040, 0.060), other_root)):
+        g = node((A, rtts[0]), (B, rtts[1]))
+        g.on_tree(A, ROOT, 0, False, 0.0)
+        g.on_tree(B, b_root, 100, False, 0.0)
+        g.on_ihave(B, [aid(1)], 1.0, never)
+        assert not [
+            a for a in g.handle_timer(1.0 + 0.99 * P.graft_timeout) if isinstance(a, SendIWant)
+        ]
+        late = 1.0 + (1 + P.graft_jitter) * P.graft_timeout
+        assert SendIWant(B, (aid(1),)) in g.handle_timer(late)

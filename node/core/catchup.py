@@ -1,6 +1,8 @@
 """Catch-up (anti-entropy) between two peers: a sans-I/O state machine.
 
-Frames in, actions out; the caller passes `now` and asks `next_deadline()`.
+Frames in, actions out; the caller passes `now` and asks `next_deadline()`. Rules 1-3
+and 6 (rounds) and serving are here; the requester side, rules 4 and 5, is
+`RangeFetcher` in node/core/catchup_fetch.py.
 docs/catchup.md has the message sequences, byte estimates and the reasoning.
 
 The rules:
@@ -36,11 +38,17 @@ The rules:
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from node.core.catchup_fetch import (
+    CatchupConfig,
+    FetchRegistry,
+    LocalChains,
+    RangeAbandoned,
+    RangeFetcher,
+    SendRangeRequests,
+)
 from node.core.catchup_vectors import (
     DIGEST_BYTES,
     DIGEST_DOMAIN,
@@ -53,10 +61,6 @@ from node.core.catchup_vectors import (
     InvalidCatchupFrame,
     Range,
     VersionVector,
-    _chunks,
-    _holes,
-    _plan,
-    _runs,
     is_equivocation,
     missing_ranges,
     parse_vector,
@@ -65,7 +69,7 @@ from node.core.catchup_vectors import (
 )
 from node.core.errors import LimitExceeded
 
-__all__ = [  # with what catchup_vectors defines: callers import it all from here
+__all__ = [  # with catchup_vectors and catchup_fetch: callers import it all from here
     "DIGEST_BYTES",
     "DIGEST_DOMAIN",
     "MAX_HEADS",
@@ -95,62 +99,7 @@ __all__ = [  # with what catchup_vectors defines: callers import it all from her
 ]
 
 
-class LocalChains(Protocol):
-    """What the session reads about the local store; node.core.chain.Chains is one.
-
-    Called on every frame that needs it, so it must be cheap (in memory).
-    """
-
-    def vector(self) -> VersionVector:
-        """Head per origin: highest contiguous seq held."""
-        ...
-
-    def out_of_order(self, origin: bytes) -> Collection[int]:
-        """Seqs of `origin` held above its head (after a gap)."""
-        ...
-
-
-class FetchRegistry:
-    """Ranges some session of this node has requested and not yet finished; peers' standing.
-
-    Share one among all of a node's sessions so that a node catching up with several
-    peers at once asks only one of them for each alert. A session claims a range when
-    it sends the request and releases it when the range completes, is abandoned or the
-    session closes. A peer that let a range be abandoned is *distrusted* until it
-    completes one: its sessions' requests claim nothing, so they block no one.
-    """
-
-    def __init__(self) -> None:
-        self._claims: dict[bytes, set[Range]] = {}
-        self._distrusted: set[Hashable] = set()
-
-    def trusted(self, peer: Hashable) -> bool:
-        return peer not in self._distrusted
-
-    def distrust(self, peer: Hashable) -> None:
-        self._distrusted.add(peer)
-
-    def trust(self, peer: Hashable) -> None:
-        self._distrusted.discard(peer)
-
-    def claimed(self, origin: bytes) -> list[tuple[int, int]]:
-        return [(r.from_seq, r.to_seq) for r in self._claims.get(origin, ())]
-
-    def claim(self, r: Range) -> None:
-        self._claims.setdefault(r.origin, set()).add(r)
-
-    def release(self, r: Range) -> None:
-        claims = self._claims.get(r.origin)
-        if claims is not None:
-            claims.discard(r)
-            if not claims:
-                del self._claims[r.origin]
-
-    def __len__(self) -> int:
-        return sum(len(c) for c in self._claims.values())
-
-
-# --- actions --------------------------------------------------------------------
+# --- actions (SendRangeRequests and RangeAbandoned come from catchup_fetch) -----
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,62 +118,16 @@ class SendVector:
 
 
 @dataclass(frozen=True, slots=True)
-class SendRangeRequests:
-    """Send PeerFrame.ranges."""
-
-    ranges: tuple[Range, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class ServeRanges:
     """Send the held alerts of these ranges, in seq order, as PeerFrame.alerts batches."""
 
     ranges: tuple[Range, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RangeAbandoned:
-    """The peer did not deliver `missing` alerts of `range` in time (for peer scoring)."""
-
-    range: Range
-    missing: int
-
-
 Action = SendDigest | SendVector | SendRangeRequests | ServeRanges | RangeAbandoned
 
 
 # --- the session ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CatchupConfig:
-    interval: float = 30.0  # seconds between rounds (initiator)
-    answer_timeout: float = 15.0  # initiator waits this long for a digest answer
-    request_timeout: float = 20.0  # a range with no progress this long is abandoned
-    max_outstanding: int = 64  # K: ranges in flight
-    max_per_range: int = 256  # B: seqs per range
-    # A: alerts in flight. Bounding alerts rather than ranges alone keeps scattered
-    # one-alert gaps from moving only K alerts per round trip.
-    max_outstanding_alerts: int = 1024
-    max_pending: int = 4096  # ranges queued at once; the rest are planned later
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_outstanding <= MAX_RANGES_PER_FRAME:
-            raise ValueError(f"max_outstanding must be in 1..{MAX_RANGES_PER_FRAME}")
-        if not 1 <= self.max_per_range <= MAX_RANGE_LEN:
-            raise ValueError(f"max_per_range must be in 1..{MAX_RANGE_LEN}")
-        if self.max_pending < self.max_outstanding:
-            raise ValueError("max_pending must be at least max_outstanding")
-        if self.max_outstanding_alerts < 1:
-            raise ValueError("max_outstanding_alerts must be at least 1")
-
-
-@dataclass(slots=True)
-class _Flight:
-    range: Range
-    deadline: float
-    claimed: bool  # in the registry (the peer had its standing when it was sent)
-    received: set[int] = field(default_factory=set)
 
 
 class CatchupSession:
@@ -241,33 +144,32 @@ class CatchupSession:
     ) -> None:
         """`peer` identifies the peer in the registry, so its standing outlives the session."""
         self._local = local
-        self._registry = registry if registry is not None else FetchRegistry()
-        self._standing: Hashable = peer if peer is not None else object()
         self._initiator = initiator
         self._config = config or CatchupConfig()
-        self._peer: dict[bytes, int] = {}  # the peer's last vector
+        self._fetch = RangeFetcher(
+            local,
+            self._config,
+            registry if registry is not None else FetchRegistry(),
+            peer if peer is not None else object(),
+        )
         self._advertised: dict[bytes, int] = {}  # my last vector sent
         self._sent_digest = b""
         self._awaiting_until: float | None = None  # initiator: waiting for an answer
         self._next_round_at: float | None = None
-        self._pending: deque[Range] = deque()
-        self._flights: list[_Flight] = []
-        self._truncated = False  # the last plan hit max_pending
-        self._fetched = False  # something arrived since the fetches last ended
         self.last_in_sync: float | None = None
 
     @property
     def idle(self) -> bool:
         """No answer awaited and nothing requested or queued."""
-        return self._awaiting_until is None and not self._pending and not self._flights
+        return self._awaiting_until is None and self._fetch.idle
 
     @property
     def outstanding(self) -> tuple[Range, ...]:
-        return tuple(f.range for f in self._flights)
+        return self._fetch.outstanding
 
     @property
     def peer_vector(self) -> Mapping[bytes, int]:
-        return dict(self._peer)
+        return dict(self._fetch.peer)
 
     def start(self, now: float) -> list[Action]:
         """Call once the session is authenticated. The initiator opens the first round."""
@@ -293,13 +195,13 @@ class CatchupSession:
 
     def on_vector(self, vector: VersionVector, reply: bool, now: float) -> list[Action]:
         """The peer's vector (from `parse_vector`). Answer it unless it is a reply; fetch."""
-        self._peer = {o: s for o, s in vector.items() if s}
+        self._fetch.peer = {o: s for o, s in vector.items() if s}
         self._awaiting_until = None
         actions: list[Action] = []
         if not reply:
             actions.append(self._vector_action(reply=True))
-        actions += self._plan_requests(now)
-        if self.idle and self._peer == self._advertised:
+        actions += self._fetch.plan(now)
+        if self.idle and self._fetch.peer == self._advertised:
             self.last_in_sync = now
         return actions
 
@@ -314,35 +216,14 @@ class CatchupSession:
 
     def on_alerts_received(self, alerts: Iterable[tuple[bytes, int]], now: float) -> list[Action]:
         """(origin, seq) of every alert this peer sent that verified, new or duplicate."""
-        for origin, seq in alerts:
-            for flight in self._flights:
-                if (origin, seq) in flight.range:
-                    flight.received.add(seq)
-                    flight.deadline = now + self._config.request_timeout
-                    self._fetched = True
-                    break
-        for flight in self._flights:
-            if len(flight.received) == flight.range.size:
-                self._release(flight)
-                self._registry.trust(self._standing)
-        self._flights = [f for f in self._flights if len(f.received) < f.range.size]
-        return self._send_requests(now) + self._after_fetches(now)
+        actions: list[Action] = [*self._fetch.on_alerts(alerts, now)]
+        return actions + self._after_fetches(now)
 
     def handle_timer(self, now: float) -> list[Action]:
-        actions: list[Action] = []
-        keep: list[_Flight] = []
-        for flight in self._flights:
-            if flight.deadline > now:
-                keep.append(flight)
-                continue
-            self._release(flight)
-            missing = self._count_missing(flight)
-            if missing:
-                actions.append(RangeAbandoned(flight.range, missing))
-                self._distrust(flight)
-        if len(keep) < len(self._flights):
-            self._flights = keep
-            actions += self._send_requests(now) + self._after_fetches(now)
+        expired, changed = self._fetch.expire(now)
+        actions: list[Action] = [*expired]
+        if changed:
+            actions += self._after_fetches(now)
         if self._awaiting_until is not None and self._awaiting_until <= now:
             self._awaiting_until = None
         if self._next_round_at is not None and self._next_round_at <= now:
@@ -353,7 +234,7 @@ class CatchupSession:
         return actions
 
     def next_deadline(self) -> float | None:
-        times = [f.deadline for f in self._flights]
+        times = self._fetch.deadlines()
         if self._awaiting_until is not None:
             times.append(self._awaiting_until)
         if self._next_round_at is not None:
@@ -362,10 +243,7 @@ class CatchupSession:
 
     def close(self) -> None:
         """The session ended: release its ranges so other sessions may ask for them."""
-        for flight in self._flights:
-            self._release(flight)
-        self._pending.clear()
-        self._flights.clear()
+        self._fetch.close()
         self._awaiting_until = None
         self._next_round_at = None
 
@@ -381,96 +259,13 @@ class CatchupSession:
         self._advertised = {o: s for o, s in self._local.vector().items() if s}
         return SendVector(tuple(sorted(self._advertised.items())), reply)
 
-    def _plan_requests(self, now: float) -> list[Action]:
-        local = self._local
-        mine: dict[bytes, list[tuple[int, int]]] = {}  # this session's queued and in flight
-        for r in [*self._pending, *(f.range for f in self._flights)]:
-            mine.setdefault(r.origin, []).append((r.from_seq, r.to_seq))
-
-        def excluded(origin: bytes) -> list[tuple[int, int]]:
-            return (
-                _runs(local.out_of_order(origin))
-                + self._registry.claimed(origin)
-                + mine.get(origin, [])
-            )
-
-        room = self._config.max_pending - len(self._pending) - len(self._flights)
-        ranges, self._truncated = _plan(
-            local.vector(), self._peer, self._config.max_per_range, excluded, max(room, 0)
-        )
-        self._pending.extend(ranges)
-        return self._send_requests(now)
-
-    def _send_requests(self, now: float) -> list[Action]:
-        sent: list[Range] = []
-        in_flight = sum(f.range.size for f in self._flights)
-        heads = self._local.vector()
-        claim = self._registry.trusted(self._standing)
-        while self._pending and len(self._flights) < self._config.max_outstanding:
-            r = self._pending.popleft()
-            pieces = self._still_wanted(r, heads.get(r.origin, 0))
-            if pieces != [r]:  # trimmed: held, claimed meanwhile, or above a capped head
-                self._pending.extendleft(reversed(pieces))
-                continue
-            if self._flights and in_flight + r.size > self._config.max_outstanding_alerts:
-                self._pending.appendleft(r)
-                break
-            in_flight += r.size
-            if claim:
-                self._registry.claim(r)
-            self._flights.append(_Flight(r, now + self._config.request_timeout, claim))
-            sent.append(r)
-        return [SendRangeRequests(tuple(sent))] if sent else []
-
-    def _still_wanted(self, r: Range, head: int) -> list[Range]:
-        """The parts of queued `r` to request now: not held, not claimed, not above the peer."""
-        lo, hi = max(r.from_seq, head + 1), min(r.to_seq, self._peer.get(r.origin, 0))
-        if lo > hi:
-            return []
-        excluded = _runs(self._local.out_of_order(r.origin)) + self._registry.claimed(r.origin)
-        return list(_chunks(r.origin, _holes(lo, hi, excluded), self._config.max_per_range))
-
-    def _release(self, flight: _Flight) -> None:
-        if flight.claimed:
-            self._registry.release(flight.range)
-
-    def _distrust(self, flight: _Flight) -> None:
-        """The peer left `flight` unserved: it loses its standing, and its head for the
-        origin is capped at the seqs of the range it did deliver, in order."""
-        self._registry.distrust(self._standing)
-        r = flight.range
-        served = r.from_seq - 1
-        while served + 1 in flight.received:
-            served += 1
-        if self._peer.get(r.origin, 0) > served:
-            if served:
-                self._peer[r.origin] = served
-            else:
-                del self._peer[r.origin]
-
     def _after_fetches(self, now: float) -> list[Action]:
-        if self._pending or self._flights:
-            return []
-        if self._truncated:
-            actions = self._plan_requests(now)
-            if actions:
-                return actions
-        if not self._fetched:
-            return []
-        self._fetched = False
+        """Rule 6: once the fetches end, re-advertise a head they moved past both vectors."""
+        actions, fetched = self._fetch.drained(now)
+        if not fetched:
+            return [*actions]
         mine = self._local.vector()
-        if any(
-            seq > max(self._advertised.get(o, 0), self._peer.get(o, 0)) for o, seq in mine.items()
-        ):
+        peer = self._fetch.peer
+        if any(seq > max(self._advertised.get(o, 0), peer.get(o, 0)) for o, seq in mine.items()):
             return [self._vector_action(reply=False)]
         return []
-
-    def _count_missing(self, flight: _Flight) -> int:
-        r = flight.range
-        head = self._local.vector().get(r.origin, 0)
-        above = self._local.out_of_order(r.origin)
-        return sum(
-            1
-            for seq in range(max(r.from_seq, head + 1), r.to_seq + 1)
-            if seq not in flight.received and seq not in above
-        )

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from node.core.chain import HeldRuns
 from node.core.errors import AlertmeshError, LimitExceeded
 
 VersionVector = Mapping[bytes, int]
@@ -160,8 +161,12 @@ def _check_head(origin: bytes, seq: int, error: type[Exception]) -> None:
         raise error(f"seq out of range: {seq}")
 
 
-def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted maximal intervals covering the given seqs."""
+def _runs(seqs: Iterable[int], lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """Sorted maximal intervals covering the given seqs; at least those overlapping
+    lo..hi. Runs a store keeps as runs (`HeldRuns`) are taken as they are, never
+    expanded into their seqs."""
+    if isinstance(seqs, HeldRuns):
+        return seqs.runs(lo, hi)
     runs: list[tuple[int, int]] = []
     for s in sorted(set(seqs)):
         if runs and runs[-1][1] + 1 == s:

@@ -313,6 +313,8 @@ class Gossip:
         else:
             stretch = 1.0 + self.params.graft_jitter * self._rng.random()
             delay = self.params.graft_timeout * stretch
+            if self._tree is not None:
+                delay = self._tree.pull_delay(peer, delay)  # T10
         self._awaited.announced(peer, state, ids, self._seen, have, now + delay)
         actions: list[Action] = []
         self._fire_missing(now, actions)

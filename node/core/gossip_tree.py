@@ -46,6 +46,14 @@ T7. Loop freedom (the feasibility condition of EIGRP and Babel): a peer that off
     the next smallest key takes over; when only a link broke, the subtree below it is
     rooted elsewhere for `tree_hold` (alerts reach it by IHAVE meanwhile) and then
     rejoins.
+T10. How long an IHAVE is waited on (graft_timeout otherwise) when the announcer and
+    this node share a root and the link's latency was measured: an alert reaches the
+    announcer and this node down one tree, so, unless a push was lost, the tree copy
+    comes at most the tree path between the two after the announcer had it, and that
+    path is at most the announcer's cost to the root plus ours. So we wait that sum,
+    less the link's latency (the IHAVE crossed it), plus `tree_pull_margin`, and then
+    pull. The costs' hop terms (T2) add slack for jitter and queues. Where a link's
+    latency is not measured the costs bound nothing, and graft_timeout stands.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ class Advert:
 @dataclass(slots=True)
 class _Neighbour:
     link_ms: int  # T2: this link's cost
+    measured: bool  # T10: link_ms is a measured latency (plus the hop term)
     heard: Advert | None = None  # its last TREE frame; None: it never sent one
     sent: Advert | None = None  # the last TREE frame we sent it
     strikes: int = 0  # T5
@@ -95,7 +104,7 @@ class TreeRouter:
         """A session opened; `rtt`: its measured round trip in seconds, if known."""
         p = self.params
         one_way = p.tree_unknown_ms if rtt is None else max(0, round(rtt * 500))
-        self._peers[peer] = _Neighbour(link_ms=one_way + p.tree_hop_ms)
+        self._peers[peer] = _Neighbour(link_ms=one_way + p.tree_hop_ms, measured=rtt is not None)
 
     def remove(self, peer: bytes) -> None:
         self._peers.pop(peer, None)
@@ -167,6 +176,15 @@ class TreeRouter:
             return False
         self._held_root = None
         return True
+
+    def pull_delay(self, peer: bytes, default: float) -> float:
+        """T10: how long to wait for the tree's copy of an id `peer` announced first."""
+        n = self._peers.get(peer)
+        a = n.heard if n is not None else None
+        if n is None or a is None or not n.measured or a.root != self.root:
+            return default
+        lead_ms = self.cost + a.cost - (n.link_ms - self.params.tree_hop_ms)
+        return min(default, max(lead_ms, 0) / 1000 + self.params.tree_pull_margin)
 
     def aware(self, peer: bytes) -> bool:
         """Has `peer` ever sent a TREE frame? Links to peers that have not (an older

@@ -39,6 +39,7 @@ class GossipParams:
     tree_busy: int = 32  # T9: only while it brought this many first copies in a timeout
     tree_burst: int = 100  # T8: TREE frames taken from one peer at once; refilled at
     tree_rate: float = 10.0  # this many per second (more than churn at N = 1,000 needs)
+    tree_pull_margin: float = 0.05  # T10: added to the tree's bound on an IHAVE's lead
 
     def __post_init__(self) -> None:
         for name in (
@@ -73,6 +74,7 @@ class GossipParams:
             "tree_penalty",
             "tree_hold",
             "tree_patience",
+            "tree_pull_margin",
         ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"gossip: {name} must not be negative")

@@ -190,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bounds", help="what the graph allows: flooding, fewest hops, rooted trees")
     b.add_argument("--nodes", type=int, default=1000)
     b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--scenario", default="normal", help="whose silent/hostile members to leave out")
     b.set_defaults(func=cmd_bounds)
     return p
 

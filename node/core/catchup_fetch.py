@@ -1,0 +1,294 @@
+"""Catch-up's requester side: which ranges to ask one peer for, and when to give up.
+
+Rules 4 and 5 of node/core/catchup.py live here; the round exchange (digests and
+vectors) and serving stay in `CatchupSession`, which owns one `RangeFetcher`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from node.core.catchup_vectors import (
+    MAX_RANGE_LEN,
+    MAX_RANGES_PER_FRAME,
+    Range,
+    VersionVector,
+    _chunks,
+    _holes,
+    _plan,
+    _runs,
+)
+
+
+class LocalChains(Protocol):
+    """What the session reads about the local store; node.core.chain.Chains is one.
+
+    Called on every frame that needs it, so it must be cheap (in memory).
+    """
+
+    def vector(self) -> VersionVector:
+        """Head per origin: highest contiguous seq held."""
+        ...
+
+    def out_of_order(self, origin: bytes) -> Collection[int]:
+        """Seqs of `origin` held above its head (after a gap)."""
+        ...
+
+
+class FetchRegistry:
+    """Ranges some session of this node has requested and not yet finished; peers' standing.
+
+    Share one among all of a node's sessions so that a node catching up with several
+    peers at once asks only one of them for each alert. A session claims a range when
+    it sends the request and releases it when the range completes, is abandoned or the
+    session closes. A peer that let a range be abandoned is *distrusted* until it
+    completes one: its sessions' requests claim nothing, so they block no one.
+    """
+
+    def __init__(self) -> None:
+        self._claims: dict[bytes, set[Range]] = {}
+        self._distrusted: set[Hashable] = set()
+
+    def trusted(self, peer: Hashable) -> bool:
+        return peer not in self._distrusted
+
+    def distrust(self, peer: Hashable) -> None:
+        self._distrusted.add(peer)
+
+    def trust(self, peer: Hashable) -> None:
+        self._distrusted.discard(peer)
+
+    def claimed(self, origin: bytes) -> list[tuple[int, int]]:
+        return [(r.from_seq, r.to_seq) for r in self._claims.get(origin, ())]
+
+    def claim(self, r: Range) -> None:
+        self._claims.setdefault(r.origin, set()).add(r)
+
+    def release(self, r: Range) -> None:
+        claims = self._claims.get(r.origin)
+        if claims is not None:
+            claims.discard(r)
+            if not claims:
+                del self._claims[r.origin]
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._claims.values())
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupConfig:
+    interval: float = 30.0  # seconds between rounds (initiator)
+    answer_timeout: float = 15.0  # initiator waits this long for a digest answer
+    request_timeout: float = 20.0  # a range with no progress this long is abandoned
+    max_outstanding: int = 64  # K: ranges in flight
+    max_per_range: int = 256  # B: seqs per range
+    # A: alerts in flight. Bounding alerts rather than ranges alone keeps scattered
+    # one-alert gaps from moving only K alerts per round trip.
+    max_outstanding_alerts: int = 1024
+    max_pending: int = 4096  # ranges queued at once; the rest are planned later
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_outstanding <= MAX_RANGES_PER_FRAME:
+            raise ValueError(f"max_outstanding must be in 1..{MAX_RANGES_PER_FRAME}")
+        if not 1 <= self.max_per_range <= MAX_RANGE_LEN:
+            raise ValueError(f"max_per_range must be in 1..{MAX_RANGE_LEN}")
+        if self.max_pending < self.max_outstanding:
+            raise ValueError("max_pending must be at least max_outstanding")
+        if self.max_outstanding_alerts < 1:
+            raise ValueError("max_outstanding_alerts must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SendRangeRequests:
+    """Send PeerFrame.ranges."""
+
+    ranges: tuple[Range, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeAbandoned:
+    """The peer did not deliver `missing` alerts of `range` in time (for peer scoring)."""
+
+    range: Range
+    missing: int
+
+
+FetchAction = SendRangeRequests | RangeAbandoned
+
+
+@dataclass(slots=True)
+class _Flight:
+    range: Range
+    deadline: float
+    claimed: bool  # in the registry (the peer had its standing when it was sent)
+    received: set[int] = field(default_factory=set)
+
+
+class RangeFetcher:
+    """The ranges one session asks its peer for: queued, in flight, claimed, abandoned."""
+
+    def __init__(
+        self,
+        local: LocalChains,
+        config: CatchupConfig,
+        registry: FetchRegistry,
+        standing: Hashable,
+    ) -> None:
+        self._local = local
+        self._config = config
+        self._registry = registry
+        self._standing = standing
+        # The peer's last vector, its heads capped where it left a range unserved.
+        self.peer: dict[bytes, int] = {}
+        self._pending: deque[Range] = deque()
+        self._flights: list[_Flight] = []
+        self._truncated = False  # the last plan hit max_pending
+        self._fetched = False  # something arrived since the fetches last ended
+
+    @property
+    def idle(self) -> bool:
+        """Nothing requested or queued."""
+        return not self._pending and not self._flights
+
+    @property
+    def outstanding(self) -> tuple[Range, ...]:
+        return tuple(f.range for f in self._flights)
+
+    def deadlines(self) -> list[float]:
+        return [f.deadline for f in self._flights]
+
+    def plan(self, now: float) -> list[FetchAction]:
+        """Queue what the peer's vector offers that I lack (rule 4); send what fits."""
+        local = self._local
+        mine: dict[bytes, list[tuple[int, int]]] = {}  # this session's queued and in flight
+        for r in [*self._pending, *(f.range for f in self._flights)]:
+            mine.setdefault(r.origin, []).append((r.from_seq, r.to_seq))
+
+        def excluded(origin: bytes) -> list[tuple[int, int]]:
+            return (
+                _runs(local.out_of_order(origin))
+                + self._registry.claimed(origin)
+                + mine.get(origin, [])
+            )
+
+        room = self._config.max_pending - len(self._pending) - len(self._flights)
+        ranges, self._truncated = _plan(
+            local.vector(), self.peer, self._config.max_per_range, excluded, max(room, 0)
+        )
+        self._pending.extend(ranges)
+        return self.send(now)
+
+    def on_alerts(self, alerts: Iterable[tuple[bytes, int]], now: float) -> list[FetchAction]:
+        """Count arrivals against the flights; complete ranges free room for the next."""
+        for origin, seq in alerts:
+            for flight in self._flights:
+                if (origin, seq) in flight.range:
+                    flight.received.add(seq)
+                    flight.deadline = now + self._config.request_timeout
+                    self._fetched = True
+                    break
+        for flight in self._flights:
+            if len(flight.received) == flight.range.size:
+                self._release(flight)
+                self._registry.trust(self._standing)
+        self._flights = [f for f in self._flights if len(f.received) < f.range.size]
+        return self.send(now)
+
+    def expire(self, now: float) -> tuple[list[FetchAction], bool]:
+        """Abandon ranges past their deadline (rule 5); True when any was."""
+        actions: list[FetchAction] = []
+        keep: list[_Flight] = []
+        for flight in self._flights:
+            if flight.deadline > now:
+                keep.append(flight)
+                continue
+            self._release(flight)
+            missing = self._count_missing(flight)
+            if missing:
+                actions.append(RangeAbandoned(flight.range, missing))
+                self._distrust(flight)
+        if len(keep) == len(self._flights):
+            return actions, False
+        self._flights = keep
+        return actions + self.send(now), True
+
+    def drained(self, now: float) -> tuple[list[FetchAction], bool]:
+        """When the fetches end: plan the rest of a truncated plan, or report (True) that
+        something arrived since they last ended."""
+        if self._pending or self._flights:
+            return [], False
+        if self._truncated:
+            actions = self.plan(now)
+            if actions:
+                return actions, False
+        if not self._fetched:
+            return [], False
+        self._fetched = False
+        return [], True
+
+    def close(self) -> None:
+        for flight in self._flights:
+            self._release(flight)
+        self._pending.clear()
+        self._flights.clear()
+
+    def send(self, now: float) -> list[FetchAction]:
+        sent: list[Range] = []
+        in_flight = sum(f.range.size for f in self._flights)
+        heads = self._local.vector()
+        claim = self._registry.trusted(self._standing)
+        while self._pending and len(self._flights) < self._config.max_outstanding:
+            r = self._pending.popleft()
+            pieces = self._still_wanted(r, heads.get(r.origin, 0))
+            if pieces != [r]:  # trimmed: held, claimed meanwhile, or above a capped head
+                self._pending.extendleft(reversed(pieces))
+                continue
+            if self._flights and in_flight + r.size > self._config.max_outstanding_alerts:
+                self._pending.appendleft(r)
+                break
+            in_flight += r.size
+            if claim:
+                self._registry.claim(r)
+            self._flights.append(_Flight(r, now + self._config.request_timeout, claim))
+            sent.append(r)
+        return [SendRangeRequests(tuple(sent))] if sent else []
+
+    def _still_wanted(self, r: Range, head: int) -> list[Range]:
+        """The parts of queued `r` to request now: not held, not claimed, not above the peer."""
+        lo, hi = max(r.from_seq, head + 1), min(r.to_seq, self.peer.get(r.origin, 0))
+        if lo > hi:
+            return []
+        held = _runs(self._local.out_of_order(r.origin), lo, hi)
+        excluded = held + self._registry.claimed(r.origin)
+        return list(_chunks(r.origin, _holes(lo, hi, excluded), self._config.max_per_range))
+
+    def _release(self, flight: _Flight) -> None:
+        if flight.claimed:
+            self._registry.release(flight.range)
+
+    def _distrust(self, flight: _Flight) -> None:
+        """The peer left `flight` unserved: it loses its standing, and its head for the
+        origin is capped at the seqs of the range it did deliver, in order."""
+        self._registry.distrust(self._standing)
+        r = flight.range
+        served = r.from_seq - 1
+        while served + 1 in flight.received:
+            served += 1
+        if self.peer.get(r.origin, 0) > served:
+            if served:
+                self.peer[r.origin] = served
+            else:
+                del self.peer[r.origin]
+
+    def _count_missing(self, flight: _Flight) -> int:
+        r = flight.range
+        head = self._local.vector().get(r.origin, 0)
+        above = self._local.out_of_order(r.origin)
+        return sum(
+            1
+            for seq in range(max(r.from_seq, head + 1), r.to_seq + 1)
+            if seq not in flight.received and seq not in above
+        )
