@@ -21,8 +21,7 @@ R3. R2 wakes a dial (`wake`) only if its backoff has grown to R2_WAKE_S or more 
     that this member, not the network, is down, and it goes on backing off. Without
     R3 a member whose session flaps makes every node redial all its unreachable
     members each time it reconnects, up to 1 / BACKOFF_MIN_S = 5 times a second; with
-    it, about twice per BACKOFF_MAX_S. (`network_up` is R2 without R3: the
-    simulator's sessions still call it.)
+    it, about twice per BACKOFF_MAX_S.
 """
 
 from __future__ import annotations
@@ -62,9 +61,4 @@ class Backoff:
         if self.waiting < R2_WAKE_S or not self.wakeable or self.woken:
             return None
         self.woken = True
-        return BACKOFF_MIN_S * (0.5 + draw)
-
-    def network_up(self, draw: float) -> float:
-        """R2: a session with some peer opened. Returns the new wait, from now."""
-        self.delay = BACKOFF_MIN_S
         return BACKOFF_MIN_S * (0.5 + draw)

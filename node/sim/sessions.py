@@ -120,11 +120,13 @@ class Sessions:
             self._dial(index, target, epoch)
 
     def _network_up(self, host: Host) -> None:
-        """R2 (node/core/redial.py): a session opened, so dials in backoff are due now."""
+        """R2 with R3 (node/core/redial.py): a session opened, so dials that have backed
+        off long enough are due soon, as in PeerManager._dial_loop."""
         host.last_open = self.now
         for target in list(host.waiting):
-            wait = host.backoff.setdefault(target, Backoff()).network_up(self.net.random())
-            self._dial_later(host, target, wait)
+            wait = host.backoff.setdefault(target, Backoff()).wake(self.net.random())
+            if wait is not None:
+                self._dial_later(host, target, wait)
 
     def _handshake(self, session: Session, to_side: int, frame: Handshake) -> None:
         dialer, acceptor = (self.hosts[i] for i in session.hosts)
