@@ -95,7 +95,11 @@ class NodeStats:
 
 
 _COUNTER_OF = {outcome: f"ingest_{outcome.value}" for outcome in PutOutcome}
-ACCEPTED, DUPLICATE, EQUIVOCATION = PutOutcome.ACCEPTED, PutOutcome.DUPLICATE, PutOutcome.EQUIVOCATION
+ACCEPTED, DUPLICATE, EQUIVOCATION = (
+    PutOutcome.ACCEPTED,
+    PutOutcome.DUPLICATE,
+    PutOutcome.EQUIVOCATION,
+)
 
 # Called with the newly accepted records and the peer they came from (None: local/client).
 NewAlertsHook = Callable[[Sequence[AlertRecord], bytes | None], None]

@@ -322,9 +322,7 @@ def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> t
     return _indicator_keys(alert.indicators, limits)
 
 
-def _indicator_keys(
-    indicators_: Sequence[alert_pb2.Indicator], limits: Limits
-) -> tuple[str, ...]:
+def _indicator_keys(indicators_: Sequence[alert_pb2.Indicator], limits: Limits) -> tuple[str, ...]:
     keys: list[str] = []
     limit = limits.max_indicator_chars
     flagged_keys = indicators.flagged_keys
