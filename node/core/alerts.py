@@ -21,7 +21,6 @@ The signature is checked by node.crypto; the roster check by node.core.roster.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -205,28 +204,26 @@ def validate(
     if alert.HasField("sealed"):
         _check_envelope(alert, limits)
         return ()
-    tlp = alert.tlp
     if not encrypted:
         if alert.recipients:
             raise InvalidAlert("recipients are only for encrypted alerts (sealed content)")
-        if tlp == alert_pb2.TLP_RED:
+        if alert.tlp == alert_pb2.TLP_RED:
             raise InvalidAlert(
                 "a TLP:RED alert must be encrypted to its recipients; it cannot travel in clear"
             )
     expires_at_ms = alert.expires_at_ms
     if expires_at_ms and expires_at_ms <= created_at_ms:
         raise InvalidAlert("expires_at_ms must be after created_at_ms")
-    category = alert.category
-    if category not in _CATEGORIES:
-        raise InvalidAlert(f"unknown category {category}; use one of {sorted(CATEGORY_NAMES)}")
-    severity = alert.severity
-    if severity not in _SEVERITIES:
-        raise InvalidAlert(f"unknown severity {severity}")
-    if tlp not in _TLPS:
-        raise InvalidAlert(f"unknown TLP marking {tlp}")
-    confidence = alert.confidence
-    if confidence > 100:
-        raise InvalidAlert(f"confidence is {confidence}; it must be 0..100")
+    if alert.category not in _CATEGORIES:
+        raise InvalidAlert(
+            f"unknown category {alert.category}; use one of {sorted(CATEGORY_NAMES)}"
+        )
+    if alert.severity not in _SEVERITIES:
+        raise InvalidAlert(f"unknown severity {alert.severity}")
+    if alert.tlp not in _TLPS:
+        raise InvalidAlert(f"unknown TLP marking {alert.tlp}")
+    if alert.confidence > 100:
+        raise InvalidAlert(f"confidence is {alert.confidence}; it must be 0..100")
     title = alert.title
     if not title.strip():
         raise InvalidAlert("title is empty")
@@ -237,30 +234,28 @@ def validate(
         raise LimitExceeded(
             f"{len(indicators_)} indicators; the limit is {limits.max_indicators} per alert"
         )
-    references = alert.references
-    if len(references) > limits.max_references:
-        raise LimitExceeded(f"{len(references)} references; the limit is {limits.max_references}")
-    for ref in references:
+    if len(alert.references) > limits.max_references:
+        raise LimitExceeded(
+            f"{len(alert.references)} references; the limit is {limits.max_references}"
+        )
+    for ref in alert.references:
         _check_len("a reference", ref, limits.max_reference_chars)
-    links = alert.links
-    if len(links) > limits.max_links:
-        raise LimitExceeded(f"{len(links)} links; the limit is {limits.max_links}")
-    for link in links:
+    if len(alert.links) > limits.max_links:
+        raise LimitExceeded(f"{len(alert.links)} links; the limit is {limits.max_links}")
+    for link in alert.links:
         _check_link(
             link,
             has_indicators=bool(indicators_),
             created_at_ms=created_at_ms,
             skew_ms=limits.max_clock_skew_ms,
         )
-    # In clear, recipients are refused above; an encrypted alert's are counted here.
-    if encrypted and len(alert.recipients) > limits.max_recipients:
+    if len(alert.recipients) > limits.max_recipients:
         raise LimitExceeded(
             f"{len(alert.recipients)} recipients; the limit is {limits.max_recipients}"
         )
     if alert.HasField("succession"):
         _check_succession(alert)
-    keys = _indicator_keys(indicators_, limits)
-    return keys + _link_keys(links) if links else keys
+    return indicator_keys(alert, limits) + link_keys(alert)
 
 
 _LINK_KINDS = frozenset(alert_pb2.LinkKind.values()) - {alert_pb2.LINK_KIND_UNSPECIFIED}
@@ -301,12 +296,9 @@ def link_key(target: bytes) -> str:
 
 
 def link_keys(alert: alert_pb2.Alert) -> tuple[str, ...]:
-    links = alert.links
-    return _link_keys(links) if links else ()  # most alerts have none
-
-
-def _link_keys(links: Iterable[alert_pb2.AlertLink]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(link_key(link.alert_id) for link in links if link.alert_id))
+    if not alert.links:  # most alerts
+        return ()
+    return tuple(dict.fromkeys(link_key(link.alert_id) for link in alert.links if link.alert_id))
 
 
 def links_to_alerts(index_keys: tuple[str, ...]) -> bool:
@@ -319,19 +311,14 @@ def links_to_alerts(index_keys: tuple[str, ...]) -> bool:
 def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
     """The store keys of an alert's indicators (each normalised strictly); the error of
     the first indicator that is not valid."""
-    return _indicator_keys(alert.indicators, limits)
-
-
-def _indicator_keys(indicators_: Sequence[alert_pb2.Indicator], limits: Limits) -> tuple[str, ...]:
     keys: list[str] = []
     limit = limits.max_indicator_chars
-    flagged_keys = indicators.flagged_keys
-    for i, ind in enumerate(indicators_):
+    for i, ind in enumerate(alert.indicators):
         value = ind.value
         if len(value) > limit:
             _check_len(f"indicator {i}", value, limit)
         try:
-            keys += flagged_keys(ind.type, value)
+            keys += indicators.flagged_keys(ind.type, value)
         except InvalidIndicator as exc:
             raise InvalidIndicator(f"indicator {i}: {exc}") from exc
     return tuple(dict.fromkeys(keys))
