@@ -8,7 +8,7 @@ ingested by a checkout of main and by a branch in turn, interleaved, on a noisy 
 
     for tree in /tmp/before $PWD /tmp/before $PWD; do
         flock /tmp/alertmesh-bench.lock env PYTHONPATH=$tree \
-            .venv/bin/python bench/ingest_ab.py --cache /tmp/ab-corpus
+            .venv/bin/python bench/ingest_ab.py --cache /tmp/ab-corpus [--stages]
     done
 
 One run: one Ed25519 verify's CPU on this thread (pynacl, the same bodies), then
@@ -215,9 +215,16 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="cProfile the event loop")
     parser.add_argument("--stages", action="store_true", help="also each step's CPU, one thread")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/alertmesh-ab-corpus"))
+    parser.add_argument(
+        "--cache", type=Path, help="keep the signed corpus here for the next run (A/B runs)"
+    )
     args = parser.parse_args()
-    home, signed = corpus(args.cache, args.alerts)
+    with tempfile.TemporaryDirectory(prefix="alertmesh-ab-corpus-") as scratch:
+        home, signed = corpus(args.cache or Path(scratch), args.alerts)
+        return report(args, home, signed)
+
+
+def report(args: argparse.Namespace, home: Path, signed: list[alert_pb2.SignedAlert]) -> int:
     import node
 
     v1 = verify_us(signed, 1.5)
@@ -228,16 +235,18 @@ def main() -> int:
     total = sum(run["by"].values())
     tree = Path(node.__file__).resolve().parents[1]
     print(
-        f"tree {tree}  verify {verify:.1f} µs ({v1:.1f}, {v2:.1f})  alerts {run['alerts']}"
-        f"  rate {run['rate']:,.0f}/s = {run['rate'] * verify / 1e6:.2f}x one-thread verify"
+        f"node code {tree}; one verify {verify:.1f} CPU µs ({v1:.1f} before, {v2:.1f} after);"
+        f" {run['alerts']:,} alerts at {run['rate']:,.0f}/s ="
+        f" {run['rate'] * verify / 1e6:.2f}× the rate of one thread verifying (1e6 / that CPU)\n"
     )
-    print(f"  total {total:.1f} µs/alert = {total / verify:.3f} verifies")
+    print("| | µs per alert | verifies |\n|---|---|---|")
+    print(f"| node CPU, all threads and verifier processes | {total:.1f} | {total / verify:.3f} |")
     for name, us in sorted(run["by"].items(), key=lambda x: -x[1]):
         if us >= 0.05:
-            print(f"  {name:24} {us:7.1f} µs  {us / verify:.3f} verifies")
+            print(f"| … {name} | {us:.1f} | {us / verify:.3f} |")
     if args.stages:
         for name, us in stages(signed):
-            print(f"  step {name:40} {us:6.2f} µs  {us / verify:.3f} verifies")
+            print(f"| step: {name} | {us:.2f} | {us / verify:.3f} |")
     if profile:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     return 0

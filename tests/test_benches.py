@@ -22,6 +22,7 @@ COMMANDS = [
     "bench/pg_bench.py --alerts 2000 --calls 10 --values 100",
     "bench/publish_bench.py --alerts 60 --in-flight-list 1,4 --warmup 10 --floor-calls 20",
     "bench/grpc_floor.py --calls 50 --in-flight 4",
+    "bench/ingest_ab.py --alerts 400 --batch 100 --stages",
 ]
 
 
