@@ -25,6 +25,7 @@ COMMANDS = [
     "bench/check_floor.py --calls 50 --callers 4",
     "bench/latency_floor.py --rates 10 --seconds 1",
     "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace",
+    "bench/ingest_ab.py --alerts 400 --batch 100 --stages",
 ]
 
 

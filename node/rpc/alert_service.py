@@ -38,6 +38,8 @@ def _ingest_response(results: Sequence[IngestResult]) -> api.IngestResponse:
                 code=status_of(r.error).value[0],
                 error=str(r.error),
             )
+        elif r.outcome is PutOutcome.ACCEPTED:  # no Enum hash (Python code) per result
+            add(id=r.id, outcome=api.INGEST_OUTCOME_ACCEPTED)
         else:
             assert r.outcome is not None
             add(id=r.id, outcome=_OUTCOMES[r.outcome])

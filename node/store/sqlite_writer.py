@@ -30,7 +30,6 @@ level; a move is atomic, so a reader sees every row in exactly one of them.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import sqlite3
 import struct
@@ -133,6 +132,17 @@ CACHE_KIB = 16384
 PAGE_BYTES = 16384
 CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
 _INT64 = struct.Struct(">q")
+# An accepted alert's row, bound from its record as it lies (AlertRecord's fields up to
+# the title, in order), then its joined keys and the time it came: no reordering.
+TITLE_END = AlertRecord._fields.index("title") + 1
+ALERT_INSERT = (
+    "INSERT INTO alerts (local_seq, "
+    + ", ".join(AlertRecord._fields[:TITLE_END])
+    + ", index_keys, received_at_ms) VALUES"
+)
+ALERT_WIDTH = TITLE_END + 3
+ACCEPTED = PutOutcome.ACCEPTED
+_NO_CHAINS = Chains()  # for classify, when no record's slot is held: it never holds one
 
 
 def key_hash(key: str) -> int:
@@ -414,21 +424,32 @@ class Writer:
         the caller adds the accepted slots once this returns."""
         db = self.db
         records = [r for w in batch for r in w.records]
-        # An id can be held only if its (origin, seq) slot is: most records need no query.
-        taken = list(dict.fromkeys(r.id for r in records if chains.holds(r.origin, r.seq)))
-        held = self._existing(alert_id_queries("id", taken))
-        known = self._existing(
-            id_queries(
-                "SELECT second_id FROM equivocations WHERE second_id IN",
-                [i for i in taken if i not in held],
+        # An id can be held only if its (origin, seq) slot is: most records need no query,
+        # and when no slot is, classify needs the store's chains for nothing either.
+        holds = chains.holds
+        taken = list(dict.fromkeys([r.id for r in records if holds(r.origin, r.seq)]))
+        if taken:
+            held = self._existing(alert_id_queries("id", taken))
+            known = self._existing(
+                id_queries(
+                    "SELECT second_id FROM equivocations WHERE second_id IN",
+                    [i for i in taken if i not in held],
+                )
             )
+        else:
+            held = known = set()
+        outcomes = classify(
+            records, held=held, known_equivocations=known, chains=chains if taken else _NO_CHAINS
         )
-        outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
 
-        alert_rows = []
-        key_rows: list[tuple[int, int]] = []
-        id_rows: list[tuple[int, int]] = []
+        # The rows' values flat, row after row, as the multi-row INSERTs bind them: no
+        # tuple per row. An alert row is its record's fields in order (ALERT_INSERT).
+        alert_values: list[Any] = []
+        key_values: list[int] = []  # key_hash(key), local_seq, ...
+        id_values: list[int] = []  # id64(id), local_seq, ...
+        accepted: list[tuple[bytes, int]] = []
         equivocation_rows = []
+        sha256, unpack = hashlib.sha256, _INT64.unpack_from
         local_seq = last_local_seq
         start = 0
         per_write: list[list[PutOutcome]] = []
@@ -437,15 +458,19 @@ class Writer:
             start += len(w.records)
             per_write.append(mine)
             for r, outcome in zip(w.records, mine, strict=True):
-                if outcome is PutOutcome.ACCEPTED:
+                if outcome is ACCEPTED:
                     local_seq += 1
-                    alert_rows.append(
-                        (local_seq, r.id, r.origin, r.seq, r.prev, r.created_at_ms,
-                         r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
-                         KEY_SEP.join(r.index_keys), w.now_ms, r.body, r.signature)
-                    )  # fmt: skip
-                    key_rows += [(key_hash(k), local_seq) for k in r.index_keys]
-                    id_rows.append((id64(r.id), local_seq))
+                    keys = r.index_keys
+                    alert_values.append(local_seq)
+                    alert_values += r[:TITLE_END]
+                    alert_values.append(KEY_SEP.join(keys))
+                    alert_values.append(w.now_ms)
+                    for k in keys:
+                        key_values.append(unpack(sha256(k.encode()).digest())[0])
+                        key_values.append(local_seq)
+                    id_values.append(unpack(r.id)[0])
+                    id_values.append(local_seq)
+                    accepted.append((r.origin, r.seq))
                 elif outcome is PutOutcome.EQUIVOCATION:
                     equivocation_rows.append(
                         (r.origin, r.seq, r.id, r.body, r.signature,
@@ -453,12 +478,12 @@ class Writer:
                     )  # fmt: skip
         requests = [(w.request_id, w.records[0].id) for w in batch if w.request_id]
         if self.key_filter is not None:  # bits of a rolled-back row only cost a query
-            self.key_filter.add(h for h, _ in key_rows)
+            self.key_filter.add(key_values[::2])
         db.execute("BEGIN")
         try:
-            self._insert(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES", alert_rows)
-            self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_rows)
-            self._insert(f"INSERT INTO {ID_LEVELS[0]} VALUES", id_rows)
+            self._insert(ALERT_INSERT, alert_values, ALERT_WIDTH)
+            self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_values, 2)
+            self._insert(f"INSERT INTO {ID_LEVELS[0]} VALUES", id_values, 2)
             if equivocation_rows:
                 # The first copy is whichever this store accepted for that slot (maybe in
                 # this batch).
@@ -476,29 +501,32 @@ class Writer:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self.level_rows[0] += len(key_rows) + len(id_rows)
-        self._written += len(key_rows) + len(id_rows)
-        return Committed(per_write, [(row[2], row[3]) for row in alert_rows], local_seq)
+        rows = (len(key_values) + len(id_values)) // 2
+        self.level_rows[0] += rows
+        self._written += rows
+        return Committed(per_write, accepted, local_seq)
 
     def _existing(self, queries: Iterable[tuple[str, Sequence[Any]]]) -> set[bytes]:
         """The first column of every row the (sql, params) `queries` return."""
         return {row[0] for sql, params in queries for row in self.db.execute(sql, params)}
 
-    def _insert(self, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """`insert` ("INSERT ... VALUES") for every row, ROWS_PER_INSERT per statement:
-        executemany releases and retakes the GIL around every row, and in a busy node
-        each retake can wait for another thread."""
-        if not rows:
+    def _insert(self, insert: str, values: list[Any], width: int) -> None:
+        """`insert` ("INSERT ... VALUES") of the rows whose `width` values each lie flat,
+        one after the other, in `values`; ROWS_PER_INSERT rows per statement: executemany
+        releases and retakes the GIL around every statement, and in a busy node each
+        retake can wait for another thread."""
+        if not values:
             return
-        marks = f"({','.join('?' * len(rows[0]))})"
-        whole = len(rows) - len(rows) % ROWS_PER_INSERT
+        marks = f"({','.join('?' * width)})"
+        step = ROWS_PER_INSERT * width
+        whole = len(values) - len(values) % step
         if whole:
             self.db.executemany(
                 f"{insert} {','.join([marks] * ROWS_PER_INSERT)}",
-                (
-                    list(itertools.chain.from_iterable(rows[i : i + ROWS_PER_INSERT]))
-                    for i in range(0, whole, ROWS_PER_INSERT)
-                ),
+                (values[i : i + step] for i in range(0, whole, step)),
             )
-        if whole < len(rows):
-            self.db.executemany(f"{insert} {marks}", rows[whole:])
+        if whole < len(values):
+            self.db.executemany(
+                f"{insert} {marks}",
+                (values[i : i + width] for i in range(whole, len(values), width)),
+            )
