@@ -258,6 +258,18 @@ async def test_after_a_prune_the_alerts_a_peer_asked_for_still_leave_in_full() -
     assert [r.id for f in sent if isinstance(f, pe.AlertsFrame) for r in f.records] == [one.id]
 
 
+async def test_an_answer_queued_behind_a_push_is_not_joined_to_it() -> None:
+    # The other order (found in review): a push waits in the outbox when an answer is
+    # queued; joined to the push, the PRUNE would take the answer with it.
+    one, two = alerts(2)
+    outbox = Outbox()
+    assert outbox.put(pe.AlertsFrame((one,)))
+    assert outbox.put(pe.AlertsFrame((two,), answer=True))
+    assert outbox.take_pushes() == [one.id]
+    sent = await drain(outbox)
+    assert [r.id for f in sent if isinstance(f, pe.AlertsFrame) for r in f.records] == [two.id]
+
+
 async def test_the_inbox_is_bounded_by_bytes_as_well_as_frames() -> None:
     # A peer's frames may each be up to 32 MiB: the read-ahead holds at most max_bytes
     # of them (and always one, whatever its size), so one session cannot pin a GiB.

@@ -127,6 +127,7 @@ class Outbox:
             if (
                 records is None
                 or frame.catchup
+                or frame.answer  # kept apart: a PRUNE takes pushes only (M3)
                 or len(records) + len(frame.records) > self.alerts_per_frame
                 or last.size + size > self.coalesce_bytes
             ):
