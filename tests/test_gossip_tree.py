@@ -418,3 +418,46 @@ def test_an_ihave_waits_graft_timeout_where_the_tree_bounds_nothing() -> None:
         ]
         late = 1.0 + (1 + P.graft_jitter) * P.graft_timeout
         assert SendIWant(B, (aid(1),)) in g.handle_timer(late)
+
+
+def test_a_parent_that_sends_only_duplicates_is_not_spared_and_is_passed_over() -> None:
+    # Found in review: duplicates cost a parent nothing (ingest drops them before any
+    # signature check). A parent resending one old alert keeps patience going, but once
+    # the ids it never brings are pulled, T5 strikes it: three pulls pass it over.
+    g = node((A, None), (B, None), params=replace(BUSY, tree_patience=0))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.on_alert(A, aid(1), True, 0.1)  # held: every later copy of it is a duplicate
+    ids = [aid(300 + k) for k in range(P.tree_strikes)]
+    g.on_ihave(B, ids, 5.0, never)
+    for k in range(40):
+        g.on_alert(A, aid(1), False, 5.0 + k * 0.02)  # busy, with nothing new
+    assert [a for a in g.handle_timer(6.5) if isinstance(a, SendIWant)]
+    for id in ids:
+        g.on_alert(B, id, True, 6.6)
+    assert g.tree_position()[2] != A
+
+
+def test_a_peer_claiming_cost_0_cannot_make_its_ihaves_pull_early() -> None:
+    # T10 takes the announcer's cost no lower than ours less the link between us (the
+    # triangle inequality). We sit 200 below the root through A; B, over a link of cost
+    # 55 (30 ms one way and the hop term), says it is at cost 0 (a lie: only the root
+    # is). It counts as 200 - 55 = 145, so its IHAVE waits 200 + 145 - 30 + 50 = 365 ms,
+    # not the 220 ms its word would give.
+    g = node((A, 0.040), (B, 0.060))
+    g.on_tree(A, ROOT, 155, False, 0.0)
+    g.on_tree(B, ROOT, 0, True, 0.0)  # and B says we are its parent: never ours
+    assert g.tree_position() == (ROOT, 200, A)
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    assert not [a for a in g.handle_timer(1.36) if isinstance(a, SendIWant)]
+    assert SendIWant(B, (aid(1),)) in g.handle_timer(1.37)
+
+
+def test_a_copy_the_parent_pushes_while_another_was_asked_is_no_strike() -> None:
+    g = node((A, None), (B, None), params=replace(P, tree_strikes=1))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.on_ihave(B, [aid(1)], 1.0, never)
+    assert SendIWant(B, (aid(1),)) in g.handle_timer(3.0)  # asked B
+    g.on_alert(A, aid(1), True, 3.1)  # but the parent's push came first
+    assert g.tree_position() == (ROOT, 75, A)

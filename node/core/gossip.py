@@ -213,14 +213,17 @@ class Gossip:
             self._recent.append(now)
             if self._tree is not None:
                 if peer == self._tree.parent:
-                    self._patience.delivered(peer, now)  # T9: it is busy
-                if not asked:
+                    self._patience.delivered(peer, now, first=True)  # T9: it is busy
+                pushed = not asked & self._links.bits((peer,))
+                if not asked or (peer == self._tree.parent and pushed):
+                    # The tree brought it (M1 of review: a copy the parent pushed while
+                    # we asked another is no strike against the parent).
                     self._tree.delivered(peer)
-                elif not self._patience.in_burst(self._awaited.announced_by(peer), now) and (
-                    self._tree.strike(now)
-                ):
+                elif not self._patience.spares(
+                    self._awaited.announced_by(missing.creator if missing else None), now
+                ) and self._tree.strike(now):
                     # T5: the tree did not bring it, a request did. Not while the parent
-                    # is busy bringing a burst: a batch of answers would bar it at once.
+                    # is bringing a burst: a batch of answers would bar it at once.
                     self._tree_sync(now, actions)
             if (
                 state is not None
@@ -239,7 +242,7 @@ class Gossip:
             return actions
         state.duplicates_received += 1
         if self._tree is not None and peer == self._tree.parent:
-            self._patience.delivered(peer, now)  # T9: busy all the same
+            self._patience.delivered(peer, now, first=False)  # T9: busy all the same
         if seen is not None:
             seen.known |= state.bit
             if seen.asked & state.bit:

@@ -110,13 +110,25 @@ class ParentPatience:
         self.params = params
         self._parent: bytes | None = None
         self._fed: deque[float] = deque(maxlen=params.tree_busy)
+        self._first_at = float("-inf")  # when the parent last brought a first copy
 
-    def delivered(self, parent: bytes, now: float) -> None:
-        """The parent brought a copy (first or duplicate)."""
+    def delivered(self, parent: bytes, now: float, first: bool) -> None:
+        """The parent brought a copy (a first copy, or a duplicate)."""
         if parent != self._parent:  # a new parent: nothing is known of its backlog
             self._parent = parent
             self._fed.clear()
+            self._first_at = float("-inf")
         self._fed.append(now)
+        if first:
+            self._first_at = now
+
+    def spares(self, awaited: int, now: float) -> bool:
+        """T5 spares the parent a strike: it is in a burst and brought a first copy
+        within the last graft timeout. Duplicates alone cost a parent nothing to send
+        (ingest drops them before any signature check), so they keep patience going but
+        never spare a parent that brings nothing new: its ids are pulled once patience
+        runs out, and three such pulls pass it over (found in review)."""
+        return self._first_at >= now - self.params.graft_timeout and self.in_burst(awaited, now)
 
     def wait(self, asked: bool, waited: int, late: float, awaited: int, now: float) -> float | None:
         """An awaited id's timer is due, `late` seconds after its deadline; its first

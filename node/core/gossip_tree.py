@@ -183,7 +183,11 @@ class TreeRouter:
         a = n.heard if n is not None else None
         if n is None or a is None or not n.measured or a.root != self.root:
             return default
-        lead_ms = self.cost + a.cost - (n.link_ms - self.params.tree_hop_ms)
+        # The announcer's cost is its word: no lower than ours less the link between us
+        # (the triangle inequality), so a peer advertising cost 0 cannot make its IHAVEs
+        # pull before the tree could have brought the copy (found in review).
+        a_cost = max(a.cost, self.cost - n.link_ms)
+        lead_ms = self.cost + a_cost - (n.link_ms - self.params.tree_hop_ms)
         return min(default, max(lead_ms, 0) / 1000 + self.params.tree_pull_margin)
 
     def aware(self, peer: bytes) -> bool:
