@@ -18,7 +18,7 @@ from pathlib import Path
 
 DIRECTORY = os.environ.get("ALERTMESH_LATENCY_TRACE", "")
 ON = bool(DIRECTORY)
-MAX_MARKS = 2_000_000  # a bound on the memory a forgotten trace can take
+MAX_MARKS = 200_000  # a bound on the memory a forgotten trace can take
 
 _marks: list[tuple[float, str, bytes]] = []
 
