@@ -36,7 +36,7 @@ class GossipParams:
     tree_penalty: float = 60.0  # T5: for this long
     tree_hold: float = 3.0  # T7: a root lost is not taken again for this long
     tree_patience: int = 5  # T9: graft timeouts waited for a parent still catching up
-    tree_busy: int = 32  # T9: only while it brought this many first copies in a timeout
+    tree_busy: int = 32  # T9: only while it brought this many copies in a timeout
     tree_burst: int = 100  # T8: TREE frames taken from one peer at once; refilled at
     tree_rate: float = 10.0  # this many per second (more than churn at N = 1,000 needs)
     tree_pull_margin: float = 0.05  # T10: added to the tree's bound on an IHAVE's lead
