@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -34,19 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from grpc_floor import process_cpu  # noqa: E402
+
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHECK = "/alertmesh.v1.AlertService/CheckIndicators"
 VARIANTS = ("aio, returns at once", "aio, yields once", "threaded server (8 threads)")
-
-
-def process_cpu(pid: int) -> float:
-    total = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
 
 
 def answer() -> api.CheckIndicatorsResponse:
