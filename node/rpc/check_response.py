@@ -78,7 +78,6 @@ def check_response(
     chunks: list[bytes] = []
     append = chunks.append
     any_flagged = False
-    not_flagged, allowlisted = _STATE_ONLY[State.NOT_FLAGGED], _STATE_ONLY[State.ALLOWLISTED]
     for r in results:
         v, ind = r.verdict, r.indicator
         if (
@@ -96,14 +95,7 @@ def check_response(
             append(_RESULT + _varint(len(body)) + body)
             continue
         # query, normalized {type, value}, verdict {state}
-        state = v.state
-        tail = (
-            not_flagged
-            if state is State.NOT_FLAGGED
-            else allowlisted
-            if state is State.ALLOWLISTED
-            else _STATE_ONLY[state]
-        )
+        tail = _STATE_ONLY[v.state]
         query, value, kind = r.query.encode(), ind.value.encode(), ind.type
         lq, lv = len(query), len(value)
         if 0 < kind < 128 and 0 < lq < 124 and 0 < lv < 124:
