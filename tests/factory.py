@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.app.service import AlertNode
+from node.app.verify import Verifier
 from node.core import alerts
 from node.core.alerts import AlertRecord
 from node.core.limits import DEFAULT_LIMITS
+from node.core.roster import Roster
 from node.crypto import Identity, sign_alert
+from node.store.memory import MemoryStore
 
 ADDRESS = alert_pb2.INDICATOR_TYPE_ADDRESS
 DOMAIN = alert_pb2.INDICATOR_TYPE_DOMAIN
@@ -16,6 +22,20 @@ DOMAIN = alert_pb2.INDICATOR_TYPE_DOMAIN
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@contextlib.asynccontextmanager
+async def memory_node(identity: Identity, roster: Roster) -> AsyncIterator[AlertNode]:
+    """A node of `identity` on an in-memory store, with one verifier process (not
+    started: the test starts it if it needs its background work)."""
+    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
+        yield AlertNode(
+            identity=identity,
+            roster=roster,
+            store=MemoryStore(),
+            verifier=verifier,
+            limits=DEFAULT_LIMITS,
+        )
 
 
 class Author:

@@ -10,15 +10,13 @@ import pytest
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app.lifecycle import EventKind
 from node.app.service import AlertNode
-from node.app.verify import Verifier
 from node.core import alerts
 from node.core.errors import InvalidAlert
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
 from node.crypto import Identity
 from node.store.base import Query
-from node.store.memory import MemoryStore
-from tests.factory import DOMAIN, Author, now_ms
+from tests.factory import DOMAIN, Author, memory_node, now_ms
 
 HANDLE = alert_pb2.INDICATOR_TYPE_HANDLE
 
@@ -40,14 +38,7 @@ def draft(*domains: str, links: tuple[alert_pb2.AlertLink, ...] = ()) -> alert_p
 async def node() -> AsyncIterator[AlertNode]:
     identity = Identity.generate()
     roster = Roster.of([Member("beta", identity.public_key)])
-    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
-        node = AlertNode(
-            identity=identity,
-            roster=roster,
-            store=MemoryStore(),
-            verifier=verifier,
-            limits=DEFAULT_LIMITS,
-        )
+    async with memory_node(identity, roster) as node:
         await node.start()
         yield node
 

@@ -13,17 +13,14 @@ import inspect
 from pathlib import Path
 
 from node.app.peers import PeerManager
-from node.app.service import AlertNode
-from node.app.verify import Verifier
 from node.core import peer_engine
-from node.core.limits import DEFAULT_LIMITS
 from node.core.peer_engine import PeerEngine
 from node.core.roster import Member, Roster
 from node.crypto import Identity
 from node.sim.honest import HonestNode
 from node.sim.process import Process
 from node.sim.world import World, WorldParams
-from node.store import MemoryStore
+from tests.factory import memory_node
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each driver's class, and the interface it implements for its own loop (the simulator
@@ -61,14 +58,7 @@ def test_a_simulated_member_runs_the_engine_and_its_alert_reaches_the_peer() -> 
 async def test_the_real_node_runs_the_same_engine_class() -> None:
     me = Identity.generate()
     roster = Roster.of([Member("me", me.public_key)])
-    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
-        node = AlertNode(
-            identity=me,
-            roster=roster,
-            store=MemoryStore(),
-            verifier=verifier,
-            limits=DEFAULT_LIMITS,
-        )
+    async with memory_node(me, roster) as node:
         peers = PeerManager(node, connect=())
         assert type(peers.engine) is PeerEngine
         assert peers.gossip is peers.engine.gossip

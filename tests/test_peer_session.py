@@ -10,14 +10,10 @@ from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node.app.peer_frames import Inbox
 from node.app.peer_session import Link, SessionRunner
 from node.app.peers import PeerManager
-from node.app.service import AlertNode
-from node.app.verify import Verifier
 from node.core.alerts import alert_id
-from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
 from node.crypto import Identity
-from node.store import MemoryStore
-from tests.factory import Author
+from tests.factory import Author, memory_node
 
 
 class StreamOf:
@@ -37,14 +33,7 @@ class StreamOf:
 async def test_alerts_read_ahead_are_no_longer_arriving_once_the_session_ends() -> None:
     me, peer = Identity.generate(), Author()
     roster = Roster.of([Member("me", me.public_key), Member("peer", peer.key)])
-    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
-        node = AlertNode(
-            identity=me,
-            roster=roster,
-            store=MemoryStore(),
-            verifier=verifier,
-            limits=DEFAULT_LIMITS,
-        )
+    async with memory_node(me, roster) as node:
         peers = PeerManager(node, connect=())
         stream = StreamOf()
         # An inbox of one frame, and no handler taking from it: the second frame read
