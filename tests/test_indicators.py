@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.core import address_codecs, indicators
+from node.core import address_codecs, canonical
 from node.core import blockchains as chains
 from node.core.errors import InvalidIndicator
 from node.core.indicators import (
@@ -826,7 +826,7 @@ def general_paths_only() -> Iterator[None]:
             "_CANONICAL_IPV4",
             "_PLAIN_URL",
         ):
-            patch.setattr(indicators, name, NEVER)
+            patch.setattr(canonical, name, NEVER)
         patch.setattr(chains, "_ALIASED_CHAINS", frozenset())
         patch.setattr(chains, "_CANONICAL_CAIP2", NEVER)
         patch.setattr(address_codecs, "_BASE58_MERGED_DIGITS", -1)  # digit by digit
