@@ -12,7 +12,7 @@ from typing import Any
 from node.app.config import Config
 from node.app.logs import LOG_FORMATS, LOG_LEVELS
 from node.core.errors import ConfigError
-from node.store.postgres import redacted
+from node.store.postgres_url import redacted
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

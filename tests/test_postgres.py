@@ -21,7 +21,8 @@ from node.core import indicators
 from node.core.errors import ConfigError
 from node.rpc.client import AlertClient
 from node.store import PutOutcome, Query, SqliteStore
-from node.store.postgres import PostgresStore, redacted
+from node.store.postgres import PostgresStore
+from node.store.postgres_url import redacted
 from tests.factory import DOMAIN, Author, now_ms
 from tests.pg import PgServer
 from tests.procs import NodeProcess, alertmesh

@@ -29,7 +29,7 @@ from node.crypto.tls import (
     create_tls_identity,
     ensure_tls_identity,
 )
-from node.store.postgres import is_url
+from node.store.postgres_url import is_url
 
 CONFIG_FILE = "config.toml"
 DEFAULT_API = "127.0.0.1:7400"

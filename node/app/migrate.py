@@ -19,7 +19,8 @@ from pathlib import Path
 from node.core.catchup import summary_digest
 from node.core.errors import ConfigError
 from node.store.base import AlertStore, Query
-from node.store.postgres import PostgresStore, redacted
+from node.store.postgres import PostgresStore
+from node.store.postgres_url import redacted
 from node.store.sqlite import SqliteStore
 
 PAGE = 5000

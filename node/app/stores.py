@@ -7,7 +7,8 @@ from pathlib import Path
 
 from node.app.config import Config
 from node.store.base import AlertStore
-from node.store.postgres import PostgresStore, redacted
+from node.store.postgres import PostgresStore
+from node.store.postgres_url import redacted
 from node.store.sqlite import SqliteStore
 
 

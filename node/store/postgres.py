@@ -25,12 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -44,69 +41,28 @@ from node.store.base import (
     PutOutcome,
     Query,
     Stored,
-    classify,
     record_from_row,
+)
+from node.store.postgres_url import redacted, scrub
+from node.store.postgres_writer import (
+    CHANNEL,
+    WRITER_LOCK,
+    Put,
+    check_version,
+    migrate,
+    write,
 )
 from node.store.sqlite_writer import key_hash
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alertmesh_schema (version integer NOT NULL);
-CREATE TABLE IF NOT EXISTS alerts (
-    local_seq      bigint PRIMARY KEY,
-    id             bytea NOT NULL UNIQUE,
-    origin         bytea NOT NULL,
-    seq            bigint NOT NULL,
-    prev           bytea NOT NULL,
-    created_at_ms  bigint NOT NULL,
-    expires_at_ms  bigint NOT NULL,
-    category       integer NOT NULL,
-    severity       integer NOT NULL,
-    confidence     integer NOT NULL,
-    title          text NOT NULL,
-    index_keys     text[] NOT NULL,
-    received_at_ms bigint NOT NULL,
-    body           bytea NOT NULL,
-    signature      bytea NOT NULL,
-    UNIQUE (origin, seq)
-);
-CREATE TABLE IF NOT EXISTS alert_keys (
-    key       bigint NOT NULL,
-    local_seq bigint NOT NULL,
-    PRIMARY KEY (key, local_seq)
-);
-CREATE TABLE IF NOT EXISTS equivocations (
-    n              bigserial,
-    origin         bytea NOT NULL,
-    seq            bigint NOT NULL,
-    second_id      bytea PRIMARY KEY,
-    first_id       bytea NOT NULL,
-    body           bytea NOT NULL,
-    signature      bytea NOT NULL,
-    index_keys     text[] NOT NULL,
-    detected_at_ms bigint NOT NULL
-);
-CREATE TABLE IF NOT EXISTS publish_requests (
-    request_id text PRIMARY KEY,
-    alert_id   bytea NOT NULL
-);
-"""
-ALERT_COLUMNS = (
-    "local_seq", "id", "origin", "seq", "prev", "created_at_ms", "expires_at_ms", "category",
-    "severity", "confidence", "title", "index_keys", "received_at_ms", "body", "signature",
-)  # fmt: skip
 RECORD = (
     "id, body, signature, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
     " confidence, title, index_keys"
 )
 STORED = f"local_seq, received_at_ms, {RECORD}"
 ALIASED = ", ".join(f"a.{c.strip()}" for c in STORED.split(","))
-CHANNEL = "alertmesh_alerts"
-WRITER_LOCK = 0x616C6D6573680001  # pg_advisory_lock key of the one writer ("almesh" 1)
 POLL_S = 2.0  # a reader's catch-up without a notification
-COPY_ROWS = 64  # from this many rows, COPY instead of INSERT
 LOOKUP_CHUNK = 10_000
 POOL_SIZE = 8
 CONNECT_TIMEOUT_S = 10.0
@@ -116,45 +72,6 @@ DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErro
 Row = Sequence[Any] | asyncpg.Record
 
 
-SECRET_PARAMETERS = ("password", "sslpassword")  # libpq's, which asyncpg also reads
-
-
-def _secrets(url: str) -> list[str]:
-    """The secrets `url` carries: the password of user:password@, and the values of
-    ?password= and ?sslpassword= (both raw and percent-decoded)."""
-    try:
-        parts = urlsplit(url)
-        found = [parts.password or ""]
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return [url]
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in SECRET_PARAMETERS:
-            found += [value, quote(value, safe="")]
-    return [s for s in found if s]
-
-
-def redacted(url: str) -> str:
-    """`url` with its passwords replaced by ***, for every message and log line."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    query = "&".join(
-        f"{k}=***" if k.lower() in SECRET_PARAMETERS else f"{k}={v}"
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _scrub(text: str, url: str) -> str:
-    for secret in _secrets(url):
-        text = text.replace(secret, "***")
-    return text
-
-
 def _record(row: Row) -> AlertRecord:
     """The columns are AlertRecord's fields in order (RECORD); keys are an array."""
     return record_from_row(row, tuple(row[12]))
@@ -162,14 +79,6 @@ def _record(row: Row) -> AlertRecord:
 
 def _stored(row: Row) -> Stored:
     return Stored(_record(row[2:]), local_seq=row[0], received_at_ms=row[1])
-
-
-@dataclass(slots=True)
-class _Put:
-    records: Sequence[AlertRecord]
-    now_ms: int
-    request_id: str
-    done: asyncio.Future[list[PutOutcome]]
 
 
 class PostgresStore:
@@ -193,7 +102,7 @@ class PostgresStore:
         self._batch_rows = batch_rows
         self._pool_size = pool_size
         self._chains = Chains()
-        self._queue: asyncio.Queue[_Put | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Put | None] = asyncio.Queue()
         self._stack = contextlib.AsyncExitStack()
         self._pool: asyncpg.Pool | None = None
         self._wdb: asyncpg.Connection | None = None
@@ -215,7 +124,7 @@ class PostgresStore:
 
     def _problem(self, exc: BaseException) -> ConfigError:
         return ConfigError(
-            f"cannot open the store {redacted(self.url)}: {_scrub(str(exc), self.url)};"
+            f"cannot open the store {redacted(self.url)}: {scrub(str(exc), self.url)};"
             " check [store] url in config.toml and that the server runs"
         )
 
@@ -232,10 +141,10 @@ class PostgresStore:
                         f"another node writes the store {redacted(self.url)}; one node writes"
                         " a database, API processes (alertmesh serve-api) only read it"
                     )
-                await self._migrate(setup)
+                await migrate(setup, self.url)
                 self._wdb = setup  # holds the lock as long as the store is open
             else:
-                await self._check_version(setup)
+                await check_version(setup, self.url, follow=self.follow)
             try:
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_S
@@ -266,28 +175,6 @@ class PostgresStore:
         for db in self._reconnected:
             await db.close()
 
-    async def _check_version(self, db: asyncpg.Connection) -> None:
-        exists = await db.fetchval("SELECT to_regclass('alertmesh_schema') IS NOT NULL")
-        version = await db.fetchval("SELECT max(version) FROM alertmesh_schema") if exists else 0
-        if version and version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{redacted(self.url)} was written by a newer alertmesh (store schema {version};"
-                f" this version reads {SCHEMA_VERSION}); run the newer version"
-            )
-        if self.follow and not version:
-            raise ConfigError(
-                f"the store {redacted(self.url)} has no alertmesh tables yet; start the"
-                " writing node (alertmesh run) on it first"
-            )
-
-    async def _migrate(self, db: asyncpg.Connection) -> None:
-        """Create the tables, or upgrade them, in one transaction."""
-        await self._check_version(db)
-        async with db.transaction():
-            await db.execute(SCHEMA)
-            await db.execute("DELETE FROM alertmesh_schema")
-            await db.execute("INSERT INTO alertmesh_schema VALUES ($1)", SCHEMA_VERSION)
-
     async def _catch_up(self) -> None:
         """Add the rows above the last position seen to the chain state."""
         async with self._catching_up, self._readers.acquire() as db:
@@ -317,7 +204,7 @@ class PostgresStore:
             try:
                 await self._catch_up()
             except DB_ERRORS as exc:
-                log.warning("cannot read new alerts from the store: %s", _scrub(str(exc), self.url))
+                log.warning("cannot read new alerts from the store: %s", scrub(str(exc), self.url))
 
     # -- writes ------------------------------------------------------------
 
@@ -329,7 +216,7 @@ class PostgresStore:
         if not records:
             return []
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Put(records, now_ms, request_id, done))
+        await self._queue.put(Put(records, now_ms, request_id, done))
         return await done
 
     async def _writer(self) -> None:
@@ -387,88 +274,14 @@ class PostgresStore:
         self._wdb = db
         await self._catch_up_if_behind()
 
-    async def _write(self, batch: list[_Put]) -> list[list[PutOutcome]]:
+    async def _write(self, batch: list[Put]) -> list[list[PutOutcome]]:
         db = self._wdb
         assert db is not None
-        records = [r for put in batch for r in put.records]
-        # An id can be held only if its (origin, seq) slot is: most records need no query.
-        taken = list({r.id for r in records if self._chains.holds(r.origin, r.seq)})
-        held: set[bytes] = set()
-        known: set[bytes] = set()
-        if taken:
-            held = {
-                row[0] for row in await db.fetch("SELECT id FROM alerts WHERE id = ANY($1)", taken)
-            }
-            rest = [i for i in taken if i not in held]
-            known = {
-                row[0]
-                for row in await db.fetch(
-                    "SELECT second_id FROM equivocations WHERE second_id = ANY($1)", rest
-                )
-            }
-        outcomes = classify(records, held=held, known_equivocations=known, chains=self._chains)
-        alert_rows: list[tuple[Any, ...]] = []
-        key_rows: list[tuple[int, int]] = []
-        equivocation_rows: list[tuple[Any, ...]] = []
-        per_put: list[list[PutOutcome]] = []
-        local_seq = self._last_local_seq
-        start = 0
-        for put in batch:
-            mine = outcomes[start : start + len(put.records)]
-            start += len(put.records)
-            per_put.append(mine)
-            for r, outcome in zip(put.records, mine, strict=True):
-                if outcome is PutOutcome.ACCEPTED:
-                    local_seq += 1
-                    alert_rows.append(
-                        (local_seq, r.id, r.origin, r.seq, r.prev, r.created_at_ms,
-                         r.expires_at_ms, r.category, r.severity, r.confidence, r.title,
-                         list(r.index_keys), put.now_ms, r.body, r.signature)
-                    )  # fmt: skip
-                    key_rows += [(k, local_seq) for k in {key_hash(k) for k in r.index_keys}]
-                elif outcome is PutOutcome.EQUIVOCATION:
-                    equivocation_rows.append(
-                        (r.origin, r.seq, r.id, r.body, r.signature, list(r.index_keys),
-                         put.now_ms)
-                    )  # fmt: skip
-        requests = [(put.request_id, put.records[0].id) for put in batch if put.request_id]
-        async with db.transaction():
-            await self._insert(db, "alerts", ALERT_COLUMNS, alert_rows)
-            await self._insert(db, "alert_keys", ("key", "local_seq"), key_rows)
-            if equivocation_rows:
-                # The first copy is whichever this store accepted for that slot (maybe in
-                # this batch).
-                await db.executemany(
-                    "INSERT INTO equivocations (origin, seq, second_id, first_id, body,"
-                    " signature, index_keys, detected_at_ms) SELECT $1, $2, $3, id, $4, $5,"
-                    " $6, $7 FROM alerts WHERE origin = $1 AND seq = $2"
-                    " ON CONFLICT DO NOTHING",
-                    equivocation_rows,
-                )
-            if requests:
-                await db.executemany(
-                    "INSERT INTO publish_requests VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    requests,
-                )
-            if alert_rows:  # delivered to the readers at commit
-                await db.execute("SELECT pg_notify($1, $2)", CHANNEL, str(local_seq))
-        self._last_local_seq = local_seq
-        self._count += len(alert_rows)
-        for row in alert_rows:
-            self._chains.add(row[2], row[3])
+        per_put, self._last_local_seq, added = await write(
+            db, batch, self._chains, self._last_local_seq
+        )
+        self._count += added
         return per_put
-
-    @staticmethod
-    async def _insert(
-        db: asyncpg.Connection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        if len(rows) >= COPY_ROWS:
-            await db.copy_records_to_table(table, records=rows, columns=list(columns))
-        elif rows:
-            marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
-            await db.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
-            )
 
     async def analyze(self) -> None:
         """Refresh the planner's statistics (after a bulk load)."""
@@ -630,8 +443,3 @@ class PostgresStore:
             second = make_record(row[1], row[2], Alert.FromString(row[1]), tuple(row[3]))
             out.append(Equivocation(first, second, row[0]))
         return out
-
-
-def is_url(text: str) -> bool:
-    """Whether a store setting names a PostgreSQL database rather than a file."""
-    return re.match(r"postgres(ql)?://", text) is not None
