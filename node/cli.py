@@ -28,7 +28,7 @@ from node.rpc.client import AlertClient
 from node.store_cli import add_store_commands
 from node.token_cli import TOKEN_ENV, add_token_commands, token_from
 
-# -- commands -----------------------------------------------------------------
+# -- a node's home: init, run, rotate-key -------------------------------------
 
 
 def cmd_init(args: argparse.Namespace) -> int:

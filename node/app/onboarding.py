@@ -1,6 +1,6 @@
 """Joining a network: this node's member card, and another member's card into the roster.
 
-`alertmesh member-card` and `alertmesh roster add` (node/cli.py) are thin over this;
+`alertmesh member-card` and `alertmesh roster add` (node/member_cli.py) are thin over this;
 the card format and the roster rules are in node/core/card.py.
 """
 
