@@ -11,7 +11,8 @@ A driver tells the engine what happened (a session opened or closed, a frame arr
 alerts were verified and stored, time passed) and executes the actions it gets back,
 in order. Frames are neutral values (`Frame`); each driver encodes them for its wire.
 Two actions need the store, which only the driver can read: `Push` (find these alerts,
-then call `push`) and `Serve` (read these ranges, then call `serve`). Time is passed in;
+then call `push`, passing its `answer` flag back) and `Serve` (read these ranges, then
+call `serve`). Time is passed in;
 the gossip core brings its own `random.Random`.
 """
 
@@ -142,10 +143,14 @@ class Send(Generic[L]):
 
 @dataclass(frozen=True)
 class Push:
-    """Find these alerts (a recent-alert cache, then the store) and call `push`."""
+    """Find these alerts (a recent-alert cache, then the store) and call `push` with
+    `answer`. `answer`: the peer asked for them (IWANT, GRAFT); a driver that joins a
+    peer's Pushes never joins an answer to a push (a PRUNE from the peer turns queued
+    pushes into IHAVEs, never answers: M3)."""
 
     peer: bytes
     ids: tuple[bytes, ...]
+    answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,9 +239,6 @@ class PeerEngine(Generic[L]):
         self.sessions: dict[bytes, PeerSession[L]] = {}
         self.counters: dict[bytes, PeerCounters] = {}
         self._catchup_due: dict[PeerSession[L], float] = {}  # kept current
-        # Per peer, the ids a `Push` carries as answers to its requests, until `push`
-        # sends them (an ordered set, bounded: an id the store lacks is never pushed).
-        self._answers: dict[bytes, dict[bytes, None]] = {}
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -287,7 +289,6 @@ class PeerEngine(Generic[L]):
         if self.sessions.get(session.peer) is not session:
             return []
         del self.sessions[session.peer]
-        self._answers.pop(session.peer, None)
         return self._gossip(self.gossip.peer_down(session.peer, now))
 
     def current(self, session: PeerSession[L]) -> bool:
@@ -390,25 +391,19 @@ class PeerEngine(Generic[L]):
         """Alerts published here (or ingested from a client): start spreading them."""
         return self._gossip([a for i in ids for a in self.gossip.publish(i, now)])
 
-    def push(self, peer: bytes, records: Iterable[Carried]) -> list[Action[L]]:
-        """The alerts a `Push` asked for, as found. An alert is never pushed back to its
-        own author, whatever the gossip core decided."""
+    def push(
+        self, peer: bytes, records: Iterable[Carried], answer: bool = False
+    ) -> list[Action[L]]:
+        """The alerts a `Push` asked for, as found; `answer` as the Push said. An alert is
+        never pushed back to its own author, whatever the gossip core decided."""
         s = self.sessions.get(peer)
         if s is None:
             return []
         alerts = [r for r in records if r.origin != peer]
         self.counters.setdefault(peer, PeerCounters()).full_sent += len(alerts)
-        answers: list[Carried] = []
-        owed = self._answers.get(peer)
-        if owed:  # answers to its requests go in frames of their own
-            answers = [r for r in alerts if r.id in owed]
-            alerts = [r for r in alerts if r.id not in owed]
-            for r in answers:
-                owed.pop(r.id, None)
         frames = tuple(
-            AlertsFrame(tuple(batch[i : i + ALERTS_PER_FRAME]), answer=batch is answers)
-            for batch in (answers, alerts)
-            for i in range(0, len(batch), ALERTS_PER_FRAME)
+            AlertsFrame(tuple(alerts[i : i + ALERTS_PER_FRAME]), answer=answer)
+            for i in range(0, len(alerts), ALERTS_PER_FRAME)
         )
         return [Send(s, frames, gossip=True)]
 
@@ -460,9 +455,7 @@ class PeerEngine(Generic[L]):
         out: list[Action[L]] = []
         for a in actions:
             if isinstance(a, gossip.SendAlerts):
-                if a.answer:
-                    self._owe(a.peer, a.ids)
-                out.append(Push(a.peer, tuple(a.ids)))
+                out.append(Push(a.peer, tuple(a.ids), a.answer))
                 continue
             s = self.sessions.get(a.peer)
             if s is None:
@@ -481,13 +474,6 @@ class PeerEngine(Generic[L]):
                 frame = PruneFrame()
             out.append(Send(s, (frame,), gossip=True))
         return out
-
-    def _owe(self, peer: bytes, ids: Iterable[bytes]) -> None:
-        owed = self._answers.setdefault(peer, {})
-        owed.update(dict.fromkeys(ids))
-        limit = self.gossip.params.max_queue_ids
-        while len(owed) > limit:  # the oldest were not in the store
-            del owed[next(iter(owed))]
 
     def _catchup(self, s: PeerSession[L], actions: list[catchup.Action]) -> list[Action[L]]:
         # Every call into a session ends here, so this is where its deadline can change.
