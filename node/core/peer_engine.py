@@ -345,6 +345,7 @@ class PeerEngine(Generic[L]):
         counters.invalid_received += invalid
         actions: list[gossip.Action] = []
         caught_up: list[bytes] = []
+        first_new: dict[bytes, int] = {}  # per origin, the lowest seq gossip brought new
         ttl = self.gossip.params.seen_ttl
         for r in received:
             if is_catchup:
@@ -358,8 +359,13 @@ class PeerEngine(Generic[L]):
                 counters.full_received += 1
                 counters.duplicates_received += not r.new
                 actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
+                if r.new and r.seq < first_new.get(r.origin, r.seq + 1):
+                    first_new[r.origin] = r.seq
         if caught_up:
             self.gossip.on_caught_up(caught_up, now)
+        for origin, seq in first_new.items():  # catch-up rule 7: did it move the head?
+            if seq not in self.chains.out_of_order(origin):
+                self.fetches.arriving(origin, now, self.gossip.params.graft_timeout)
         out = self._gossip(actions)
         verified = [(r.origin, r.seq) for r in received]
         out += self._catchup(s, s.catchup.on_alerts_received(verified, now))
