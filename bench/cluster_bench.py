@@ -491,13 +491,19 @@ class Bench:
         self.stop_clock(result, clock)
         return result
 
-    async def batch_burst_phase(self, count: int, size: int, in_flight: int) -> PhaseResult:
+    async def batch_burst_phase(
+        self, count: int, size: int, in_flight: int, offset: float | None = None
+    ) -> PhaseResult:
         """Publish `count` alerts at node1 through PublishBatch; time until all stores
-        hold them, and each node's CPU over that time."""
+        hold them, and each node's CPU over that time. offset: start that many s after
+        a catch-up round (negative: before the next one; None: now)."""
         client = self.clients[0]
         requests = [publish_request(self.rng, f"batch {i}") for i in range(count)]
         batches = [requests[i : i + size] for i in range(0, count, size)]
-        start_offset = (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
+        if offset is None:
+            start_offset = (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
+        else:
+            start_offset = await self.wait_for_offset(offset)
         before = await self.snapshot()
         target = [s.alerts + count for s in before]
         caught_up_before = sum(s.caught_up for s in before)
@@ -541,10 +547,11 @@ class Bench:
         after = await self.snapshot()
         if sum(s.caught_up for s in after) > caught_up_before:
             first_catchup = 0.0  # some alerts came by catch-up (counted below)
-        result = PhaseResult(
-            self.cluster_name, f"batch burst ({size} per call, {in_flight} in flight)", count,
-            published_at,
-        )  # fmt: skip
+        label = f"batch burst ({size} per call, {in_flight} in flight)"
+        if offset is not None:
+            round_in = (CATCHUP_INTERVAL - start_offset) % CATCHUP_INTERVAL
+            label += f", a catch-up round ~{round_in:.0f} s in"
+        result = PhaseResult(self.cluster_name, label, count, published_at)
         result.acks = acks
         result.calls = len(batches)
         result.delivered_at = delivered_at
@@ -621,7 +628,9 @@ async def run_cluster(
                 file=sys.stderr,
             )
             results.append(
-                await bench.batch_burst_phase(batch, args.batch_size, args.batch_in_flight)
+                await bench.batch_burst_phase(
+                    batch, args.batch_size, args.batch_in_flight, args.batch_offset
+                )
             )
             await bench.start_watching()
             rate = args.rates[0]
@@ -855,6 +864,13 @@ def main() -> None:
         default=[2.0, -4.0],
         help="one burst per value, started this many s after (negative: before) a catch-up "
         f"round; rounds run every {CATCHUP_INTERVAL:g} s after the sessions open",
+    )
+    p.add_argument(
+        "--batch-offset",
+        type=float,
+        default=None,
+        help="start the batch burst this many s after (negative: before) a catch-up round "
+        "(default: at once); -2 puts a round 2 s into the burst",
     )
     p.add_argument("--poll", type=float, default=0.2, help="stats poll interval in the burst")
     p.add_argument("--settle", type=float, default=1.0, help="wait for late copies after a phase")
