@@ -173,6 +173,8 @@ class Snapshot:
     caught_up: int
     gossip: dict[str, int]
     eager: set[str]  # peers this node pushes full alerts to
+    # peer name -> (full copies, duplicates) received from it
+    by_peer: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def tree(names: list[str], snaps: list[Snapshot]) -> str:
@@ -227,6 +229,8 @@ class PhaseResult:
     tree_before: str = ""  # eager links at the start of the phase
     tree_after: str = ""
     per_node_cpu: list[float] = field(default_factory=list)  # batch burst: CPU s per node
+    # node -> sender -> (full copies, duplicates) in the phase
+    by_sender: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     calls: int = 0  # batch burst: PublishBatch calls
 
 
@@ -331,6 +335,7 @@ class Bench:
                     caught_up=st.counters.get("catchup_alerts_received", 0),
                     gossip={k: st.counters.get(k, 0) for k in GOSSIP_COUNTERS},
                     eager={p.name for p in st.peers if p.eager and p.connected},
+                    by_peer={p.name: (p.full_received, p.duplicates_received) for p in st.peers},
                 )
             )
         return out
@@ -351,6 +356,13 @@ class Bench:
         result.duplicates = sum(
             a.duplicates - b.duplicates for a, b in zip(after, before, strict=True)
         )
+        for node, a, b in zip(self.nodes, after, before, strict=True):
+            zero = (0, 0)
+            result.by_sender[node.name] = {
+                peer: (full - b.by_peer.get(peer, zero)[0], dups - b.by_peer.get(peer, zero)[1])
+                for peer, (full, dups) in sorted(a.by_peer.items())
+                if full > b.by_peer.get(peer, zero)[0]
+            }
         result.caught_up = sum(
             a.caught_up - b.caught_up for a, b in zip(after, before, strict=True)
         )
@@ -806,6 +818,12 @@ def batch_report(results: list[PhaseResult]) -> str:
         "a node's CPU is its process (gRPC, gossip, store threads) and its verifier "
         "worker processes."
     )
+    out.append("")
+    out.append("Batch burst: full copies (duplicates) each node received, by sender:\n")
+    for r in results:
+        for node, senders in r.by_sender.items():
+            cells = ", ".join(f"{peer} {full} ({dups})" for peer, (full, dups) in senders.items())
+            out.append(f"- {r.cluster} {node}: {cells or 'none'}")
     out.append("")
     return "\n".join(out)
 
