@@ -103,6 +103,11 @@ class ParentPatience:
       `tree_patience` graft timeouts (it is there, and behind). This covers the start
       of a burst, before the parent's first copies, and a parent that stalls for a
       second or two in the middle of one (two cores, five nodes: it happens).
+    A burst in view whose parent has been quiet longer than that (a burst after an idle
+    spell) still waits one graft timeout: the parent may not have verified its first
+    batch yet (session 20: each child of a relay pulled 400-800 alerts of a burst that
+    began after 25 idle seconds, and every pull became a duplicate at the child or,
+    forwarded up, at the relay). A parent that then brings nothing is pulled from.
     Otherwise a late id is a lost one and is pulled at once.
 
     Neither how late the parent's copies come nor the announcement times of what it
@@ -150,7 +155,10 @@ class ParentPatience:
             return None
         if late > p.graft_timeout:
             return p.ihave_interval  # stalled here: read what arrived before deciding
-        return p.graft_timeout if self.in_burst(awaited, now) else None
+        if self.in_burst(awaited, now):
+            return p.graft_timeout
+        # A burst in view after a quiet spell: the parent gets one timeout to start on it.
+        return p.graft_timeout if waited == 0 and awaited >= p.tree_busy else None
 
     def in_burst(self, awaited: int, now: float) -> bool:
         """The parent is busy, or a burst is in view (see above)."""
