@@ -173,6 +173,8 @@ class Snapshot:
     caught_up: int
     gossip: dict[str, int]
     eager: set[str]  # peers this node pushes full alerts to
+    # peer name -> (full copies, duplicates) received from it
+    by_peer: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def tree(names: list[str], snaps: list[Snapshot]) -> str:
@@ -227,6 +229,8 @@ class PhaseResult:
     tree_before: str = ""  # eager links at the start of the phase
     tree_after: str = ""
     per_node_cpu: list[float] = field(default_factory=list)  # batch burst: CPU s per node
+    # node -> sender -> (full copies, duplicates) in the phase
+    by_sender: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     calls: int = 0  # batch burst: PublishBatch calls
 
 
@@ -331,6 +335,7 @@ class Bench:
                     caught_up=st.counters.get("catchup_alerts_received", 0),
                     gossip={k: st.counters.get(k, 0) for k in GOSSIP_COUNTERS},
                     eager={p.name for p in st.peers if p.eager and p.connected},
+                    by_peer={p.name: (p.full_received, p.duplicates_received) for p in st.peers},
                 )
             )
         return out
@@ -351,6 +356,13 @@ class Bench:
         result.duplicates = sum(
             a.duplicates - b.duplicates for a, b in zip(after, before, strict=True)
         )
+        for node, a, b in zip(self.nodes, after, before, strict=True):
+            zero = (0, 0)
+            result.by_sender[node.name] = {
+                peer: (full - b.by_peer.get(peer, zero)[0], dups - b.by_peer.get(peer, zero)[1])
+                for peer, (full, dups) in sorted(a.by_peer.items())
+                if full > b.by_peer.get(peer, zero)[0]
+            }
         result.caught_up = sum(
             a.caught_up - b.caught_up for a, b in zip(after, before, strict=True)
         )
@@ -491,13 +503,19 @@ class Bench:
         self.stop_clock(result, clock)
         return result
 
-    async def batch_burst_phase(self, count: int, size: int, in_flight: int) -> PhaseResult:
+    async def batch_burst_phase(
+        self, count: int, size: int, in_flight: int, offset: float | None = None
+    ) -> PhaseResult:
         """Publish `count` alerts at node1 through PublishBatch; time until all stores
-        hold them, and each node's CPU over that time."""
+        hold them, and each node's CPU over that time. offset: start that many s after
+        a catch-up round (negative: before the next one; None: now)."""
         client = self.clients[0]
         requests = [publish_request(self.rng, f"batch {i}") for i in range(count)]
         batches = [requests[i : i + size] for i in range(0, count, size)]
-        start_offset = (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
+        if offset is None:
+            start_offset = (time.monotonic() - self.sessions_open) % CATCHUP_INTERVAL
+        else:
+            start_offset = await self.wait_for_offset(offset)
         before = await self.snapshot()
         target = [s.alerts + count for s in before]
         caught_up_before = sum(s.caught_up for s in before)
@@ -541,10 +559,11 @@ class Bench:
         after = await self.snapshot()
         if sum(s.caught_up for s in after) > caught_up_before:
             first_catchup = 0.0  # some alerts came by catch-up (counted below)
-        result = PhaseResult(
-            self.cluster_name, f"batch burst ({size} per call, {in_flight} in flight)", count,
-            published_at,
-        )  # fmt: skip
+        label = f"batch burst ({size} per call, {in_flight} in flight)"
+        if offset is not None:
+            round_in = (CATCHUP_INTERVAL - start_offset) % CATCHUP_INTERVAL
+            label += f", a catch-up round ~{round_in:.0f} s in"
+        result = PhaseResult(self.cluster_name, label, count, published_at)
         result.acks = acks
         result.calls = len(batches)
         result.delivered_at = delivered_at
@@ -621,7 +640,9 @@ async def run_cluster(
                 file=sys.stderr,
             )
             results.append(
-                await bench.batch_burst_phase(batch, args.batch_size, args.batch_in_flight)
+                await bench.batch_burst_phase(
+                    batch, args.batch_size, args.batch_in_flight, args.batch_offset
+                )
             )
             await bench.start_watching()
             rate = args.rates[0]
@@ -798,6 +819,12 @@ def batch_report(results: list[PhaseResult]) -> str:
         "worker processes."
     )
     out.append("")
+    out.append("Batch burst: full copies (duplicates) each node received, by sender:\n")
+    for r in results:
+        for node, senders in r.by_sender.items():
+            cells = ", ".join(f"{peer} {full} ({dups})" for peer, (full, dups) in senders.items())
+            out.append(f"- {r.cluster} {node}: {cells or 'none'}")
+    out.append("")
     return "\n".join(out)
 
 
@@ -855,6 +882,13 @@ def main() -> None:
         default=[2.0, -4.0],
         help="one burst per value, started this many s after (negative: before) a catch-up "
         f"round; rounds run every {CATCHUP_INTERVAL:g} s after the sessions open",
+    )
+    p.add_argument(
+        "--batch-offset",
+        type=float,
+        default=None,
+        help="start the batch burst this many s after (negative: before) a catch-up round "
+        "(default: at once); -2 puts a round 2 s into the burst",
     )
     p.add_argument("--poll", type=float, default=0.2, help="stats poll interval in the burst")
     p.add_argument("--settle", type=float, default=1.0, help="wait for late copies after a phase")

@@ -343,6 +343,32 @@ def test_at_the_start_of_a_burst_the_parent_is_waited_for() -> None:
     assert SendIWant(B, (burst[0],)) in g2.handle_timer(2.3)
 
 
+def test_a_burst_after_a_quiet_spell_waits_one_graft_timeout_for_the_parent() -> None:
+    # The parent last brought an alert 9.5 s ago: it is not known to be busy, and a
+    # burst's first IHAVEs come long before its first copies (it verifies first).
+    def quiet_parent() -> Gossip:
+        g = node((A, None), (B, None))  # tree_busy 32
+        g.on_tree(A, ROOT, 0, False, 0.0)  # A is the parent
+        g.on_tree(B, ROOT, 40, False, 0.0)
+        g.on_alert(A, aid(0), True, 0.5)
+        return g
+
+    burst = [aid(100 + k) for k in range(40)]
+    g = quiet_parent()
+    g.on_ihave(B, burst, 10.0, never)
+    first = 10.0 + (1 + P.graft_jitter) * P.graft_timeout  # every timer has fired
+    assert not [a for a in g.handle_timer(first) if isinstance(a, SendIWant)]
+    for id in burst:
+        g.on_alert(A, id, True, first + 0.5)  # the parent's copies: no pull, no duplicate
+    assert g.stats().awaited_ids == 0
+    # A parent that then brings nothing is pulled from after that one timeout.
+    g = quiet_parent()
+    g.on_ihave(B, burst, 10.0, never)
+    assert not [a for a in g.handle_timer(first) if isinstance(a, SendIWant)]
+    pulls = [a for a in g.handle_timer(first + P.graft_timeout) if isinstance(a, SendIWant)]
+    assert {i for a in pulls for i in a.ids} == set(burst)
+
+
 def test_answers_in_a_burst_do_not_strike_the_busy_parent_out() -> None:
     g = node((A, None), (B, None), params=replace(BUSY, tree_patience=0))
     g.on_tree(A, ROOT, 0, False, 0.0)

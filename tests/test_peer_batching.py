@@ -15,6 +15,7 @@ from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
 from node.app.peer_frames import Inbox, Outbox, frame_bytes
+from node.app.peers import _pushes_joined
 from node.core import peer_engine as pe
 from node.core.gossip import Gossip, GossipParams
 from node.rpc.client import AlertClient
@@ -245,7 +246,7 @@ async def test_after_a_prune_the_alerts_a_peer_asked_for_still_leave_in_full() -
         for action in actions:
             if isinstance(action, pe.Push):
                 found = [r for r in (one, two) if r.id in action.ids]
-                run(engine.push(action.peer, found))
+                run(engine.push(action.peer, found, action.answer))
             elif isinstance(action, pe.Send):
                 for frame in action.frames:
                     assert outbox.put(frame)
@@ -253,6 +254,34 @@ async def test_after_a_prune_the_alerts_a_peer_asked_for_still_leave_in_full() -
     run(engine.on_graft(s, [one.id], 0.1))
     run(engine.published([two.id], 0.2))
     run(engine.on_prune(s, 0.3))
+    assert outbox.take_pushes() == [two.id]
+    sent = await drain(outbox)
+    assert [r.id for f in sent if isinstance(f, pe.AlertsFrame) for r in f.records] == [one.id]
+
+
+async def test_an_answer_and_a_push_in_one_batch_of_actions_stay_apart() -> None:
+    # The node joins a peer's Pushes into one (one frame per batch); the answer to the
+    # peer's GRAFT is a Push too, flagged, and is never joined to the published alert's
+    # push: after the PRUNE only the push becomes an announcement.
+    me, peer = b"\x09" * 32, b"\x03" * 32
+    engine: pe.PeerEngine[str] = pe.PeerEngine(
+        me, MemoryStore().chains, Gossip(GossipParams(), random.Random(1))
+    )
+    s, _ = engine.session_opened("link", peer, "dialer", 0.0)
+    assert s is not None
+    one, two = alerts(2)
+    engine.published([one.id], 0.0)
+    outbox = Outbox()
+    actions = engine.on_graft(s, [one.id], 0.1) + engine.published([two.id], 0.1)
+    pushes = [a for a in _pushes_joined(actions) if isinstance(a, pe.Push)]
+    assert [(p.ids, p.answer) for p in pushes] == [((one.id,), True), ((two.id,), False)]
+    for push in pushes:
+        found = [r for r in (one, two) if r.id in push.ids]
+        for send in engine.push(push.peer, found, push.answer):
+            assert isinstance(send, pe.Send)
+            assert all(outbox.put(frame) for frame in send.frames)
+    for send in engine.on_prune(s, 0.2):
+        assert isinstance(send, pe.Send)
     assert outbox.take_pushes() == [two.id]
     sent = await drain(outbox)
     assert [r.id for f in sent if isinstance(f, pe.AlertsFrame) for r in f.records] == [one.id]

@@ -374,7 +374,7 @@ class PeerManager:
                     stored = await self.node.store.get(i)
                     if stored is not None:
                         alerts.append(stored.record)
-                self._run_now(self.engine.push(action.peer, alerts))
+                self._run_now(self.engine.push(action.peer, alerts, action.answer))
             elif isinstance(action, pe.Serve):
                 records: list[pe.Carried] = []
                 for r in action.ranges:
@@ -392,7 +392,8 @@ class PeerManager:
             if isinstance(action, pe.Send):
                 self._send(action)
             elif isinstance(action, pe.Push):
-                self._run_now(self.engine.push(action.peer, self._from_cache(action.ids)[0]))
+                found = self._from_cache(action.ids)[0]
+                self._run_now(self.engine.push(action.peer, found, action.answer))
             elif isinstance(action, pe.Close):
                 if action.event == "peer_disconnected_invalid":
                     log.warning(
@@ -445,25 +446,26 @@ class PeerManager:
 def _pushes_joined(actions: list[pe.Action[Link]]) -> list[pe.Action[Link]]:
     """The actions with each peer's Pushes joined into one, where no other action for
     that peer stands between them: a batch of alerts to forward becomes one Push (and
-    one frame) per peer instead of one per alert and peer. Order per peer is kept."""
+    one frame) per peer instead of one per alert and peer. Order per peer is kept, and
+    an answer is never joined to a push (M3: a PRUNE must not take it along)."""
     if sum(isinstance(a, pe.Push) for a in actions) < 2:
         return actions
     out: list[pe.Action[Link]] = []
-    groups: list[tuple[int, bytes, list[bytes]]] = []  # (index in out, peer, ids)
-    open_: dict[bytes, list[bytes]] = {}  # peer -> ids of its Push still open to more
+    groups: list[tuple[int, pe.Push, list[bytes]]] = []  # (index in out, first Push, ids)
+    open_: dict[bytes, tuple[bool, list[bytes]]] = {}  # peer -> its open Push: answer, ids
     for action in actions:
         if isinstance(action, pe.Push):
-            ids = open_.get(action.peer)
-            if ids is None:
-                ids = open_[action.peer] = []
-                groups.append((len(out), action.peer, ids))
+            run = open_.get(action.peer)
+            if run is None or run[0] != action.answer:
+                run = open_[action.peer] = (action.answer, [])
+                groups.append((len(out), action, run[1]))
                 out.append(action)  # replaced below
-            ids.extend(action.ids)
+            run[1].extend(action.ids)
             continue
         session = getattr(action, "session", None)
         if session is not None:
             open_.pop(session.peer, None)  # a later Push to it goes after this action
         out.append(action)
-    for index, peer, ids in groups:
-        out[index] = pe.Push(peer, tuple(ids))
+    for index, first, ids in groups:
+        out[index] = pe.Push(first.peer, tuple(ids), first.answer)
     return out

@@ -34,6 +34,14 @@ The rules:
 6. When my fetches end and my head for some origin is now above both what I last
    advertised and the peer's head (the fetched alerts joined up with out-of-order
    ones), I send my vector again (reply=False) so the peer can fetch those too.
+7. A range of an origin whose head gossip moved within the last graft timeout waits
+   until a graft timeout after the last such move: the tree is bringing that origin's
+   alerts in order (a burst in flight), and fetching them too would only bring second
+   copies. A real repair is not slowed: after a partition, a restart or a lost alert,
+   the alerts gossip brings sit above a gap and do not move the head. The wait ends
+   after `longest_deferral` of the head moving, so a stream that never pauses cannot
+   hold a gap's repair back for long. The peer engine reports the moves
+   (`FetchRegistry.arriving`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Catch-up's requester side: which ranges to ask one peer for, and when to give up.
 
-Rules 4 and 5 of node/core/catchup.py live here; the round exchange (digests and
+Rules 4, 5 and 7 of node/core/catchup.py live here; the round exchange (digests and
 vectors) and serving stay in `CatchupSession`, which owns one `RangeFetcher`.
 """
 
@@ -51,6 +51,8 @@ class FetchRegistry:
     def __init__(self) -> None:
         self._claims: dict[bytes, set[Range]] = {}
         self._distrusted: set[Hashable] = set()
+        # Rule 7: origin -> (since, until) of gossip moving this node's head for it.
+        self._arriving: dict[bytes, tuple[float, float]] = {}
 
     def trusted(self, peer: Hashable) -> bool:
         return peer not in self._distrusted
@@ -77,6 +79,24 @@ class FetchRegistry:
     def __len__(self) -> int:
         return sum(len(c) for c in self._claims.values())
 
+    def arriving(self, origin: bytes, now: float, window: float) -> None:
+        """Gossip moved this node's head for `origin` (rule 7): the tree is bringing its
+        alerts in order, so ranges of it wait until `window` after the last such move."""
+        since, until = self._arriving.get(origin, (now, now))
+        self._arriving[origin] = (since if until >= now else now, now + window)
+
+    def deferred_until(self, origin: bytes, now: float, longest: float) -> float | None:
+        """Until when a range of `origin` waits (rule 7), or None: gossip has not moved
+        its head within the window, or has kept moving it for `longest` already."""
+        entry = self._arriving.get(origin)
+        if entry is None:
+            return None
+        since, until = entry
+        if until <= now:
+            del self._arriving[origin]
+            return None
+        return until if now - since < longest else None
+
 
 @dataclass(frozen=True, slots=True)
 class CatchupConfig:
@@ -89,6 +109,9 @@ class CatchupConfig:
     # one-alert gaps from moving only K alerts per round trip.
     max_outstanding_alerts: int = 1024
     max_pending: int = 4096  # ranges queued at once; the rest are planned later
+    # Rule 7: a range of an origin the tree is bringing in order waits, but for at most
+    # this long of the tree bringing it (a burst, not a stream that never ends).
+    longest_deferral: float = 10.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_outstanding <= MAX_RANGES_PER_FRAME:
@@ -147,6 +170,7 @@ class RangeFetcher:
         self._flights: list[_Flight] = []
         self._truncated = False  # the last plan hit max_pending
         self._fetched = False  # something arrived since the fetches last ended
+        self._wake: float | None = None  # when the first deferred range may go (rule 7)
 
     @property
     def idle(self) -> bool:
@@ -158,7 +182,10 @@ class RangeFetcher:
         return tuple(f.range for f in self._flights)
 
     def deadlines(self) -> list[float]:
-        return [f.deadline for f in self._flights]
+        times = [f.deadline for f in self._flights]
+        if self._wake is not None:
+            times.append(self._wake)
+        return times
 
     def plan(self, now: float) -> list[FetchAction]:
         """Queue what the peer's vector offers that I lack (rule 4); send what fits."""
@@ -198,7 +225,11 @@ class RangeFetcher:
         return self.send(now)
 
     def expire(self, now: float) -> tuple[list[FetchAction], bool]:
-        """Abandon ranges past their deadline (rule 5); True when any was."""
+        """Abandon ranges past their deadline (rule 5), and send deferred ones now due
+        (rule 7); True when any was abandoned or due."""
+        woke = self._wake is not None and self._wake <= now
+        if woke:
+            self._wake = None
         actions: list[FetchAction] = []
         keep: list[_Flight] = []
         for flight in self._flights:
@@ -210,7 +241,7 @@ class RangeFetcher:
             if missing:
                 actions.append(RangeAbandoned(flight.range, missing))
                 self._distrust(flight)
-        if len(keep) == len(self._flights):
+        if len(keep) == len(self._flights) and not woke:
             return actions, False
         self._flights = keep
         return actions + self.send(now), True
@@ -234,14 +265,22 @@ class RangeFetcher:
             self._release(flight)
         self._pending.clear()
         self._flights.clear()
+        self._wake = None
 
     def send(self, now: float) -> list[FetchAction]:
         sent: list[Range] = []
         in_flight = sum(f.range.size for f in self._flights)
         heads = self._local.vector()
         claim = self._registry.trusted(self._standing)
+        deferred: list[Range] = []
+        self._wake = None
         while self._pending and len(self._flights) < self._config.max_outstanding:
             r = self._pending.popleft()
+            until = self._registry.deferred_until(r.origin, now, self._config.longest_deferral)
+            if until is not None:  # rule 7: the tree is bringing it
+                deferred.append(r)
+                self._wake = until if self._wake is None else min(self._wake, until)
+                continue
             pieces = self._still_wanted(r, heads.get(r.origin, 0))
             if pieces != [r]:  # trimmed: held, claimed meanwhile, or above a capped head
                 self._pending.extendleft(reversed(pieces))
@@ -254,6 +293,7 @@ class RangeFetcher:
                 self._registry.claim(r)
             self._flights.append(_Flight(r, now + self._config.request_timeout, claim))
             sent.append(r)
+        self._pending.extendleft(reversed(deferred))
         return [SendRangeRequests(tuple(sent))] if sent else []
 
     def _still_wanted(self, r: Range, head: int) -> list[Range]:

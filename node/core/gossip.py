@@ -6,8 +6,9 @@ Peers and alert ids are opaque bytes. Time is the `now` passed to every call (se
 never decreasing); randomness comes from the `random.Random` given to the constructor.
 docs/gossip.md explains the protocol and its parameters. Beside it: the links and what
 each peer is sent (gossip_links.py), the awaited ids, their timers and whom to ask
-(gossip_awaited.py), TREE-frame admission and parent patience (gossip_guard.py, T8 and
-T9), the tree router (gossip_tree.py) and the vocabulary (gossip_types.py).
+(gossip_awaited.py), TREE-frame admission, parent patience and the corrections of the
+tree's links (gossip_guard.py: T5, T6, T8, T9), the tree router (gossip_tree.py) and
+the vocabulary (gossip_types.py).
 
 The rules
 ---------
@@ -64,8 +65,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from node.core.gossip_awaited import Awaited
-from node.core.gossip_guard import ParentPatience, TreeGuard
-from node.core.gossip_links import Links, PeerLink, Seen
+from node.core.gossip_guard import TreeCorrections, TreeGuard
+from node.core.gossip_links import Links, Seen
 from node.core.gossip_tree import Advert, TreeRouter
 from node.core.gossip_types import (
     Action,
@@ -106,16 +107,17 @@ class Gossip:
         self._seen: OrderedDict[bytes, Seen] = OrderedDict()  # oldest first
         self._awaited = Awaited(params, self._links)
         self._missing = self._awaited.entries
-        self._patience = ParentPatience(params)  # T9
         self._guard = TreeGuard(params)  # T8
         self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
         self._tree: TreeRouter | None = None
+        self._corrections: TreeCorrections | None = None  # T5, T6, T9
 
     def set_key(self, key: bytes) -> None:
         """This node's member key: it turns on the rooted tree (rule 9) unless
         `params.tree` is False. Call it before the first session."""
         if self.params.tree and self._tree is None:
             self._tree = TreeRouter(key, self.params)
+            self._corrections = TreeCorrections(self.params, self._tree)
 
     def set_members(self, members: Callable[[bytes], bool]) -> None:
         """`members(key)`: whether a key is a member's; a TREE frame naming a root that
@@ -211,19 +213,10 @@ class Gossip:
             if missing is not None:  # whoever announced it has it
                 seen.known |= self._links.bits(missing.announcers) | asked
             self._recent.append(now)
-            if self._tree is not None:
-                if peer == self._tree.parent:
-                    self._patience.delivered(peer, now, first=True)  # T9: it is busy
-                pushed = not asked & self._links.bits((peer,))
-                if not asked or (peer == self._tree.parent and pushed):
-                    # The tree brought it (M1 of review: a copy the parent pushed while
-                    # we asked another is no strike against the parent).
-                    self._tree.delivered(peer)
-                elif not self._patience.spares(
-                    self._awaited.announced_by(missing.creator if missing else None), now
-                ) and self._tree.strike(now):
-                    # T5: the tree did not bring it, a request did. Not while the parent
-                    # is bringing a burst: a batch of answers would bar it at once.
+            if self._corrections is not None:  # T5, T9
+                awaited = self._awaited.announced_by(missing.creator if missing else None)
+                bit = self._links.bits((peer,))
+                if self._corrections.first_copy(peer, asked, bit, awaited, now):
                     self._tree_sync(now, actions)
             if (
                 state is not None
@@ -241,20 +234,20 @@ class Gossip:
         if state is None:
             return actions
         state.duplicates_received += 1
-        if self._tree is not None and peer == self._tree.parent:
-            self._patience.delivered(peer, now, first=False)  # T9: busy all the same
+        if self._corrections is not None:
+            self._corrections.duplicate(peer, now)  # T9
         if seen is not None:
             seen.known |= state.bit
             if seen.asked & state.bit:
                 return actions  # a late answer to our own request
         if state.tree:
             return actions  # rule 9: a tree link stays
-        if state.tree is False:
-            if not self._correct(state, now):
-                return actions  # T6: told already; these are its pushes still in flight
-            if not state.eager and self._tree is not None:
-                self._tree.resend(peer)  # T6: it pushes over a link we hold lazy
-                self._tree_sync(now, actions)
+        if state.tree is False and self._corrections is not None:
+            stale = self._corrections.stale_push(peer, state, now)  # T6
+            if stale is None:
+                return actions  # told already; these are its pushes still in flight
+            if stale:
+                self._tree_sync(now, actions)  # it pushes over a link we hold lazy
         if (
             state.tree is None
             and state.eager
@@ -356,10 +349,9 @@ class Gossip:
             return []
         state.prunes_received += 1
         actions: list[Action] = []
-        if state.tree and self._tree is not None and self._correct(state, now):
-            # Only a stale view prunes a tree link (T6): tell the peer where we stand.
-            self._tree.resend(peer)
-            self._tree_sync(now, actions)
+        corrections = self._corrections
+        if state.tree and corrections is not None and corrections.stale_prune(peer, state, now):
+            self._tree_sync(now, actions)  # only a stale view prunes a tree link (T6)
         if state.eager and not state.tree:
             state.eager = False
             self._keep_one_eager(now, actions, exclude=peer)
@@ -472,15 +464,6 @@ class Gossip:
         while recent and recent[0] <= now - self.params.graft_timeout:
             recent.popleft()
 
-    def _correct(self, state: PeerLink, now: float) -> bool:
-        """T6, once per graft timeout per peer: a burst brings many duplicates (or PRUNEs)
-        from one stale view, all sent before our correction arrived. Answering each
-        with a PRUNE and a TREE frame was a storm that T8 then cut, correction and all."""
-        if now - state.corrected_at < self.params.graft_timeout:
-            return False
-        state.corrected_at = now
-        return True
-
     def _keep_one_eager(
         self, now: float, actions: list[Action], exclude: bytes | None = None
     ) -> None:
@@ -497,8 +480,9 @@ class Gossip:
             actions.append(SendGraft(peer))
 
     def _fire_missing(self, now: float, actions: list[Action]) -> None:
-        in_tree = self._tree is not None and any(s.tree for s in self._peers.values())
-        self._awaited.fire(now, self._patience if in_tree else None, actions)
+        c = self._corrections
+        in_tree = c is not None and any(s.tree for s in self._peers.values())
+        self._awaited.fire(now, c.patience if c is not None and in_tree else None, actions)
 
     def _tree_sync(self, now: float, actions: list[Action]) -> None:
         """Choose the parent again; make tree links eager and former tree links lazy;

@@ -1,8 +1,16 @@
-"""What the gossip core takes from the rooted tree's peers, and how long it waits for them.
+"""What the gossip core takes from the rooted tree's peers, how long it waits for them,
+and how it corrects them.
 
-Two rules of docs/gossip.md that sit beside the tree router (node/core/gossip_tree.py)
-and the dissemination state machine (node/core/gossip.py), kept here so that neither
-grows a second idea:
+Rules of docs/gossip.md that sit beside the tree router (node/core/gossip_tree.py) and
+the dissemination state machine (node/core/gossip.py), kept here so that neither grows
+a second idea:
+
+T5. A first copy that came as the answer to a request, not down the tree, is a strike
+    against the parent (the router passes it over after `tree_strikes`), unless T9
+    spares it (`TreeCorrections.first_copy`).
+T6. A duplicate over a link this node does not hold as a tree link, or a PRUNE over one
+    it does, means the peer's view of the link is stale: tell it our position again,
+    at most once per graft timeout per peer (`TreeCorrections`).
 
 T8. A TREE frame is taken only if it can be a position: its root a 32-byte key (of a
     member, when the core is given a membership test), its cost within 0 ..
@@ -22,6 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from node.core.gossip_links import PeerLink
+from node.core.gossip_tree import TreeRouter
 from node.core.gossip_types import GossipParams
 
 ROOT_BYTES = 32  # a TREE frame's root is a member's Ed25519 key
@@ -93,6 +103,11 @@ class ParentPatience:
       `tree_patience` graft timeouts (it is there, and behind). This covers the start
       of a burst, before the parent's first copies, and a parent that stalls for a
       second or two in the middle of one (two cores, five nodes: it happens).
+    A burst in view whose parent has been quiet longer than that (a burst after an idle
+    spell) still waits one graft timeout: the parent may not have verified its first
+    batch yet (session 20: each child of a relay pulled 400-800 alerts of a burst that
+    began after 25 idle seconds, and every pull became a duplicate at the child or,
+    forwarded up, at the relay). A parent that then brings nothing is pulled from.
     Otherwise a late id is a lost one and is pulled at once.
 
     Neither how late the parent's copies come nor the announcement times of what it
@@ -140,7 +155,10 @@ class ParentPatience:
             return None
         if late > p.graft_timeout:
             return p.ihave_interval  # stalled here: read what arrived before deciding
-        return p.graft_timeout if self.in_burst(awaited, now) else None
+        if self.in_burst(awaited, now):
+            return p.graft_timeout
+        # A burst in view after a quiet spell: the parent gets one timeout to start on it.
+        return p.graft_timeout if waited == 0 and awaited >= p.tree_busy else None
 
     def in_burst(self, awaited: int, now: float) -> bool:
         """The parent is busy, or a burst is in view (see above)."""
@@ -154,3 +172,64 @@ class ParentPatience:
         )
         in_view = awaited >= p.tree_busy and fed[-1] >= now - p.tree_patience * p.graft_timeout
         return busy or in_view
+
+
+class TreeCorrections:
+    """T5, T6 and T9 where copies and PRUNEs meet the rooted tree (rule 9). A method that
+    returns True changed what the router knows: choose and send the position again."""
+
+    def __init__(self, params: GossipParams, router: TreeRouter) -> None:
+        self.params = params
+        self.router = router
+        self.patience = ParentPatience(params)  # T9
+
+    def first_copy(self, peer: bytes, asked: int, peer_bit: int, awaited: int, now: float) -> bool:
+        """A first copy came from `peer` (`peer_bit` its bit); `asked`: the bits of the
+        peers we had asked for it; `awaited`: how many ids the peer that announced it
+        first made us await (T9: a burst in view)."""
+        router = self.router
+        if peer == router.parent:
+            self.patience.delivered(peer, now, first=True)  # T9: it is busy
+        pushed = not asked & peer_bit
+        if not asked or (peer == router.parent and pushed):
+            # The tree brought it (M1 of review: a copy the parent pushed while we asked
+            # another is no strike against the parent).
+            router.delivered(peer)
+            return False
+        # T5: the tree did not bring it, a request did. Not while the parent is bringing
+        # a burst: a batch of answers would bar it at once.
+        return not self.patience.spares(awaited, now) and router.strike(now)
+
+    def duplicate(self, peer: bytes, now: float) -> None:
+        """A duplicate came from `peer`: from the parent, it is busy all the same (T9)."""
+        if peer == self.router.parent:
+            self.patience.delivered(peer, now, first=False)
+
+    def stale_push(self, peer: bytes, state: PeerLink, now: float) -> bool | None:
+        """T6: `peer` sent a duplicate over a link that is no tree link here. None: it was
+        told within the last graft timeout (these are its pushes still in flight), so
+        leave the link; True: it pushes over a link we hold lazy, tell it our position;
+        False: an eager repair link, pruned as any other."""
+        if not self._once(state, now):
+            return None
+        if state.eager:
+            return False
+        self.router.resend(peer)
+        return True
+
+    def stale_prune(self, peer: bytes, state: PeerLink, now: float) -> bool:
+        """T6: `peer` pruned a tree link, which only a stale view does: True to tell it
+        where we stand (at most once per graft timeout)."""
+        if not self._once(state, now):
+            return False
+        self.router.resend(peer)
+        return True
+
+    def _once(self, state: PeerLink, now: float) -> bool:
+        """T6, once per graft timeout per peer: a burst brings many duplicates (or PRUNEs)
+        from one stale view, all sent before our correction arrived. Answering each
+        with a PRUNE and a TREE frame was a storm that T8 then cut, correction and all."""
+        if now - state.corrected_at < self.params.graft_timeout:
+            return False
+        state.corrected_at = now
+        return True

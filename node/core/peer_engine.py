@@ -11,203 +11,74 @@ A driver tells the engine what happened (a session opened or closed, a frame arr
 alerts were verified and stored, time passed) and executes the actions it gets back,
 in order. Frames are neutral values (`Frame`); each driver encodes them for its wire.
 Two actions need the store, which only the driver can read: `Push` (find these alerts,
-then call `push`) and `Serve` (read these ranges, then call `serve`). Time is passed in;
-the gossip core brings its own `random.Random`.
+then call `push`, passing its `answer` flag back) and `Serve` (read these ranges, then
+call `serve`). Time is passed in; the gossip core brings its own `random.Random`. The
+frames, actions and counters are defined in node/core/peer_types.py.
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeAlias, TypeVar
+from typing import Generic
 
 from node.core import catchup, gossip
 from node.core.alerts import AlertRecord
 from node.core.errors import InvalidAlert
+from node.core.peer_types import (  # re-exported: drivers import the vocabulary from here
+    Action,
+    AlertsFrame,
+    Carried,
+    Close,
+    DigestFrame,
+    Frame,
+    IdsFrame,
+    L,
+    PeerCounters,
+    PeerSession,
+    ProofFrame,
+    PruneFrame,
+    Push,
+    RangesFrame,
+    Received,
+    Send,
+    Serve,
+    Shortfall,
+    TreeFrame,
+    VectorFrame,
+)
 
 ALERTS_PER_FRAME = 256
 SERVE_FRAME_BYTES = 1024 * 1024  # catch-up answers: one frame holds at most about this much
 MAX_INVALID_PER_SESSION = 1000  # a peer sending this much junk is disconnected
 MAX_PROOFS_ON_OPEN = 100  # equivocation proofs re-sent to each new session
 
-L = TypeVar("L")  # the driver's object for one session (its link)
-
-# -- frames, as the engine sends them -------------------------------------------------
-
-
-class Carried(Protocol):
-    """An alert as a frame carries it: its original signed bytes. AlertRecord is one; a
-    driver may keep something lighter (a cache of recent alerts)."""
-
-    @property
-    def id(self) -> bytes: ...
-
-    @property
-    def body(self) -> bytes: ...
-
-    @property
-    def signature(self) -> bytes: ...
-
-    @property
-    def origin(self) -> bytes: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AlertsFrame:
-    records: tuple[Carried, ...]
-    catchup: bool = False
-    # Gossip alerts the peer asked for (IWANT, GRAFT): unlike pushes, a PRUNE from the
-    # peer does not turn them into IHAVEs in the outbox. The same frame on the wire.
-    answer: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class IdsFrame:
-    kind: str  # "ihave", "iwant" or "graft" (the PeerFrame oneof's names)
-    ids: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PruneFrame:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class TreeFrame:
-    """The sender's place in the rooted tree (node/core/gossip_tree.py)."""
-
-    root: bytes
-    cost: int
-    parent: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DigestFrame:
-    digest: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class VectorFrame:
-    heads: tuple[tuple[bytes, int], ...]
-    reply: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RangesFrame:
-    ranges: tuple[catchup.Range, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ProofFrame:
-    first: AlertRecord
-    second: AlertRecord
-
-
-Frame: TypeAlias = (
-    AlertsFrame
-    | IdsFrame
-    | PruneFrame
-    | TreeFrame
-    | DigestFrame
-    | VectorFrame
-    | RangesFrame
-    | ProofFrame
-)
-
-# -- what the engine asks its driver to do --------------------------------------------
-
-
-@dataclass(eq=False)
-class PeerSession(Generic[L]):
-    """One open session as the engine sees it; `link` is the driver's object."""
-
-    peer: bytes
-    role: str  # "dialer" (we dialed) or "acceptor"
-    link: L
-    catchup: catchup.CatchupSession
-    invalid: int = 0
-
-
-@dataclass(frozen=True)
-class Send(Generic[L]):
-    """Queue these frames on the session, in order. A frame that does not fit the
-    outbox is not sent, nor are the rest; for a gossip send (`gossip`), the driver then
-    executes `engine.backlogged(peer, now)`."""
-
-    session: PeerSession[L]
-    frames: tuple[Frame, ...]
-    gossip: bool = False
-
-
-@dataclass(frozen=True)
-class Push:
-    """Find these alerts (a recent-alert cache, then the store) and call `push`."""
-
-    peer: bytes
-    ids: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class Serve(Generic[L]):
-    """Read these ranges from the store (original signed bytes) and call `serve`."""
-
-    session: PeerSession[L]
-    ranges: tuple[catchup.Range, ...]
-
-
-@dataclass(frozen=True)
-class Close(Generic[L]):
-    """End this session. `event` names why, for the log."""
-
-    session: PeerSession[L]
-    event: str
-
-
-@dataclass(frozen=True)
-class Shortfall(Generic[L]):
-    """A catch-up range was not delivered in time (worth a log line)."""
-
-    session: PeerSession[L]
-    missing: int
-
-
-Action: TypeAlias = Send[L] | Push | Serve[L] | Close[L] | Shortfall[L]
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One verified alert of an Alerts frame, as stored."""
-
-    id: bytes
-    origin: bytes
-    seq: int
-    new: bool  # stored now for the first time
-    copy: bool  # new, or a duplicate of a held alert (not an equivocation's second copy)
-    created_at_ms: int = 0  # of a new alert
-
-
-@dataclass
-class PeerCounters:
-    """Per member, across sessions."""
-
-    sessions: int = 0
-    full_received: int = 0
-    duplicates_received: int = 0
-    invalid_received: int = 0
-    full_sent: int = 0
-    ihave_sent: int = 0
-    caught_up: int = 0  # new alerts received through catch-up
-    served: int = 0  # alerts sent through catch-up
-    # For the metrics endpoint (node/app/metrics.py):
-    sessions_closed: int = 0
-    dial_failures: int = 0
-    frames_sent: collections.Counter[str] = field(default_factory=collections.Counter)  # gossip
-    frames_received: collections.Counter[str] = field(default_factory=collections.Counter)
-    catchup_bytes_received: int = 0  # body + signature of alerts in catch-up frames
-    catchup_bytes_sent: int = 0
-    ranges_requested: int = 0  # catch-up ranges asked of this peer
-    ranges_served: int = 0  # catch-up ranges this peer asked of us
+__all__ = [
+    "ALERTS_PER_FRAME",
+    "MAX_INVALID_PER_SESSION",
+    "MAX_PROOFS_ON_OPEN",
+    "SERVE_FRAME_BYTES",
+    "Action",
+    "AlertsFrame",
+    "Carried",
+    "Close",
+    "DigestFrame",
+    "Frame",
+    "IdsFrame",
+    "L",
+    "PeerCounters",
+    "PeerEngine",
+    "PeerSession",
+    "ProofFrame",
+    "PruneFrame",
+    "Push",
+    "RangesFrame",
+    "Received",
+    "Send",
+    "Serve",
+    "Shortfall",
+    "TreeFrame",
+    "VectorFrame",
+]
 
 
 class PeerEngine(Generic[L]):
@@ -234,9 +105,6 @@ class PeerEngine(Generic[L]):
         self.sessions: dict[bytes, PeerSession[L]] = {}
         self.counters: dict[bytes, PeerCounters] = {}
         self._catchup_due: dict[PeerSession[L], float] = {}  # kept current
-        # Per peer, the ids a `Push` carries as answers to its requests, until `push`
-        # sends them (an ordered set, bounded: an id the store lacks is never pushed).
-        self._answers: dict[bytes, dict[bytes, None]] = {}
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -287,7 +155,6 @@ class PeerEngine(Generic[L]):
         if self.sessions.get(session.peer) is not session:
             return []
         del self.sessions[session.peer]
-        self._answers.pop(session.peer, None)
         return self._gossip(self.gossip.peer_down(session.peer, now))
 
     def current(self, session: PeerSession[L]) -> bool:
@@ -344,6 +211,7 @@ class PeerEngine(Generic[L]):
         counters.invalid_received += invalid
         actions: list[gossip.Action] = []
         caught_up: list[bytes] = []
+        first_new: dict[bytes, int] = {}  # per origin, the lowest seq gossip brought new
         ttl = self.gossip.params.seen_ttl
         for r in received:
             if is_catchup:
@@ -357,8 +225,13 @@ class PeerEngine(Generic[L]):
                 counters.full_received += 1
                 counters.duplicates_received += not r.new
                 actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
+                if r.new and r.seq < first_new.get(r.origin, r.seq + 1):
+                    first_new[r.origin] = r.seq
         if caught_up:
             self.gossip.on_caught_up(caught_up, now)
+        for origin, seq in first_new.items():  # catch-up rule 7: did it move the head?
+            if seq not in self.chains.out_of_order(origin):
+                self.fetches.arriving(origin, now, self.gossip.params.graft_timeout)
         out = self._gossip(actions)
         verified = [(r.origin, r.seq) for r in received]
         out += self._catchup(s, s.catchup.on_alerts_received(verified, now))
@@ -390,25 +263,19 @@ class PeerEngine(Generic[L]):
         """Alerts published here (or ingested from a client): start spreading them."""
         return self._gossip([a for i in ids for a in self.gossip.publish(i, now)])
 
-    def push(self, peer: bytes, records: Iterable[Carried]) -> list[Action[L]]:
-        """The alerts a `Push` asked for, as found. An alert is never pushed back to its
-        own author, whatever the gossip core decided."""
+    def push(
+        self, peer: bytes, records: Iterable[Carried], answer: bool = False
+    ) -> list[Action[L]]:
+        """The alerts a `Push` asked for, as found; `answer` as the Push said. An alert is
+        never pushed back to its own author, whatever the gossip core decided."""
         s = self.sessions.get(peer)
         if s is None:
             return []
         alerts = [r for r in records if r.origin != peer]
         self.counters.setdefault(peer, PeerCounters()).full_sent += len(alerts)
-        answers: list[Carried] = []
-        owed = self._answers.get(peer)
-        if owed:  # answers to its requests go in frames of their own
-            answers = [r for r in alerts if r.id in owed]
-            alerts = [r for r in alerts if r.id not in owed]
-            for r in answers:
-                owed.pop(r.id, None)
         frames = tuple(
-            AlertsFrame(tuple(batch[i : i + ALERTS_PER_FRAME]), answer=batch is answers)
-            for batch in (answers, alerts)
-            for i in range(0, len(batch), ALERTS_PER_FRAME)
+            AlertsFrame(tuple(alerts[i : i + ALERTS_PER_FRAME]), answer=answer)
+            for i in range(0, len(alerts), ALERTS_PER_FRAME)
         )
         return [Send(s, frames, gossip=True)]
 
@@ -460,9 +327,7 @@ class PeerEngine(Generic[L]):
         out: list[Action[L]] = []
         for a in actions:
             if isinstance(a, gossip.SendAlerts):
-                if a.answer:
-                    self._owe(a.peer, a.ids)
-                out.append(Push(a.peer, tuple(a.ids)))
+                out.append(Push(a.peer, tuple(a.ids), a.answer))
                 continue
             s = self.sessions.get(a.peer)
             if s is None:
@@ -481,13 +346,6 @@ class PeerEngine(Generic[L]):
                 frame = PruneFrame()
             out.append(Send(s, (frame,), gossip=True))
         return out
-
-    def _owe(self, peer: bytes, ids: Iterable[bytes]) -> None:
-        owed = self._answers.setdefault(peer, {})
-        owed.update(dict.fromkeys(ids))
-        limit = self.gossip.params.max_queue_ids
-        while len(owed) > limit:  # the oldest were not in the store
-            del owed[next(iter(owed))]
 
     def _catchup(self, s: PeerSession[L], actions: list[catchup.Action]) -> list[Action[L]]:
         # Every call into a session ends here, so this is where its deadline can change.

@@ -222,7 +222,8 @@ class HonestNode(Process):
                 self._send(action)
             elif isinstance(action, pe.Push):
                 found = (self.store.get(i) for i in action.ids)
-                self._run(self.engine.push(action.peer, (r for r in found if r is not None)))
+                held = (r for r in found if r is not None)
+                self._run(self.engine.push(action.peer, held, action.answer))
             elif isinstance(action, pe.Serve):
                 records = [
                     record
