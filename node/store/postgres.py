@@ -406,7 +406,7 @@ class PostgresStore:
                     "SELECT second_id FROM equivocations WHERE second_id = ANY($1)", rest
                 )
             }
-        outcomes = classify(records, held=held, known_equivocations=known, chains=self._chains)
+        outcomes = classify(records, held=held, known_equivocations=known, holds=self._chains.holds)
         alert_rows: list[tuple[Any, ...]] = []
         key_rows: list[tuple[int, int]] = []
         equivocation_rows: list[tuple[Any, ...]] = []
