@@ -118,6 +118,8 @@ def writer_split(signed: Signed, batch: int) -> tuple[float, float]:
                     last = done.last_local_seq
                     for origin, seq in done.accepted:
                         chains.add(origin, seq)
+                    if writer.merge_due:  # as SqliteStore does after a commit
+                        writer.merge()
             else:
                 db = writer.db
                 for rows in encoded:
@@ -128,6 +130,11 @@ def writer_split(signed: Signed, batch: int) -> tuple[float, float]:
                     )
                     writer._insert(f"INSERT INTO {sqlite_writer.ID_LEVELS[0]} VALUES", rows.ids, 2)
                     db.execute("COMMIT")
+                    written = (len(rows.keys) + len(rows.ids)) // 2
+                    writer.level_rows[0] += written
+                    writer._written += written
+                    if writer.merge_due:
+                        writer.merge()
             results.append((thread_cpu() - t0) / len(records) * 1e6)
             writer.close()
         finally:
