@@ -19,7 +19,9 @@ of one Ed25519 verify measured in the same run (pynacl, one thread):
   per alert (all threads, /proc), 4 requests in flight;
 - the whole path in-process (AlertService.Ingest on AlertNode + worker processes + a new
   SqliteStore, bench/ingest_ab.py), by thread, for the event loop's own Python by
-  difference.
+  difference;
+- one verify's CPU with two threads verifying at once: what work costs on this machine
+  while both cores are busy, as they are whenever the node ingests at 0.7x or more.
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
 
 Signed = list[alert_pb2.SignedAlert]
+
+
+def both_cores(signed: Signed) -> float:
+    """CPU µs per verify with 2 threads verifying at once (pynacl drops the GIL): what a
+    step costs while the other core is busy too, as it is whenever the node uses both."""
+    import node_bench
+
+    items = [
+        (a.origin, s.body, s.signature)
+        for s in signed[:2000]
+        for a in [alert_pb2.Alert.FromString(s.body)]
+    ]
+    return float(node_bench.verify_rate(items, 2, 1.5).cpu_us)
 
 
 def thread_cpu() -> float:
@@ -229,6 +244,7 @@ def report(args: argparse.Namespace, home: Path, signed: Signed) -> int:
     rpc = grpc_floor(signed, args.batch)
     v2 = ingest_ab.verify_us(signed, 1.5)
     verify = (v1 + v2) / 2
+    both = both_cores(signed)
     decode, fields = steps["worker: decode_body"], steps["worker: record_fields"]
     by = run["by"]
     loop, writer_thread, workers = (
@@ -265,6 +281,12 @@ def report(args: argparse.Namespace, home: Path, signed: Signed) -> int:
         floor += us
         print(f"| {name} | {where} | {us:.1f} | {us / verify:.3f} |")
     print(f"| **sum** | | **{floor:.1f}** | **{floor / verify:.3f}** |")
+    factor = both / verify
+    print(
+        f"\nboth cores busy: one verify costs {both:.1f} CPU µs on each of 2 threads at once"
+        f" ({factor:.3f}× one thread alone); the steps at that cost:"
+        f" {floor / verify:.3f} × {factor:.3f} = {floor * factor / verify:.3f} verifies"
+    )
     print(
         f"\nin-process by thread (no gRPC): {total:.1f} µs = {total / verify:.3f} verifies"
         f" (verifier processes {workers:.1f}, store writer {writer_thread:.1f},"

@@ -1,8 +1,8 @@
 """The SQLite store's tables, and its write transaction, which runs on its own thread.
 
 The writer uses a plain `sqlite3` connection on one dedicated thread and runs each
-group commit there from start to finish: the id checks, building the rows, the
-inserts and the COMMIT. One hop per transaction instead of one per statement, and
+group commit there from start to finish: the id checks, building the rows (the row
+encoder, node/store/sqlite_rows.py), the inserts and the COMMIT. One hop per transaction instead of one per statement, and
 the event loop's thread does none of the per-row work, so it stays free to feed
 the verifier processes.
 
