@@ -26,6 +26,7 @@ COMMANDS = [
     "bench/latency_floor.py --rates 10 --seconds 1",
     "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace",
     "bench/ingest_ab.py --alerts 400 --batch 100 --stages",
+    "bench/ingest_floor.py --alerts 400 --batch 100",
 ]
 
 

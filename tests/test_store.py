@@ -10,7 +10,7 @@ from node.core import indicators
 from node.core.alerts import AlertRecord, link_key, make_record
 from node.core.errors import ConfigError
 from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
-from node.store.base import AlertStore
+from node.store.base import AlertStore, classify
 from node.store.sqlite_writer import ID_LEVELS, KEY_LEVELS, LEVELS
 from tests.factory import ADDRESS, DOMAIN, Author, now_ms
 
@@ -62,6 +62,58 @@ async def test_equivocation_within_one_batch(store: AlertStore) -> None:
     ]
     [proof] = await store.equivocations()
     assert proof.first.id == first.id
+
+
+async def test_a_batch_mixing_new_alerts_with_held_slots_gets_each_outcome(
+    store: AlertStore,
+) -> None:
+    """Each store tells classify which (origin, seq) slots it holds: a second copy of a
+    held slot is an equivocation whatever else its batch holds, a held copy is a
+    duplicate, and new alerts (of this origin and of another) are accepted around them."""
+    author, other = Author(), Author()
+    first, kept = author.record(title="first"), author.record(title="kept")
+    assert await store.put([first, kept], now_ms=now_ms()) == [PutOutcome.ACCEPTED] * 2
+    author.seq, author.head = 0, b""
+    second = author.record(title="second copy of seq 1")
+    author.seq, author.head = kept.seq, kept.id
+    new, fresh = author.record(), other.record()
+    assert await store.put([new, second, kept, fresh], now_ms=now_ms()) == [
+        PutOutcome.ACCEPTED,
+        PutOutcome.EQUIVOCATION,
+        PutOutcome.DUPLICATE,
+        PutOutcome.ACCEPTED,
+    ]
+    # A batch in which no slot is held asks nothing of the held ones.
+    assert (
+        await store.put([other.record(), other.record()], now_ms=now_ms())
+        == [PutOutcome.ACCEPTED] * 2
+    )
+    assert await store.count() == 6
+    [proof] = await store.equivocations()
+    assert (proof.first.id, proof.second.id) == (first.id, second.id)
+    assert store.chains.get(author.key).contiguous == 3
+    assert store.chains.get(other.key).contiguous == 3
+    # The held slots are asked again on the next put: the second copy is known now.
+    assert await store.put([second, new], now_ms=now_ms()) == [PutOutcome.DUPLICATE] * 2
+
+
+def test_classify_asks_holds_about_each_slot_it_has_not_seen_as_a_duplicate() -> None:
+    author = Author()
+    a, b, c = (author.record() for _ in range(3))
+    asked: list[tuple[bytes, int]] = []
+
+    def holds(origin: bytes, seq: int) -> bool:
+        asked.append((origin, seq))
+        return seq == b.seq
+
+    outcomes = classify([a, b, a, c], held={c.id}, known_equivocations=(), holds=holds)
+    assert outcomes == [
+        PutOutcome.ACCEPTED,
+        PutOutcome.EQUIVOCATION,  # held by the store under another id
+        PutOutcome.DUPLICATE,  # earlier in this batch
+        PutOutcome.DUPLICATE,  # held by id: no slot question
+    ]
+    assert asked == [(a.origin, a.seq), (b.origin, b.seq)]
 
 
 async def test_chain_state_tracks_contiguous_seq_and_gaps(store: AlertStore) -> None:

@@ -41,7 +41,7 @@ class SimStore:
     ) -> list[PutOutcome]:
         """Store what is new; one outcome per record (node.store.base.classify)."""
         outcomes = classify(
-            records, held=self._by_id, known_equivocations=self._second_ids, chains=self.chains
+            records, held=self._by_id, known_equivocations=self._second_ids, holds=self.chains.holds
         )
         for r, arrival, outcome in zip(records, arrivals, outcomes, strict=True):
             if outcome is PutOutcome.ACCEPTED:

@@ -9,7 +9,7 @@ closes it. Both implementations keep per-origin chain state in memory
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol, Self
@@ -140,17 +140,22 @@ class AlertStore(Protocol):
     async def equivocations(self) -> list[Equivocation]: ...
 
 
+SlotHeld = Callable[[bytes, int], bool]
+
+
 def classify(
     records: Sequence[AlertRecord],
     *,
     held: Collection[bytes],
     known_equivocations: Collection[bytes],
-    chains: Chains,
+    holds: SlotHeld,
 ) -> list[PutOutcome]:
     """Decide each record's outcome against what is held (shared by every store).
 
     `held`: ids already stored; `known_equivocations`: ids already kept as the
-    second copy of an equivocation. Records earlier in the batch count as held.
+    second copy of an equivocation; `holds(origin, seq)`: whether the store holds an
+    alert in that slot (its chains' `holds`, or an answer the store worked out for this
+    batch already). Records earlier in the batch count as held.
     """
     outcomes: list[PutOutcome] = []
     batch_ids: set[bytes] = set()
@@ -158,7 +163,7 @@ def classify(
     for r in records:
         if r.id in held or r.id in batch_ids or r.id in known_equivocations:
             outcomes.append(PutOutcome.DUPLICATE)
-        elif chains.holds(r.origin, r.seq) or (r.origin, r.seq) in batch_slots:
+        elif holds(r.origin, r.seq) or (r.origin, r.seq) in batch_slots:
             outcomes.append(PutOutcome.EQUIVOCATION)
         else:
             outcomes.append(PutOutcome.ACCEPTED)

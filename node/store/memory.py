@@ -41,7 +41,10 @@ class MemoryStore:
         self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
     ) -> list[PutOutcome]:
         outcomes = classify(
-            records, held=self._by_id, known_equivocations=self._second_ids, chains=self._chains
+            records,
+            held=self._by_id,
+            known_equivocations=self._second_ids,
+            holds=self._chains.holds,
         )
         for r, outcome in zip(records, outcomes, strict=True):
             if outcome is PutOutcome.ACCEPTED:

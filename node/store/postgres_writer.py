@@ -122,7 +122,7 @@ async def write(
                 "SELECT second_id FROM equivocations WHERE second_id = ANY($1)", rest
             )
         }
-    outcomes = classify(records, held=held, known_equivocations=known, chains=chains)
+    outcomes = classify(records, held=held, known_equivocations=known, holds=chains.holds)
     alert_rows: list[tuple[Any, ...]] = []
     key_rows: list[tuple[int, int]] = []
     equivocation_rows: list[tuple[Any, ...]] = []

@@ -1,8 +1,8 @@
 """The SQLite store's tables, and its write transaction, which runs on its own thread.
 
 The writer uses a plain `sqlite3` connection on one dedicated thread and runs each
-group commit there from start to finish: the id checks, building the rows, the
-inserts and the COMMIT. One hop per transaction instead of one per statement, and
+group commit there from start to finish: the id checks, building the rows (the row
+encoder, node/store/sqlite_rows.py), the inserts and the COMMIT. One hop per transaction instead of one per statement, and
 the event loop's thread does none of the per-row work, so it stays free to feed
 the verifier processes.
 
@@ -29,10 +29,8 @@ level; a move is atomic, so a reader sees every row in exactly one of them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
-import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +38,22 @@ from typing import Any
 
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core import indicators
-from node.core.alerts import AlertRecord, indicator_keys
+from node.core.alerts import indicator_keys
 from node.core.chain import Chains
 from node.core.errors import AlertmeshError, ConfigError
 from node.store.base import PutOutcome, classify
 from node.store.keyfilter import KeyFilter
+from node.store.sqlite_rows import (
+    ALERT_INSERT,
+    ALERT_WIDTH,
+    KEY_SEP,
+    Write,
+    encode,
+    id64,
+    key_hash,
+)
+
+__all__ = ["KEY_SEP", "Write", "Writer", "id64", "key_hash"]  # the store's names, kept here
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +130,6 @@ ALERT_COLUMNS = (
 SCHEMA_VERSION = 6
 HOST_TYPES = frozenset({indicators.DOMAIN, indicators.URL, indicators.EMAIL})
 MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
-KEY_SEP = "\x1f"
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
 # The writer's page cache (16 MiB) and page size (16 KiB, for new files). Since the
@@ -131,30 +139,6 @@ ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
 CACHE_KIB = 16384
 PAGE_BYTES = 16384
 CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
-_INT64 = struct.Struct(">q")
-# An accepted alert's row, bound from its record as it lies (AlertRecord's fields up to
-# the title, in order), then its joined keys and the time it came: no reordering.
-TITLE_END = AlertRecord._fields.index("title") + 1
-ALERT_INSERT = (
-    "INSERT INTO alerts (local_seq, "
-    + ", ".join(AlertRecord._fields[:TITLE_END])
-    + ", index_keys, received_at_ms) VALUES"
-)
-ALERT_WIDTH = TITLE_END + 3
-ACCEPTED = PutOutcome.ACCEPTED
-_NO_CHAINS = Chains()  # for classify, when no record's slot is held: it never holds one
-
-
-def key_hash(key: str) -> int:
-    """How an indicator key is indexed: a signed 64-bit integer."""
-    value: int = _INT64.unpack_from(hashlib.sha256(key.encode()).digest())[0]
-    return value
-
-
-def id64(alert_id: bytes) -> int:
-    """How an alert id is indexed: its first 8 bytes (it is a SHA-256 already)."""
-    value: int = _INT64.unpack_from(alert_id)[0]
-    return value
 
 
 def _key_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
@@ -201,15 +185,6 @@ def alert_id_queries(columns: str, ids: Sequence[bytes]) -> Iterator[tuple[str, 
             f"SELECT {columns} FROM alerts WHERE local_seq IN ({both}) AND id IN ({marks})",
             [*hashes * len(ID_LEVELS), *chunk],
         )
-
-
-@dataclass(slots=True)
-class Write:
-    """One `put`: its records, and the outcome of each once committed."""
-
-    records: Sequence[AlertRecord]
-    now_ms: int
-    request_id: str
 
 
 @dataclass(slots=True)
@@ -424,11 +399,12 @@ class Writer:
         the caller adds the accepted slots once this returns."""
         db = self.db
         records = [r for w in batch for r in w.records]
-        # An id can be held only if its (origin, seq) slot is: most records need no query,
-        # and when no slot is, classify needs the store's chains for nothing either.
+        # An id can be held only if its (origin, seq) slot is: only those records need a
+        # query, and classify asks only about the slots found held here (usually none).
         holds = chains.holds
-        taken = list(dict.fromkeys([r.id for r in records if holds(r.origin, r.seq)]))
-        if taken:
+        in_held_slots = [r for r in records if holds(r.origin, r.seq)]
+        if in_held_slots:
+            taken = list(dict.fromkeys([r.id for r in in_held_slots]))
             held = self._existing(alert_id_queries("id", taken))
             known = self._existing(
                 id_queries(
@@ -438,53 +414,29 @@ class Writer:
             )
         else:
             held = known = set()
+        slots = {(r.origin, r.seq) for r in in_held_slots}
         outcomes = classify(
-            records, held=held, known_equivocations=known, chains=chains if taken else _NO_CHAINS
+            records,
+            held=held,
+            known_equivocations=known,
+            holds=lambda origin, seq: (origin, seq) in slots,
         )
-
-        # The rows' values flat, row after row, as the multi-row INSERTs bind them: no
-        # tuple per row. An alert row is its record's fields in order (ALERT_INSERT).
-        alert_values: list[Any] = []
-        key_values: list[int] = []  # key_hash(key), local_seq, ...
-        id_values: list[int] = []  # id64(id), local_seq, ...
-        accepted: list[tuple[bytes, int]] = []
-        equivocation_rows = []
-        sha256, unpack = hashlib.sha256, _INT64.unpack_from
-        local_seq = last_local_seq
-        start = 0
+        rows = encode(batch, outcomes, last_local_seq)
         per_write: list[list[PutOutcome]] = []
+        start = 0
         for w in batch:
-            mine = outcomes[start : start + len(w.records)]
+            per_write.append(outcomes[start : start + len(w.records)])
             start += len(w.records)
-            per_write.append(mine)
-            for r, outcome in zip(w.records, mine, strict=True):
-                if outcome is ACCEPTED:
-                    local_seq += 1
-                    keys = r.index_keys
-                    alert_values.append(local_seq)
-                    alert_values += r[:TITLE_END]
-                    alert_values.append(KEY_SEP.join(keys))
-                    alert_values.append(w.now_ms)
-                    for k in keys:
-                        key_values.append(unpack(sha256(k.encode()).digest())[0])
-                        key_values.append(local_seq)
-                    id_values.append(unpack(r.id)[0])
-                    id_values.append(local_seq)
-                    accepted.append((r.origin, r.seq))
-                elif outcome is PutOutcome.EQUIVOCATION:
-                    equivocation_rows.append(
-                        (r.origin, r.seq, r.id, r.body, r.signature,
-                         KEY_SEP.join(r.index_keys), w.now_ms)
-                    )  # fmt: skip
         requests = [(w.request_id, w.records[0].id) for w in batch if w.request_id]
+        key_values, id_values = rows.keys, rows.ids
         if self.key_filter is not None:  # bits of a rolled-back row only cost a query
             self.key_filter.add(key_values[::2])
         db.execute("BEGIN")
         try:
-            self._insert(ALERT_INSERT, alert_values, ALERT_WIDTH)
+            self._insert(ALERT_INSERT, rows.alerts, ALERT_WIDTH)
             self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_values, 2)
             self._insert(f"INSERT INTO {ID_LEVELS[0]} VALUES", id_values, 2)
-            if equivocation_rows:
+            if rows.equivocations:
                 # The first copy is whichever this store accepted for that slot (maybe in
                 # this batch).
                 db.executemany(
@@ -492,7 +444,7 @@ class Writer:
                     " (origin, seq, second_id, first_id, body, signature, index_keys,"
                     " detected_at_ms) SELECT ?1, ?2, ?3, id, ?4, ?5, ?6, ?7 FROM alerts"
                     " WHERE origin = ?1 AND seq = ?2",
-                    equivocation_rows,
+                    rows.equivocations,
                 )
             if requests:
                 db.executemany("INSERT OR IGNORE INTO publish_requests VALUES (?, ?)", requests)
@@ -501,10 +453,10 @@ class Writer:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        rows = (len(key_values) + len(id_values)) // 2
-        self.level_rows[0] += rows
-        self._written += rows
-        return Committed(per_write, accepted, local_seq)
+        written = (len(key_values) + len(id_values)) // 2
+        self.level_rows[0] += written
+        self._written += written
+        return Committed(per_write, rows.accepted, rows.last_local_seq)
 
     def _existing(self, queries: Iterable[tuple[str, Sequence[Any]]]) -> set[bytes]:
         """The first column of every row the (sql, params) `queries` return."""
