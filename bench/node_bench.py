@@ -648,6 +648,9 @@ class Watch:
 class CheckRun:
     latencies: list[float] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)  # time.perf_counter() at each call
+    # Per call, with `sched`: seconds the node's event loop thread ran and waited for a
+    # core, and the same for this client's thread (/proc/.../schedstat).
+    sched: list[tuple[float, float, float, float]] = field(default_factory=list)
     values: int = 0
     matched_values: int = 0
     expected_hits: int = 0
@@ -658,12 +661,22 @@ class CheckRun:
         return self.values / self.seconds if self.seconds else 0.0
 
 
+def schedstat(path: str) -> tuple[int, int]:
+    """Nanoseconds a thread has run on a core and waited runnable for one (since start)."""
+    ran, waited, _ = Path(path).read_text().split()
+    return int(ran), int(waited)
+
+
 async def check(
     channel: grpc.aio.Channel,
     batches: Sequence[tuple[list[str], int]],
     in_flight: int,
     deadline: float,
+    sched: int | None = None,
 ) -> CheckRun:
+    """The calls, `in_flight` at a time; with `sched` (the node's pid, 1 in flight), also
+    where each call's time went: the node's event loop and this client's thread, running
+    or waiting for a core."""
     call = channel.unary_unary(
         CHECK,
         request_serializer=api.CheckIndicatorsRequest.SerializeToString,
@@ -671,15 +684,30 @@ async def check(
     )
     run = CheckRun()
     pending = iter(batches)
+    node_loop = f"/proc/{sched}/task/{sched}/schedstat"
+    client_thread = f"/proc/self/task/{threading.get_native_id()}/schedstat"
 
     async def worker() -> None:
         for values, hits in pending:
             if time.perf_counter() > deadline:
                 return
+            request = api.CheckIndicatorsRequest(values=values)
+            if sched is not None:
+                node0, client0 = schedstat(node_loop), schedstat(client_thread)
             t0 = time.perf_counter()
-            response = await call(api.CheckIndicatorsRequest(values=values), timeout=60)
+            response = await call(request, timeout=60)
             run.latencies.append(time.perf_counter() - t0)
             run.starts.append(t0)
+            if sched is not None:
+                node1, client1 = schedstat(node_loop), schedstat(client_thread)
+                run.sched.append(
+                    (
+                        (node1[0] - node0[0]) / 1e9,
+                        (node1[1] - node0[1]) / 1e9,
+                        (client1[0] - client0[0]) / 1e9,
+                        (client1[1] - client0[1]) / 1e9,
+                    )
+                )
             run.values += len(values)
             run.expected_hits += hits
             run.matched_values += sum(1 for r in response.results if r.matches)
@@ -1040,6 +1068,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=600.0, help="time bound of each phase")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="also profile in-process (cProfile)")
+    p.add_argument(
+        "--calls-json",
+        metavar="FILE",
+        help="write each check call's start (time.perf_counter) and latency to FILE",
+    )
     p.add_argument("--py-spy", metavar="FILE", help="py-spy record the node during (b) to FILE")
     p.add_argument(
         "--reuse-store",
@@ -1254,7 +1287,9 @@ async def run_checks(
     await check(ch, warm_up, 1, time.perf_counter() + 60)  # not counted
     out["gc_before"] = before = await node_counters(ch)
     watch = Watch(node)
-    out["check1"] = await check(ch, batches, 1, time.perf_counter() + args.max_seconds)
+    out["check1"] = await check(
+        ch, batches, 1, time.perf_counter() + args.max_seconds, sched=node.pid
+    )
     out["check1_cpu"] = watch.stop()
     out["check1_gc"] = gc_text(before, await node_counters(ch))
     out["check_again"] = await check(ch, batches[-10:], 1, time.perf_counter() + args.max_seconds)
@@ -1278,15 +1313,10 @@ async def run_checks(
     # The last 10 calls again: 10,000 values, within the node's cache of parsed values.
     if out["check1"].matched_values < out["check1"].expected_hits:
         out["problems"].append("CheckIndicators missed some flagged values")
-    if os.environ.get("LOOK2_CALLS"):
-        Path(os.environ["LOOK2_CALLS"]).write_text(
-            json.dumps(
-                {
-                    k: list(zip(out[k].starts, out[k].latencies))
-                    for k in ("check1", "check_again", "checkn", "single")
-                }
-            )
-        )
+    if args.calls_json:  # each call's start and latency, to match with other traces
+        phases = ("check1", "check_again", "checkn", "single")
+        calls = {k: list(zip(out[k].starts, out[k].latencies, strict=True)) for k in phases}
+        await asyncio.to_thread(Path(args.calls_json).write_text, json.dumps(calls))
     out["mem_after"] = node.memory()
     return out
 
@@ -1305,6 +1335,24 @@ def window_text(window: Window, names: dict[int, str], calls: int) -> str:
         f"node {', '.join(parts) or '0'}; client {window.client / calls * 1e3:.2f};"
         f" other processes {window.others / calls * 1e3:.2f} ms per call"
         f" ({window.machine / max(window.wall, 1e-9):.2f} cores busy in all)"
+    )
+
+
+def sched_text(run: CheckRun) -> str:
+    """Per-call CPU and wait for a core, and what the slowest calls spent them on."""
+    if not run.sched:
+        return "(not measured)"
+    cols = list(zip(*run.sched, strict=True))
+    slow = sorted(range(len(run.latencies)), key=lambda i: -run.latencies[i])[
+        : max(2, len(run.latencies) // 50)
+    ]
+    mean = [statistics.mean(run.sched[i][k] for i in slow) for k in range(4)]
+    return (
+        f"node {ms(pct(cols[0], 50))} / {ms(pct(cols[1], 50), 2)} (p50),"
+        f" {ms(pct(cols[0], 99))} / {ms(pct(cols[1], 99), 2)} (p99); client waiting p50"
+        f" {ms(pct(cols[3], 50), 2)}, p99 {ms(pct(cols[3], 99), 2)}. The {len(slow)} slowest"
+        f" calls ({ms(statistics.mean(run.latencies[i] for i in slow))} on average): node"
+        f" {ms(mean[0])} on a core + {ms(mean[1])} waiting, client {ms(mean[2])} + {ms(mean[3])}"
     )
 
 
@@ -1328,6 +1376,10 @@ def check_rows(
         (
             "(c) … CPU during those calls",
             window_text(res["check1_cpu"], res["check_names"], max(1, len(c1.latencies))),
+        ),
+        (
+            "(c) … per call: node event loop on a core / waiting for one; client waiting",
+            sched_text(c1),
         ),
         (
             "(c) … the node's collections during those calls",
