@@ -1388,7 +1388,8 @@ def check_rows(
         (
             "(c) … the node's settles before them (after a large ingest, once quiet)",
             f"{res['gc_before'].get('gc_settles', 0)}, {res['gc_before'].get('gc_settle_ms', 0)}"
-            f" ms in all; {res['gc_before'].get('gc_frozen_objects', 0):,} objects frozen",
+            f" ms in all (CPU {res['gc_before'].get('gc_settle_cpu_ms', 0)} ms);"
+            f" {res['gc_before'].get('gc_frozen_objects', 0):,} objects frozen",
         ),
         (
             "(c) the same calls in-process: handler / AlertNode.check",

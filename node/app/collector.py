@@ -19,7 +19,7 @@ short and rare while the node serves (docs/benchmarks.md, issue 15 sessions 18-2
 The decision (`SettlePolicy`) takes the time as a parameter; `Collector` drives it on
 the event loop and counts every collection for `alertmesh stats`
 (`gc_collections_gen0`.. `_gen2`, `gc_pause_ms`, `gc_pause_max_ms`, `gc_settles`,
-`gc_settle_ms`, `gc_frozen_objects`).
+`gc_settle_ms`, `gc_settle_cpu_ms`, `gc_frozen_objects`).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class Collector:
         self.pause_max_s = 0.0
         self.settles = 0
         self.settle_s = 0.0
+        self.settle_cpu_s = 0.0  # of which this thread ran (the rest: waiting for a core)
         self._started = 0.0
         self._due = asyncio.Event()
 
@@ -121,11 +122,12 @@ class Collector:
         """One full collection over every object, then freeze what survived."""
         self._due.clear()
         self.policy.settled()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         gc.unfreeze()  # frozen objects that became cycles since are collected too
         gc.collect()
         gc.freeze()
         self.settle_s += time.perf_counter() - t0
+        self.settle_cpu_s += time.thread_time() - cpu0
         self.settles += 1
 
     def _timed(self, phase: str, info: dict[str, int]) -> None:
@@ -146,5 +148,6 @@ class Collector:
             "gc_pause_max_ms": round(self.pause_max_s * 1e3),
             "gc_settles": self.settles,
             "gc_settle_ms": round(self.settle_s * 1e3),
+            "gc_settle_cpu_ms": round(self.settle_cpu_s * 1e3),
             "gc_frozen_objects": gc.get_freeze_count(),
         }
