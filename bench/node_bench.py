@@ -87,6 +87,7 @@ if str(ROOT) not in sys.path:
 
 from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
+from node.app.collector import SERVING_THRESHOLDS  # noqa: E402
 from node.core import indicators  # noqa: E402
 from node.core.alerts import alert_id  # noqa: E402
 from node.core.blockchains import base58check_encode, encode_segwit  # noqa: E402
@@ -104,7 +105,6 @@ STARTUP_TIMEOUT_S = 60.0
 ACCEPTED = api.INGEST_OUTCOME_ACCEPTED
 MAX_VERIFY_COUNT = 10_000_000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SERVING_GC_THRESHOLDS = (50_000, 20, 10)  # node/app/runtime.py, once the node serves
 
 # --- realistic alert content ------------------------------------------------------------
 
@@ -584,9 +584,73 @@ def fill_windows(first: int, total: int, window: int, batch: int) -> list[tuple[
     return out
 
 
+async def node_counters(ch: grpc.aio.Channel) -> dict[str, int]:
+    """The node's counters (`alertmesh stats`): its collections among them."""
+    stats = await ch.unary_unary(
+        "/alertmesh.v1.AlertService/GetStats",
+        request_serializer=api.GetStatsRequest.SerializeToString,
+        response_deserializer=api.Stats.FromString,
+    )(api.GetStatsRequest(), timeout=30)
+    return dict(stats.counters)
+
+
+def gc_text(before: dict[str, int], after: dict[str, int]) -> str:
+    """The node's collections between two readings of its counters."""
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return (
+        f"young {d.get('gc_collections_gen0', 0)}, middle {d.get('gc_collections_gen1', 0)},"
+        f" full {d.get('gc_collections_gen2', 0)}: {d.get('gc_pause_ms', 0)} ms paused in all"
+        f" (longest pause since start {after.get('gc_pause_max_ms', 0)} ms)"
+    )
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores of the machine spent busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+@dataclass
+class Window:
+    """Where the CPU went during one phase: the node by thread, this client, and the
+    rest of the machine (other processes), in seconds, over `wall` seconds."""
+
+    wall: float
+    node: dict[int, float]
+    client: float
+    machine: float
+
+    @property
+    def others(self) -> float:
+        return max(0.0, self.machine - sum(self.node.values()) - self.client)
+
+
+class Watch:
+    """Starts a Window's counters; `stop()` returns the Window."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.wall, self.threads = time.perf_counter(), node.thread_cpu()
+        self.client, self.machine = time.process_time(), machine_busy()
+
+    def stop(self) -> Window:
+        now = self.node.thread_cpu()
+        return Window(
+            wall=time.perf_counter() - self.wall,
+            node={t: c - self.threads.get(t, 0.0) for t, c in now.items()},
+            client=time.process_time() - self.client,
+            machine=machine_busy() - self.machine,
+        )
+
+
 @dataclass
 class CheckRun:
     latencies: list[float] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)  # time.perf_counter() at each call
+    # Per call, with `sched`: seconds the node's event loop thread ran and waited for a
+    # core, and the same for this client's thread (/proc/.../schedstat).
+    sched: list[tuple[float, float, float, float]] = field(default_factory=list)
     values: int = 0
     matched_values: int = 0
     expected_hits: int = 0
@@ -597,12 +661,22 @@ class CheckRun:
         return self.values / self.seconds if self.seconds else 0.0
 
 
+def schedstat(path: str) -> tuple[int, int]:
+    """Nanoseconds a thread has run on a core and waited runnable for one (since start)."""
+    ran, waited, _ = Path(path).read_text().split()
+    return int(ran), int(waited)
+
+
 async def check(
     channel: grpc.aio.Channel,
     batches: Sequence[tuple[list[str], int]],
     in_flight: int,
     deadline: float,
+    sched: int | None = None,
 ) -> CheckRun:
+    """The calls, `in_flight` at a time; with `sched` (the node's pid, 1 in flight), also
+    where each call's time went: the node's event loop and this client's thread, running
+    or waiting for a core."""
     call = channel.unary_unary(
         CHECK,
         request_serializer=api.CheckIndicatorsRequest.SerializeToString,
@@ -610,14 +684,30 @@ async def check(
     )
     run = CheckRun()
     pending = iter(batches)
+    node_loop = f"/proc/{sched}/task/{sched}/schedstat"
+    client_thread = f"/proc/self/task/{threading.get_native_id()}/schedstat"
 
     async def worker() -> None:
         for values, hits in pending:
             if time.perf_counter() > deadline:
                 return
+            request = api.CheckIndicatorsRequest(values=values)
+            if sched is not None:
+                node0, client0 = schedstat(node_loop), schedstat(client_thread)
             t0 = time.perf_counter()
-            response = await call(api.CheckIndicatorsRequest(values=values), timeout=60)
+            response = await call(request, timeout=60)
             run.latencies.append(time.perf_counter() - t0)
+            run.starts.append(t0)
+            if sched is not None:
+                node1, client1 = schedstat(node_loop), schedstat(client_thread)
+                run.sched.append(
+                    (
+                        (node1[0] - node0[0]) / 1e9,
+                        (node1[1] - node0[1]) / 1e9,
+                        (client1[0] - client0[0]) / 1e9,
+                        (client1[1] - client0[1]) / 1e9,
+                    )
+                )
             run.values += len(values)
             run.expected_hits += hits
             run.matched_values += sum(1 for r in response.results if r.matches)
@@ -678,7 +768,7 @@ async def server_side_check(
         service = AlertService(node)
         for values, _ in batches[:2]:  # warm-up (page cache), not counted
             await node.check(values, include_expired=False)
-        gc.set_threshold(*SERVING_GC_THRESHOLDS)  # as the node once serving (runtime.py)
+        gc.set_threshold(*SERVING_THRESHOLDS)  # as the node once serving (collector.py)
         for values, _ in batches:
             if time.perf_counter() > deadline:
                 break
@@ -978,6 +1068,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=600.0, help="time bound of each phase")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="also profile in-process (cProfile)")
+    p.add_argument(
+        "--calls-json",
+        metavar="FILE",
+        help="write each check call's start (time.perf_counter) and latency to FILE",
+    )
     p.add_argument("--py-spy", metavar="FILE", help="py-spy record the node during (b) to FILE")
     p.add_argument(
         "--reuse-store",
@@ -1179,7 +1274,7 @@ async def run_checks(
 ) -> dict[str, Any]:
     """(c): CheckIndicators calls of --check-values values (fresh, asked again, in flight),
     then single-value calls by --single-callers callers; the node's RSS after them."""
-    out: dict[str, Any] = {"problems": []}
+    out: dict[str, Any] = {"problems": [], "check_names": node.thread_names()}
     rng = random.Random(args.seed + 1)
     # Two sets of calls with fresh values each: the node caches parsed values, and
     # a value asked again is cheaper (reported apart, "asked before").
@@ -1190,7 +1285,13 @@ async def run_checks(
     out["batches"] = batches
     warm_up = check_requests(rng, stored, 1, args.check_values, args.check_flagged)
     await check(ch, warm_up, 1, time.perf_counter() + 60)  # not counted
-    out["check1"] = await check(ch, batches, 1, time.perf_counter() + args.max_seconds)
+    out["gc_before"] = before = await node_counters(ch)
+    watch = Watch(node)
+    out["check1"] = await check(
+        ch, batches, 1, time.perf_counter() + args.max_seconds, sched=node.pid
+    )
+    out["check1_cpu"] = watch.stop()
+    out["check1_gc"] = gc_text(before, await node_counters(ch))
     out["check_again"] = await check(ch, batches[-10:], 1, time.perf_counter() + args.max_seconds)
     out["checkn"] = await check(ch, fresh, args.in_flight, time.perf_counter() + args.max_seconds)
     # The withdrawal-screening path: one value per call, --single-callers at once.
@@ -1202,20 +1303,57 @@ async def run_checks(
         for value, hits in values
     ]
     await check(ch, singles[:50], args.single_callers, time.perf_counter() + 60)  # warm-up
-    cpu0, client0 = node.cpu_seconds(), time.process_time()
+    watch = Watch(node)
     out["single"] = await check(
         ch, singles[50:], args.single_callers, time.perf_counter() + args.max_seconds
     )
+    window = out["single_window"] = watch.stop()
     calls = max(1, len(out["single"].latencies))
-    out["single_cpu"] = (
-        (node.cpu_seconds() - cpu0) / calls,
-        (time.process_time() - client0) / calls,
-    )
+    out["single_cpu"] = (sum(window.node.values()) / calls, window.client / calls)
     # The last 10 calls again: 10,000 values, within the node's cache of parsed values.
     if out["check1"].matched_values < out["check1"].expected_hits:
         out["problems"].append("CheckIndicators missed some flagged values")
+    if args.calls_json:  # each call's start and latency, to match with other traces
+        phases = ("check1", "check_again", "checkn", "single")
+        calls = {k: list(zip(out[k].starts, out[k].latencies, strict=True)) for k in phases}
+        await asyncio.to_thread(Path(args.calls_json).write_text, json.dumps(calls))
     out["mem_after"] = node.memory()
     return out
+
+
+def window_text(window: Window, names: dict[int, str], calls: int) -> str:
+    """CPU milliseconds per call during a phase: the node by thread, this client, the
+    rest of the machine; and the cores busy in all."""
+    per: dict[str, float] = {}
+    for tid, cpu in window.node.items():
+        name = re.sub(r"^Thread-\d+ \((\w+)\)$", r"\1", names.get(tid, "other"))
+        name = re.sub(r"_\d+$", "", name).replace("_connection_worker_thread", "aiosqlite")
+        per[name] = per.get(name, 0.0) + cpu
+    parts = [f"{n} {c / calls * 1e3:.2f}" for n, c in sorted(per.items(), key=lambda x: -x[1])]
+    parts = [p for p in parts if not p.endswith(" 0.00")]
+    return (
+        f"node {', '.join(parts) or '0'}; client {window.client / calls * 1e3:.2f};"
+        f" other processes {window.others / calls * 1e3:.2f} ms per call"
+        f" ({window.machine / max(window.wall, 1e-9):.2f} cores busy in all)"
+    )
+
+
+def sched_text(run: CheckRun) -> str:
+    """Per-call CPU and wait for a core, and what the slowest calls spent them on."""
+    if not run.sched:
+        return "(not measured)"
+    cols = list(zip(*run.sched, strict=True))
+    slow = sorted(range(len(run.latencies)), key=lambda i: -run.latencies[i])[
+        : max(2, len(run.latencies) // 50)
+    ]
+    mean = [statistics.mean(run.sched[i][k] for i in slow) for k in range(4)]
+    return (
+        f"node {ms(pct(cols[0], 50))} / {ms(pct(cols[1], 50), 2)} (p50),"
+        f" {ms(pct(cols[0], 99))} / {ms(pct(cols[1], 99), 2)} (p99); client waiting p50"
+        f" {ms(pct(cols[3], 50), 2)}, p99 {ms(pct(cols[3], 99), 2)}. The {len(slow)} slowest"
+        f" calls ({ms(statistics.mean(run.latencies[i] for i in slow))} on average): node"
+        f" {ms(mean[0])} on a core + {ms(mean[1])} waiting, client {ms(mean[2])} + {ms(mean[3])}"
+    )
 
 
 def check_rows(
@@ -1230,9 +1368,28 @@ def check_rows(
     return [
         (
             f"(c) CheckIndicators of {k:,} values, client latency",
-            f"p50 **{ms(pct(c1.latencies, 50))}**, p99 {ms(pct(c1.latencies, 99))}"
+            f"p50 **{ms(pct(c1.latencies, 50))}**, p99 {ms(pct(c1.latencies, 99))},"
+            f" slowest {ms(max(c1.latencies))}"
             f" ({len(c1.latencies)} calls, 1 in flight); the same values asked again:"
             f" p50 {ms(pct(res['check_again'].latencies, 50))}",
+        ),
+        (
+            "(c) … CPU during those calls",
+            window_text(res["check1_cpu"], res["check_names"], max(1, len(c1.latencies))),
+        ),
+        (
+            "(c) … per call: node event loop on a core / waiting for one; client waiting",
+            sched_text(c1),
+        ),
+        (
+            "(c) … the node's collections during those calls",
+            res["check1_gc"],
+        ),
+        (
+            "(c) … the node's settles before them (after a large ingest, once quiet)",
+            f"{res['gc_before'].get('gc_settles', 0)}, {res['gc_before'].get('gc_settle_ms', 0)}"
+            f" ms in all (CPU {res['gc_before'].get('gc_settle_cpu_ms', 0)} ms);"
+            f" {res['gc_before'].get('gc_frozen_objects', 0):,} objects frozen",
         ),
         (
             "(c) the same calls in-process: handler / AlertNode.check",
@@ -1262,6 +1419,10 @@ def check_rows(
             f" with {args.single_callers} callers always waiting, the mean latency is"
             f" {args.single_callers} / {single.per_value_rate:,.0f} calls/s ="
             f" {args.single_callers / max(1.0, single.per_value_rate) * 1e3:.2f} ms (Little's law)",
+        ),
+        (
+            "(c) … CPU during the single-value calls",
+            window_text(res["single_window"], res["check_names"], max(1, len(single.latencies))),
         ),
         (
             "(c) values matched / flagged values asked",

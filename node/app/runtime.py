@@ -5,7 +5,6 @@ reload on SIGHUP."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app.collector import Collector
 from node.app.config import Config
 from node.app.metrics import NodeMetrics
 from node.app.metrics_http import MetricsServer
@@ -196,6 +196,7 @@ async def run_node(
         await publish_pending_succession(node, config.home)
 
         peers = PeerManager(node, connect=config.connect, security=security)
+        collector = Collector.attach(node)
 
         def reload_roster() -> None:
             roster = config.roster()
@@ -273,15 +274,9 @@ async def run_node(
                 metrics_address,
                 extra={"event": "metrics_serving", "address": metrics_address},
             )
-        # What start-up built (modules, the store's state) lives as long as the node: out of
-        # the collector's full passes, each of which would otherwise pause every call
-        # (~20 ms here) to walk it again. And young collections 70× rarer: at the default
-        # (every 700 new objects) a CheckIndicators of 1,000 values ran 5-6 of them, each
-        # moving the call's live objects towards the old generation, whose full passes
-        # (50-85 ms at a million alerts) then paused a call now and then (docs/benchmarks.md).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 10)
+        # What start-up built is frozen, young collections are rarer, and after a large
+        # ingest the node settles once it is quiet (node/app/collector.py).
+        collector.serving()
         if on_ready:
             on_ready(
                 Endpoints(
@@ -290,7 +285,10 @@ async def run_node(
             )
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(peers.run(), name="peers")]
+                tasks = [
+                    tg.create_task(peers.run(), name="peers"),
+                    tg.create_task(collector.run(), name="collector"),
+                ]
                 if metrics_server is not None:
                     tasks.append(tg.create_task(metrics_server.serve(), name="metrics"))
                 if taxii is not None:
