@@ -231,6 +231,8 @@ class PhaseResult:
     per_node_cpu: list[float] = field(default_factory=list)  # batch burst: CPU s per node
     # node -> sender -> (full copies, duplicates) in the phase
     by_sender: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    paced_cpu: list[float] = field(default_factory=list)  # paced: CPU s per node, in order
+    root: int = 0  # paced: the tree root's index among the nodes (0: the publisher)
     calls: int = 0  # batch burst: PublishBatch calls
 
 
@@ -419,6 +421,7 @@ class Bench:
             await asyncio.sleep(0.1)
 
     async def latency_phase(self, label: str, rate: float, seconds: float) -> PhaseResult:
+        cpu0 = [sum(self.family_cpu(p).values()) for p in self.node_pids]
         clock = self.start_clock()
         before = await self.snapshot()
         started, took = await self.paced(rate, seconds, label)
@@ -436,6 +439,9 @@ class Bench:
                 result.latencies.append(max(seen.values()) - started[i])
         self.account(result, before, after)
         self.stop_clock(result, clock)
+        cpu1 = [sum(self.family_cpu(p).values()) for p in self.node_pids]
+        result.paced_cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+        result.root = self.nodes.index(tree_root(self.nodes))
         return result
 
     async def wait_for_offset(self, offset: float) -> float:
@@ -740,6 +746,9 @@ def report(
             ]
             out.append("| " + " | ".join(cells) + " |")
     out.append("")
+    paced = [r for results, _ in sections for r in results if r.paced_cpu and r.alerts]
+    if paced:
+        out.append(paced_cpu_report(paced, verify_us()))
     batch = [r for results, _ in sections for r in results if r.per_node_cpu]
     if batch:
         out.append(batch_report(batch))
@@ -783,6 +792,47 @@ def report(
             cells = [f"{r.copies.get(k, 0):.2f}" for k in names]
             out.append(f"| {r.cluster} | {r.phase} | " + " | ".join(cells) + " |")
         out.append("")
+    return "\n".join(out)
+
+
+def verify_us(rounds: int = 5, n: int = 400) -> float:
+    """CPU µs of one Ed25519 verify of a 660-byte body on this thread, now (the median
+    of `rounds`): the unit the issue's CPU figures are stated in."""
+    from node.crypto import Identity, sign_alert, verify_alert
+
+    identity = Identity.generate()
+    body = bytes(660)
+    signature = sign_alert(identity, body)
+    per: list[float] = []
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for _ in range(n):
+            verify_alert(identity.public_key, body, signature)
+        per.append((time.process_time() - t0) / n * 1e6)
+    return statistics.median(per)
+
+
+def paced_cpu_report(results: list[PhaseResult], verify: float) -> str:
+    """Node CPU per alert in the paced phases: what the machine's two cores must carry."""
+    out = [
+        f"Node CPU per alert, paced phases (one Ed25519 verify = {verify:.0f} µs on this "
+        "machine, measured at the end of this run):\n",
+        "| cluster | phase | all nodes ms/alert | = verifies | publisher | root | others, "
+        "each | machine busy (nodes + bench + others) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        per = [c / r.alerts * 1000 for c in r.paced_cpu]
+        total = sum(per)
+        machine = r.wall * CPUS
+        busy = (r.node_cpu + r.client_cpu + r.other_cpu) / machine if machine else 0.0
+        root = r.root
+        rest = [x for i, x in enumerate(per) if i not in (0, root)]
+        out.append(
+            f"| {r.cluster} | {r.phase} | {total:.2f} | {total * 1000 / verify:.0f} | "
+            f"{per[0]:.2f} | {per[root]:.2f} | {statistics.fmean(rest):.2f} | {busy:.0%} |"
+        )
+    out.append("")
     return "\n".join(out)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, KeysView, Sequence
+from collections.abc import Callable, Coroutine, Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ from node.app import latency_trace
 from node.app.peer_frames import Inbox, Outbox
 from node.app.service import AlertNode
 from node.core import peer_engine as pe
-from node.core.alerts import alert_id
+from node.core.alerts import AlertRecord, alert_id
 from node.core.errors import AlertmeshError
 from node.core.peer_engine import PeerCounters
 from node.rpc.peer_transport import FrameTransport
@@ -98,6 +98,10 @@ class SessionHost(Protocol):
     def cached(self, alert: bytes) -> bool: ...  # a recent alert, held in memory
 
     async def run_actions(self, actions: list[pe.Action[Link]]) -> None: ...
+
+    def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> None: ...
+
+    def forget_cached(self, alerts: Iterable[bytes]) -> None: ...
 
 
 class SessionRunner:
@@ -278,7 +282,19 @@ class SessionRunner:
         host, link = self.host, self.link
         items = [(a.body, a.signature) for frame in frames for a in frame.alerts]
         is_catchup = frames[0].catchup
-        results = await host.node.ingest(items, source=link.key)
+        forwarded: set[bytes] = set()
+
+        def verified(records: list[AlertRecord]) -> None:  # before the commit
+            forwarded.update(r.id for r in records)
+            host.forward_verified(s, records)
+
+        try:
+            results = await host.node.ingest(
+                items, source=link.key, verified=None if is_catchup else verified
+            )
+        except BaseException:  # not stored after all: an IHAVE for them is a gap again
+            host.forget_cached(forwarded)
+            raise
         if is_catchup:
             self.counters.catchup_bytes_received += sum(len(b) + len(sig) for b, sig in items)
         received: list[pe.Received] = []
@@ -301,7 +317,10 @@ class SessionRunner:
             new = result.outcome is PutOutcome.ACCEPTED
             copy = new or result.outcome is PutOutcome.DUPLICATE
             created = result.record.created_at_ms if result.record is not None else 0
-            received.append(pe.Received(result.id, result.origin, result.seq, new, copy, created))
+            early = result.id in forwarded if forwarded else False
+            received.append(
+                pe.Received(result.id, result.origin, result.seq, new, copy, created, early)
+            )
         return host.engine.alerts_received(
             s, received, invalid, is_catchup, host.now(), host.node.clock()
         )

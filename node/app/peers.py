@@ -319,6 +319,17 @@ class PeerManager:
     async def run_actions(self, actions: list[pe.Action[Link]]) -> None:
         await self._run(actions)
 
+    def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> None:
+        """Gossiped alerts that verified and are new here, before their commit: forward
+        them now (the cache answers the pushes; node/core/peer_engine.py alerts_verified)."""
+        self._remember(records)
+        self._run_now(self.engine.alerts_verified(s, [r.id for r in records], self.now()))
+
+    def forget_cached(self, alerts: Iterable[bytes]) -> None:
+        """Forwarded alerts whose commit failed: not held here, whatever the cache says."""
+        for i in alerts:
+            self._cache.pop(i, None)
+
     # -- equivocation proofs -------------------------------------------------
 
     async def spread_proof(self, second: AlertRecord) -> None:
@@ -341,11 +352,14 @@ class PeerManager:
 
     # -- alerts from this node ----------------------------------------------
 
-    def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
+    def _remember(self, records: Sequence[AlertRecord]) -> None:
         for r in records:
             self._cache[r.id] = _Cached(r.id, r.body, r.signature, r.origin)
         while len(self._cache) > CACHE_ALERTS:
             self._cache.popitem(last=False)
+
+    def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
+        self._remember(records)
         if source is None:  # published here or ingested by a client: start spreading it
             # Called from synchronous hooks: the alerts of a local publish are always in
             # the cache, so no await is needed.

@@ -145,6 +145,8 @@ class AlertNode:
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._changed = asyncio.Event()
         self._requests: dict[str, asyncio.Future[bytes]] = {}
+        # (origin, seq) of the alerts ingests are committing now, with how many copies.
+        self._storing: dict[tuple[bytes, int], int] = {}
         state = store.chains.get(identity.public_key)
         self._own_seq = state.max_seq
         self._own_head = b""
@@ -341,9 +343,14 @@ class AlertNode:
         return await self.get(record.id)  # the SQLite store answers from memory
 
     async def ingest(
-        self, items: Sequence[tuple[bytes, bytes]], source: bytes | None = None
+        self,
+        items: Sequence[tuple[bytes, bytes]],
+        source: bytes | None = None,
+        verified: Callable[[list[AlertRecord]], None] | None = None,
     ) -> list[IngestResult]:
-        """Verify and store signed alerts from elsewhere; one result per item."""
+        """Verify and store signed alerts from elsewhere; one result per item.
+        `verified`: called before the commit with the alerts that verified and take a
+        slot no alert holds or is being stored in (a relay forwards them then)."""
         if len(items) > self.limits.max_batch:
             raise LimitExceeded(
                 f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
@@ -387,7 +394,7 @@ class AlertNode:
         for (i, _), verdict in zip(fresh, verdicts, strict=True):
             checked[i] = self._opened(verdict) if isinstance(verdict, AlertRecord) else verdict
         valid = [c for c in checked if isinstance(c, AlertRecord)]
-        outcomes = iter(await self.store.put(valid, now_ms=now) if valid else [])
+        outcomes = iter(await self._store_verified(valid, now, verified) if valid else [])
         if latency_trace.ON:
             for r in valid:
                 latency_trace.mark("committed", r.id)
@@ -436,6 +443,35 @@ class AlertNode:
             for hook in self.equivocation_hooks:
                 await hook(record)
         return results
+
+    async def _store_verified(
+        self,
+        valid: list[AlertRecord],
+        now: int,
+        verified: Callable[[list[AlertRecord]], None] | None,
+    ) -> list[PutOutcome]:
+        """Commit `valid`; before that, hand `verified` the alerts whose (origin, seq) slot
+        is neither held nor being stored by another ingest: only those will be ACCEPTED
+        (a second copy arriving on another session meanwhile, or an equivocating one,
+        waits for its commit's outcome as before)."""
+        storing = self._storing
+        slots = [(r.origin, r.seq) for r in valid]
+        early: list[AlertRecord] = []
+        holds = self.store.chains.holds
+        for r, slot in zip(valid, slots, strict=True):
+            if verified is not None and slot not in storing and not holds(r.origin, r.seq):
+                early.append(r)
+            storing[slot] = storing.get(slot, 0) + 1
+        try:
+            if early and verified is not None:
+                verified(early)
+            return await self.store.put(valid, now_ms=now)
+        finally:
+            for slot in slots:
+                if (left := storing[slot] - 1) > 0:
+                    storing[slot] = left
+                else:
+                    del storing[slot]
 
     def _opened(self, record: AlertRecord) -> AlertRecord:
         """An encrypted alert, decrypted and indexed if this node is a recipient. One that

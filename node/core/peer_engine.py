@@ -221,7 +221,7 @@ class PeerEngine(Generic[L]):
                     actions += self.gossip.forward_caught_up(s.peer, r.id, now)
                 else:
                     caught_up.append(r.id)
-            elif r.copy:
+            elif r.copy and not r.forwarded:
                 counters.full_received += 1
                 counters.duplicates_received += not r.new
                 actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
@@ -238,6 +238,21 @@ class PeerEngine(Generic[L]):
         if s.invalid >= MAX_INVALID_PER_SESSION:
             out.append(Close(s, "peer_disconnected_invalid"))
         return out
+
+    def alerts_verified(
+        self, s: PeerSession[L], ids: Sequence[bytes], now: float
+    ) -> list[Action[L]]:
+        """Alerts of a gossip Alerts frame that verified, whose (origin, seq) slots this
+        node neither holds nor is storing: forward them now, before this node's commit, so
+        a relay's commit is not in series with its peers' copies. Their `Received` after
+        the commit says `forwarded`. A commit that fails leaves them with the peers and
+        their author; catch-up brings them back here."""
+        counters = self.counters.setdefault(s.peer, PeerCounters())
+        actions: list[gossip.Action] = []
+        for i in ids:
+            counters.full_received += 1
+            actions += self.gossip.on_alert(s.peer, i, True, now)
+        return self._gossip(actions)
 
     @staticmethod
     def check_proof(first_body: bytes, second_body: bytes) -> None:

@@ -173,6 +173,7 @@ class Received:
     new: bool  # stored now for the first time
     copy: bool  # new, or a duplicate of a held alert (not an equivocation's second copy)
     created_at_ms: int = 0  # of a new alert
+    forwarded: bool = False  # gossiped by alerts_verified already, before the commit
 
 
 @dataclass

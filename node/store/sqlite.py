@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import sqlite3
@@ -68,6 +69,9 @@ READER_CACHE_KIB = 8192
 # Alerts just committed by single-record puts (publishes), kept to answer `get` without
 # a read: a Publish answers with the alert it stored (one aiosqlite round trip less).
 RECENT_ALERTS = 1024
+# The last rows committed (every accepted alert, in local_seq order): `after` answers a
+# watch that is this close behind from memory, without a query on the reader thread.
+TAIL_ROWS = 1024
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -163,6 +167,8 @@ class SqliteStore:
         self._count = 0
         self._filter: KeyFilter | None = None  # the indicator keys held (keyfilter.py)
         self._recent: collections.OrderedDict[bytes, Stored] = collections.OrderedDict()
+        # Rows local_seq tail[0].local_seq .. _last_local_seq, no gaps (TAIL_ROWS).
+        self._tail: collections.deque[Stored] = collections.deque(maxlen=TAIL_ROWS)
         self.commits = 0  # group commits written (GetStats counter store_commits)
 
     @property
@@ -286,14 +292,23 @@ class SqliteStore:
             self._writer_db.write, batch, self._chains, self._last_local_seq
         )
         local_seq = self._last_local_seq  # the writer numbers accepted rows in batch order
-        recent = self._recent
+        recent, tail, accepted_ = self._recent, self._tail, PutOutcome.ACCEPTED
         for write, outcomes in zip(batch, done.outcomes, strict=True):
-            accepted = outcomes.count(PutOutcome.ACCEPTED)
-            if accepted == 1 and len(write.records) == 1:
-                recent[write.records[0].id] = Stored(write.records[0], local_seq + 1, write.now_ms)
-            local_seq += accepted
+            if len(write.records) == 1:
+                if outcomes[0] is accepted_:
+                    local_seq += 1
+                    stored = Stored(write.records[0], local_seq, write.now_ms)
+                    recent[stored.record.id] = stored
+                    tail.append(stored)
+                continue
+            for record, outcome in zip(write.records, outcomes, strict=True):
+                if outcome is accepted_:
+                    local_seq += 1
+                    tail.append(Stored(record, local_seq, write.now_ms))
         while len(recent) > RECENT_ALERTS:
             recent.popitem(last=False)
+        if local_seq != done.last_local_seq:  # never expected: the tail would have a gap
+            tail.clear()
         self.commits += 1
         self._last_local_seq = done.last_local_seq
         self._count += len(done.accepted)
@@ -373,6 +388,17 @@ class SqliteStore:
         )
 
     async def after(self, query: Query, *, cursor: int, limit: int) -> list[Stored]:
+        if cursor >= self._last_local_seq:
+            return []
+        tail = self._tail
+        if tail and tail[0].local_seq <= cursor + 1:  # every row after cursor is in memory
+            out: list[Stored] = []
+            for stored in itertools.islice(tail, cursor + 1 - tail[0].local_seq, None):
+                if query.matches(stored.record):
+                    out.append(stored)
+                    if len(out) == limit:
+                        break
+            return out
         clauses, params = self._where(query)
         clauses.append("local_seq > ?")
         params.append(cursor)
