@@ -236,8 +236,9 @@ class PeerManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     while True:  # R2, R3: a session with some peer opened
+                        first = self._last_open == -math.inf  # R4: none had opened yet
                         await self._session_opened.wait()  # a new Event at each open
-                        if (due := backoff.wake(rng.random())) is not None:
+                        if (due := backoff.wake(rng.random(), first)) is not None:
                             break
                     await asyncio.sleep(due)
 

@@ -187,6 +187,7 @@ class World(Sessions):
         host.epoch += 1
         host.backoff.clear()
         host.waiting.clear()
+        host.last_open = -1.0  # a new process: its first session is R4's
         host.process = self._make_process(host)
         self.loop.record(T_START, host.index, host.epoch)
         for target in host.dials:
