@@ -94,6 +94,7 @@ class PeerManager:
             members=lambda key: key in node.roster,  # a TREE frame's root must be a member
         )
         self.gossip = self.engine.gossip
+        self.gossip.set_priority(lambda key: node.roster.tree_priority(key))  # T1
         self.counters = self.engine.counters
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._wake = asyncio.Event()

@@ -11,10 +11,11 @@ queueing), for a sample of origins:
   member over paths no slower than 1.5 times flooding's coverage p99, a lower bound on
   the hops of any protocol that meets issue 15's coverage target (its paths may differ
   per origin; a tree shared by all origins is one protocol among those);
-- rooted trees (node/core/gossip_tree.py): the shortest-path tree from the smallest
-  key under link cost `latency + hop`, for several hop costs; an alert crosses the tree
-  from its origin to every member; and the same tree from the best-placed of a sample
-  of roots (where the smallest key sits decides much of the tree's coverage time).
+- rooted trees (node/core/gossip_tree.py): the shortest-path tree from the root T1
+  elects (the best-ranked hub that forwards, node/sim/hubs.py; the smallest key with
+  `--hubs 0`) under link cost `latency + hop`, for several hop costs; an alert crosses
+  the tree from its origin to every member; and the same tree from the best-placed of
+  a sample of roots (where the root sits decides much of the tree's coverage time).
 
 With `--scenario`, on that scenario's members that forward (honest members and
 equivocators): its silent and hostile members carry nothing, so flooding goes around
@@ -139,7 +140,7 @@ def bounds(
                 tree[up].append(child)
         return [_tree_eccentricity(tree, latency, o) for o in sample]
 
-    root = min(graph, key=lambda i: world.hosts[i].key)
+    root = min(graph, key=lambda i: (-world.hosts[i].tree_priority, world.hosts[i].key))  # T1
     for hop_ms in HOP_COSTS_MS:
         ecc = rooted(root, hop_ms)
         row(f"rooted tree, tree_hop_ms={hop_ms}", [e[0] for e in ecc], [float(e[1]) for e in ecc])

@@ -122,6 +122,7 @@ class Host:
     waiting: dict[int, int] = field(default_factory=dict)  # dial targets in backoff: token
     last_open: float = -1.0  # when this process's last session opened (R2); < 0: none yet (R4)
     dial_started: dict[int, float] = field(default_factory=dict)
+    tree_priority: int = 0  # the roster's (node/sim/hubs.py)
 
     @property
     def key(self) -> bytes:
