@@ -27,6 +27,7 @@ docs/simulation.md, "Why the hop target is missed", quotes it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -105,12 +106,15 @@ ROOTS_TRIED = 40  # roots sampled for the best-placed-root row
 
 
 def bounds(
-    nodes: int, seed: int, origins: int = 200, scenario: str = "normal"
+    nodes: int, seed: int, origins: int = 200, scenario: str = "normal", hubs: int | None = None
 ) -> list[tuple[str, float, float, float, float]]:
     """Rows of (what, coverage p50 s, coverage p99 s, hops p50, hops p99), over the
     members of `scenario` that forward (its silent and hostile members left out)."""
     world = World(seed, WorldParams())
-    _populate(world, SCENARIOS[scenario].sized(nodes))
+    chosen = SCENARIOS[scenario].sized(nodes)
+    if hubs is not None:
+        chosen = dataclasses.replace(chosen, hubs=hubs)
+    _populate(world, chosen)
     forwarding = {h.index for h in world.hosts if h.role in TREE_ROLES}
     graph = {u: [v for v in vs if v in forwarding] for u, vs in world.neighbours().items()}
     graph = {u: vs for u, vs in graph.items() if u in forwarding}
@@ -156,7 +160,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"nodes={args.nodes} seed={args.seed} scenario={args.scenario}: per origin, "
           "the last member reached (silent and hostile members left out)")  # fmt: skip
     print(f"{'':34} {'coverage p50 s':>15} {'p99 s':>6} {'hops p50':>9} {'p99':>4}")
-    for what, c50, c99, h50, h99 in bounds(args.nodes, args.seed, scenario=args.scenario):
+    rows = bounds(args.nodes, args.seed, scenario=args.scenario, hubs=args.hubs)
+    for what, c50, c99, h50, h99 in rows:
         cover = f"{c50:15.3f} {c99:6.3f}" if c50 == c50 else f"{'–':>15} {'–':>6}"
         print(f"{what:34} {cover} {h50:9.0f} {h99:4.0f}")
     return 0

@@ -197,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--nodes", type=int, default=1000)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--scenario", default="normal", help="whose silent/hostile members to leave out")
+    b.add_argument("--hubs", type=int, help="tree hubs in the roster (default 8; 0: none)")
     b.set_defaults(func=cmd_bounds)
     return p
 
