@@ -251,6 +251,40 @@ def test_when_the_root_goes_away_no_stale_route_is_taken_and_the_next_key_takes_
     assert g.tree_position() == (ROOT, 375, B)
 
 
+def test_a_hub_named_in_the_roster_is_root_before_any_smaller_key() -> None:
+    # T1: the roster names hubs (tree_priority); the reachable hub with the highest
+    # priority is root whatever the keys, and without hubs the smallest key is.
+    hubs = {C: 2, B: 1}  # C is the best-placed hub, B the next
+    g = node((A, None), (B, None))
+    g.set_priority(lambda key: hubs.get(key, 0))
+    g.on_tree(A, ROOT, 0, False, 0.0)  # the smallest key, not a hub
+    g.on_tree(B, C, 40, False, 0.0)  # B has a route to the hub C
+    assert g.tree_position() == (C, 115, B)
+    # The priority is the roster's, not the peer's word: A can offer ROOT at cost 0 and
+    # still not draw us away from the hub.
+    g.on_tree(A, ROOT, 0, False, 0.1)
+    assert g.tree_position() == (C, 115, B)
+
+
+def test_when_the_best_hub_is_gone_the_next_hub_takes_over() -> None:
+    hubs = {C: 2, B: 1}
+    g = node((A, None), (B, None))
+    g.set_priority(lambda key: hubs.get(key, 0))
+    g.on_tree(B, C, 40, False, 0.0)
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    assert g.tree_position()[0] == C
+    # C went down (or never sends TREE frames: it misbehaves): B drops it and is root.
+    g.on_tree(B, B, 0, False, 1.0)
+    assert g.tree_position() == (B, 75, B)  # hub B before the smaller key ROOT
+
+
+def test_without_a_priority_function_the_smallest_key_is_root_as_before() -> None:
+    g = node((A, None), (B, None))
+    g.on_tree(B, C, 40, False, 0.0)
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    assert g.tree_position() == (ROOT, 75, A)
+
+
 # -- T8: positions that cannot be, and floods of them -----------------------------------
 
 

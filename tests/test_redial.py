@@ -21,12 +21,14 @@ def dials_while_another_member_flaps(
     now, dials = 0.0, 0
     due = backoff.wait_after(0.0, rng.random())
     next_open = flap_every
+    opened = False  # R4: the first session of the process wakes every dial
     while now < seconds:
         if next_open <= due:
             now = next_open
             next_open += flap_every
-            if (wait := backoff.wake(rng.random())) is not None:
+            if (wait := backoff.wake(rng.random(), first=not opened)) is not None:
                 due = now + wait
+            opened = True
         else:
             now = due
             dials += 1  # fails after `attempt` s (refused at once, or a handshake timeout)
@@ -34,7 +36,7 @@ def dials_while_another_member_flaps(
             up = False
             while next_open <= now:  # sessions that opened elsewhere meanwhile
                 next_open += flap_every
-                up = True
+                up = opened = True
             due = now + backoff.wait_after(attempt, rng.random(), up)
     return dials
 
@@ -88,3 +90,30 @@ def test_a_short_backoff_is_left_to_run_out() -> None:
     wait = backoff.wait_after(0.0, 0.99)
     assert wait < R2_WAKE_S * 1.5
     assert backoff.wake(0.0) is None
+
+
+def test_the_first_session_of_a_process_starts_every_waiting_dial_over() -> None:
+    # R4: at start-up the dials fail because the peers are not up yet; the first session
+    # to open says they are coming up, so even a short backoff is cut short.
+    backoff = Backoff()
+    for _ in range(3):  # refused three times: its backoff is 1.6 s now
+        backoff.wait_after(0.0, 0.5)
+    short = Backoff()
+    short.wait_after(0.0, 0.5)  # refused once: waiting 0.2 s x U(0.5, 1.5)
+    assert short.wake(0.5) is None  # R3 alone would let it run out
+    wait = short.wake(0.5, first=True)
+    assert wait is not None and wait <= BACKOFF_MIN_S * 1.5
+    assert backoff.wake(0.5, first=True) is not None
+    # ... and its backoff starts over: a failure now waits the shortest backoff.
+    assert backoff.wait_after(0.0, 0.5) == BACKOFF_MIN_S
+    assert backoff.wake(0.5) is None  # later sessions are R3's
+
+
+def test_a_member_flapping_from_the_start_still_sets_off_no_storm() -> None:
+    # The flapping session is also the process's first: R4 wakes the dial once, not at
+    # every reconnect.
+    for seed in range(5):
+        quiet = dials_while_another_member_flaps(seed, 1e9, 60.0)
+        first_then_flapping = dials_while_another_member_flaps(seed, 0.01, 60.0)
+        print(f"seed {seed}: {quiet} dials alone, {first_then_flapping} flapping from 10 ms")
+        assert first_then_flapping <= 2 * quiet + 4

@@ -119,3 +119,17 @@ def test_times_are_written_as_they_are_read() -> None:
     for text in ("2026-12-01T09:30:00Z", "2026-12-01T09:30:00.250Z"):
         assert format_time(parse_time(text, "t")) == text
     assert parse_time("2026-12-01T10:30:00+01:00", "t") == T_ROTATE
+
+
+def test_a_members_tree_priority_is_read_written_and_checked() -> None:
+    # The federation names tree hubs in the roster (docs/gossip.md, T1); a member's own
+    # card cannot set it, and it survives a key rotation's rewrite of the roster.
+    text = f'[[member]]\nname = "beta"\nkey = "{OTHER.hex()}"\ntree_priority = 3\n'
+    roster = Roster.from_toml(text)
+    assert roster.tree_priority(OTHER) == 3
+    assert roster.tree_priority(OLD) == 0  # not a member: no priority
+    assert Roster.from_toml(roster.to_toml()).tree_priority(OTHER) == 3
+    assert Roster.from_toml(rotated()).tree_priority(NEW) == 0  # the default
+    for bad in ("-1", '"high"', "true"):
+        with pytest.raises(ConfigError, match="tree_priority"):
+            Roster.from_toml(text.replace("= 3", f"= {bad}"))

@@ -24,6 +24,7 @@ from node.core.alerts import AlertRecord
 from node.core.errors import AlertmeshError
 from node.core.limits import DEFAULT_LIMITS
 from node.sim import cli
+from node.sim.honest import HonestNode
 from node.sim.scenarios import SCENARIOS, Scenario, run
 from node.sim.verify import VerifyCache
 from node.sim.wire import (
@@ -101,6 +102,32 @@ def test_the_rooted_tree_keeps_paths_short_and_one_copy_each(seed: int) -> None:
     assert tree.copies <= 1.05
     assert tree.hops_p99 <= flood.hops_p99 + 5
     assert tree.coverage_p99 <= 3 * flood.coverage_p99
+
+
+def test_the_tree_is_rooted_at_the_best_ranked_hub_that_forwards(seed: int) -> None:
+    # T1 with the roster's hubs (node/sim/hubs.py): misbehaving members send no TREE
+    # frames, so a hub among them is passed over and the next-ranked one is root, on
+    # every live honest member.
+    s = scenario("hostile-10", 100, 30)
+    roots: list[set[bytes]] = []
+
+    def look(world: World) -> None:
+        hubs = sorted(
+            (h for h in world.hosts if h.tree_priority and h.role in ("honest", "equivocator")),
+            key=lambda h: -h.tree_priority,
+        )
+        positions = {
+            p.gossip.tree_position()
+            for h in world.hosts
+            if h.honest and isinstance(p := h.process, HonestNode)
+        }
+        roots.append({pos[0] for pos in positions if pos is not None})
+        roots.append({hubs[0].key})
+
+    summary = run(s, seed, "gossip", inspect=look)
+    print(f"coverage p99 {summary.coverage_p99:.2f} s")
+    assert roots[0] == roots[1]
+    assert summary.delivery == 1.0
 
 
 def test_a_member_whose_peers_were_all_across_the_cut_reconnects_soon_after_the_heal() -> None:

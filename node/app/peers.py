@@ -94,6 +94,7 @@ class PeerManager:
             members=lambda key: key in node.roster,  # a TREE frame's root must be a member
         )
         self.gossip = self.engine.gossip
+        self.gossip.set_priority(lambda key: node.roster.tree_priority(key))  # T1
         self.counters = self.engine.counters
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._wake = asyncio.Event()
@@ -236,8 +237,9 @@ class PeerManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     while True:  # R2, R3: a session with some peer opened
+                        first = self._last_open == -math.inf  # R4: none had opened yet
                         await self._session_opened.wait()  # a new Event at each open
-                        if (due := backoff.wake(rng.random())) is not None:
+                        if (due := backoff.wake(rng.random(), first)) is not None:
                             break
                     await asyncio.sleep(due)
 

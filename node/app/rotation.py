@@ -89,7 +89,9 @@ async def rotate_key(config: Config, now_ms: int) -> Rotation:
         MemberKey(old.public_key, retiring.valid_from_ms, now_ms, last_seq=last_seq),
         MemberKey(new.public_key, valid_from_ms=now_ms),
     )
-    updated = Member(member.name, new.public_key, member.addresses, member.tls_cert, keys)
+    updated = Member(
+        member.name, new.public_key, member.addresses, member.tls_cert, keys, member.tree_priority
+    )
     others = [m for m in roster if m.name != member.name]
     text = Roster.of([*others, updated]).to_toml()
 

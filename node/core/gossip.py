@@ -119,6 +119,12 @@ class Gossip:
             self._tree = TreeRouter(key, self.params)
             self._corrections = TreeCorrections(self.params, self._tree)
 
+    def set_priority(self, priority: Callable[[bytes], int]) -> None:
+        """`priority(key)`: a member's tree priority, from the roster (T1: the root is
+        the reachable member with the highest, then the smallest key)."""
+        if self._tree is not None:
+            self._tree.priority = priority
+
     def set_members(self, members: Callable[[bytes], bool]) -> None:
         """`members(key)`: whether a key is a member's; a TREE frame naming a root that
         is not is refused (T8). Without it any 32-byte root may be one."""

@@ -9,7 +9,9 @@ advertise and asks where this node stands. docs/gossip.md, "A rooted tree", says
 
 The rules
 ---------
-T1. The root is the smallest member key this node has a route to. Each node advertises
+T1. The root is the member this node has a route to with the highest tree priority
+    (the roster's `tree_priority`, the same on every node; 0 for most), then the
+    smallest key. Each node advertises
     its position to every peer in a TREE frame: the root, its path cost to the root (0
     at the root) and whether the receiver is its parent. It sends one when that
     changes, and one to each new session.
@@ -59,9 +61,14 @@ T10. How long an IHAVE is waited on (graft_timeout otherwise) when the announcer
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.core.gossip_types import GossipParams
+
+
+def _no_priority(key: bytes) -> int:
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,11 @@ class TreeRouter:
         self._feasible = 0  # T7: the least cost to `root` we have had since taking it
         self._held_root: bytes | None = None  # T7: a root lost, not taken again until...
         self._held_until = -math.inf
+        self.priority: Callable[[bytes], int] = _no_priority  # T1: the roster's
+
+    def _rank(self, root: bytes) -> tuple[int, bytes]:
+        """T1: the smaller, the better a root."""
+        return -self.priority(root), root
 
     # -- what the gossip core reports -----------------------------------------------------
 
@@ -143,7 +155,7 @@ class TreeRouter:
     def update(self, now: float) -> None:
         """Choose the parent again (T3, T7)."""
         held = self._held_root if now < self._held_until else None
-        best: tuple[bytes, int, int, bytes] = (self.key, 0, -1, b"")
+        best: tuple[tuple[int, bytes], int, int, bytes] = (self._rank(self.key), 0, -1, b"")
         for peer, n in self._peers.items():
             a = n.heard
             if a is None or a.parent or now < n.barred_until or a.root == held:
@@ -153,11 +165,11 @@ class TreeRouter:
             cost = a.cost + n.link_ms
             if cost >= self.params.tree_max_cost:
                 continue
-            candidate = (a.root, cost, 0 if peer == self.parent else 1, peer)
+            candidate = (self._rank(a.root), cost, 0 if peer == self.parent else 1, peer)
             if candidate < best:
                 best = candidate
-        root, cost = best[0], best[1]
-        if root > self.root and self.root != self.key:
+        root, cost = best[0][1], best[1]
+        if best[0] > self._rank(self.root) and self.root != self.key:
             # T7: no loop-free route to our root is left: hold it down for a while.
             self._held_root, self._held_until = self.root, now + self.params.tree_hold
         if root != self.root:

@@ -112,6 +112,10 @@ class Member:
     addresses: tuple[str, ...] = ()
     tls_cert: bytes = b""  # PEM; empty when the member has not shared one
     keys: tuple[MemberKey, ...] = ()  # every key, oldest first; () means (MemberKey(key),)
+    # The rooted gossip tree's root is the live member with the highest priority, then
+    # the smallest key (docs/gossip.md, T1): the federation names a few well-connected
+    # members as hubs, as 802.1D's operators set bridge priorities. 0: not a hub.
+    tree_priority: int = 0
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -229,7 +233,10 @@ class Roster:
                     certificate_der(cert)
                 except ValueError as exc:
                     raise ConfigError(f"{where}: tls_cert: {exc}") from exc
-            members.append(Member(name, keys[-1].key, tuple(addresses), cert, keys))
+            priority = entry.get("tree_priority", 0)
+            if not isinstance(priority, int) or isinstance(priority, bool) or priority < 0:
+                raise ConfigError(f"{where}: tree_priority must be a whole number, 0 or more")
+            members.append(Member(name, keys[-1].key, tuple(addresses), cert, keys, priority))
         return cls.of(members)
 
     def to_toml(self) -> str:
@@ -238,6 +245,11 @@ class Roster:
     def __contains__(self, key: object) -> bool:
         """Is `key` any member's key (whatever its validity)?"""
         return key in self.members
+
+    def tree_priority(self, key: bytes) -> int:
+        """The tree priority of the member whose key this is; 0 for no member."""
+        member = self.members.get(key)
+        return member.tree_priority if member is not None else 0
 
     def __iter__(self) -> Iterator[Member]:
         return iter({m.name: m for m in self.members.values()}.values())
@@ -357,6 +369,8 @@ def member_toml(m: Member) -> str:
     if m.keys == (MemberKey(m.key),):
         entry += f'key = "{m.key.hex()}"\n'
     entry += f"addresses = [{addrs}]\n"
+    if m.tree_priority:
+        entry += f"tree_priority = {m.tree_priority}\n"
     if m.tls_cert:
         entry += f'# TLS pin {format_pin(m.tls_fingerprint)}\ntls_cert = """\n'
         entry += m.tls_cert.decode().strip() + '\n"""\n'

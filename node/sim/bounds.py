@@ -11,10 +11,11 @@ queueing), for a sample of origins:
   member over paths no slower than 1.5 times flooding's coverage p99, a lower bound on
   the hops of any protocol that meets issue 15's coverage target (its paths may differ
   per origin; a tree shared by all origins is one protocol among those);
-- rooted trees (node/core/gossip_tree.py): the shortest-path tree from the smallest
-  key under link cost `latency + hop`, for several hop costs; an alert crosses the tree
-  from its origin to every member; and the same tree from the best-placed of a sample
-  of roots (where the smallest key sits decides much of the tree's coverage time).
+- rooted trees (node/core/gossip_tree.py): the shortest-path tree from the root T1
+  elects (the best-ranked hub that forwards, node/sim/hubs.py; the smallest key with
+  `--hubs 0`) under link cost `latency + hop`, for several hop costs; an alert crosses
+  the tree from its origin to every member; and the same tree from the best-placed of
+  a sample of roots (where the root sits decides much of the tree's coverage time).
 
 With `--scenario`, on that scenario's members that forward (honest members and
 equivocators): its silent and hostile members carry nothing, so flooding goes around
@@ -26,6 +27,7 @@ docs/simulation.md, "Why the hop target is missed", quotes it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -104,12 +106,15 @@ ROOTS_TRIED = 40  # roots sampled for the best-placed-root row
 
 
 def bounds(
-    nodes: int, seed: int, origins: int = 200, scenario: str = "normal"
+    nodes: int, seed: int, origins: int = 200, scenario: str = "normal", hubs: int | None = None
 ) -> list[tuple[str, float, float, float, float]]:
     """Rows of (what, coverage p50 s, coverage p99 s, hops p50, hops p99), over the
     members of `scenario` that forward (its silent and hostile members left out)."""
     world = World(seed, WorldParams())
-    _populate(world, SCENARIOS[scenario].sized(nodes))
+    chosen = SCENARIOS[scenario].sized(nodes)
+    if hubs is not None:
+        chosen = dataclasses.replace(chosen, hubs=hubs)
+    _populate(world, chosen)
     forwarding = {h.index for h in world.hosts if h.role in TREE_ROLES}
     graph = {u: [v for v in vs if v in forwarding] for u, vs in world.neighbours().items()}
     graph = {u: vs for u, vs in graph.items() if u in forwarding}
@@ -139,7 +144,7 @@ def bounds(
                 tree[up].append(child)
         return [_tree_eccentricity(tree, latency, o) for o in sample]
 
-    root = min(graph, key=lambda i: world.hosts[i].key)
+    root = min(graph, key=lambda i: (-world.hosts[i].tree_priority, world.hosts[i].key))  # T1
     for hop_ms in HOP_COSTS_MS:
         ecc = rooted(root, hop_ms)
         row(f"rooted tree, tree_hop_ms={hop_ms}", [e[0] for e in ecc], [float(e[1]) for e in ecc])
@@ -155,7 +160,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"nodes={args.nodes} seed={args.seed} scenario={args.scenario}: per origin, "
           "the last member reached (silent and hostile members left out)")  # fmt: skip
     print(f"{'':34} {'coverage p50 s':>15} {'p99 s':>6} {'hops p50':>9} {'p99':>4}")
-    for what, c50, c99, h50, h99 in bounds(args.nodes, args.seed, scenario=args.scenario):
+    rows = bounds(args.nodes, args.seed, scenario=args.scenario, hubs=args.hubs)
+    for what, c50, c99, h50, h99 in rows:
         cover = f"{c50:15.3f} {c99:6.3f}" if c50 == c50 else f"{'–':>15} {'–':>6}"
         print(f"{what:34} {cover} {h50:9.0f} {h99:4.0f}")
     return 0

@@ -78,6 +78,7 @@ def repro(scenario: Scenario, seed: int, protocol: str | None = None) -> str:
         f"scripts/simulate --scenario {scenario.name} --nodes {scenario.nodes} "
         f"--alerts {scenario.alerts} --rate {scenario.rate:g} --seed {seed}"
         f" --encrypted {scenario.encrypted:g}"
+        + (f" --hubs {scenario.hubs}" if scenario.hubs != 8 else "")
         + (f" --retracted {scenario.retracted:g}" if scenario.retracted else "")
     )
     return cmd + (f" --protocol {protocol}" if protocol else "")
@@ -106,6 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = Scenario(**{**scenario.__dict__, "encrypted": args.encrypted})
     if args.retracted is not None:
         scenario = Scenario(**{**scenario.__dict__, "retracted": args.retracted})
+    if args.hubs is not None:
+        scenario = Scenario(**{**scenario.__dict__, "hubs": args.hubs})
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
     protocols = ["gossip", "flood"] if args.protocol == "both" else [args.protocol]
     print(f"seed={seed} scenario={scenario.name} ({scenario.note}) nodes={scenario.nodes} "
@@ -174,6 +177,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--retracted", type=float, help="share of alerts retracting the author's last (default 0)"
     )
+    r.add_argument(
+        "--hubs", type=int, help="members named tree hubs in the roster (default 8; 0: none)"
+    )
     r.add_argument("--protocol", choices=("both", "gossip", "flood"), default="both")
     r.add_argument("--trace", help="write every event to this file (large)")
     r.add_argument("--json", help="write the summaries to this file")
@@ -191,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--nodes", type=int, default=1000)
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--scenario", default="normal", help="whose silent/hostile members to leave out")
+    b.add_argument("--hubs", type=int, help="tree hubs in the roster (default 8; 0: none)")
     b.set_defaults(func=cmd_bounds)
     return p
 

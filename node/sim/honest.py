@@ -59,6 +59,7 @@ class HonestNode(Process):
         self.engine: pe.PeerEngine[Link] = pe.PeerEngine(
             host.key, self.store.chains, core, env.catchup_config
         )
+        core.set_priority(lambda key: env.roster.tree_priority(key))  # T1, as peers.py
         # AlertNode.start: the own chain continues from what the store holds.
         own = host.key
         seq = self.store.chains.get(own).max_seq

@@ -120,8 +120,9 @@ class Host:
     wake_at: float | None = None
     backoff: dict[int, Backoff] = field(default_factory=dict)  # per dial target
     waiting: dict[int, int] = field(default_factory=dict)  # dial targets in backoff: token
-    last_open: float = -1.0  # when a session of this host last opened (R2)
+    last_open: float = -1.0  # when this process's last session opened (R2); < 0: none yet (R4)
     dial_started: dict[int, float] = field(default_factory=dict)
+    tree_priority: int = 0  # the roster's (node/sim/hubs.py)
 
     @property
     def key(self) -> bytes:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from node.core.gossip import GossipParams
+from node.sim import hubs
 from node.sim.loop import EventLoop
 from node.sim.metrics import Summary, summarize
 from node.sim.network import NetParams
@@ -56,6 +57,7 @@ class Scenario:
     encrypted: float = 0.1  # share of alerts encrypted to 4 members and their author
     retracted: float = 0.0  # share of alerts that retract their author's previous alert
     warmup: float = 0.2  # share of the alerts before copies are counted as "steady"
+    hubs: int = 8  # members the roster names as tree hubs, ranked (node/sim/hubs.py)
     settle: float = 40.0
     max_settle: float = 400.0
     gossip: GossipParams = field(default_factory=GossipParams)
@@ -205,8 +207,12 @@ def _populate(world: World, scenario: Scenario) -> list[Host]:
         mix = scenario.hostile_mix
         roles[index] = "silent" if i < silent else mix[(i - silent) % len(mix)]
     hosts = [world.add_host(role, reload_roster=False) for role in roles]
-    world.reload_roster()
     world.connect_randomly(hosts)
+    hop_s = world.gossip_params.tree_hop_ms / 1000
+    chosen_hubs = hubs.choose(world.neighbours(), world.net.latency, hop_s, scenario.hubs)
+    for rank, index in enumerate(chosen_hubs):
+        world.hosts[index].tree_priority = len(chosen_hubs) - rank
+    world.reload_roster()
     return hosts
 
 

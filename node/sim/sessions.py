@@ -120,11 +120,13 @@ class Sessions:
             self._dial(index, target, epoch)
 
     def _network_up(self, host: Host) -> None:
-        """R2 with R3 (node/core/redial.py): a session opened, so dials that have backed
-        off long enough are due soon, as in PeerManager._dial_loop."""
+        """R2 with R3 and R4 (node/core/redial.py): a session opened, so dials that have
+        backed off long enough (all of them, at the process's first) are due soon, as in
+        PeerManager._dial_loop."""
+        first = host.last_open < 0
         host.last_open = self.now
         for target in list(host.waiting):
-            wait = host.backoff.setdefault(target, Backoff()).wake(self.net.random())
+            wait = host.backoff.setdefault(target, Backoff()).wake(self.net.random(), first)
             if wait is not None:
                 self._dial_later(host, target, wait)
 

@@ -149,7 +149,12 @@ class World(Sessions):
 
     def reload_roster(self) -> None:
         """Every host's roster lists every member (a roster reload everywhere)."""
-        self._roster = Roster.of([Member(f"member-{h.index:05d}", h.key) for h in self.hosts])
+        self._roster = Roster.of(
+            [
+                Member(f"member-{h.index:05d}", h.key, tree_priority=h.tree_priority)
+                for h in self.hosts
+            ]
+        )
 
     def connect_randomly(self, hosts: list[Host]) -> None:
         """A random connected graph of mean degree ~`degree`: a ring plus random pairs."""
@@ -187,6 +192,7 @@ class World(Sessions):
         host.epoch += 1
         host.backoff.clear()
         host.waiting.clear()
+        host.last_open = -1.0  # a new process: its first session is R4's
         host.process = self._make_process(host)
         self.loop.record(T_START, host.index, host.epoch)
         for target in host.dials:
