@@ -421,23 +421,7 @@ class Gossip:
 
     def peer_stats(self, peer: bytes, now: float) -> PeerStats | None:
         s = self._peers.get(peer)
-        if s is None:
-            return None
-        return PeerStats(
-            eager=s.eager,
-            backlogged=s.backlogged(now),
-            alerts_received=s.alerts_received,
-            duplicates_received=s.duplicates_received,
-            alerts_sent=s.alerts_sent,
-            ihave_ids_received=s.ihave_ids_received,
-            ihave_ids_sent=s.ihave_ids_sent,
-            ihave_ids_dropped=s.ihave_ids_dropped,
-            prunes_sent=s.prunes_sent,
-            prunes_received=s.prunes_received,
-            grafts_sent=s.grafts_sent,
-            grafts_received=s.grafts_received,
-            tree_refused=self._guard.refused_from(peer),
-        )
+        return None if s is None else s.stats(now, self._guard.refused_from(peer))
 
     def stats(self) -> GossipStats:
         return GossipStats(

@@ -14,7 +14,14 @@ from collections import deque
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from node.core.gossip_types import Action, GossipParams, SendAlerts, SendIHave, SendPrune
+from node.core.gossip_types import (
+    Action,
+    GossipParams,
+    PeerStats,
+    SendAlerts,
+    SendIHave,
+    SendPrune,
+)
 
 
 @dataclass(slots=True)
@@ -39,6 +46,24 @@ class PeerLink:
 
     def backlogged(self, now: float) -> bool:
         return now < self.backlogged_until
+
+    def stats(self, now: float, tree_refused: int) -> PeerStats:
+        """This link's counters, as `Gossip.peer_stats` reports them."""
+        return PeerStats(
+            eager=self.eager,
+            backlogged=self.backlogged(now),
+            alerts_received=self.alerts_received,
+            duplicates_received=self.duplicates_received,
+            alerts_sent=self.alerts_sent,
+            ihave_ids_received=self.ihave_ids_received,
+            ihave_ids_sent=self.ihave_ids_sent,
+            ihave_ids_dropped=self.ihave_ids_dropped,
+            prunes_sent=self.prunes_sent,
+            prunes_received=self.prunes_received,
+            grafts_sent=self.grafts_sent,
+            grafts_received=self.grafts_received,
+            tree_refused=tree_refused,
+        )
 
 
 @dataclass(slots=True)
