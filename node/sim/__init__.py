@@ -14,6 +14,7 @@ Modules, inside out:
   (latency, bandwidth, loss, reordering, partitions).
 - `process`, `honest`, `adversary`: what runs on a member's host.
 - `world`: hosts, sessions (dial, handshake, keepalive), crashes, joins, invariants.
-- `metrics`, `scenarios`: what is measured and the named scenarios.
+- `metrics`, `scenarios`, `hubs`: what is measured, the named scenarios, and the tree
+  hubs their rosters name.
 - `report`, `cli`: the benchmark matrix, docs/simulation.md and its plots.
 """
