@@ -28,7 +28,10 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from node.app.service import AlertNode
 
 SERVING_THRESHOLDS = (50_000, 20, 10)
 SETTLE_AFTER_ALERTS = 5_000  # alerts accepted since the last settle that make one due
@@ -84,11 +87,11 @@ class Collector:
         self._due = asyncio.Event()
 
     @classmethod
-    def attach(cls, node: Any, policy: SettlePolicy | None = None) -> Collector:
+    def attach(cls, node: AlertNode, policy: SettlePolicy | None = None) -> Collector:
         """A Collector told of the alerts `node` accepts, its counts in the node's stats."""
         collector = cls(policy)
         node.hooks.append(collector.on_alerts)
-        others: Callable[[], dict[str, int]] = node.extra_counters
+        others = node.extra_counters
         node.extra_counters = lambda: {**others(), **collector.counters()}
         return collector
 
