@@ -28,6 +28,11 @@ figures are not:
     Reported: client-observed latency p50/p99, per-value throughput, and, after the
     node has stopped, the server-side time of the same calls in-process (the
     AlertService handler on AlertNode + SqliteStore over the node's own database).
+    For the calls of --check-values values also: the CPU of each node thread, of this
+    client and of the rest of the machine during them; per call, how long the node's
+    event loop thread and this client's thread ran and waited for a core
+    (/proc/.../schedstat); and the node's collections (its `gc_*` counters).
+    `--calls-json FILE` writes each call's start and latency, and those waits.
 (d) the node's VmRSS/VmHWM from /proc/PID/status with the store loaded, and the
     database size (alerts.db plus its WAL).
 
