@@ -28,6 +28,11 @@ figures are not:
     Reported: client-observed latency p50/p99, per-value throughput, and, after the
     node has stopped, the server-side time of the same calls in-process (the
     AlertService handler on AlertNode + SqliteStore over the node's own database).
+    For the calls of --check-values values also: the CPU of each node thread, of this
+    client and of the rest of the machine during them; per call, how long the node's
+    event loop thread and this client's thread ran and waited for a core
+    (/proc/.../schedstat); and the node's collections (its `gc_*` counters).
+    `--calls-json FILE` writes each call's start and latency, and those waits.
 (d) the node's VmRSS/VmHWM from /proc/PID/status with the store loaded, and the
     database size (alerts.db plus its WAL).
 
@@ -1315,7 +1320,10 @@ async def run_checks(
         out["problems"].append("CheckIndicators missed some flagged values")
     if args.calls_json:  # each call's start and latency, to match with other traces
         phases = ("check1", "check_again", "checkn", "single")
-        calls = {k: list(zip(out[k].starts, out[k].latencies, strict=True)) for k in phases}
+        calls: dict[str, Any] = {
+            k: list(zip(out[k].starts, out[k].latencies, strict=True)) for k in phases
+        }
+        calls["check1_sched"] = out["check1"].sched
         await asyncio.to_thread(Path(args.calls_json).write_text, json.dumps(calls))
     out["mem_after"] = node.memory()
     return out
@@ -1347,8 +1355,12 @@ def sched_text(run: CheckRun) -> str:
         : max(2, len(run.latencies) // 50)
     ]
     mean = [statistics.mean(run.sched[i][k] for i in slow) for k in range(4)]
+    # Each call's latency less the time the node's loop and this client waited for a core:
+    # what the call would have taken with those two threads never kept off a core.
+    unqueued = [lat - c[1] - c[3] for lat, c in zip(run.latencies, run.sched, strict=True)]
     return (
-        f"node {ms(pct(cols[0], 50))} / {ms(pct(cols[1], 50), 2)} (p50),"
+        f"latency less both waits p50 {ms(pct(unqueued, 50))}, p99 {ms(pct(unqueued, 99))};"
+        f" node {ms(pct(cols[0], 50))} / {ms(pct(cols[1], 50), 2)} (p50),"
         f" {ms(pct(cols[0], 99))} / {ms(pct(cols[1], 99), 2)} (p99); client waiting p50"
         f" {ms(pct(cols[3], 50), 2)}, p99 {ms(pct(cols[3], 99), 2)}. The {len(slow)} slowest"
         f" calls ({ms(statistics.mean(run.latencies[i] for i in slow))} on average): node"

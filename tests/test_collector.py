@@ -103,6 +103,7 @@ async def test_a_node_settles_after_a_large_ingest_and_still_finds_every_value(
         async with AlertClient(node.address) as client:
             start = dict((await client.stats()).counters)
             assert start["gc_settles"] == 0
+            assert "gossip_eager_peers" in start  # the peer layer's counters are kept
             domains = [f"settle-{i}.example" for i in range(SETTLE_AFTER_ALERTS)]
             signed = [member.next(indicators=[(DOMAIN, d)]) for d in domains]
             small = await client.ingest(signed[:100])  # below the threshold: no settle

@@ -11,10 +11,10 @@ short and rare while the node serves (docs/benchmarks.md, issue 15 sessions 18-2
   for QUIET_S, the node settles: one full collection over everything (frozen objects
   included, so that nothing frozen earlier can leak as a cycle), then everything that
   survived is frozen. What an ingest leaves alive (the gossip layer's remembered ids,
-  the recent alerts kept for peers: ~160,000 objects after 200,000 alerts) would
-  otherwise sit in the young generation until a young collection walks it, 25-35 ms
-  that lands on whichever call is running then: at a million alerts, the first
-  1,000-value check after the fill took 52 ms where a restarted node's slowest took 22.
+  the recent alerts kept for peers: most of ~160,000 young objects after a fill of
+  200,000) would otherwise sit in the young generation until a young collection walks
+  it, 23-32 ms of CPU that lands on whichever call is running then: after a fill to a
+  million alerts, the slowest 1,000-value check took 52 ms, on a restarted node 22.
 
 The decision (`SettlePolicy`) takes the time as a parameter; `Collector` drives it on
 the event loop and counts every collection for `alertmesh stats`
@@ -28,7 +28,10 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from node.app.service import AlertNode
 
 SERVING_THRESHOLDS = (50_000, 20, 10)
 SETTLE_AFTER_ALERTS = 5_000  # alerts accepted since the last settle that make one due
@@ -84,11 +87,11 @@ class Collector:
         self._due = asyncio.Event()
 
     @classmethod
-    def attach(cls, node: Any, policy: SettlePolicy | None = None) -> Collector:
+    def attach(cls, node: AlertNode, policy: SettlePolicy | None = None) -> Collector:
         """A Collector told of the alerts `node` accepts, its counts in the node's stats."""
         collector = cls(policy)
         node.hooks.append(collector.on_alerts)
-        others: Callable[[], dict[str, int]] = node.extra_counters
+        others = node.extra_counters
         node.extra_counters = lambda: {**others(), **collector.counters()}
         return collector
 
