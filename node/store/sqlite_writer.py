@@ -2,9 +2,9 @@
 
 The writer uses a plain `sqlite3` connection on one dedicated thread and runs each
 group commit there from start to finish: the id checks, building the rows (the row
-encoder, node/store/sqlite_rows.py), the inserts and the COMMIT. One hop per transaction instead of one per statement, and
-the event loop's thread does none of the per-row work, so it stays free to feed
-the verifier processes.
+encoder, node/store/sqlite_rows.py), the inserts and the COMMIT. One hop per
+transaction instead of one per statement, and the event loop's thread does none of the
+per-row work, so it stays free to feed the verifier processes.
 
 Indicator keys are indexed as 64-bit hashes (the first 8 bytes of their SHA-256):
 the index is a third of the size of one over the key text, and each commit
