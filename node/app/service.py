@@ -454,7 +454,7 @@ class AlertNode:
         is neither held nor being stored by another ingest: only those will be ACCEPTED
         (a second copy arriving on another session meanwhile, or an equivocating one,
         waits for its commit's outcome as before)."""
-        # One set per ingest in flight, built in C: a bulk ingest pays ~0.2 µs an alert.
+        # One set per ingest in flight, built in C: a bulk ingest pays about 0.1 µs an alert.
         slots = {(r.origin, r.seq) for r in valid}
         early: list[AlertRecord] = []
         if verified is not None:
