@@ -145,8 +145,8 @@ class AlertNode:
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._changed = asyncio.Event()
         self._requests: dict[str, asyncio.Future[bytes]] = {}
-        # (origin, seq) of the alerts ingests are committing now, with how many copies.
-        self._storing: dict[tuple[bytes, int], int] = {}
+        # (origin, seq) of the alerts each ingest in flight is committing now.
+        self._storing: list[set[tuple[bytes, int]]] = []
         state = store.chains.get(identity.public_key)
         self._own_seq = state.max_seq
         self._own_head = b""
@@ -454,24 +454,27 @@ class AlertNode:
         is neither held nor being stored by another ingest: only those will be ACCEPTED
         (a second copy arriving on another session meanwhile, or an equivocating one,
         waits for its commit's outcome as before)."""
-        storing = self._storing
-        slots = [(r.origin, r.seq) for r in valid]
+        # One set per ingest in flight, built in C: a bulk ingest pays about 0.1 µs an alert.
+        slots = {(r.origin, r.seq) for r in valid}
         early: list[AlertRecord] = []
-        holds = self.store.chains.holds
-        for r, slot in zip(valid, slots, strict=True):
-            if verified is not None and slot not in storing and not holds(r.origin, r.seq):
+        if verified is not None:
+            holds, others, taken = self.store.chains.holds, self._storing, set()
+            for r in valid:
+                slot = (r.origin, r.seq)
+                if slot in taken or holds(*slot) or any(slot in s for s in others):
+                    continue
+                taken.add(slot)
                 early.append(r)
-            storing[slot] = storing.get(slot, 0) + 1
+        self._storing.append(slots)
         try:
             if early and verified is not None:
                 verified(early)
             return await self.store.put(valid, now_ms=now)
         finally:
-            for slot in slots:
-                if (left := storing[slot] - 1) > 0:
-                    storing[slot] = left
-                else:
-                    del storing[slot]
+            for i, s in enumerate(self._storing):
+                if s is slots:
+                    del self._storing[i]
+                    break
 
     def _opened(self, record: AlertRecord) -> AlertRecord:
         """An encrypted alert, decrypted and indexed if this node is a recipient. One that
