@@ -112,3 +112,22 @@ def test_a_stream_that_never_pauses_holds_a_range_back_for_at_most_longest_defer
         asked = node.timers(until=now)
         assert now < 1.0 + config.longest_deferral + GRAFT_TIMEOUT
     assert asked[0].from_seq == seq
+
+
+def gossip_forwarded_early(node: Node, seqs: range, now: float) -> None:
+    """As the node drives the engine: a relay gossips what verified before its commit
+    (alerts_verified), then reports the commit with `forwarded` set."""
+    ids = [ORIGIN[:16] + s.to_bytes(16, "big") for s in seqs]
+    node.engine.alerts_verified(node.parent, ids, now)  # before the commit
+    received = []
+    for seq, rid in zip(seqs, ids, strict=True):
+        node.chains.add(ORIGIN, seq)
+        received.append(pe.Received(rid, ORIGIN, seq, True, True, 0, True))
+    node.engine.alerts_received(node.parent, received, 0, False, now, 0)
+
+
+def test_alerts_forwarded_before_their_commit_still_move_the_head() -> None:
+    node = Node()
+    gossip_forwarded_early(node, range(1, 101), now=1.0)
+    # the tree is bringing 101..600: rule 7 should hold the range back
+    assert node.peer_vector(600, now=1.2) == []

@@ -240,3 +240,49 @@ async def test_an_equivocating_copy_verified_while_the_first_commits_is_not_goss
         # equivocation, spread as a proof, not gossiped as an alert.
         sent = [net.peers["R"].counters[n.identity.public_key].full_sent for n in (o, leaf)]
         assert sum(sent) == 1
+
+
+class QueuedStore(HeldStore):
+    """Like SqliteStore: a put, once queued, commits even if its caller is cancelled."""
+
+    async def put(
+        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+    ) -> list[PutOutcome]:
+        task = asyncio.ensure_future(HeldStore.put(self, records, now_ms=now_ms))
+        return await asyncio.shield(task)
+
+
+async def test_equivocating_copy_not_forwarded_after_first_ingest_is_cancelled() -> None:
+    """A session that ends while its ingest waits for the commit cancels the ingest, but
+    the store still commits what was queued: until it has, an equivocating copy from
+    another session must not be gossiped as a first copy."""
+    store = QueuedStore()
+    async with three_nodes(store) as net:
+        o, r, leaf = net.nodes["O"], net.nodes["R"], net.nodes["L"]
+        author = Author()
+        r.roster = o.roster = leaf.roster = Roster.of([*o.roster, Member("A", author.key)])
+        first = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "cd" * 20)])
+        author.seq, author.head = 0, b""
+        second = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "ef" * 20)])
+        store.open.clear()
+        await net.ends[("O", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[first])))
+        await until(lambda: store.waiting == 1)
+        # O's session with R ends while R's commit of `first` is queued.
+        # The stream breaks (a reset connection: the reader raises, not a clean end).
+        net.ends[("R", "O")].inbox.put_nowait("broken")  # type: ignore[arg-type]
+        await until(lambda: o.identity.public_key not in net.peers["R"].links)
+        assert store.waiting == 1  # `first` will still be committed
+        early: list[bytes] = []
+        pm = net.peers["R"]
+        real = pm.forward_verified
+        pm.forward_verified = lambda s, recs: (early.extend(x.id for x in recs), real(s, recs))  # type: ignore[method-assign]
+        await net.ends[("L", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[second])))
+        await until(lambda: store.waiting == 2)
+        store.open.set()
+        await until(lambda: len(store._equivocations) == 1)
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        # `second` is the equivocation (`first` committed first): it must not have been
+        # handed to gossip as a new alert before its commit.
+        assert r.store.chains.holds(author.key, 1)
+        assert early == [], "the equivocating copy was forwarded before its commit"

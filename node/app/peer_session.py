@@ -292,7 +292,10 @@ class SessionRunner:
             results = await host.node.ingest(
                 items, source=link.key, verified=None if is_catchup else verified
             )
-        except BaseException:  # not stored after all: an IHAVE for them is a gap again
+        except Exception:
+            # Not stored after all: not served from the cache either. Gossip still
+            # remembers their ids, so catch-up brings them back, not an IHAVE. (A session
+            # that ends meanwhile cancels only its wait: the store commits them.)
             host.forget_cached(forwarded)
             raise
         if is_catchup:

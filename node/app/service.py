@@ -466,15 +466,23 @@ class AlertNode:
                 taken.add(slot)
                 early.append(r)
         self._storing.append(slots)
-        try:
-            if early and verified is not None:
-                verified(early)
-            return await self.store.put(valid, now_ms=now)
-        finally:
+
+        def stored(done: asyncio.Future[list[PutOutcome]]) -> None:
+            # The slots are free once the put is over, not when its caller leaves: a
+            # session that ends meanwhile cancels its ingest, but the store's writer still
+            # commits what was queued, and until then a second copy must wait for it.
             for i, s in enumerate(self._storing):
                 if s is slots:
                     del self._storing[i]
                     break
+            if not done.cancelled():
+                done.exception()  # retrieved here when no caller is left to see it
+
+        put = asyncio.ensure_future(self.store.put(valid, now_ms=now))
+        put.add_done_callback(stored)
+        if early and verified is not None:
+            verified(early)
+        return await asyncio.shield(put)
 
     def _opened(self, record: AlertRecord) -> AlertRecord:
         """An encrypted alert, decrypted and indexed if this node is a recipient. One that

@@ -221,10 +221,11 @@ class PeerEngine(Generic[L]):
                     actions += self.gossip.forward_caught_up(s.peer, r.id, now)
                 else:
                     caught_up.append(r.id)
-            elif r.copy and not r.forwarded:
-                counters.full_received += 1
-                counters.duplicates_received += not r.new
-                actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
+            elif r.copy:
+                if not r.forwarded:  # else alerts_verified gossiped it before the commit
+                    counters.full_received += 1
+                    counters.duplicates_received += not r.new
+                    actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
                 if r.new and r.seq < first_new.get(r.origin, r.seq + 1):
                     first_new[r.origin] = r.seq
         if caught_up:
