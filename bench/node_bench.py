@@ -757,8 +757,8 @@ async def server_side_check(
 ) -> ServerCheck:
     """The CheckIndicators calls again, in-process over the node's own (stopped) database:
     the server time without gRPC transport."""
+    from node.app.checking import _parse_cached
     from node.app.config import Config
-    from node.app.service import _parse_cached
     from node.app.verify import Verifier
     from node.core.errors import InvalidAlert
     from node.core.limits import DEFAULT_LIMITS

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
-import functools
 import hashlib
-import heapq
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,19 +18,20 @@ from typing import NamedTuple
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
-from node.app.lifecycle import Event, EventKind, Lifecycle
+from node.app.checking import Checker, CheckResult
+from node.app.lifecycle import Event, Lifecycle
 from node.app.refused import RefusedAlert, refused_held
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
 from node.app.valuelists import Allowlist, Warninglist
 from node.app.verify import Admitted, Verifier, require_author
+from node.app.watching import Watching
 from node.core import alerts, indicators
-from node.core import verdict as verdicts
 from node.core.alerts import AlertRecord
 from node.core.catchup import summary_digest
 from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, LimitExceeded, NotFound
 from node.core.limits import Limits
 from node.core.roster import Roster
-from node.core.verdict import UPDATE, Fact, Verdict
+from node.core.verdict import UPDATE
 from node.crypto import Identity, sign_alert
 from node.crypto.sealing import Undecryptable
 from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
@@ -62,15 +60,6 @@ class BatchItemResult:
     id: bytes = b""
     duplicate: bool = False
     error: AlertmeshError | None = None
-
-
-@dataclass(slots=True)  # not frozen: built 1,000 times per check, 0.5 µs less each
-class CheckResult:
-    query: str
-    indicator: indicators.Indicator | None
-    error: str
-    matches: list[tuple[Stored, alert_pb2.Indicator, int]]  # (alert, what matched, its TLP)
-    verdict: Verdict | None = None  # None when the value cannot be understood
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +132,6 @@ class AlertNode:
         self.observe_latency: Callable[[str, float], None] = lambda what, seconds: None
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
-        self._changed = asyncio.Event()
         self._requests: dict[str, asyncio.Future[bytes]] = {}
         # (origin, seq) of the alerts each ingest in flight is committing now.
         self._storing: list[set[tuple[bytes, int]]] = []
@@ -155,6 +143,18 @@ class AlertNode:
         )
         self.allowlist = Allowlist()  # HOME/allowlist.txt, loaded by the runtime
         self.warninglist = Warninglist.default()
+        # The read side (node/app/checking.py, node/app/watching.py).
+        self.checker = Checker(
+            store=store,
+            lifecycle=self.lifecycle,
+            sharing=self.sharing,
+            limits=limits,
+            clock=clock,
+            allowlist=lambda: self.allowlist,
+        )
+        self.watching = Watching(
+            store=store, lifecycle=self.lifecycle, checker=self.checker, clock=clock
+        )
 
     async def start(self) -> None:
         """Load this node's own chain head from the store."""
@@ -499,16 +499,14 @@ class AlertNode:
         return opened
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self.watching.wake()
         for hook in self.hooks:
             hook(records, source)
 
     def wake_watchers(self) -> None:
         """Another process stored new alerts (serve-api follows the writing node's
         PostgreSQL store): every watch stream looks again."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self.watching.wake()
 
     # -- reading -----------------------------------------------------------
 
@@ -527,128 +525,15 @@ class AlertNode:
     async def check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
         started = time.perf_counter()
         try:
-            return await self._check(values, include_expired=include_expired)
+            return await self.checker.check(values, include_expired=include_expired)
         finally:
             self.observe_latency("check", time.perf_counter() - started)
 
-    async def _check(self, values: Sequence[str], *, include_expired: bool) -> list[CheckResult]:
-        if len(values) > self.limits.max_check_values:
-            raise LimitExceeded(
-                f"{len(values)} values in one check; send at most {self.limits.max_check_values}"
-            )
-        parsed = [_parse_for_lookup(value) for value in values]
-        now = self.clock()
-        # Expired, retracted and superseded alerts too: the verdict tells them apart.
-        found = await self.store.lookup(
-            {k for p in parsed for k in p[2]}, now_ms=now, include_expired=True
-        )
-        # Facts only for the values with a hit (usually a few of them); none for the rest.
-        held = found.keys()
-        hit = [n for n, p in enumerate(parsed) if not held.isdisjoint(p[2])] if found else []
-        facts: dict[int, list[Fact]] = {}
-        if hit:
-            keys_per_value = [frozenset(parsed[n][2]) for n in hit]
-            facts = dict(zip(hit, await self.lifecycle.facts(found, keys_per_value), strict=True))
-        # The verdict of a value nothing held mentions (most of them), built once.
-        clean = [verdicts.verdict((), now_ms=now, allowlisted=a) for a in (False, True)]
-        covers = self.allowlist.covers if self.allowlist.keys else None
-        results = []
-        for n, (value, (parsed_ind, error, keys)) in enumerate(zip(values, parsed, strict=True)):
-            if parsed_ind is None:
-                results.append(CheckResult(value, None, error, []))
-                continue
-            value_facts = facts.get(n) if facts else None
-            if not value_facts:  # and nothing matches
-                allowlisted = covers is not None and covers(keys)
-                results.append(CheckResult(value, parsed_ind, error, [], clean[allowlisted]))
-                continue
-            v = verdicts.verdict(
-                value_facts,
-                now_ms=now,
-                include_expired=include_expired,
-                allowlisted=self.allowlist.covers(keys),
-            )
-            active = set(v.alert_ids)
-            matches: dict[bytes, tuple[Stored, alert_pb2.Indicator, int]] = {}
-            for key in keys:
-                for stored in found.get(key, ()):
-                    r = stored.record
-                    if r.id in active and r.id not in matches:
-                        alert = self.sharing.content(r)[0]
-                        matches[r.id] = (stored, _flagged(alert, key), alert.tlp)
-            results.append(CheckResult(value, parsed_ind, error, list(matches.values()), v))
-        return results
+    def watch_events(self, query: Query, cursor: int | None) -> AsyncIterator[Event]:
+        return self.watching.events(query, cursor)  # node/app/watching.py
 
-    async def watch_events(self, query: Query, cursor: int | None) -> AsyncIterator[Event]:
-        """`watch`, each alert named by what it means (a retraction, an update, ...), and
-        an EXPIRED event when an alert sent on this stream reaches its expiry."""
-        # (expires_at_ms, local_seq, alert id) of the alerts this stream sent that will
-        # expire: ids only, re-read when due, so a long-lived stream holds no bodies.
-        expiring: list[tuple[int, int, bytes]] = []
-        async for stored in self._feed(query, cursor, lambda: expiring[0][0] if expiring else 0):
-            now = self.clock()
-            while expiring and expiring[0][0] <= now:
-                gone = await self.store.get(heapq.heappop(expiring)[2])
-                if gone is not None:
-                    yield await self._still_free(await self.lifecycle.expired(gone))
-            if stored is None:
-                continue
-            event = await self._still_free(await self.lifecycle.event(stored))
-            if event.kind in (EventKind.NEW, EventKind.UPDATED) and stored.record.expires_at_ms:
-                record = stored.record
-                heapq.heappush(expiring, (record.expires_at_ms, stored.local_seq, record.id))
-            yield event
-
-    async def _still_free(self, event: Event) -> Event:
-        """`event` releasing only the values nothing flags any more: a retraction or an
-        expiry frees a value only if no other active alert (another member's, a later
-        version) still flags it; downstream systems unfreeze what is listed."""
-        if not event.released:
-            return event
-        # Typed, as stored: a bare handle or an `other` value would be read as another type.
-        typed = [f"{indicators.type_name(i.type)}:{i.value}" for i in event.released]
-        verdicts = await self._check(typed, include_expired=False)
-        free = tuple(
-            ind
-            for ind, result in zip(event.released, verdicts, strict=True)
-            if result.verdict is None or not result.verdict.flagged
-        )
-        return dataclasses.replace(event, released=free)
-
-    async def watch(self, query: Query, cursor: int | None) -> AsyncIterator[Stored]:
-        """Stored alerts after `cursor`, then new ones as they are stored; never ends.
-
-        Resuming from the cursor of the last alert received yields every later
-        alert exactly once: positions are assigned in commit order.
-        """
-        async for stored in self._feed(query, cursor, lambda: 0):
-            if stored is not None:
-                yield stored
-
-    async def _feed(
-        self, query: Query, cursor: int | None, wake_at: Callable[[], int]
-    ) -> AsyncIterator[Stored | None]:
-        """`watch`'s alerts; None when the clock reaches wake_at() (ms; 0: never) first."""
-        if cursor is None:
-            cursor = await self.store.last_cursor()
-        while True:
-            changed = self._changed
-            top = await self.store.last_cursor()
-            rows = await self.store.after(query, cursor=cursor, limit=256)
-            for stored in rows:
-                yield stored
-                cursor = stored.local_seq
-            if not rows:
-                cursor = max(cursor, top)
-                wake = wake_at()
-                if not wake:
-                    await changed.wait()
-                    continue
-                try:
-                    delay = max(0.0, (wake - self.clock()) / 1000)
-                    await asyncio.wait_for(changed.wait(), timeout=delay)
-                except TimeoutError:
-                    yield None
+    def watch(self, query: Query, cursor: int | None) -> AsyncIterator[Stored]:
+        return self.watching.alerts(query, cursor)
 
     async def equivocations(self) -> list[Equivocation]:
         return await self.store.equivocations()
@@ -689,41 +574,3 @@ def _store_counters(store: AlertStore) -> dict[str, int]:
     """The SQLite store's group commits (publishes that arrive together share one)."""
     commits = getattr(store, "commits", None)
     return {} if commits is None else {"store_commits": int(commits)}
-
-
-CACHED_VALUE_CHARS = 256  # longer values are parsed every time: they bound the cache's size
-
-
-def _parse_value(value: str) -> tuple[indicators.Indicator | None, str, tuple[str, ...]]:
-    """A checked value's indicator, the error if it has none, and its lookup keys."""
-    try:
-        ind = indicators.parse(value, strict=False)
-    except InvalidAlert as exc:
-        return None, str(exc), ()
-    return ind, "", tuple(indicators.lookup_keys(ind))
-
-
-# Clients check the same hot addresses and domains again and again, and parsing is most
-# of a check's cost. Pure and bounded: 16,384 values of at most 256 characters, with
-# their keys, are at most about 20 MiB (about 5 MiB for addresses and domains).
-_parse_cached = functools.lru_cache(maxsize=16384)(_parse_value)
-
-
-def _parse_for_lookup(value: str) -> tuple[indicators.Indicator | None, str, tuple[str, ...]]:
-    if len(value) <= CACHED_VALUE_CHARS:
-        return _parse_cached(value)
-    return _parse_value(value)
-
-
-def _flagged(alert: alert_pb2.Alert, key: str) -> alert_pb2.Indicator:
-    """The indicator of `alert` that is indexed under `key`."""
-    for ind in alert.indicators:
-        try:
-            normal = indicators.normalize(ind.type, ind.value, strict=False)
-        except InvalidAlert:
-            continue
-        if key in indicators.index_keys(normal):
-            return alert_pb2.Indicator(
-                type=alert_pb2.IndicatorType.ValueType(normal.type), value=normal.value
-            )
-    return alert_pb2.Indicator()

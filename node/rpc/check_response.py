@@ -29,7 +29,7 @@ from node.core.verdict import State, Verdict
 from node.rpc import convert
 
 if TYPE_CHECKING:
-    from node.app.service import CheckResult
+    from node.app.checking import CheckResult
 
 # Tags: CheckIndicatorsResponse.results = 1; CheckResult.query = 1, normalized = 2,
 # verdict = 5; Indicator.type = 1 (varint), value = 2.
