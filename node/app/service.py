@@ -20,14 +20,13 @@ from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
 from node.app.checking import Checker, CheckResult
 from node.app.lifecycle import Event, Lifecycle
-from node.app.refused import RefusedAlert, refused_held
+from node.app.node_stats import NodeStats, node_stats
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
 from node.app.valuelists import Allowlist, Warninglist
 from node.app.verify import Admitted, Verifier, require_author
 from node.app.watching import Watching
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
-from node.core.catchup import summary_digest
 from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, LimitExceeded, NotFound
 from node.core.limits import Limits
 from node.core.roster import Roster
@@ -60,28 +59,6 @@ class BatchItemResult:
     id: bytes = b""
     duplicate: bool = False
     error: AlertmeshError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OriginStats:
-    origin: bytes
-    name: str
-    alerts: int
-    contiguous_seq: int
-    max_seq: int
-    equivocated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStats:
-    alerts: int
-    digest: bytes
-    equivocations: int
-    origins: list[OriginStats]
-    counters: dict[str, int]
-    peers: list[dict[str, object]]  # fields of alertmesh.v1.PeerStats
-    compromised: list[RefusedAlert] = field(default_factory=list)  # node/app/refused.py
-    compromised_total: int = 0
 
 
 _COUNTER_OF = {outcome: f"ingest_{outcome.value}" for outcome in PutOutcome}
@@ -539,38 +516,4 @@ class AlertNode:
         return await self.store.equivocations()
 
     async def stats(self) -> NodeStats:
-        proofs = await self.store.equivocations()
-        cheaters = {p.first.origin for p in proofs}
-        chains = self.store.chains
-        origins = [
-            OriginStats(
-                origin=o,
-                name=self.roster.name_of(o),
-                alerts=state.count,
-                contiguous_seq=state.contiguous,
-                max_seq=state.max_seq,
-                equivocated=o in cheaters,
-            )
-            for o, state in chains.items()
-        ]
-        compromised, compromised_total = await refused_held(self.store, self.roster)
-        return NodeStats(
-            alerts=await self.store.count(),
-            digest=summary_digest(chains.vector()),
-            equivocations=len(proofs),
-            origins=origins,
-            counters={
-                **self.counters.values,
-                **self.extra_counters(),
-                **_store_counters(self.store),
-            },
-            peers=self.peer_stats(),
-            compromised=compromised,
-            compromised_total=compromised_total,
-        )
-
-
-def _store_counters(store: AlertStore) -> dict[str, int]:
-    """The SQLite store's group commits (publishes that arrive together share one)."""
-    commits = getattr(store, "commits", None)
-    return {} if commits is None else {"store_commits": int(commits)}
+        return await node_stats(self)  # node/app/node_stats.py
