@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from node.app.service import AlertNode
 
 
+@dataclass
+class Counters:
+    """What each layer counted, by name; GetStats reports them."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + n
+
+
 @dataclass(frozen=True, slots=True)
 class OriginStats:
     origin: bytes

@@ -8,22 +8,20 @@ feeds gossiped alerts through `ingest` like any other source.
 from __future__ import annotations
 
 import asyncio
-import collections
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
 from node.app.checking import Checker, CheckResult
+from node.app.ingesting import Ingester, IngestResult
 from node.app.lifecycle import Event, Lifecycle
-from node.app.node_stats import NodeStats, node_stats
+from node.app.node_stats import Counters, NodeStats, node_stats
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
 from node.app.valuelists import Allowlist, Warninglist
-from node.app.verify import Admitted, Verifier, require_author
+from node.app.verify import Verifier
 from node.app.watching import Watching
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
@@ -32,23 +30,13 @@ from node.core.limits import Limits
 from node.core.roster import Roster
 from node.core.verdict import UPDATE
 from node.crypto import Identity, sign_alert
-from node.crypto.sealing import Undecryptable
-from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
+from node.store.base import AlertStore, Equivocation, Query, Stored
 
 log = logging.getLogger(__name__)
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class IngestResult(NamedTuple):  # one per ingested alert: a named tuple is the cheapest
-    id: bytes
-    outcome: PutOutcome | None  # None: rejected
-    error: AlertmeshError | None = None
-    origin: bytes = b""  # of a verified (or already held) alert
-    seq: int = 0
-    record: AlertRecord | None = None  # the verified alert, unless it was held already
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,23 +49,8 @@ class BatchItemResult:
     error: AlertmeshError | None = None
 
 
-_COUNTER_OF = {outcome: f"ingest_{outcome.value}" for outcome in PutOutcome}
-ACCEPTED, DUPLICATE, EQUIVOCATION = (
-    PutOutcome.ACCEPTED,
-    PutOutcome.DUPLICATE,
-    PutOutcome.EQUIVOCATION,
-)
-
 # Called with the newly accepted records and the peer they came from (None: local/client).
 NewAlertsHook = Callable[[Sequence[AlertRecord], bytes | None], None]
-
-
-@dataclass
-class Counters:
-    values: dict[str, int] = field(default_factory=dict)
-
-    def add(self, name: str, n: int = 1) -> None:
-        self.values[name] = self.values.get(name, 0) + n
 
 
 class AlertNode:
@@ -110,8 +83,6 @@ class AlertNode:
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._requests: dict[str, asyncio.Future[bytes]] = {}
-        # (origin, seq) of the alerts each ingest in flight is committing now.
-        self._storing: list[set[tuple[bytes, int]]] = []
         state = store.chains.get(identity.public_key)
         self._own_seq = state.max_seq
         self._own_head = b""
@@ -131,6 +102,18 @@ class AlertNode:
         )
         self.watching = Watching(
             store=store, lifecycle=self.lifecycle, checker=self.checker, clock=clock
+        )
+        self.ingester = Ingester(
+            store=store,
+            verifier=verifier,
+            limits=limits,
+            clock=clock,
+            sharing=self.sharing,
+            lifecycle=self.lifecycle,
+            counters=self.counters,
+            roster=lambda: self.roster,
+            accepted=self._accepted,
+            equivocation_hooks=self.equivocation_hooks,
         )
 
     async def start(self) -> None:
@@ -325,155 +308,8 @@ class AlertNode:
         source: bytes | None = None,
         verified: Callable[[list[AlertRecord]], None] | None = None,
     ) -> list[IngestResult]:
-        """Verify and store signed alerts from elsewhere; one result per item.
-        `verified`: called before the commit with the alerts that verified and take a
-        slot no alert holds or is being stored in (a relay forwards them then)."""
-        if len(items) > self.limits.max_batch:
-            raise LimitExceeded(
-                f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
-            )
-        now = self.clock()
-        sha256 = hashlib.sha256  # alerts.alert_id, without a call per alert
-        ids = [sha256(body).digest() for body, _ in items]
-        checked: list[AlertRecord | AlertmeshError | None] = [None] * len(items)
-        decoded: list[tuple[int, Admitted]] = []
-        # An alert held already, byte for byte with its signature, was verified when it
-        # was stored (Ed25519 signatures are not malleable in libsodium), so it is a
-        # duplicate without a second verification (gossip delivers many of these), even
-        # if its author has left the roster since. Only an alert whose (origin, seq) slot
-        # is taken can be held.
-        holds, taken = self.store.chains.holds, []
-        decode_head, limits = alerts.decode_head, self.limits
-        for i, (body, signature) in enumerate(items):
-            try:
-                head = decode_head(body, limits)  # the rest is decoded off the loop
-            except AlertmeshError as exc:
-                checked[i] = exc
-                continue
-            decoded.append((i, Admitted(ids[i], body, signature, head)))
-            if holds(head.origin, head.seq):
-                taken.append(ids[i])
-        held = await self.store.held(taken) if taken else {}
-        fresh = []
-        for i, a in decoded:
-            if held and a.id in held and held[a.id].signature == a.signature:
-                continue
-            try:
-                require_author(a, limits, self.roster)
-            except AlertmeshError as exc:
-                checked[i] = exc
-                continue
-            fresh.append((i, a))
-        verdicts = await self.verifier.check([a for _, a in fresh], now)
-        if latency_trace.ON:
-            for _, a in fresh:
-                latency_trace.mark("verified", a.id)
-        for (i, _), verdict in zip(fresh, verdicts, strict=True):
-            checked[i] = self._opened(verdict) if isinstance(verdict, AlertRecord) else verdict
-        valid = [c for c in checked if isinstance(c, AlertRecord)]
-        outcomes = iter(await self._store_verified(valid, now, verified) if valid else [])
-        if latency_trace.ON:
-            for r in valid:
-                latency_trace.mark("committed", r.id)
-        results: list[IngestResult] = []
-        accepted: list[AlertRecord] = []
-        equivocations: list[AlertRecord] = []
-        tally: collections.Counter[str] = collections.Counter()
-        # Outcomes are compared by identity and counted per kind once: hashing an Enum
-        # member runs Python code, about 0.4 µs a time.
-        duplicates = 0
-        for alert_id, c in zip(ids, checked, strict=True):
-            if c is None:  # held already
-                known = held[alert_id]
-                results.append(IngestResult(alert_id, DUPLICATE, None, known.origin, known.seq))
-                duplicates += 1
-            elif isinstance(c, AlertRecord):
-                outcome = next(outcomes)
-                results.append(IngestResult(c.id, outcome, None, c.origin, c.seq, c))
-                if outcome is ACCEPTED:
-                    accepted.append(c)
-                elif outcome is DUPLICATE:
-                    duplicates += 1
-                else:
-                    tally[_COUNTER_OF[outcome]] += 1
-                    if outcome is EQUIVOCATION:
-                        equivocations.append(c)
-            else:
-                results.append(IngestResult(alert_id, None, c))
-                tally[f"rejected_{type(c).__name__}"] += 1
-        if accepted:
-            tally[_COUNTER_OF[ACCEPTED]] += len(accepted)
-        if duplicates:
-            tally[_COUNTER_OF[DUPLICATE]] += duplicates
-        for name, n in tally.items():
-            self.counters.add(name, n)
-        for record in accepted:
-            if alerts.links_to_alerts(record.index_keys) and await self.lifecycle.refuses(record):
-                self.counters.add("lifecycle_changes_refused")
-                log.warning(
-                    "alert %s changes another member's alert; kept, and it changes nothing",
-                    record.id.hex()[:16],
-                )
-        if accepted:
-            self._accepted(accepted, source)
-        for record in equivocations:
-            for hook in self.equivocation_hooks:
-                await hook(record)
-        return results
-
-    async def _store_verified(
-        self,
-        valid: list[AlertRecord],
-        now: int,
-        verified: Callable[[list[AlertRecord]], None] | None,
-    ) -> list[PutOutcome]:
-        """Commit `valid`; before that, hand `verified` the alerts whose (origin, seq) slot
-        is neither held nor being stored by another ingest: only those will be ACCEPTED
-        (a second copy arriving on another session meanwhile, or an equivocating one,
-        waits for its commit's outcome as before)."""
-        # One set per ingest in flight, built in C: a bulk ingest pays about 0.1 µs an alert.
-        slots = {(r.origin, r.seq) for r in valid}
-        early: list[AlertRecord] = []
-        if verified is not None:
-            holds, others, taken = self.store.chains.holds, self._storing, set()
-            for r in valid:
-                slot = (r.origin, r.seq)
-                if slot in taken or holds(*slot) or any(slot in s for s in others):
-                    continue
-                taken.add(slot)
-                early.append(r)
-        self._storing.append(slots)
-
-        def stored(done: asyncio.Future[list[PutOutcome]]) -> None:
-            # The slots are free once the put is over, not when its caller leaves: a
-            # session that ends meanwhile cancels its ingest, but the store's writer still
-            # commits what was queued, and until then a second copy must wait for it.
-            for i, s in enumerate(self._storing):
-                if s is slots:
-                    del self._storing[i]
-                    break
-            if not done.cancelled():
-                done.exception()  # retrieved here when no caller is left to see it
-
-        put = asyncio.ensure_future(self.store.put(valid, now_ms=now))
-        put.add_done_callback(stored)
-        if early and verified is not None:
-            verified(early)
-        return await asyncio.shield(put)
-
-    def _opened(self, record: AlertRecord) -> AlertRecord:
-        """An encrypted alert, decrypted and indexed if this node is a recipient. One that
-        is addressed to it but does not open is kept (it is signed and chained like any
-        other) and counted; it flags nothing."""
-        if not record.sealed:
-            return record
-        try:
-            opened = self.sharing.opened(record)
-        except Undecryptable:
-            self.counters.add("encrypted_undecryptable")
-            return record
-        self.counters.add("encrypted_readable" if not opened.sealed else "encrypted_for_others")
-        return opened
+        """Verify and store signed alerts from elsewhere (node/app/ingesting.py)."""
+        return await self.ingester.ingest(items, source, verified)
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
         self.watching.wake()

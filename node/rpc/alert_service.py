@@ -10,7 +10,8 @@ import grpc
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app import latency_trace
-from node.app.service import AlertNode, IngestResult
+from node.app.ingesting import IngestResult
+from node.app.service import AlertNode
 from node.core.errors import AlertmeshError, InvalidAlert, NotFound
 from node.rpc import convert
 from node.rpc.check_response import check_response
