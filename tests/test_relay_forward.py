@@ -192,7 +192,7 @@ async def test_a_copy_arriving_twice_while_the_first_commits_is_forwarded_once()
         for _ in range(20):
             await asyncio.sleep(0.01)
         # Forwarded once: to O or L, whichever did not bring it first; never both ways.
-        sent = [net.peers["R"].counters[n.identity.public_key].full_sent for n in (o, leaf)]
+        sent = [net.peers["R"].counters[net.nodes[n].identity.public_key].full_sent for n in "OL"]
         assert sum(sent) == 1
         got = [net.peers["R"].counters[n.identity.public_key] for n in (o, leaf)]
         assert sum(c.full_received for c in got) == 2  # both copies counted as received
@@ -219,15 +219,21 @@ async def test_a_relay_whose_commit_failed_gets_the_alert_back_by_catch_up() -> 
         assert r.store.chains.holds(o.identity.public_key, 1)
 
 
+def two_copies_of_one_slot(net: Net) -> tuple[alert_pb2.SignedAlert, alert_pb2.SignedAlert, Author]:
+    """A new member's two signed alerts for the same (origin, seq), every node told of it."""
+    o, r, leaf = net.nodes["O"], net.nodes["R"], net.nodes["L"]
+    author = Author()
+    r.roster = o.roster = leaf.roster = Roster.of([*o.roster, Member("A", author.key)])
+    first = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "cd" * 20)])
+    author.seq, author.head = 0, b""  # the same seq again, another body
+    second = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "ef" * 20)])
+    return first, second, author
+
+
 async def test_an_equivocating_copy_verified_while_the_first_commits_is_not_gossiped() -> None:
     store = HeldStore()
     async with three_nodes(store) as net:
-        o, r, leaf = net.nodes["O"], net.nodes["R"], net.nodes["L"]
-        author = Author()
-        r.roster = o.roster = leaf.roster = Roster.of([*o.roster, Member("A", author.key)])
-        first = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "cd" * 20)])
-        author.seq, author.head = 0, b""  # the same seq again, another body
-        second = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "ef" * 20)])
+        first, second, _ = two_copies_of_one_slot(net)
         store.open.clear()
         await net.ends[("O", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[first])))
         await net.ends[("L", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[second])))
@@ -238,7 +244,7 @@ async def test_an_equivocating_copy_verified_while_the_first_commits_is_not_goss
             await asyncio.sleep(0.01)
         # Only the copy whose slot was free went on before the commit; the other is an
         # equivocation, spread as a proof, not gossiped as an alert.
-        sent = [net.peers["R"].counters[n.identity.public_key].full_sent for n in (o, leaf)]
+        sent = [net.peers["R"].counters[net.nodes[n].identity.public_key].full_sent for n in "OL"]
         assert sum(sent) == 1
 
 
@@ -258,12 +264,8 @@ async def test_equivocating_copy_not_forwarded_after_first_ingest_is_cancelled()
     another session must not be gossiped as a first copy."""
     store = QueuedStore()
     async with three_nodes(store) as net:
-        o, r, leaf = net.nodes["O"], net.nodes["R"], net.nodes["L"]
-        author = Author()
-        r.roster = o.roster = leaf.roster = Roster.of([*o.roster, Member("A", author.key)])
-        first = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "cd" * 20)])
-        author.seq, author.head = 0, b""
-        second = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "ef" * 20)])
+        o, r = net.nodes["O"], net.nodes["R"]
+        first, second, author = two_copies_of_one_slot(net)
         store.open.clear()
         await net.ends[("O", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[first])))
         await until(lambda: store.waiting == 1)
