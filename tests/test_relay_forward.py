@@ -288,3 +288,25 @@ async def test_equivocating_copy_not_forwarded_after_first_ingest_is_cancelled()
         # handed to gossip as a new alert before its commit.
         assert r.store.chains.holds(author.key, 1)
         assert early == [], "the equivocating copy was forwarded before its commit"
+
+
+async def test_a_commit_that_fails_after_its_session_ended_leaves_nothing_in_the_cache() -> None:
+    """R forwards O's alert before its commit; the session with O breaks while the commit
+    is held (the ingest's wait is cancelled, the put goes on); then the commit fails. R
+    must not keep serving the alert from its cache as if it held it."""
+    store = HeldStore()
+    async with three_nodes(store) as net:
+        o, r = net.nodes["O"], net.nodes["R"]
+        signed, _, _ = two_copies_of_one_slot(net)
+        aid = alert_id(signed.body)
+        store.open.clear()
+        await net.ends[("O", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[signed])))
+        await until(lambda: store.waiting == 1)
+        assert net.peers["R"].cached(aid)  # forwarded before the commit
+        net.ends[("R", "O")].inbox.put_nowait("broken")  # type: ignore[arg-type]
+        await until(lambda: o.identity.public_key not in net.peers["R"].links)
+        store.failing = True
+        store.open.set()
+        await until(lambda: store.waiting == 0)
+        await until(lambda: not net.peers["R"].cached(aid), "the failed alert leaves the cache")
+        assert not await holds(r, aid)

@@ -29,6 +29,10 @@ from node.store.base import AlertStore, PutOutcome
 
 log = logging.getLogger("node.app.service")  # the logger's name from before this module
 
+# Called before the commit with the alerts a relay may forward now; returns what to do
+# if that commit then fails (whether or not the ingest's caller still waits for it).
+Verified = Callable[[list[AlertRecord]], Callable[[], None]]
+
 
 class IngestResult(NamedTuple):  # one per ingested alert: a named tuple is the cheapest
     id: bytes
@@ -79,11 +83,12 @@ class Ingester:
         self,
         items: Sequence[tuple[bytes, bytes]],
         source: bytes | None = None,
-        verified: Callable[[list[AlertRecord]], None] | None = None,
+        verified: Verified | None = None,
     ) -> list[IngestResult]:
         """Verify and store signed alerts from elsewhere; one result per item.
         `verified`: called before the commit with the alerts that verified and take a
-        slot no alert holds or is being stored in (a relay forwards them then)."""
+        slot no alert holds or is being stored in (a relay forwards them then); what it
+        returns is called if the commit fails."""
         if len(items) > self.limits.max_batch:
             raise LimitExceeded(
                 f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
@@ -182,7 +187,7 @@ class Ingester:
         self,
         valid: list[AlertRecord],
         now: int,
-        verified: Callable[[list[AlertRecord]], None] | None,
+        verified: Verified | None,
     ) -> list[PutOutcome]:
         """Commit `valid`; before that, hand `verified` the alerts whose (origin, seq) slot
         is neither held nor being stored by another ingest: only those will be ACCEPTED
@@ -199,6 +204,8 @@ class Ingester:
                     continue
                 taken.add(slot)
                 early.append(r)
+        # Before the put is scheduled: a hook that raises leaves nothing stored.
+        unstored = verified(early) if early and verified is not None else None
         self._storing.append(slots)
 
         def stored(done: asyncio.Future[list[PutOutcome]]) -> None:
@@ -209,13 +216,16 @@ class Ingester:
                 if s is slots:
                     del self._storing[i]
                     break
-            if not done.cancelled():
-                done.exception()  # retrieved here when no caller is left to see it
+            failed = done.cancelled() or done.exception() is not None
+            if failed and unstored is not None:
+                unstored()
+                log.warning(
+                    "a commit of %d alerts forwarded before it failed; catch-up brings them back",
+                    len(early),
+                )
 
         put = asyncio.ensure_future(self.store.put(valid, now_ms=now))
         put.add_done_callback(stored)
-        if early and verified is not None:
-            verified(early)
         return await asyncio.shield(put)
 
     def _opened(self, record: AlertRecord) -> AlertRecord:

@@ -284,20 +284,17 @@ class SessionRunner:
         is_catchup = frames[0].catchup
         forwarded: set[bytes] = set()
 
-        def verified(records: list[AlertRecord]) -> None:  # before the commit
-            forwarded.update(r.id for r in records)
+        def verified(records: list[AlertRecord]) -> Callable[[], None]:  # before the commit
             host.forward_verified(s, records)
+            ids = [r.id for r in records]
+            forwarded.update(ids)
+            # If the commit fails they are not held here: not served from the cache either.
+            # Gossip still remembers their ids, so catch-up brings them back, not an IHAVE.
+            return lambda: host.forget_cached(ids)
 
-        try:
-            results = await host.node.ingest(
-                items, source=link.key, verified=None if is_catchup else verified
-            )
-        except Exception:
-            # Not stored after all: not served from the cache either. Gossip still
-            # remembers their ids, so catch-up brings them back, not an IHAVE. (A session
-            # that ends meanwhile cancels only its wait: the store commits them.)
-            host.forget_cached(forwarded)
-            raise
+        results = await host.node.ingest(
+            items, source=link.key, verified=None if is_catchup else verified
+        )
         if is_catchup:
             self.counters.catchup_bytes_received += sum(len(b) + len(sig) for b, sig in items)
         received: list[pe.Received] = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
 from node.app.checking import Checker, CheckResult
-from node.app.ingesting import Ingester, IngestResult
+from node.app.ingesting import Ingester, IngestResult, Verified
 from node.app.lifecycle import Event, Lifecycle
 from node.app.node_stats import Counters, NodeStats, node_stats
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
@@ -306,7 +306,7 @@ class AlertNode:
         self,
         items: Sequence[tuple[bytes, bytes]],
         source: bytes | None = None,
-        verified: Callable[[list[AlertRecord]], None] | None = None,
+        verified: Verified | None = None,
     ) -> list[IngestResult]:
         """Verify and store signed alerts from elsewhere (node/app/ingesting.py)."""
         return await self.ingester.ingest(items, source, verified)
