@@ -228,18 +228,24 @@ async def test_after_a_prune_the_queued_pushes_leave_the_outbox_other_frames_sta
     assert outbox.queued_bytes == 0
 
 
+def engine_with_one_peer() -> tuple[pe.PeerEngine[str], pe.PeerSession[str], Signed, Signed]:
+    """An engine with one session (its link not yet eager) and two alerts: the first
+    published already (announced to the lazy peer), the second not yet."""
+    engine: pe.PeerEngine[str] = pe.PeerEngine(
+        b"\x09" * 32, MemoryStore().chains, Gossip(GossipParams(), random.Random(1))
+    )
+    s, _ = engine.session_opened("link", b"\x03" * 32, "dialer", 0.0)
+    assert s is not None
+    one, two = alerts(2)
+    engine.published([one.id], 0.0)
+    return engine, s, one, two
+
+
 async def test_after_a_prune_the_alerts_a_peer_asked_for_still_leave_in_full() -> None:
     # M3: the peer GRAFTs (asking for alert 1), then we publish alert 2 (pushed over the
     # link the GRAFT made eager), then it PRUNEs before either left: the push becomes an
     # announcement, but the answer to its request still carries the alert.
-    me, peer = b"\x09" * 32, b"\x03" * 32
-    engine: pe.PeerEngine[str] = pe.PeerEngine(
-        me, MemoryStore().chains, Gossip(GossipParams(), random.Random(1))
-    )
-    s, _ = engine.session_opened("link", peer, "dialer", 0.0)
-    assert s is not None
-    one, two = alerts(2)
-    engine.published([one.id], 0.0)  # remembered (announced to the lazy peer)
+    engine, s, one, two = engine_with_one_peer()
     outbox = Outbox()
 
     def run(actions: list[pe.Action[str]]) -> None:  # the driver's part, store included
@@ -263,14 +269,7 @@ async def test_an_answer_and_a_push_in_one_batch_of_actions_stay_apart() -> None
     # The node joins a peer's Pushes into one (one frame per batch); the answer to the
     # peer's GRAFT is a Push too, flagged, and is never joined to the published alert's
     # push: after the PRUNE only the push becomes an announcement.
-    me, peer = b"\x09" * 32, b"\x03" * 32
-    engine: pe.PeerEngine[str] = pe.PeerEngine(
-        me, MemoryStore().chains, Gossip(GossipParams(), random.Random(1))
-    )
-    s, _ = engine.session_opened("link", peer, "dialer", 0.0)
-    assert s is not None
-    one, two = alerts(2)
-    engine.published([one.id], 0.0)
+    engine, s, one, two = engine_with_one_peer()
     outbox = Outbox()
     actions = engine.on_graft(s, [one.id], 0.1) + engine.published([two.id], 0.1)
     pushes = [a for a in _pushes_joined(actions) if isinstance(a, pe.Push)]
