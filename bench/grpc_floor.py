@@ -23,6 +23,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -64,14 +65,20 @@ async def serve(variant: str) -> None:
             await asyncio.get_running_loop().run_in_executor(pool, int)
         return answer
 
+    await serve_unary("Publish", publish, api.PublishRequest, api.PublishResponse)
+
+
+async def serve_unary(method: str, handle: Any, request_type: Any, response_type: Any) -> None:
+    """Serve one AlertService method with `handle` on a free loopback port: print the
+    port, then run until killed (the floors' servers that do no work)."""
     server = grpc.aio.server()
     handler = grpc.unary_unary_rpc_method_handler(
-        publish,
-        request_deserializer=api.PublishRequest.FromString,
-        response_serializer=api.PublishResponse.SerializeToString,
+        handle,
+        request_deserializer=request_type.FromString,
+        response_serializer=response_type.SerializeToString,
     )
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("alertmesh.v1.AlertService", {"Publish": handler}),)
+        (grpc.method_handlers_generic_handler("alertmesh.v1.AlertService", {method: handler}),)
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

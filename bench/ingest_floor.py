@@ -169,19 +169,9 @@ async def _serve_ingest() -> None:
             answers[n] = out
         return answers[n]
 
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(
-        ingest,
-        request_deserializer=api.IngestRequest.FromString,
-        response_serializer=api.IngestResponse.SerializeToString,
-    )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("alertmesh.v1.AlertService", {"Ingest": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(port, flush=True)
-    await server.wait_for_termination()
+    from grpc_floor import serve_unary
+
+    await serve_unary("Ingest", ingest, api.IngestRequest, api.IngestResponse)
 
 
 def grpc_floor(signed: Signed, batch: int, in_flight: int = 4) -> float:
