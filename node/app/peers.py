@@ -5,7 +5,7 @@ frames from a link are handled in order; while one Alerts frame is verified and 
 the next frames are read ahead into a bounded inbox, and the next ingest takes every
 Alerts frame that queued up meanwhile (a full inbox is the flow control a fast sender
 meets). This module admits sessions, dials, runs the timers, keeps the recent alerts
-and executes the engine's actions. Frames to a link wait in a bounded
+(node/app/recent_alerts.py) and executes the engine's actions. Frames to a link wait in a bounded
 outbox, where gossip Alerts frames queued while the writer is busy are joined into one
 (node/app/peer_frames.py): batching that adds nothing at low rates. What to send, and
 to whom, is decided by node/core/peer_engine.py, the object the simulator
@@ -21,15 +21,14 @@ import logging
 import math
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import grpc
 
 from node.app import latency_trace, peer_stats
 from node.app.peer_frames import OUTBOX_FRAMES, Inbox, InboxStats, Outbox, OutboxStats
 from node.app.peer_session import Arrivals, Link, SessionRunner
+from node.app.recent_alerts import RecentAlerts
 from node.app.service import AlertNode
 from node.core import catchup, gossip
 from node.core import peer_engine as pe
@@ -59,18 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_ALERTS = 20_000  # recent signed alerts kept in memory to answer pushes and IWANTs
-
-
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    """A recent alert's signed bytes (pe.Carried), lighter than its AlertRecord."""
-
-    id: bytes
-    body: bytes
-    signature: bytes
-    origin: bytes
-
 
 class PeerManager:
     def __init__(
@@ -96,7 +83,7 @@ class PeerManager:
         self.gossip = self.engine.gossip
         self.gossip.set_priority(lambda key: node.roster.tree_priority(key))  # T1
         self.counters = self.engine.counters
-        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        self.recent = RecentAlerts()
         self._wake = asyncio.Event()
         self._roster_changed = asyncio.Event()
         self._session_opened = asyncio.Event()  # replaced at each open: R2 wakes dial loops
@@ -316,7 +303,7 @@ class PeerManager:
     # -- what session runners need (node/app/peer_session.py) ----------------------
 
     def cached(self, alert: bytes) -> bool:
-        return alert in self._cache
+        return alert in self.recent
 
     async def run_actions(self, actions: list[pe.Action[Link]]) -> None:
         await self._run(actions)
@@ -324,13 +311,12 @@ class PeerManager:
     def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> None:
         """Gossiped alerts that verified and are new here, before their commit: forward
         them now (the cache answers the pushes; node/core/peer_engine.py alerts_verified)."""
-        self._remember(records)
+        self.recent.remember(records)
         self._run_now(self.engine.alerts_verified(s, [r.id for r in records], self.now()))
 
     def forget_cached(self, alerts: Iterable[bytes]) -> None:
         """Forwarded alerts whose commit failed: not held here, whatever the cache says."""
-        for i in alerts:
-            self._cache.pop(i, None)
+        self.recent.forget(alerts)
 
     # -- equivocation proofs -------------------------------------------------
 
@@ -354,30 +340,12 @@ class PeerManager:
 
     # -- alerts from this node ----------------------------------------------
 
-    def _remember(self, records: Sequence[AlertRecord]) -> None:
-        for r in records:
-            self._cache[r.id] = _Cached(r.id, r.body, r.signature, r.origin)
-        while len(self._cache) > CACHE_ALERTS:
-            self._cache.popitem(last=False)
-
     def _on_local_alerts(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
-        self._remember(records)
+        self.recent.remember(records)
         if source is None:  # published here or ingested by a client: start spreading it
             # Called from synchronous hooks: the alerts of a local publish are always in
             # the cache, so no await is needed.
             self._run_now(self.engine.published([r.id for r in records], self.now()))
-
-    def _from_cache(self, ids: Iterable[bytes]) -> tuple[list[pe.Carried], list[bytes]]:
-        """The cached alerts, and the ids not in the cache."""
-        found: list[pe.Carried] = []
-        missing: list[bytes] = []
-        for i in ids:
-            hit = self._cache.get(i)
-            if hit is None:
-                missing.append(i)
-            else:
-                found.append(hit)
-        return found, missing
 
     # -- the engine's actions ------------------------------------------------------
 
@@ -385,7 +353,7 @@ class PeerManager:
         """Execute the engine's actions in order, reading the store where they need it."""
         for action in _pushes_joined(actions):
             if isinstance(action, pe.Push):
-                alerts, missing = self._from_cache(action.ids)
+                alerts, missing = self.recent.split(action.ids)
                 for i in missing:
                     stored = await self.node.store.get(i)
                     if stored is not None:
@@ -408,7 +376,7 @@ class PeerManager:
             if isinstance(action, pe.Send):
                 self._send(action)
             elif isinstance(action, pe.Push):
-                found = self._from_cache(action.ids)[0]
+                found = self.recent.split(action.ids)[0]
                 self._run_now(self.engine.push(action.peer, found, action.answer))
             elif isinstance(action, pe.Close):
                 if action.event == "peer_disconnected_invalid":
