@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import sqlite3
 import struct
 import time
@@ -179,7 +180,7 @@ class SqliteStore:
         self.commits = 0  # group commits written (GetStats counter store_commits)
         self.inline_commits = 0  # of which on the loop's thread (sparse single puts)
         self._writer_busy = False  # the writer task holds a batch or an index move
-        self._last_commit_end = 0.0  # time.monotonic()
+        self._last_commit_end = -math.inf  # time.monotonic()
 
     @property
     def chains(self) -> Chains:

@@ -1,0 +1,149 @@
+"""A sparse stream of single puts commits on the event loop's own thread; anything
+denser goes through the writer thread's group commit (issue 15 target 3). Either way
+a put returns only once its row is committed, the rows are numbered in commit order
+with no gap, and index moves run on the writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from node.core.alerts import AlertRecord
+from node.store import PutOutcome, SqliteStore, sqlite, sqlite_writer
+from node.store.base import Query
+from node.store.memory import MemoryStore
+from tests.factory import DOMAIN, Author, now_ms
+
+
+def committed_ids(path: Path) -> list[bytes]:
+    """What another connection sees committed, in local_seq order."""
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT id FROM alerts ORDER BY local_seq")]
+
+
+async def test_a_sparse_put_commits_on_the_loop_and_is_durable_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)  # every put finding the writer idle
+    author = Author()
+    records = [author.record() for _ in range(5)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        for i, r in enumerate(records):
+            assert await store.put([r], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+            assert committed_ids(tmp_path / "a.db") == [x.id for x in records[: i + 1]]
+        assert store.inline_commits == 5
+        assert await store.put(records[:1], now_ms=now_ms()) == [PutOutcome.DUPLICATE]
+        got = await store.get(records[4].id)
+        assert got is not None and got.local_seq == 5
+
+
+async def test_puts_close_behind_a_commit_go_to_the_writer_and_share_its_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 3600.0)  # every put is close behind one
+    author = Author()
+    records = [author.record() for _ in range(41)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        assert await store.put(records[:1], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert store.inline_commits == 1  # the first commit of the store: nothing before
+        results = await asyncio.gather(*(store.put([r], now_ms=now_ms()) for r in records[1:]))
+        assert results == [[PutOutcome.ACCEPTED]] * 40
+        for r in records[1:6]:  # one after the other, each just behind the last
+            assert await store.put([r], now_ms=now_ms()) == [PutOutcome.DUPLICATE]
+        assert store.inline_commits == 1
+        assert store.commits < 40  # the concurrent ones shared transactions
+        assert committed_ids(tmp_path / "a.db") == [r.id for r in records]
+
+
+async def test_commits_on_both_threads_number_rows_in_order_with_no_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds of one put alone (on the loop) and of concurrent puts (on the writer),
+    with duplicates, equivocations and batches: the store ends as the in-memory store
+    does, and a watch from any cursor, from memory or by query, reads the commit order."""
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    authors = [Author() for _ in range(3)]
+    pool: list[AlertRecord] = []
+    chains: dict[Author, list[bytes]] = {a: [] for a in authors}  # each author's ids by seq
+    memory = MemoryStore()
+    async with memory, SqliteStore(tmp_path / "a.db") as store:
+        for _ in range(60):
+            # Either every put finds the writer idle (on the loop, one after the other)
+            # or every put is close behind a commit (the writer's group commits).
+            monkeypatch.setattr(sqlite, "SPARSE_GAP_S", rng.choice([0.0, 3600.0]))
+            puts: list[list[AlertRecord]] = []
+            for _ in range(rng.choice([1, 1, 3, 6])):
+                author = rng.choice(authors)
+                if pool and rng.random() < 0.15:
+                    puts.append([rng.choice(pool)])  # a duplicate
+                elif author.seq >= 2 and rng.random() < 0.05:
+                    seq, head = author.seq, author.head
+                    # A second alert for the author's last slot (an equivocation).
+                    author.seq, author.head = seq - 1, chains[author][seq - 2]
+                    puts.append([author.record(title="other")])
+                    author.seq, author.head = seq, head
+                else:
+                    n = rng.choice([1, 1, 1, 4])
+                    puts.append([author.record() for _ in range(n)])
+                    chains[author] += [r.id for r in puts[-1]]
+                pool += puts[-1]
+            got = await asyncio.gather(*(store.put(p, now_ms=1) for p in puts))
+            want = [await memory.put(p, now_ms=1) for p in puts]
+            # Concurrent puts commit in the order they were made, on either thread.
+            assert got == want
+        assert store.inline_commits > 0 and store.commits > store.inline_commits
+        everything = Query(now_ms=now_ms())
+        mine = await store.after(everything, cursor=0, limit=10_000)
+        theirs = await memory.after(everything, cursor=0, limit=10_000)
+        assert [s.record.id for s in mine] == [s.record.id for s in theirs]
+        assert [s.local_seq for s in mine] == list(range(1, len(mine) + 1))
+        assert committed_ids(tmp_path / "a.db") == [s.record.id for s in mine]
+        for cursor in rng.sample(range(len(mine)), 5):
+            tail = await store.after(everything, cursor=cursor, limit=10_000)
+            assert tail == mine[cursor:]
+
+
+async def test_index_moves_after_a_commit_on_the_loop_run_on_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    monkeypatch.setattr(sqlite_writer, "LEVEL_ROWS", (4, 1000))
+    moved_on: list[str] = []
+    merge = sqlite_writer.Writer.merge
+
+    def recorded(self: sqlite_writer.Writer) -> None:
+        moved_on.append(threading.current_thread().name)
+        merge(self)
+
+    monkeypatch.setattr(sqlite_writer.Writer, "merge", recorded)
+    author = Author()
+    records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(6)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        on_loop = []
+        for r in records:
+            before = store.inline_commits
+            assert await store.put([r], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+            on_loop.append(store.inline_commits > before)
+        # The put after the one that filled level 0 found the move queued and waited
+        # for the writer behind it; the move ran on the writer's thread.
+        assert on_loop[0] and not all(on_loop)
+        assert moved_on and all(name.startswith("store-writer") for name in moved_on)
+        for r in records:
+            got = await store.get(r.id)
+            assert got is not None and got.record == r
+            found = await store.search(Query(now_ms=now_ms(), keys=keys_of(r)), limit=5)
+            assert [s.record.id for s in found] == [r.id]
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        moved = db.execute(f"SELECT count(*) FROM {sqlite_writer.KEY_LEVELS[1]}").fetchone()[0]
+    assert moved > 0
+
+
+def keys_of(record: AlertRecord) -> frozenset[str]:
+    return frozenset(record.index_keys)
