@@ -75,8 +75,10 @@ RECENT_ALERTS = 1024
 # watch that is this close behind from memory, without a query on the reader thread.
 TAIL_ROWS = 1024
 # A single put commits on the loop's own thread when the writer is idle and no commit
-# ended in the last SPARSE_GAP_S (at 170 alerts/s paced, one arrives every 5.9 ms).
-SPARSE_GAP_S = 0.010
+# ended in the last SPARSE_GAP_S: at 170 alerts/s paced (one every 5.9 ms) most do, and
+# a put close behind another goes to the writer (0, 3 and 10 ms measured: 3 was best at
+# 170/s, the same at 20/s; docs/benchmarks.md, issue 15 session 21).
+SPARSE_GAP_S = 0.003
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
