@@ -438,8 +438,9 @@ class Node:
                 self.proc.wait(10)
 
 
-def init_home(home: Path, authors: Sequence[AuthorChain]) -> None:
-    """`alertmesh init`, then put the authors on the node's roster."""
+def init_home(home: Path, authors: Sequence[AuthorChain], processes: str = "auto") -> None:
+    """`alertmesh init`, then put the authors on the node's roster and set its number of
+    verifier processes ([verify] processes)."""
     subprocess.run(
         [sys.executable, "-m", "node.cli", "init", "--home", str(home), "--name", "bench"],
         check=True,
@@ -451,6 +452,16 @@ def init_home(home: Path, authors: Sequence[AuthorChain]) -> None:
     roster = Roster.from_toml(path.read_text())
     extra = [Member(a.name, a.identity.public_key) for a in authors]
     path.write_text(Roster.of([*roster, *extra]).to_toml())
+    set_verify_processes(home, processes)
+
+
+def set_verify_processes(home: Path, processes: str) -> None:
+    """Write `[verify] processes` into a node home's config.toml ("auto" or a number)."""
+    config = home / "config.toml"
+    value = processes if processes.isdigit() else json.dumps(processes)
+    text = config.read_text()
+    assert 'processes = "auto"' in text, "config.toml has no [verify] processes line"
+    config.write_text(text.replace('processes = "auto"', f"processes = {value}"))
 
 
 # --- (b) ingest ---------------------------------------------------------------------------
@@ -1072,6 +1083,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--max-seconds", type=float, default=600.0, help="time bound of each phase")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--verify-processes",
+        default="auto",
+        help='the node\'s [verify] processes: "auto" or a number (verifier processes)',
+    )
     p.add_argument("--profile", action="store_true", help="also profile in-process (cProfile)")
     p.add_argument(
         "--calls-json",
@@ -1105,7 +1121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="alertmesh-bench-"))
     node = Node(home)
     try:
-        init_home(home, corpus.authors)
+        init_home(home, corpus.authors, args.verify_processes)
         sample = [
             (alert_pb2.Alert.FromString(s.body).origin, s.body, s.signature) for s in signed[:4000]
         ]

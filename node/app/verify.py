@@ -143,6 +143,16 @@ def usable_cpus() -> int:
     return max(1, min(MAX_PROCESSES, cpus))
 
 
+def parse_processes(value: object) -> int | None:
+    """The `[verify] processes` setting: "auto" (None) or a number of verifier processes
+    from 1 to MAX_PROCESSES; ValueError saying so for anything else."""
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PROCESSES:
+        raise ValueError(f'must be "auto" or a whole number from 1 to {MAX_PROCESSES}')
+    return value
+
+
 class WorkerDied(Exception):
     """A verifier process exited (killed, out of memory) with tasks outstanding."""
 
