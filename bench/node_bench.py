@@ -1494,7 +1494,7 @@ def report(
         (
             "(a) Ed25519 verify (pynacl), 1 thread",
             f"**{v1:,.0f} alerts/s** (median of {len(rounds)} rounds: {v1_all});"
-            f" {verify_us:.0f} CPU µs/alert",
+            f" {verify_us:.1f} CPU µs/alert",
         ),
         ("(a) Ed25519 verify (pynacl), 2 threads", f"{v2:,.0f} alerts/s = {v2 / v1:.2f}× 1 thread"),
         (
@@ -1505,13 +1505,13 @@ def report(
         ),
         (
             "(b) … node CPU per alert (noise-robust)",
-            f"**{many.node_us:.0f} µs = {many.node_us / verify_us:.1f}× a verify** →"
+            f"**{many.node_us:.1f} µs = {many.node_us / verify_us:.2f}× a verify** →"
             f" even perfectly parallel on {cores} idle cores at most"
             f" {cores * verify_us / many.node_us:.2f}× (a) 1 thread",
         ),
         (
             "(b) … node CPU by thread, µs/alert",
-            ", ".join(f"{name} {us:.0f}" for name, us in by_thread(many, res["thread_names"])),
+            ", ".join(f"{name} {us:.1f}" for name, us in by_thread(many, res["thread_names"])),
         ),
         (
             "(b) Ingest, 1 request in flight",
