@@ -12,6 +12,7 @@ from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app import verify
 from node.app.config import CONFIG_FILE, Config
 from node.core.errors import ConfigError
+from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
 from node.rpc.client import AlertClient
 from tests.factory import DOMAIN, Author
@@ -103,3 +104,13 @@ def test_auto_and_a_home_from_before_the_setting_mean_the_default(tmp_path: Path
     config = home / CONFIG_FILE
     config.write_text(config.read_text().replace("processes = ", "# processes = "))
     assert Config.load(home).verify_processes is None
+
+
+@pytest.mark.parametrize(("cpus", "processes"), [(1, 1), (2, 1), (3, 2), (8, 7)])
+def test_auto_leaves_a_cpu_to_the_node_itself(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, processes: int
+) -> None:
+    monkeypatch.setattr(verify, "usable_cpus", lambda: cpus)
+    assert verify.auto_processes() == processes
+    assert verify.Verifier(DEFAULT_LIMITS)._processes == processes
+    assert verify.Verifier(DEFAULT_LIMITS, processes=3)._processes == 3

@@ -94,8 +94,8 @@ def check_signed(
 ) -> AlertRecord:
     """Verify one signed alert completely; raise the first rule it breaks."""
     alert = admit(body, limits, roster)
-    keys = check_rules_and_signature(alert, body, signature, now_ms, limits)
-    return alerts.make_record(body, signature, alert, keys)
+    fields = check_rules_and_signature(alert, body, signature, now_ms, limits)
+    return AlertRecord(alerts.alert_id(body), body, signature, *fields)
 
 
 def check_batch(
@@ -143,6 +143,13 @@ def usable_cpus() -> int:
     return max(1, min(MAX_PROCESSES, cpus))
 
 
+def auto_processes() -> int:
+    """`[verify] processes = "auto"`: one verifier process per usable CPU less one for the
+    node's own event loop and store writer, at least one. On two cores a second process
+    makes ingest faster but costs every alert more CPU (docs/operations.md)."""
+    return max(1, usable_cpus() - 1)
+
+
 def parse_processes(value: object) -> int | None:
     """The `[verify] processes` setting: "auto" (None) or a number of verifier processes
     from 1 to MAX_PROCESSES; ValueError saying so for anything else."""
@@ -176,7 +183,7 @@ class Verifier:
     ) -> None:
         self.limits = limits
         self._worker_module = worker
-        self._processes = processes or usable_cpus()
+        self._processes = processes or auto_processes()
         self._thread = ThreadPoolExecutor(2, thread_name_prefix="verify")
         self._workers: list[_Worker] = []
         self._starting = asyncio.Lock()
