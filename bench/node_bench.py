@@ -375,10 +375,13 @@ class Node:
     def workers(self) -> list[int]:
         """Pids of the node's child processes (its verifier workers)."""
         out = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        # Not Path.glob("[0-9]*/stat"): it stats each match, and a process that exits
+        # in between raises ProcessLookupError out of the glob.
+        for entry in os.scandir("/proc"):
             with contextlib.suppress(OSError):
-                if int(stat.read_text().rpartition(")")[2].split()[1]) == self.pid:
-                    out.append(int(stat.parent.name))
+                stat = Path(entry.path, "stat").read_text() if entry.name.isdigit() else ""
+                if stat and int(stat.rpartition(")")[2].split()[1]) == self.pid:
+                    out.append(int(entry.name))
         return out
 
     def memory(self) -> dict[str, int]:
