@@ -58,6 +58,7 @@ import contextlib
 import math
 import os
 import random
+import re
 import shlex
 import shutil
 import statistics
@@ -618,11 +619,15 @@ async def run_cluster(
         trace.mkdir(parents=True)
         os.environ["ALERTMESH_LATENCY_TRACE"] = str(trace)
     try:
-        if args.verify_processes:  # each node's [verify] processes, instead of "auto"
+        if args.verify_processes:  # each node's [verify] processes, instead of its share
             for made in cluster.create(directory, n, seed=args.seed):
                 config = made.home / "config.toml"
-                setting = f"processes = {args.verify_processes}"
-                config.write_text(config.read_text().replace('processes = "auto"', setting))
+                text, found = re.subn(
+                    r"(?m)^processes = .*$", f"processes = {args.verify_processes}",
+                    config.read_text(),
+                )  # fmt: skip
+                assert found == 1, f"{config} has no [verify] processes line"
+                config.write_text(text)
         nodes = await asyncio.to_thread(cluster.up, directory, n, seed=args.seed)
     finally:
         os.environ.pop("ALERTMESH_LATENCY_TRACE", None)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from node import cluster
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node.app import verify
@@ -65,7 +66,7 @@ async def test_a_node_checks_a_large_batch_through_the_verifier_processes_it_is_
             assert "does not verify" in bad.error
             assert {r.outcome for r in results} == {api.INGEST_OUTCOME_ACCEPTED}
             assert (await client.stats()).alerts == BATCH
-        assert len(children(node.proc.pid)) == processes  # whatever "auto" would be here
+        assert len(children(node.proc.pid)) == processes  # whatever "auto" would be
         assert "verifier process" not in node.log.read_text()  # none died or failed
     finally:
         node.kill()
@@ -106,11 +107,21 @@ def test_auto_and_a_home_from_before_the_setting_mean_the_default(tmp_path: Path
     assert Config.load(home).verify_processes is None
 
 
-@pytest.mark.parametrize(("cpus", "processes"), [(1, 1), (2, 1), (3, 2), (8, 7)])
-def test_auto_leaves_a_cpu_to_the_node_itself(
-    monkeypatch: pytest.MonkeyPatch, cpus: int, processes: int
+@pytest.mark.parametrize(
+    ("cpus", "nodes", "processes"), [(1, 1, 1), (2, 1, 2), (8, 1, 8), (2, 5, 1), (16, 5, 3)]
+)
+def test_auto_is_one_process_per_cpu_shared_among_the_nodes_of_a_host(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, nodes: int, processes: int
 ) -> None:
     monkeypatch.setattr(verify, "usable_cpus", lambda: cpus)
-    assert verify.auto_processes() == processes
-    assert verify.Verifier(DEFAULT_LIMITS)._processes == processes
-    assert verify.Verifier(DEFAULT_LIMITS, processes=3)._processes == 3
+    assert verify.auto_processes(nodes) == processes
+    if nodes == 1:
+        assert verify.Verifier(DEFAULT_LIMITS)._processes == processes
+        assert verify.Verifier(DEFAULT_LIMITS, processes=3)._processes == 3
+
+
+def test_a_local_cluster_shares_the_hosts_cpus_among_its_nodes(tmp_path: Path) -> None:
+    """`alertmesh cluster up` runs every node on this host: each gets its share."""
+    nodes = cluster.create(tmp_path / "lab", 3)
+    each = max(1, verify.usable_cpus() // 3)
+    assert [Config.load(n.home).verify_processes for n in nodes] == [each] * 3

@@ -108,9 +108,9 @@ format = "text"
 level = "info"
 
 [verify]
-# Verifier processes for batches of 64 alerts or more: "auto" (one per CPU less one
-# for the node itself, at least one) or a number from 1 to 8. More verify a batch
-# faster, fewer spend less CPU per alert (docs/operations.md).
+# Verifier processes for batches of 64 alerts or more: "auto" (one per CPU) or a number
+# from 1 to 8. More verify a batch faster, fewer spend less CPU per alert; set fewer
+# when other nodes or programs share this host's CPUs (docs/operations.md).
 processes = "auto"
 
 [metrics]
