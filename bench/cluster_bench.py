@@ -58,6 +58,7 @@ import contextlib
 import math
 import os
 import random
+import re
 import shlex
 import shutil
 import statistics
@@ -618,6 +619,15 @@ async def run_cluster(
         trace.mkdir(parents=True)
         os.environ["ALERTMESH_LATENCY_TRACE"] = str(trace)
     try:
+        if args.verify_processes:  # each node's [verify] processes, instead of its share
+            for made in cluster.create(directory, n, seed=args.seed):
+                config = made.home / "config.toml"
+                text, found = re.subn(
+                    r"(?m)^processes = .*$", f"processes = {args.verify_processes}",
+                    config.read_text(),
+                )  # fmt: skip
+                assert found == 1, f"{config} has no [verify] processes line"
+                config.write_text(text)
         nodes = await asyncio.to_thread(cluster.up, directory, n, seed=args.seed)
     finally:
         os.environ.pop("ALERTMESH_LATENCY_TRACE", None)
@@ -953,6 +963,12 @@ def main() -> None:
         default="node1",
         help="who publishes: node1; the tree root (depth 1); or a node that is not the "
         "root, so every alert reaches the others through a relay (listed first in the report)",
+    )
+    p.add_argument(
+        "--verify-processes",
+        type=int,
+        default=0,
+        help="each node's [verify] processes (verifier processes; default: auto)",
     )
     p.add_argument("--dir", help="cluster directory (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")

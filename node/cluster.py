@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.app.config import CONFIG_FILE, Config, init_home
+from node.app.verify import auto_processes
 from node.core.errors import ConfigError
 from node.core.roster import Roster
 
@@ -131,6 +132,9 @@ def create(directory: Path, n: int, *, seed: int = 1, plaintext: bool = False) -
         dials = [nodes[j].name for j in sorted(graph[i]) if j > i]
         config = node.home / CONFIG_FILE
         text = config.read_text().replace("connect = []", f"connect = {json.dumps(dials)}")
+        # The nodes share this host's CPUs: two verifier processes each on two cores made
+        # five nodes slower and dearer per alert than one each (docs/benchmarks.md).
+        text = text.replace('processes = "auto"', f"processes = {auto_processes(n)}")
         if plaintext:
             text = text.replace("insecure_plaintext = false", "insecure_plaintext = true")
         config.write_text(text)

@@ -16,7 +16,7 @@ COMMANDS = [
     "bench/store_bench.py --growth --alerts 3000",
     "bench/indicator_bench.py --rounds 1 --values 200",
     "bench/node_bench.py --alerts 1000 --check-store 1500 --rounds 1 --verify-seconds 0.2"
-    " --check-calls 3 --check-values 100",
+    " --check-calls 3 --check-values 100 --verify-processes 1",
     "bench/tls_bench.py --rounds 1 --warmup 10 --seconds 1 --rate 20 --burst 40 --burst-offset -1",
     "bench/import_bench.py --indicators 1000 --bad 3",
     "bench/pg_bench.py --alerts 2000 --calls 10 --values 100",
@@ -24,9 +24,11 @@ COMMANDS = [
     "bench/grpc_floor.py --calls 50 --in-flight 4",
     "bench/check_floor.py --calls 50 --callers 4",
     "bench/latency_floor.py --rates 10 --seconds 1",
-    "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace",
+    "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace"
+    " --verify-processes 2",
     "bench/ingest_ab.py --alerts 400 --batch 100 --stages",
     "bench/ingest_floor.py --alerts 400 --batch 100",
+    "bench/ingest_parts.py --alerts 600 --passes 1",
 ]
 
 

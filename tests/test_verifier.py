@@ -8,6 +8,7 @@ import functools
 import io
 import os
 import pickle
+import random
 import signal
 import time
 from array import array
@@ -17,13 +18,22 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
+from node.app.sharing import Sharing
 from node.app.verify import PROCESS_MIN, Admitted, Verifier, admit, check_batch, require_author
 from node.app.verify_worker import HEADER, items_of, serve, task
-from node.core.alerts import AlertRecord, alert_id, decode_head, record_fields, validate
+from node.core.alerts import (
+    AlertRecord,
+    alert_id,
+    checked_fields,
+    decode_head,
+    make_record,
+    record_fields,
+    validate,
+)
 from node.core.errors import AlertmeshError, InvalidAlert, InvalidSignature, UnknownOrigin
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
-from node.crypto import sign_alert
+from node.crypto import Identity, sign_alert
 from node.rpc.client import AlertClient
 from tests.clusters import eventually
 from tests.factory import DOMAIN, Author, now_ms
@@ -268,3 +278,43 @@ def test_require_author_finds_decoding_errors_before_roster_errors() -> None:
         item = Admitted(alert_id(junk), junk, bytes(64), decode_head(junk, DEFAULT_LIMITS))
         with pytest.raises(error):
             require_author(item, DEFAULT_LIMITS, roster)
+
+
+def test_the_fields_a_worker_sends_are_those_of_the_record_of_what_validate_indexes() -> None:
+    """checked_fields reads each field once while it checks the rules (the worker sends
+    them back): for clear alerts of every category, severity, TLP and confidence, with
+    and without expiry, links and indicators, and for an encrypted envelope, they are
+    record_fields(alert, validate(alert)), and check_batch's record is make_record's."""
+    seed = random.randrange(1 << 32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    author = Author()
+    now = now_ms()
+    cases = []
+    for i in range(200):
+        alert = author.alert(
+            category=rng.choice([v for v in alert_pb2.Category.values() if v]),
+            severity=rng.choice(alert_pb2.Severity.values()),
+            tlp=rng.choice([t for t in alert_pb2.Tlp.values() if t != alert_pb2.TLP_RED]),
+            confidence=rng.randrange(101),
+            indicators=[(DOMAIN, f"c{i}-{j}.example") for j in range(rng.randrange(4))],
+        )
+        if rng.random() < 0.3:
+            alert.expires_at_ms = alert.created_at_ms + rng.randrange(1, 10**9)
+        if rng.random() < 0.2:
+            alert.links.add(kind=alert_pb2.LINK_KIND_UPDATE, alert_id=rng.randbytes(32))
+        cases.append(author.sign(alert).body)
+    full = author.alert(tlp=alert_pb2.TLP_RED, indicators=[(DOMAIN, "red.example")])
+    bob = Identity.generate()
+    full.recipients.append(bob.public_key)
+    envelope = Sharing(author.identity, [], DEFAULT_LIMITS).envelope(full, [bob.public_key])
+    cases.append(author.sign(envelope).body)
+    roster = Roster.of([Member("m", author.key)])
+    for body in cases:
+        alert = alert_pb2.Alert.FromString(body)
+        fields = checked_fields(alert, now_ms=now, limits=DEFAULT_LIMITS)
+        keys = validate(alert, now_ms=now, limits=DEFAULT_LIMITS)
+        assert fields == record_fields(alert, keys)
+        signature = sign_alert(author.identity, body)
+        (record,) = check_batch([(body, signature)], roster, now, DEFAULT_LIMITS)
+        assert record == make_record(body, signature, alert, keys)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.app.logs import LOG_FORMATS, LOG_LEVELS
+from node.app.verify import parse_processes
 from node.core.api_access import AUTH_MODES, AUTH_NONE
 from node.core.errors import ConfigError
 from node.core.roster import Member, Roster
@@ -106,6 +107,12 @@ format = "text"
 # debug, info, warning or error. `run --log-level` wins.
 level = "info"
 
+[verify]
+# Verifier processes for batches of 64 alerts or more: "auto" (one per CPU) or a number
+# from 1 to 8. More verify a batch faster, fewer spend less CPU per alert; set fewer
+# when other nodes or programs share this host's CPUs (docs/operations.md).
+processes = "auto"
+
 [metrics]
 # Prometheus metrics at http://LISTEN/metrics, e.g. "127.0.0.1:9464"; empty: off.
 # Metrics show operational data (peer names, counts, latencies), never alert content
@@ -135,6 +142,7 @@ class Config:
     log_format: str = "text"
     log_level: str = "info"
     metrics_listen: str = ""  # empty: no metrics endpoint
+    verify_processes: int | None = None  # None: "auto" (node/app/verify.py)
 
     @classmethod
     def load(cls, home: Path) -> Config:
@@ -188,6 +196,10 @@ class Config:
         store_url = section("store").get("url", "")
         if not isinstance(store_url, str) or (store_url and not is_url(store_url)):
             raise ConfigError(f'{path}: store.url must be "postgresql://..." or ""')
+        try:
+            verify_processes = parse_processes(section("verify").get("processes", "auto"))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: verify.processes {exc}") from None
         return cls(
             home=home,
             name=text(doc, "name", home.name),
@@ -208,6 +220,7 @@ class Config:
             log_format=str(log_format),
             log_level=str(log_level),
             metrics_listen=metrics_listen,
+            verify_processes=verify_processes,
         )
 
     def identity(self) -> Identity:

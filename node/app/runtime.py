@@ -182,7 +182,7 @@ async def run_node(
         api_credentials = grpc.ssl_server_credentials([(api_tls.key_pem, api_tls.cert_pem)])
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with Verifier(limits) as verifier, open_store(config) as store:
+    async with Verifier(limits, config.verify_processes) as verifier, open_store(config) as store:
         node = AlertNode(
             identity=identity,
             roster=roster,

@@ -33,23 +33,23 @@ from node.crypto.succession import verify_succession
 
 HEADER = struct.Struct(">I")
 
-Keys = tuple[str, ...]
 Result = RecordFields | AlertmeshError
 
 
 def check_rules_and_signature(
     alert: alert_pb2.Alert, body: bytes, signature: bytes, now_ms: int, limits: Limits
-) -> Keys:
-    """The index keys of an admitted alert (it decodes, its origin is a member), or the
-    first rule it breaks: protocol rules and indicators first, then the signature.
+) -> RecordFields:
+    """The record fields (alerts.record_fields, index keys last) of an admitted alert (it
+    decodes, its origin is a member), or the first rule it breaks: protocol rules and
+    indicators first, then the signature.
 
     Every path that checks received alerts goes through here, so their errors agree. An
     exception other than AlertmeshError is a bug in the checks: the alert is refused,
     with the bug logged, rather than taking the worker (or the batch) down with it.
     """
     try:
-        keys = alerts.validate(alert, now_ms=now_ms, limits=limits)
-        verify_alert(alert.origin, body, signature)
+        fields = alerts.checked_fields(alert, now_ms=now_ms, limits=limits)
+        verify_alert(fields[0], body, signature)
         verify_succession(alert)
     except AlertmeshError:
         raise
@@ -58,7 +58,7 @@ def check_rules_and_signature(
         raise InvalidAlert(
             f"this alert could not be checked ({type(exc).__name__}); it is refused"
         ) from None
-    return keys
+    return fields
 
 
 def check_admitted_bytes(
@@ -72,8 +72,7 @@ def check_admitted_bytes(
     for body, signature in items:
         try:
             alert = alerts.decode_body(body, limits)
-            keys = check_rules_and_signature(alert, body, signature, now_ms, limits)
-            out.append(alerts.record_fields(alert, keys))
+            out.append(check_rules_and_signature(alert, body, signature, now_ms, limits))
         except AlertmeshError as exc:
             out.append(exc)
     return out
@@ -81,9 +80,9 @@ def check_admitted_bytes(
 
 def task(number: int, items: Sequence[tuple[bytes, bytes]], now_ms: int, limits: Limits) -> bytes:
     """The frame of a task: what the node writes to a worker's stdin."""
-    lengths = array("I", [len(part) for item in items for part in item])
-    blob = b"".join(part for item in items for part in item)
-    return frame((number, now_ms, limits, lengths.tobytes(), blob))
+    parts = [part for item in items for part in item]
+    lengths = array("I", map(len, parts))
+    return frame((number, now_ms, limits, lengths.tobytes(), b"".join(parts)))
 
 
 def items_of(lengths: bytes, blob: bytes) -> list[tuple[bytes, bytes]]:

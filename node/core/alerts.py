@@ -171,6 +171,9 @@ def decode_head(body: bytes, limits: Limits) -> AlertHead:
     return head
 
 
+RecordFields = tuple[bytes, int, bytes, int, int, int, int, int, str, tuple[str, ...]]
+
+
 def _check_len(what: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise LimitExceeded(f"{what} is {len(value)} characters; the limit is {limit}")
@@ -181,15 +184,25 @@ def validate(
 ) -> tuple[str, ...]:
     """Check the protocol rules; return the alert's index keys (normalised indicators).
     `encrypted`: `alert` is the full view of an encrypted alert (envelope + content)."""
-    # Each read of a field makes a new Python object: the hot ones are read once.
-    if len(alert.origin) != KEY_BYTES:
+    return checked_fields(alert, now_ms=now_ms, limits=limits, encrypted=encrypted)[-1]
+
+
+def checked_fields(
+    alert: alert_pb2.Alert, *, now_ms: int, limits: Limits, encrypted: bool = False
+) -> RecordFields:
+    """validate(), returning record_fields(alert, keys): the fields the rules read, each
+    read once (a verifier process sends them back for every alert)."""
+    # Each read of a field makes a new Python object: every field is read once.
+    origin = alert.origin
+    if len(origin) != KEY_BYTES:
         raise InvalidAlert(f"origin must be a {KEY_BYTES}-byte Ed25519 public key")
     seq = alert.seq
     if seq < 1:
         raise InvalidAlert("seq must be 1 or more")
-    if seq == 1 and alert.prev:
+    prev = alert.prev
+    if seq == 1 and prev:
         raise InvalidAlert("prev must be empty for an origin's first alert (seq 1)")
-    if seq > 1 and len(alert.prev) != ID_BYTES:
+    if seq > 1 and len(prev) != ID_BYTES:
         raise InvalidAlert(f"prev must be the {ID_BYTES}-byte id of the origin's alert seq-1")
     created_at_ms = alert.created_at_ms
     if created_at_ms <= 0:
@@ -203,27 +216,29 @@ def validate(
         )
     if alert.HasField("sealed"):
         _check_envelope(alert, limits)
-        return ()
+        return record_fields(alert, ())
+    tlp = alert.tlp
     if not encrypted:
         if alert.recipients:
             raise InvalidAlert("recipients are only for encrypted alerts (sealed content)")
-        if alert.tlp == alert_pb2.TLP_RED:
+        if tlp == alert_pb2.TLP_RED:
             raise InvalidAlert(
                 "a TLP:RED alert must be encrypted to its recipients; it cannot travel in clear"
             )
     expires_at_ms = alert.expires_at_ms
     if expires_at_ms and expires_at_ms <= created_at_ms:
         raise InvalidAlert("expires_at_ms must be after created_at_ms")
-    if alert.category not in _CATEGORIES:
-        raise InvalidAlert(
-            f"unknown category {alert.category}; use one of {sorted(CATEGORY_NAMES)}"
-        )
-    if alert.severity not in _SEVERITIES:
-        raise InvalidAlert(f"unknown severity {alert.severity}")
-    if alert.tlp not in _TLPS:
-        raise InvalidAlert(f"unknown TLP marking {alert.tlp}")
-    if alert.confidence > 100:
-        raise InvalidAlert(f"confidence is {alert.confidence}; it must be 0..100")
+    category = alert.category
+    if category not in _CATEGORIES:
+        raise InvalidAlert(f"unknown category {category}; use one of {sorted(CATEGORY_NAMES)}")
+    severity = alert.severity
+    if severity not in _SEVERITIES:
+        raise InvalidAlert(f"unknown severity {severity}")
+    if tlp not in _TLPS:
+        raise InvalidAlert(f"unknown TLP marking {tlp}")
+    confidence = alert.confidence
+    if confidence > 100:
+        raise InvalidAlert(f"confidence is {confidence}; it must be 0..100")
     title = alert.title
     if not title.strip():
         raise InvalidAlert("title is empty")
@@ -255,7 +270,9 @@ def validate(
         )
     if alert.HasField("succession"):
         _check_succession(alert)
-    return indicator_keys(alert, limits) + link_keys(alert)
+    keys = indicator_keys(alert, limits) + link_keys(alert)
+    return (origin, seq, prev, created_at_ms, expires_at_ms, category, severity, confidence,
+            title, keys)  # fmt: skip
 
 
 _LINK_KINDS = frozenset(alert_pb2.LinkKind.values()) - {alert_pb2.LINK_KIND_UNSPECIFIED}
@@ -395,9 +412,6 @@ def _check_succession(alert: alert_pb2.Alert) -> None:
             f"a key succession's previous_head is the {ID_BYTES}-byte id of the previous "
             "key's last alert, and empty when previous_seq is 0"
         )
-
-
-RecordFields = tuple[bytes, int, bytes, int, int, int, int, int, str, tuple[str, ...]]
 
 
 def record_fields(alert: alert_pb2.Alert, keys: tuple[str, ...]) -> RecordFields:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.signing
+from nacl import _sodium  # pynacl's own binding of libsodium (untyped: Any)
 
 from node.core.errors import ConfigError, InvalidSignature
 
 ALERT_DOMAIN = b"alertmesh/v1/alert\0"
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+_FFI, _SODIUM = _sodium.ffi, _sodium.lib
 
 
 class Identity:
@@ -56,6 +57,16 @@ def sign_alert(identity: Identity, body: bytes) -> bytes:
 
 def verify_detached(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Raise InvalidSignature unless `signature` is `public_key`'s over `message`."""
+    _check_sizes(public_key, signature)
+    _open(public_key, signature + message)
+
+
+def verify_alert(origin: bytes, body: bytes, signature: bytes) -> None:
+    _check_sizes(origin, signature)
+    _open(origin, b"".join((signature, ALERT_DOMAIN, body)))
+
+
+def _check_sizes(public_key: bytes, signature: bytes) -> None:
     if len(signature) != SIGNATURE_BYTES:
         raise InvalidSignature(
             f"signature must be {SIGNATURE_BYTES} bytes, got {len(signature)}"
@@ -63,17 +74,18 @@ def verify_detached(public_key: bytes, message: bytes, signature: bytes) -> None
         )
     if len(public_key) != KEY_BYTES:
         raise InvalidSignature(f"public key must be {KEY_BYTES} bytes, got {len(public_key)}")
-    try:
-        # What VerifyKey(public_key).verify does, without the key object: ~0.5 µs less.
-        nacl.bindings.crypto_sign_open(signature + message, public_key)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as exc:
+
+
+def _open(public_key: bytes, signed: bytes) -> None:
+    """libsodium's crypto_sign_open of `signed` (signature, then message), as
+    nacl.bindings.crypto_sign_open calls it but without copying the opened message back
+    out: a verifier process runs this for every alert. The sizes are checked
+    (_check_sizes) before: libsodium reads 32 bytes of key and 64 of signature."""
+    opened = _FFI.new("unsigned char[]", len(signed))
+    if _SODIUM.crypto_sign_open(opened, _FFI.NULL, signed, len(signed), public_key) != 0:
         raise InvalidSignature(
             "signature does not verify over the alert body with the origin's key"
-        ) from exc
-
-
-def verify_alert(origin: bytes, body: bytes, signature: bytes) -> None:
-    verify_detached(origin, ALERT_DOMAIN + body, signature)
+        )
 
 
 def create_identity(path: Path) -> Identity:

@@ -38,7 +38,7 @@ from typing import Any
 
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core import indicators
-from node.core.alerts import indicator_keys
+from node.core.alerts import AlertRecord, indicator_keys
 from node.core.chain import Chains
 from node.core.errors import AlertmeshError, ConfigError
 from node.store.base import PutOutcome, classify
@@ -135,6 +135,12 @@ ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
 CACHE_KIB = 16384
 PAGE_BYTES = 16384
 CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
+
+
+def _all_distinct(records: Sequence[AlertRecord]) -> bool:
+    """Whether no two records share an id or an (origin, seq) slot."""
+    n = len(records)
+    return len({r.id for r in records}) == n and len({(r.origin, r.seq) for r in records}) == n
 
 
 def _key_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
@@ -411,12 +417,17 @@ class Writer:
         else:
             held = known = set()
         slots = {(r.origin, r.seq) for r in in_held_slots}
-        outcomes = classify(
-            records,
-            held=held,
-            known_equivocations=known,
-            holds=lambda origin, seq: (origin, seq) in slots,
-        )
+        if not slots and _all_distinct(records):
+            # What classify() answers when no slot is held and no two records share an id
+            # or a slot (a fresh batch: nearly every one), without its loop in Python.
+            outcomes = [PutOutcome.ACCEPTED] * len(records)
+        else:
+            outcomes = classify(
+                records,
+                held=held,
+                known_equivocations=known,
+                holds=lambda origin, seq: (origin, seq) in slots,
+            )
         rows = encode(batch, outcomes, last_local_seq)
         per_write: list[list[PutOutcome]] = []
         start = 0
