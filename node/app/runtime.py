@@ -305,4 +305,5 @@ async def run_node(
             await health_servicer.enter_graceful_shutdown()
             # In-flight calls finish (their alerts are committed) before the store closes.
             await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), peer_server.stop(1.0))
+            await node.drain()  # ingests whose sessions ended still commit and follow up
     log.info("stopped", extra={"event": "stopped"})

@@ -311,6 +311,11 @@ class AlertNode:
         """Verify and store signed alerts from elsewhere (node/app/ingesting.py)."""
         return await self.ingester.ingest(items, source, verified)
 
+    async def drain(self) -> None:
+        """Let the commits of ingests in flight finish with what follows them (watchers,
+        gossip, proofs), also those whose callers left; at shutdown, before the store closes."""
+        await self.ingester.drain()
+
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
         self.watching.wake()
         for hook in self.hooks:

@@ -1,0 +1,174 @@
+"""What follows an ingest's commit happens even if its caller stops waiting.
+
+A peer session that ends while its ingest waits for the store cancels the ingest, but
+the store still commits what was queued. The node then still counts the alerts, wakes
+the Subscribe streams, runs the new-alert hooks (gossip of a client's Ingest) and an
+equivocation's proof hooks: they belong to the commit, not to whoever waited for it.
+
+One node in this process on an in-memory store whose commits wait for `open`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.app.service import AlertNode
+from node.app.verify import Verifier
+from node.core.alerts import AlertRecord, alert_id
+from node.core.limits import DEFAULT_LIMITS
+from node.core.roster import Member, Roster
+from node.crypto import Identity
+from node.store.base import PutOutcome, Query, Stored
+from node.store.memory import MemoryStore
+from tests.factory import ADDRESS, Author
+
+PEER = b"\x07" * 32  # the session the alerts came from
+
+
+class HeldStore(MemoryStore):
+    """A store whose commits wait for `open` (a slow disk), and then commit even if
+    their caller was cancelled meanwhile, as SqliteStore's writer does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.open.set()
+        self.waiting = 0  # puts held back now
+
+    async def put(
+        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+    ) -> list[PutOutcome]:
+        async def queued() -> list[PutOutcome]:
+            self.waiting += 1
+            try:
+                await self.open.wait()
+            finally:
+                self.waiting -= 1
+            return await MemoryStore.put(self, records, now_ms=now_ms, request_id=request_id)
+
+        return await asyncio.shield(asyncio.ensure_future(queued()))
+
+
+@contextlib.asynccontextmanager
+async def node_with(store: MemoryStore, author: Author) -> AsyncIterator[AlertNode]:
+    me = Identity.generate()
+    roster = Roster.of([Member("me", me.public_key), Member("author", author.key)])
+    async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
+        yield AlertNode(
+            identity=me, roster=roster, store=store, verifier=verifier, limits=DEFAULT_LIMITS
+        )
+
+
+async def until(done: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+    """Poll `done` until it holds (a bound, not a target)."""
+    for _ in range(int(seconds / 0.005)):
+        if done():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out: {what}")
+
+
+async def cancelled_while_committing(
+    node: AlertNode, store: HeldStore, signed: alert_pb2.SignedAlert
+) -> None:
+    """Ingest `signed` from PEER; the session ends (the ingest is cancelled) while the
+    store holds the commit back; then the store commits."""
+    store.open.clear()
+    ingest = asyncio.create_task(node.ingest([(signed.body, signed.signature)], source=PEER))
+    await until(lambda: store.waiting == 1, "the commit is held back")
+    ingest.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ingest
+    store.open.set()
+
+
+async def test_a_cancelled_ingest_still_counts_wakes_watchers_and_runs_the_hooks() -> None:
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+        hooked: list[tuple[list[bytes], bytes | None]] = []
+        node.hooks.append(lambda records, source: hooked.append(([r.id for r in records], source)))
+        watched: list[Stored] = []
+
+        async def watch() -> None:  # a Subscribe stream from now on
+            async for stored in node.watch(Query(now_ms=node.clock()), None):
+                watched.append(stored)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.05)  # the stream has looked once and waits for a commit
+        signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "ab" * 20)])
+        await cancelled_while_committing(node, store, signed)
+        await node.drain()  # the commit and its follow-up, as at shutdown
+
+        assert await node.store.get(alert_id(signed.body)) is not None
+        assert node.counters.values.get("ingest_accepted") == 1
+        assert hooked == [([alert_id(signed.body)], PEER)]
+        await until(lambda: len(watched) == 1, "the Subscribe stream gets the alert")
+        assert watched[0].record.id == alert_id(signed.body)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def test_a_cancelled_ingest_of_an_equivocation_still_spreads_its_proof() -> None:
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+        proofs: list[bytes] = []
+
+        async def spread(second: AlertRecord) -> None:
+            proofs.append(second.id)
+
+        node.equivocation_hooks.append(spread)
+        first = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "cd" * 20)])
+        author.seq, author.head = 0, b""  # the same seq again, another body
+        second = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "ef" * 20)])
+        [result] = await node.ingest([(first.body, first.signature)], source=PEER)
+        assert result.outcome is PutOutcome.ACCEPTED
+
+        await cancelled_while_committing(node, store, second)
+        await node.drain()
+
+        assert proofs == [alert_id(second.body)]
+        assert node.counters.values.get("ingest_equivocation") == 1
+        assert len(await node.equivocations()) == 1
+
+
+async def test_a_failure_after_the_caller_left_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+
+        def broken(records: Sequence[AlertRecord], source: bytes | None) -> None:
+            raise RuntimeError("a hook with a bug")
+
+        node.hooks.append(broken)
+        signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "12" * 20)])
+        with caplog.at_level(logging.ERROR):
+            await cancelled_while_committing(node, store, signed)
+            await node.drain()
+        assert await node.store.get(alert_id(signed.body)) is not None
+        failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(failures) == 1 and failures[0].exc_info is not None
+        assert "a hook with a bug" in str(failures[0].exc_info[1])
+
+
+async def test_a_caller_that_waits_gets_the_failure_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Unchanged: the peer session ends on it, and nothing is logged twice."""
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+
+        def broken(records: Sequence[AlertRecord], source: bytes | None) -> None:
+            raise RuntimeError("a hook with a bug")
+
+        node.hooks.append(broken)
+        signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "34" * 20)])
+        with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError):
+            await node.ingest([(signed.body, signed.signature)], source=PEER)
+        await node.drain()
+        assert not [r for r in caplog.records if r.levelno == logging.ERROR]
