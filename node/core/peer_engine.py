@@ -226,7 +226,8 @@ class PeerEngine(Generic[L]):
                     counters.full_received += 1
                     counters.duplicates_received += not r.new
                     actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
-                if r.new and r.seq < first_new.get(r.origin, r.seq + 1):
+                # An answer fills a gap this node asked about: no sign of the tree bringing more.
+                if r.new and not r.answer and r.seq < first_new.get(r.origin, r.seq + 1):
                     first_new[r.origin] = r.seq
         if caught_up:
             self.gossip.on_caught_up(caught_up, now)
