@@ -159,13 +159,7 @@ class Gossip:
         actions: list[Action] = []
         if self._tree is not None:
             self._tree.peer_down(peer, now, actions)
-        for id, missing in self._missing.items():
-            if peer in missing.announcers:
-                missing.announcers.remove(peer)
-            if missing.creator == peer:
-                missing.creator = None
-            if missing.asked and missing.asked[-1] == peer:
-                self._awaited.schedule(id, missing, now)  # no use waiting for its answer
+        self._awaited.peer_gone(peer, now)
         if state.eager:
             self._keep_one_eager(now, actions)
         self._fire_missing(now, actions)
