@@ -172,3 +172,22 @@ async def test_a_caller_that_waits_gets_the_failure_itself(
             await node.ingest([(signed.body, signed.signature)], source=PEER)
         await node.drain()
         assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+
+
+async def test_shutdown_cancels_a_commit_that_does_not_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store that never answers does not hold the node's shutdown for ever."""
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+        signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "56" * 20)])
+        store.open.clear()  # the disk hangs
+        ingest = asyncio.create_task(node.ingest([(signed.body, signed.signature)], PEER))
+        await until(lambda: store.waiting == 1, "the commit is held back")
+        with caplog.at_level(logging.WARNING):
+            await node.ingester.drain(timeout=0.05)
+        await asyncio.wait([ingest])
+        assert ingest.cancelled()  # its caller learns it, as at any cancellation
+        assert any("cancelled" in r.getMessage() for r in caplog.records)
+        store.open.set()  # the store's own queued put ends before the loop does
+        await until(lambda: store.waiting == 0, "the store's put ends")
