@@ -141,10 +141,26 @@ def test_an_answer_that_fills_a_gap_does_not_hold_back_the_repair_of_the_next() 
     node.gossip(range(1, 101), now=1.0)
     node.gossip(range(151, 301), now=1.0)
     node.gossip(range(351, 401), now=1.0)
+    answered(node, range(101, 151), now=40.0)
+    assert node.peer_vector(400, now=40.1) == [Range(ORIGIN, 301, 350)]
+
+
+def answered(node: Node, seqs: range, now: float) -> None:
+    """The parent answers this node's IWANT/GRAFT with these alerts of ORIGIN."""
     received = []
-    for seq in range(101, 151):
+    for seq in seqs:
         node.chains.add(ORIGIN, seq)
         rid = ORIGIN[:16] + seq.to_bytes(16, "big")
         received.append(pe.Received(rid, ORIGIN, seq, new=True, copy=True, answer=True))
-    node.engine.alerts_received(node.parent, received, 0, False, 40.0, 0)
-    assert node.peer_vector(400, now=40.1) == [Range(ORIGIN, 301, 350)]
+    node.engine.alerts_received(node.parent, received, 0, False, now, 0)
+
+
+def test_an_answer_that_is_the_new_head_is_the_burst_arriving() -> None:
+    # No gap: this node pulls the burst (IWANTs after IHAVEs at the tip, or the GRAFT of
+    # a new parent), so the answers land on top of the head, as pushes would.
+    node = Node()
+    node.gossip(range(1, 101), now=1.0)
+    answered(node, range(101, 201), now=40.0)
+    assert node.peer_vector(600, now=40.1) == []  # the tree is bringing 201..600
+    asked = node.timers(until=40.0 + GRAFT_TIMEOUT)
+    assert seqs(asked) == list(range(201, 601))  # then only what it did not bring

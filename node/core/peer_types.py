@@ -43,7 +43,7 @@ class AlertsFrame:
     catchup: bool = False
     # Gossip alerts the peer asked for (IWANT, GRAFT): unlike pushes, a PRUNE from the
     # peer does not turn them into IHAVEs in the outbox, and on the wire the frame says
-    # so (Alerts.answer), so the receiver does not take them for its head moving (rule 7).
+    # so (Alerts.answer), so the receiver can tell a filled gap from its head moving (rule 7).
     answer: bool = False
 
 
@@ -175,7 +175,7 @@ class Received:
     copy: bool  # new, or a duplicate of a held alert (not an equivocation's second copy)
     created_at_ms: int = 0  # of a new alert
     forwarded: bool = False  # gossiped by alerts_verified already, before the commit
-    answer: bool = False  # asked for (IWANT, GRAFT): it fills a gap, the head did not move
+    answer: bool = False  # asked for (IWANT, GRAFT): a head move only if it ends at the head
 
 
 @dataclass

@@ -110,8 +110,8 @@ class Alerts(_message.Message):
     ANSWER_FIELD_NUMBER: _builtins.int
     catchup: _builtins.bool
     answer: _builtins.bool
-    """Gossip alerts the receiver asked for (IWant, Graft), not pushed: filling a gap, they
-    do not show the origin's head moving (catch-up rule 7). Older peers leave it false.
+    """Gossip alerts the receiver asked for (IWant, Graft), not pushed: one that fills a gap
+    does not show the origin's head moving (catch-up rule 7). Older peers leave it false.
     """
     @_builtins.property
     def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.SignedAlert]: ...
