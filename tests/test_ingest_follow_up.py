@@ -1,9 +1,10 @@
-"""What follows an ingest's commit happens even if its caller stops waiting.
+"""What follows a commit happens even if its caller stops waiting.
 
-A peer session that ends while its ingest waits for the store cancels the ingest, but
-the store still commits what was queued. The node then still counts the alerts, wakes
-the Subscribe streams, runs the new-alert hooks (gossip of a client's Ingest) and an
-equivocation's proof hooks: they belong to the commit, not to whoever waited for it.
+A peer session that ends while its ingest waits for the store cancels the ingest, and a
+client may cancel its Publish, but the store still commits what was queued. The node
+then still counts the alerts, wakes the Subscribe streams, runs the new-alert hooks
+(gossip) and an equivocation's proof hooks: they belong to the commit, not to whoever
+waited for it. At shutdown the node waits for them (`drain`).
 
 One node in this process on an in-memory store whose commits wait for `open`.
 """
@@ -26,14 +27,15 @@ from node.core.roster import Member, Roster
 from node.crypto import Identity
 from node.store.base import PutOutcome, Query, Stored
 from node.store.memory import MemoryStore
-from tests.factory import ADDRESS, Author
+from tests.factory import ADDRESS, DOMAIN, Author
 
 PEER = b"\x07" * 32  # the session the alerts came from
 
 
 class HeldStore(MemoryStore):
-    """A store whose commits wait for `open` (a slow disk), and then commit even if
-    their caller was cancelled meanwhile, as SqliteStore's writer does."""
+    """A store whose commits wait for `open` (a slow disk; the event that is `open` when
+    the put is called), and then commit even if their caller was cancelled meanwhile, as
+    SqliteStore's writer does."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,10 +46,12 @@ class HeldStore(MemoryStore):
     async def put(
         self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
     ) -> list[PutOutcome]:
+        gate = self.open
+
         async def queued() -> list[PutOutcome]:
             self.waiting += 1
             try:
-                await self.open.wait()
+                await gate.wait()
             finally:
                 self.waiting -= 1
             return await MemoryStore.put(self, records, now_ms=now_ms, request_id=request_id)
@@ -185,9 +189,58 @@ async def test_shutdown_cancels_a_commit_that_does_not_end(
         ingest = asyncio.create_task(node.ingest([(signed.body, signed.signature)], PEER))
         await until(lambda: store.waiting == 1, "the commit is held back")
         with caplog.at_level(logging.WARNING):
-            await node.ingester.drain(timeout=0.05)
+            await node.drain(timeout=0.05)
         await asyncio.wait([ingest])
         assert ingest.cancelled()  # its caller learns it, as at any cancellation
         assert any("cancelled" in r.getMessage() for r in caplog.records)
         store.open.set()  # the store's own queued put ends before the loop does
         await until(lambda: store.waiting == 0, "the store's put ends")
+
+
+def draft(title: str) -> alert_pb2.Alert:
+    """A client's Publish: the node signs it as its own next alert."""
+    alert = alert_pb2.Alert(
+        category=alert_pb2.CATEGORY_PHISHING,
+        severity=alert_pb2.SEVERITY_HIGH,
+        confidence=80,
+        title=title,
+    )
+    alert.indicators.add(type=DOMAIN, value=f"{title}.example")
+    return alert
+
+
+async def test_a_cancelled_publish_still_gossips_wakes_watchers_and_counts() -> None:
+    """The client cancels its Publish while the store commits the alert: it is stored,
+    so it is gossiped (the new-alert hook), the watchers see it and it is counted."""
+    store = HeldStore()
+    async with node_with(store, Author()) as node:
+        gossiped: list[tuple[list[bytes], bytes | None]] = []
+        node.hooks.append(
+            lambda records, source: gossiped.append(([r.id for r in records], source))
+        )
+        watched: list[Stored] = []
+
+        async def watch() -> None:
+            async for stored in node.watch(Query(now_ms=node.clock()), None):
+                watched.append(stored)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.05)  # the stream has looked once and waits for a commit
+        store.open.clear()
+        publish = asyncio.create_task(node.publish(draft("cancelled-publish")))
+        await until(lambda: store.waiting == 1, "the commit is held back")
+        publish.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publish
+        store.open.set()
+        await until(lambda: store.waiting == 0, "the store's put ends")
+        await node.drain()
+
+        [mine] = await node.store.range(node.identity.public_key, 1, 1, limit=1)
+        assert gossiped == [([mine.id], None)]
+        assert node.counters.values.get("published") == 1
+        await until(lambda: len(watched) == 1, "the Subscribe stream gets the alert")
+        assert watched[0].record.id == mine.id
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

@@ -4,20 +4,19 @@ skip the ones held already, commit, count each outcome, and tell who waits.
 `AlertNode.ingest` is this; the node's own alerts are signed and stored by `publish`
 (node/app/service.py). Once verified, the commit and all that follows it (counters, the
 lifecycle's refusals, the new-alert and equivocation hooks) run as one task the node
-tracks (`drain` at shutdown): a caller that stops waiting stops none of it.
+owns (node/app/commits.py): a caller that stops waiting stops none of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import NamedTuple
 
 from node.app import latency_trace
+from node.app.commits import Commits
 from node.app.lifecycle import Lifecycle
 from node.app.node_stats import Counters
 from node.app.sharing import Sharing
@@ -68,6 +67,7 @@ class Ingester:
         roster: Callable[[], Roster],
         accepted: Callable[[Sequence[AlertRecord], bytes | None], None],
         equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]],
+        commits: Commits,
     ) -> None:
         self.store = store
         self.verifier = verifier
@@ -81,8 +81,8 @@ class Ingester:
         self.equivocation_hooks = equivocation_hooks
         # (origin, seq) of the alerts each ingest in flight is committing now.
         self._storing: list[set[tuple[bytes, int]]] = []
-        # Each commit in flight with what follows it; `drain` waits for them at shutdown.
-        self._commits: set[asyncio.Task[list[IngestResult]]] = set()
+        # Each commit in flight with what follows it, as tasks of the node's.
+        self._commits = commits
 
     async def ingest(
         self,
@@ -144,11 +144,7 @@ class Ingester:
         # The commit and what follows it are one task of the node's: a caller that stops
         # waiting (its session ended) does not stop the counters, the new-alert hooks or
         # an equivocation's proof of what the store commits anyway.
-        task = asyncio.ensure_future(commit)
-        waiting = asyncio.shield(task)
-        self._commits.add(task)
-        task.add_done_callback(functools.partial(self._committed, waiting))
-        return await waiting
+        return await self._commits.run(commit, "an ingest")
 
     def _committing(
         self,
@@ -205,29 +201,6 @@ class Ingester:
             return await self._settle(ids, checked, held, outcomes, source)
 
         return commit()
-
-    def _committed(
-        self, waiting: asyncio.Future[list[IngestResult]], task: asyncio.Task[list[IngestResult]]
-    ) -> None:
-        self._commits.discard(task)
-        if waiting.cancelled() and not task.cancelled() and task.exception() is not None:
-            # Nobody waits for it any more: logged here, or it would be lost.
-            log.error(
-                "an ingest whose caller had left failed after verification",
-                exc_info=task.exception(),
-            )
-
-    async def drain(self, timeout: float = 10.0) -> None:
-        """Let the commits in flight finish with what follows them (at shutdown, before
-        the store closes); any still running after `timeout` seconds are cancelled."""
-        if not self._commits:
-            return
-        _, late = await asyncio.wait(set(self._commits), timeout=timeout)
-        for task in late:
-            task.cancel()
-        if late:
-            log.warning("%d ingests still committing at shutdown were cancelled", len(late))
-            await asyncio.gather(*late, return_exceptions=True)
 
     async def _settle(
         self,
