@@ -244,3 +244,31 @@ async def test_a_cancelled_publish_still_gossips_wakes_watchers_and_counts() -> 
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+async def test_shutdown_that_cancels_a_follow_up_does_not_undo_a_put_that_commits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Drain's timeout cancels what follows the commit, not the store's put: the alerts
+    a relay forwarded before the commit stay in its peer cache, no failure is logged."""
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+        calls: list[str] = []
+
+        def verified(records: list[AlertRecord]) -> Callable[[], None]:
+            calls.append("forwarded early")
+            return lambda: calls.append("taken back")
+
+        signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "99" * 20)])
+        store.open.clear()
+        ingest = asyncio.create_task(node.ingest([(signed.body, signed.signature)], PEER, verified))
+        await until(lambda: store.waiting == 1, "the commit is held back")
+        with caplog.at_level(logging.WARNING):
+            await node.drain(timeout=0.05)
+            store.open.set()  # the store's writer commits what it had queued
+            await until(lambda: store.waiting == 0, "the store's put ends")
+            await asyncio.wait([ingest])
+            await asyncio.sleep(0.01)  # the put's own callbacks run
+        assert await node.store.get(alert_id(signed.body)) is not None
+        assert calls == ["forwarded early"]
+        assert not [r for r in caplog.records if "failed" in r.getMessage()]
