@@ -272,3 +272,24 @@ async def test_shutdown_that_cancels_a_follow_up_does_not_undo_a_put_that_commit
         assert await node.store.get(alert_id(signed.body)) is not None
         assert calls == ["forwarded early"]
         assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+async def test_shutdown_waits_for_a_commit_that_starts_while_it_drains() -> None:
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+        first = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "a1" * 20)])
+        store.open.clear()
+        ingest = asyncio.create_task(node.ingest([(first.body, first.signature)], PEER))
+        await until(lambda: store.waiting == 1, "the first commit is held back")
+        draining = asyncio.create_task(node.drain())
+        await asyncio.sleep(0.01)  # drain has seen the first commit
+        held_first, store.open = store.open, asyncio.Event()  # later puts wait longer
+        publish = asyncio.create_task(node.publish(draft("while-draining")))
+        await until(lambda: store.waiting == 2, "the second commit is held back")
+        held_first.set()
+        await ingest
+        await asyncio.sleep(0.05)
+        assert not draining.done()  # it waits for the publish too
+        store.open.set()
+        await draining
+        assert publish.done() and node.counters.values.get("published") == 1

@@ -40,10 +40,12 @@ class Commits:
             self._log.error("%s whose caller had left failed", what, exc_info=exc)
 
     async def drain(self, timeout: float) -> None:
-        """Let the commits in flight finish; any still running
+        """Let the commits in flight finish, those started meanwhile too; any still running
         after `timeout` seconds are cancelled (a store that never answers)."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._running and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._running), timeout=left)
         late = {task for task in self._running if not task.done()}
         for task in late:
             task.cancel()
