@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -293,3 +295,49 @@ async def test_shutdown_waits_for_a_commit_that_starts_while_it_drains() -> None
         store.open.set()
         await draining
         assert publish.done() and node.counters.values.get("published") == 1
+
+
+async def test_a_failure_reaches_its_caller_or_the_log_whenever_the_caller_is_cancelled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The follow-up fails and the caller is cancelled some loop turns later, also after
+    the failure was on its way to it but before it resumed: the failure is reported once,
+    to the caller or in the node's log, never as asyncio's "exception never retrieved"."""
+    author, store = Author(), HeldStore()
+    async with node_with(store, author) as node:
+        loop = asyncio.get_running_loop()
+        callers: list[asyncio.Task[object]] = []
+
+        def cancel_later(n: int) -> None:
+            if n:
+                loop.call_soon(cancel_later, n - 1)
+            else:
+                callers[0].cancel()
+
+        def broken(turns: int, records: Sequence[AlertRecord], source: bytes | None) -> None:
+            cancel_later(turns)
+            raise RuntimeError("a hook with a bug")
+
+        outcomes = set()
+        for turns in range(4):
+            node.hooks[:] = [functools.partial(broken, turns)]
+            signed = author.next(indicators=[(ADDRESS, f"eip155:1:0x{turns:040x}")])
+            caplog.clear()
+            with caplog.at_level(logging.ERROR):
+                callers.append(
+                    asyncio.create_task(node.ingest([(signed.body, signed.signature)], PEER))
+                )
+                await asyncio.wait(callers)
+                cancelled = callers[0].cancelled()
+                if not cancelled:  # the caller got the failure itself
+                    assert isinstance(callers[0].exception(), RuntimeError)
+                callers.clear()
+                await node.drain()
+                gc.collect()  # a future whose failure nobody read reports it when freed
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            if cancelled:
+                assert errors == ["an ingest whose caller had left failed"], (turns, errors)
+            else:
+                assert errors == [], (turns, errors)
+            outcomes.add(cancelled)
+        assert outcomes == {True, False}

@@ -31,12 +31,21 @@ class Commits:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         waiting = asyncio.shield(task)
-        task.add_done_callback(functools.partial(self._unwaited, what, waiting))
-        return await waiting
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            # The caller left. If the task failed just before (its failure was on the
+            # way to the caller), it is taken here, or asyncio would report it unread.
+            if waiting.done() and not waiting.cancelled():
+                waiting.exception()
+            if task.done():
+                self._unwaited(what, task)
+            else:
+                task.add_done_callback(functools.partial(self._unwaited, what))
+            raise
 
-    def _unwaited(self, what: str, waiting: asyncio.Future[Any], task: asyncio.Task[Any]) -> None:
-        if waiting.cancelled() and not task.cancelled() and (exc := task.exception()) is not None:
-            # Nobody waits for it any more: logged here, or it would be lost.
+    def _unwaited(self, what: str, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("%s whose caller had left failed", what, exc_info=exc)
 
     async def drain(self, timeout: float) -> None:
