@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.app.service import AlertNode
+from node.app.runtime import SHUTDOWN_GRACE_S
+from node.app.service import DRAIN_TIMEOUT_S, AlertNode
 from node.app.verify import Verifier
+from node.cluster import STOP_TIMEOUT_S
 from node.core.alerts import AlertRecord, alert_id
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
@@ -341,3 +343,9 @@ async def test_a_failure_reaches_its_caller_or_the_log_whenever_the_caller_is_ca
                 assert errors == [], (turns, errors)
             outcomes.add(cancelled)
         assert outcomes == {True, False}
+
+
+def test_a_stopping_node_drains_within_what_cluster_down_waits_for() -> None:
+    """The call grace and the drain's timeout leave the store time to close before
+    `alertmesh cluster down` resorts to SIGKILL."""
+    assert STOP_TIMEOUT_S - (SHUTDOWN_GRACE_S + DRAIN_TIMEOUT_S) >= 5.0

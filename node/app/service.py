@@ -35,8 +35,10 @@ from node.store.base import AlertStore, Equivocation, Query, Stored
 
 log = logging.getLogger(__name__)
 
-# How long a stopping node waits for the commits in flight and what follows them.
-DRAIN_TIMEOUT_S = 10.0
+# How long a stopping node waits for the commits in flight and what follows them: a
+# group commit takes milliseconds, and a store that hangs must not hold the stop past
+# `cluster down`'s patience (node/app/runtime.py, SHUTDOWN_GRACE_S).
+DRAIN_TIMEOUT_S = 5.0
 
 
 def wall_ms() -> int:
