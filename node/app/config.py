@@ -226,7 +226,9 @@ class Config:
         except OSError as exc:
             raise ConfigError(f"cannot read roster {self.roster_path}: {exc.strerror}") from exc
         roster = Roster.from_toml(text, str(self.roster_path))
-        if roster.unknown_fields:  # kept for a newer version; most often a misspelling
+        # Accepted, so that a newer version's field does not stop this node; most often a
+        # misspelling. Not kept: a rewrite of the file (roster add, key rotation) drops it.
+        if roster.unknown_fields:
             log.warning(
                 "roster %s: unknown fields ignored (misspelt?): %s",
                 self.roster_path,

@@ -189,7 +189,8 @@ class Roster:
     members: Mapping[bytes, Member] = field(default_factory=dict)
     _entries: Mapping[bytes, MemberKey] = field(init=False, repr=False, compare=False)
     # Fields the roster file has and this version does not know, each as "where: name"
-    # (a misspelling, or a field of a newer version): accepted, and the loader warns.
+    # (a misspelling, or a field of a newer version): accepted, and the loader warns;
+    # to_toml() does not write them back. Inside [[member.keys]] they are refused.
     unknown_fields: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
