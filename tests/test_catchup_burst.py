@@ -131,3 +131,36 @@ def test_alerts_forwarded_before_their_commit_still_move_the_head() -> None:
     gossip_forwarded_early(node, range(1, 101), now=1.0)
     # the tree is bringing 101..600: rule 7 should hold the range back
     assert node.peer_vector(600, now=1.2) == []
+
+
+def test_an_answer_that_fills_a_gap_does_not_hold_back_the_repair_of_the_next() -> None:
+    # Two alerts' frames were lost: 101..150 and 301..350. This node asked its parent
+    # for the first (IWANT); the answer fills that gap and moves the head up to 300, but
+    # it says nothing about the tree bringing more: the second gap is asked for at once.
+    node = Node()
+    node.gossip(range(1, 101), now=1.0)
+    node.gossip(range(151, 301), now=1.0)
+    node.gossip(range(351, 401), now=1.0)
+    answered(node, range(101, 151), now=40.0)
+    assert node.peer_vector(400, now=40.1) == [Range(ORIGIN, 301, 350)]
+
+
+def answered(node: Node, seqs: range, now: float) -> None:
+    """The parent answers this node's IWANT/GRAFT with these alerts of ORIGIN."""
+    received = []
+    for seq in seqs:
+        node.chains.add(ORIGIN, seq)
+        rid = ORIGIN[:16] + seq.to_bytes(16, "big")
+        received.append(pe.Received(rid, ORIGIN, seq, new=True, copy=True, answer=True))
+    node.engine.alerts_received(node.parent, received, 0, False, now, 0)
+
+
+def test_an_answer_that_is_the_new_head_is_the_burst_arriving() -> None:
+    # No gap: this node pulls the burst (IWANTs after IHAVEs at the tip, or the GRAFT of
+    # a new parent), so the answers land on top of the head, as pushes would.
+    node = Node()
+    node.gossip(range(1, 101), now=1.0)
+    answered(node, range(101, 201), now=40.0)
+    assert node.peer_vector(600, now=40.1) == []  # the tree is bringing 201..600
+    asked = node.timers(until=40.0 + GRAFT_TIMEOUT)
+    assert seqs(asked) == list(range(201, 601))  # then only what it did not bring

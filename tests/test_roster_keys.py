@@ -133,3 +133,14 @@ def test_a_members_tree_priority_is_read_written_and_checked() -> None:
     for bad in ("-1", '"high"', "true"):
         with pytest.raises(ConfigError, match="tree_priority"):
             Roster.from_toml(text.replace("= 3", f"= {bad}"))
+
+
+def test_unknown_member_fields_are_accepted_and_named() -> None:
+    # A misspelt field (or one of a newer version) does not stop the node; the roster
+    # names it, so the loader can warn (tests/test_roster_warning.py).
+    text = f'[[member]]\nname = "beta"\nkey = "{OTHER.hex()}"\ntree_prority = 3\n'
+    roster = Roster.from_toml(text)
+    assert OTHER in roster and roster.tree_priority(OTHER) == 0
+    assert roster.unknown_fields == ("member 1 (beta): tree_prority",)
+    assert Roster.from_toml(rotated()).unknown_fields == ()
+    assert Roster.from_toml(text) == Roster.from_toml(text.replace("tree_prority", "x"))

@@ -12,6 +12,7 @@ HOME/alerts.db      the store (SQLite, WAL), unless [store] url names a PostgreS
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tomllib
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from node.crypto.tls import (
     ensure_tls_identity,
 )
 from node.store.postgres_url import is_url
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.toml"
 DEFAULT_API = "127.0.0.1:7400"
@@ -235,7 +238,16 @@ class Config:
             text = self.roster_path.read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read roster {self.roster_path}: {exc.strerror}") from exc
-        return Roster.from_toml(text, str(self.roster_path))
+        roster = Roster.from_toml(text, str(self.roster_path))
+        # Accepted, so that a newer version's field does not stop this node; most often a
+        # misspelling. Not kept: a rewrite of the file (roster add, key rotation) drops it.
+        if roster.unknown_fields:
+            log.warning(
+                "roster %s: unknown fields ignored (misspelt?): %s",
+                self.roster_path,
+                "; ".join(roster.unknown_fields),
+            )
+        return roster
 
 
 def _optional_text(sec: dict[str, object], key: str, path: Path) -> str:

@@ -2,7 +2,9 @@
 skip the ones held already, commit, count each outcome, and tell who waits.
 
 `AlertNode.ingest` is this; the node's own alerts are signed and stored by `publish`
-(node/app/service.py).
+(node/app/service.py). Once verified, the commit and all that follows it (counters, the
+lifecycle's refusals, the new-alert and equivocation hooks) run as one task the node
+owns (node/app/commits.py): a caller that stops waiting stops none of it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import asyncio
 import collections
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import NamedTuple
 
 from node.app import latency_trace
+from node.app.commits import Commits
 from node.app.lifecycle import Lifecycle
 from node.app.node_stats import Counters
 from node.app.sharing import Sharing
@@ -25,7 +28,7 @@ from node.core.errors import AlertmeshError, LimitExceeded
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.crypto.sealing import Undecryptable
-from node.store.base import AlertStore, PutOutcome
+from node.store.base import AlertStore, Held, PutOutcome
 
 log = logging.getLogger("node.app.service")  # the logger's name from before this module
 
@@ -65,6 +68,7 @@ class Ingester:
         roster: Callable[[], Roster],
         accepted: Callable[[Sequence[AlertRecord], bytes | None], None],
         equivocation_hooks: list[Callable[[AlertRecord], Awaitable[None]]],
+        commits: Commits,
     ) -> None:
         self.store = store
         self.verifier = verifier
@@ -78,6 +82,8 @@ class Ingester:
         self.equivocation_hooks = equivocation_hooks
         # (origin, seq) of the alerts each ingest in flight is committing now.
         self._storing: list[set[tuple[bytes, int]]] = []
+        # Each commit in flight with what follows it, as tasks of the node's.
+        self._commits = commits
 
     async def ingest(
         self,
@@ -133,10 +139,87 @@ class Ingester:
         for (i, _), verdict in zip(fresh, verdicts, strict=True):
             checked[i] = self._opened(verdict) if isinstance(verdict, AlertRecord) else verdict
         valid = [c for c in checked if isinstance(c, AlertRecord)]
-        outcomes = iter(await self._store_verified(valid, now, verified) if valid else [])
-        if latency_trace.ON:
+        if not valid:  # nothing to commit: nothing accepted, nothing to wait for
+            return await self._settle(ids, checked, held, [], source)
+        commit = self._committing(valid, now, verified, ids, checked, held, source)
+        # The commit and what follows it are one task of the node's: a caller that stops
+        # waiting (its session ended) does not stop the counters, the new-alert hooks or
+        # an equivocation's proof of what the store commits anyway.
+        return await self._commits.run(commit, "an ingest")
+
+    def _committing(
+        self,
+        valid: list[AlertRecord],
+        now: int,
+        verified: Verified | None,
+        ids: list[bytes],
+        checked: list[AlertRecord | AlertmeshError | None],
+        held: dict[bytes, Held],
+        source: bytes | None,
+    ) -> Coroutine[None, None, list[IngestResult]]:
+        """Take the slots of `valid` and hand `verified` the alerts whose (origin, seq) slot
+        is neither held nor being stored by another ingest: only those will be ACCEPTED
+        (a second copy arriving on another session meanwhile, or an equivocating one,
+        waits for its commit's outcome as before). Starts the put and returns what
+        follows it, to be run as a task; nothing here awaits, so no other ingest comes
+        between."""
+        # One set per ingest in flight, built in C: a bulk ingest pays about 0.1 µs an alert.
+        slots = {(r.origin, r.seq) for r in valid}
+        early: list[AlertRecord] = []
+        if verified is not None:
+            holds, others, taken = self.store.chains.holds, self._storing, set()
             for r in valid:
-                latency_trace.mark("committed", r.id)
+                slot = (r.origin, r.seq)
+                if slot in taken or holds(*slot) or any(slot in s for s in others):
+                    continue
+                taken.add(slot)
+                early.append(r)
+        # Before the put is scheduled: a hook that raises leaves nothing stored.
+        unstored = verified(early) if early and verified is not None else None
+        self._storing.append(slots)
+
+        def stored(done: asyncio.Future[list[PutOutcome]]) -> None:
+            # The slots are free once the put is over, not when the ingest's caller leaves
+            # or shutdown cancels the follow-up: until the store has committed, a second
+            # copy must wait for it.
+            for i, s in enumerate(self._storing):
+                if s is slots:
+                    del self._storing[i]
+                    break
+            failed = done.cancelled() or done.exception() is not None
+            if failed and unstored is not None:
+                unstored()
+                log.warning(
+                    "a commit of %d alerts forwarded before it failed; catch-up brings them back",
+                    len(early),
+                )
+
+        # The put is a task of its own: the store commits what it queued even if the
+        # follow-up is cancelled (drain at shutdown), so only the put's own failure
+        # takes the alerts forwarded early out of the peer cache.
+        put = asyncio.ensure_future(self.store.put(valid, now_ms=now))
+        put.add_done_callback(stored)
+
+        async def commit() -> list[IngestResult]:
+            outcomes = await asyncio.shield(put)
+            if latency_trace.ON:
+                for r in valid:
+                    latency_trace.mark("committed", r.id)
+            return await self._settle(ids, checked, held, outcomes, source)
+
+        return commit()
+
+    async def _settle(
+        self,
+        ids: list[bytes],
+        checked: list[AlertRecord | AlertmeshError | None],
+        held: dict[bytes, Held],
+        outcomes_of_valid: list[PutOutcome],
+        source: bytes | None,
+    ) -> list[IngestResult]:
+        """What follows the commit: one result per item, the counters, the lifecycle's
+        refusals, the new-alert hooks and the equivocations' proofs."""
+        outcomes = iter(outcomes_of_valid)
         results: list[IngestResult] = []
         accepted: list[AlertRecord] = []
         equivocations: list[AlertRecord] = []
@@ -182,51 +265,6 @@ class Ingester:
             for hook in self.equivocation_hooks:
                 await hook(record)
         return results
-
-    async def _store_verified(
-        self,
-        valid: list[AlertRecord],
-        now: int,
-        verified: Verified | None,
-    ) -> list[PutOutcome]:
-        """Commit `valid`; before that, hand `verified` the alerts whose (origin, seq) slot
-        is neither held nor being stored by another ingest: only those will be ACCEPTED
-        (a second copy arriving on another session meanwhile, or an equivocating one,
-        waits for its commit's outcome as before)."""
-        # One set per ingest in flight, built in C: a bulk ingest pays about 0.1 µs an alert.
-        slots = {(r.origin, r.seq) for r in valid}
-        early: list[AlertRecord] = []
-        if verified is not None:
-            holds, others, taken = self.store.chains.holds, self._storing, set()
-            for r in valid:
-                slot = (r.origin, r.seq)
-                if slot in taken or holds(*slot) or any(slot in s for s in others):
-                    continue
-                taken.add(slot)
-                early.append(r)
-        # Before the put is scheduled: a hook that raises leaves nothing stored.
-        unstored = verified(early) if early and verified is not None else None
-        self._storing.append(slots)
-
-        def stored(done: asyncio.Future[list[PutOutcome]]) -> None:
-            # The slots are free once the put is over, not when its caller leaves: a
-            # session that ends meanwhile cancels its ingest, but the store's writer still
-            # commits what was queued, and until then a second copy must wait for it.
-            for i, s in enumerate(self._storing):
-                if s is slots:
-                    del self._storing[i]
-                    break
-            failed = done.cancelled() or done.exception() is not None
-            if failed and unstored is not None:
-                unstored()
-                log.warning(
-                    "a commit of %d alerts forwarded before it failed; catch-up brings them back",
-                    len(early),
-                )
-
-        put = asyncio.ensure_future(self.store.put(valid, now_ms=now))
-        put.add_done_callback(stored)
-        return await asyncio.shield(put)
 
     def _opened(self, record: AlertRecord) -> AlertRecord:
         """An encrypted alert, decrypted and indexed if this node is a recipient. One that

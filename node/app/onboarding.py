@@ -6,6 +6,7 @@ the card format and the roster rules are in node/core/card.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -18,6 +19,8 @@ from node.core.card import Admission, MemberCard, admit, check_address
 from node.core.errors import ConfigError, InvalidCard
 from node.core.roster import Roster
 from node.crypto.card import make_card, open_card
+
+log = logging.getLogger(__name__)
 
 
 def own_card(config: Config, addresses: list[str], now_ms: int) -> tuple[MemberCard, str]:
@@ -52,18 +55,33 @@ def read_card(source: str) -> MemberCard:
 
 def add_card(config: Config, card: MemberCard, *, replace: bool, dry_run: bool) -> Admission:
     """Add `card`'s member to the node's roster file (unless `dry_run`)."""
-    admission = admit(config.roster(), card, config.identity().public_key, replace=replace)
+    current = config.roster()
+    admission = admit(current, card, config.identity().public_key, replace=replace)
     if not dry_run:
-        write_roster(config.roster_path, admission.roster)
+        write_roster(config.roster_path, admission.roster, current.unknown_fields)
     return admission
 
 
-def write_roster(path: Path, roster: Roster) -> None:
-    """Replace the roster file at once: a node reloading it sees the old or the new one."""
+def write_roster(path: Path, roster: Roster, dropped: tuple[str, ...] = ()) -> None:
+    """Replace the roster file at once: a node reloading it sees the old or the new one.
+    `dropped`: the fields of the file it replaces that this version does not know (its
+    `unknown_fields`); the new file is written without them, and a warning names them."""
     text = ROSTER_HEADER + roster.to_toml()
     if Roster.from_toml(text, str(path)).members != roster.members:
         raise ConfigError(f"the roster would not read back as written; {path} left unchanged")
     _replace_file(path, text)
+    warn_dropped(path, dropped)
+
+
+def warn_dropped(path: Path, dropped: tuple[str, ...], kept: str = "") -> None:
+    """A rewritten roster keeps only the fields this version knows: name the others."""
+    if dropped:
+        log.warning(
+            "roster %s rewritten without fields this version does not know: %s%s",
+            path,
+            "; ".join(dropped),
+            f" (the file before is kept as {kept})" if kept else "",
+        )
 
 
 def add_connect(config: Config, name: str) -> bool:

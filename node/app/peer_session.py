@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Protocol
 
 import grpc
@@ -299,7 +300,11 @@ class SessionRunner:
             self.counters.catchup_bytes_received += sum(len(b) + len(sig) for b, sig in items)
         received: list[pe.Received] = []
         invalid = 0
-        for result in results:
+        # Which alerts answer this node's IWANT/GRAFT (frames of both kinds may be joined).
+        answers: Iterable[bool] = repeat(False)
+        if any(frame.answer for frame in frames):
+            answers = [frame.answer for frame in frames for _ in frame.alerts]
+        for result, answer in zip(results, answers, strict=False):  # repeat() is endless
             if result.error is not None:
                 invalid += 1
                 log.warning(
@@ -319,7 +324,7 @@ class SessionRunner:
             created = result.record.created_at_ms if result.record is not None else 0
             early = result.id in forwarded if forwarded else False
             received.append(
-                pe.Received(result.id, result.origin, result.seq, new, copy, created, early)
+                pe.Received(result.id, result.origin, result.seq, new, copy, created, early, answer)
             )
         return host.engine.alerts_received(
             s, received, invalid, is_catchup, host.now(), host.node.clock()
@@ -358,7 +363,9 @@ def encode(frame: pe.Frame) -> pb.PeerFrame:
     """The engine's frame as the PeerFrame protobuf message."""
     if isinstance(frame, pe.AlertsFrame):
         alerts = [_signed(r) for r in frame.records]
-        return pb.PeerFrame(alerts=pb.Alerts(alerts=alerts, catchup=frame.catchup))
+        return pb.PeerFrame(
+            alerts=pb.Alerts(alerts=alerts, catchup=frame.catchup, answer=frame.answer)
+        )
     if isinstance(frame, pe.IdsFrame):
         if frame.kind == "ihave":
             return pb.PeerFrame(ihave=pb.IHave(ids=frame.ids))

@@ -62,7 +62,7 @@ async def run_read_api(
     if problem:
         raise ConfigError(problem)
     identity = config.identity()  # opens the alerts encrypted to this member
-    config.roster()  # a broken roster is one line now, not a failed call later
+    roster = config.roster()  # a broken roster is one line now, not a failed call later
     check_can_listen(*split_host_port(api_listen), "the client API", LISTEN_SETTING)
     credentials = None
     if config.api_tls:
@@ -74,7 +74,7 @@ async def run_read_api(
     async with Verifier(DEFAULT_LIMITS) as verifier, store:
         node = AlertNode(
             identity=identity,
-            roster=config.roster(),
+            roster=roster,
             store=store,
             verifier=verifier,
             limits=DEFAULT_LIMITS,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app.config import Config
+from node.app.onboarding import warn_dropped
 from node.app.service import AlertNode
 from node.app.stores import open_store
 from node.core.errors import AlertmeshError, ConfigError
@@ -100,10 +101,11 @@ async def rotate_key(config: Config, now_ms: int) -> Rotation:
     # one between the roster and the key leaves a roster naming a key the node does not
     # hold yet: the roster as it was is kept beside it to restore (the error above says
     # how).
-    _write(config.roster_path.with_name(f"{config.roster_path.name}.pre-rotate-{stamp}"),
-           config.roster_path.read_bytes())  # fmt: skip
+    before = config.roster_path.with_name(f"{config.roster_path.name}.pre-rotate-{stamp}")
+    _write(before, config.roster_path.read_bytes())
     _write(config.home / SUCCESSION_FILE, succession.SerializeToString())
     _write(config.roster_path, (ROSTER_HEADER + text).encode())
+    warn_dropped(config.roster_path, roster.unknown_fields, before.name)
     os.link(config.key_path, retired)
     os.replace(staged, config.key_path)
     _write(config.home / "identity.pub", (new.public_key.hex() + "\n").encode())

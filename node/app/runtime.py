@@ -50,6 +50,9 @@ SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
 ]
+# A stop takes at most SHUTDOWN_GRACE_S, then DRAIN_TIMEOUT_S (node/app/service.py: the
+# commits in flight and what follows them), then the store's close: 8 s and the close,
+# inside the 15 s `cluster down` waits before SIGKILL (STOP_TIMEOUT_S, node/cluster.py).
 SHUTDOWN_GRACE_S = 3.0
 # What an operator changes when a listener cannot bind.
 LISTEN_SETTINGS = {
@@ -305,4 +308,5 @@ async def run_node(
             await health_servicer.enter_graceful_shutdown()
             # In-flight calls finish (their alerts are committed) before the store closes.
             await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), peer_server.stop(1.0))
+            await node.drain()  # commits whose callers left still finish and follow up
     log.info("stopped", extra={"event": "stopped"})

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
 from node.app.checking import Checker, CheckResult
+from node.app.commits import Commits
 from node.app.ingesting import Ingester, IngestResult, Verified
 from node.app.lifecycle import Event, Lifecycle
 from node.app.node_stats import Counters, NodeStats, node_stats
@@ -33,6 +34,11 @@ from node.crypto import Identity, sign_alert
 from node.store.base import AlertStore, Equivocation, Query, Stored
 
 log = logging.getLogger(__name__)
+
+# How long a stopping node waits for the commits in flight and what follows them: a
+# group commit takes milliseconds, and a store that hangs must not hold the stop past
+# `cluster down`'s patience (node/app/runtime.py, SHUTDOWN_GRACE_S).
+DRAIN_TIMEOUT_S = 5.0
 
 
 def wall_ms() -> int:
@@ -103,6 +109,8 @@ class AlertNode:
         self.watching = Watching(
             store=store, lifecycle=self.lifecycle, checker=self.checker, clock=clock
         )
+        # Each commit with what follows it is a task of the node's (node/app/commits.py).
+        self.commits = Commits(log)
         self.ingester = Ingester(
             store=store,
             verifier=verifier,
@@ -114,6 +122,7 @@ class AlertNode:
             roster=lambda: self.roster,
             accepted=self._accepted,
             equivocation_hooks=self.equivocation_hooks,
+            commits=self.commits,
         )
 
     async def start(self) -> None:
@@ -226,16 +235,11 @@ class AlertNode:
                     records.append((i, self._sign_new(items[i][0], now)))
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
-            # One put per alert, for its request id; all are queued before the writer runs,
-            # so they share one group commit.
-            await asyncio.gather(
-                *(self.store.put([r], now_ms=now, request_id=items[i][1]) for i, r in records)
-            )
+            if records:  # committed and followed up as one task of the node's, as publish
+                own = [(r, items[i][1]) for i, r in records]
+                await self.commits.run(self._commit_batch(own, now), "a publish")
             for i, record in records:
                 results[i] = BatchItemResult(record.id)
-            self.counters.add("published", len(records))
-            if records:
-                self._accepted([r for _, r in records], None)
             for i in fresh:  # answer retries of these requests, here or in other calls
                 done, future = results[i], mine.get(items[i][1])
                 if future is not None and done is not None:
@@ -292,15 +296,33 @@ class AlertNode:
         record = self._sign_new(draft, now, recipients)
         if latency_trace.ON:
             latency_trace.mark("signed", record.id)
+        # A client that cancels its Publish while the store commits stops waiting, not
+        # the gossip of its alert, the watchers or the counters (node/app/commits.py).
+        await self.commits.run(
+            self._commit_own(record, now, request_id, bool(recipients)), "a publish"
+        )
+        return await self.get(record.id)  # the SQLite store answers from memory
+
+    async def _commit_own(
+        self, record: AlertRecord, now: int, request_id: str, encrypted: bool
+    ) -> None:
         await self.store.put([record], now_ms=now, request_id=request_id)
         if latency_trace.ON:
             latency_trace.mark("committed", record.id)
         self.counters.add("published")
-        if recipients:
+        if encrypted:
             self.counters.add("encrypted_readable")
         log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
-        return await self.get(record.id)  # the SQLite store answers from memory
+
+    async def _commit_batch(self, own: list[tuple[AlertRecord, str]], now: int) -> None:
+        # One put per alert, for its request id; all are queued before the writer runs,
+        # so they share one group commit.
+        await asyncio.gather(
+            *(self.store.put([r], now_ms=now, request_id=request_id) for r, request_id in own)
+        )
+        self.counters.add("published", len(own))
+        self._accepted([r for r, _ in own], None)
 
     async def ingest(
         self,
@@ -310,6 +332,12 @@ class AlertNode:
     ) -> list[IngestResult]:
         """Verify and store signed alerts from elsewhere (node/app/ingesting.py)."""
         return await self.ingester.ingest(items, source, verified)
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """Let the commits of publishes and ingests in flight finish with what follows them
+        (watchers, gossip, proofs), also those whose callers left; at shutdown, before the
+        store closes. Any still running after `timeout` seconds are cancelled."""
+        await self.commits.drain(timeout)
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
         self.watching.wake()

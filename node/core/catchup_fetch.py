@@ -37,6 +37,10 @@ class LocalChains(Protocol):
         """Seqs of `origin` held above its head (after a gap)."""
         ...
 
+    def head(self, origin: bytes) -> int:
+        """The highest contiguous seq of `origin` held (0: none)."""
+        ...
+
 
 class FetchRegistry:
     """Ranges some session of this node has requested and not yet finished; peers' standing.

@@ -180,6 +180,10 @@ class Chains:
     def get(self, origin: bytes) -> ChainState:
         return self._by_origin.get(origin) or ChainState()
 
+    def head(self, origin: bytes) -> int:
+        state = self._by_origin.get(origin)
+        return state.contiguous if state is not None else 0
+
     def vector(self) -> dict[bytes, int]:
         """origin -> highest contiguous seq (the catch-up summary)."""
         return {o: s.contiguous for o, s in self._by_origin.items() if s.contiguous}

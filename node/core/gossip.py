@@ -4,11 +4,13 @@ No I/O: the runtime tells `Gossip` what happened (a session opened, a verified a
 arrived, a control message arrived, time passed) and carries out the actions it returns.
 Peers and alert ids are opaque bytes. Time is the `now` passed to every call (seconds,
 never decreasing); randomness comes from the `random.Random` given to the constructor.
-docs/gossip.md explains the protocol and its parameters. Beside it: the links and what
-each peer is sent (gossip_links.py), the awaited ids, their timers and whom to ask
-(gossip_awaited.py), TREE-frame admission, parent patience and the corrections of the
-tree's links (gossip_guard.py: T5, T6, T8, T9), the tree router (gossip_tree.py) and
-the vocabulary (gossip_types.py).
+docs/gossip.md explains the protocol and its parameters. Beside it: the links, what
+each peer is sent and the remembered ids (gossip_links.py), the awaited ids, their
+timers and whom to ask (gossip_awaited.py), TREE-frame admission, parent patience and
+the corrections of the tree's links (gossip_guard.py: T5, T6, T8, T9), the tree router
+(gossip_tree.py) and how its choices set the links (gossip_rooted.py), and the
+vocabulary (gossip_types.py). This module is the rules below and the dispatch of each
+event to them.
 
 The rules
 ---------
@@ -61,13 +63,13 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
-from node.core.gossip_awaited import Awaited
-from node.core.gossip_guard import TreeCorrections, TreeGuard
-from node.core.gossip_links import Links, Seen
-from node.core.gossip_tree import Advert, TreeRouter
+from node.core.gossip_awaited import Awaited, Missing
+from node.core.gossip_guard import TreeGuard
+from node.core.gossip_links import Links, Remembered, Seen
+from node.core.gossip_rooted import RootedLinks
+from node.core.gossip_tree import Advert
 from node.core.gossip_types import (
     Action,
     GossipParams,
@@ -104,26 +106,25 @@ class Gossip:
         self._rng = rng
         self._links = Links(params)
         self._peers = self._links.peers
-        self._seen: OrderedDict[bytes, Seen] = OrderedDict()  # oldest first
+        self._memory = Remembered(params)  # rule 8
+        self._seen = self._memory.ids
         self._awaited = Awaited(params, self._links)
         self._missing = self._awaited.entries
         self._guard = TreeGuard(params)  # T8
-        self._recent: deque[float] = deque(maxlen=100_000)  # when alerts were first seen
-        self._tree: TreeRouter | None = None
-        self._corrections: TreeCorrections | None = None  # T5, T6, T9
+        self._recent = self._memory.recent  # when alerts were first seen: rule 3's k
+        self._tree: RootedLinks | None = None  # rule 9 (gossip_rooted.py)
 
     def set_key(self, key: bytes) -> None:
         """This node's member key: it turns on the rooted tree (rule 9) unless
         `params.tree` is False. Call it before the first session."""
         if self.params.tree and self._tree is None:
-            self._tree = TreeRouter(key, self.params)
-            self._corrections = TreeCorrections(self.params, self._tree)
+            self._tree = RootedLinks(key, self.params, self._links)
 
     def set_priority(self, priority: Callable[[bytes], int]) -> None:
         """`priority(key)`: a member's tree priority, from the roster (T1: the root is
         the reachable member with the highest, then the smallest key)."""
         if self._tree is not None:
-            self._tree.priority = priority
+            self._tree.set_priority(priority)
 
     def set_members(self, members: Callable[[bytes], bool]) -> None:
         """`members(key)`: whether a key is a member's; a TREE frame naming a root that
@@ -138,35 +139,27 @@ class Gossip:
         tree link (a peer that never sends one, being silent or older, gets IHAVEs and
         may GRAFT). `rtt`: the session's measured round trip in seconds, if the runtime
         has it (the tree's link cost)."""
-        self._expire(now)
+        self._memory.expire(now)
         if peer in self._peers:
             return []
         room = self._tree is None and self._links.eager_count() < self.params.max_eager
         self._links.add(peer, eager=room)
         actions: list[Action] = []
         if self._tree is not None:
-            self._tree.add(peer, rtt)
-            self._tree_sync(now, actions)
+            self._tree.peer_up(peer, rtt, now, actions)
         return actions
 
     def peer_down(self, peer: bytes, now: float) -> list[Action]:
         """The session closed: forget the peer, and ask others for what it owed us."""
-        self._expire(now)
+        self._memory.expire(now)
         state = self._links.remove(peer, self._seen.values())
         if state is None:
             return []
         self._guard.forget(peer)
         actions: list[Action] = []
         if self._tree is not None:
-            self._tree.remove(peer)
-            self._tree_sync(now, actions)
-        for id, missing in self._missing.items():
-            if peer in missing.announcers:
-                missing.announcers.remove(peer)
-            if missing.creator == peer:
-                missing.creator = None
-            if missing.asked and missing.asked[-1] == peer:
-                self._awaited.schedule(id, missing, now)  # no use waiting for its answer
+            self._tree.peer_down(peer, now, actions)
+        self._awaited.peer_gone(peer, now)
         if state.eager:
             self._keep_one_eager(now, actions)
         self._fire_missing(now, actions)
@@ -174,7 +167,7 @@ class Gossip:
 
     def on_peer_backlogged(self, peer: bytes, now: float) -> list[Action]:
         """The runtime's send queue to `peer` is too long: push nothing more to it."""
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if state is None:
             return []
@@ -191,13 +184,13 @@ class Gossip:
 
     def publish(self, id: bytes, now: float) -> list[Action]:
         """A local alert was stored: push it to eager peers, announce it to lazy ones."""
-        self._expire(now)
+        self._memory.expire(now)
         if id in self._seen:
             return []
         self._awaited.drop(id)
         self._recent.append(now)
         actions: list[Action] = []
-        self._links.forward(id, self._remember(id, now, 0), now, actions)
+        self._links.forward(id, self._memory.remember(id, now, 0), now, actions)
         return actions
 
     def on_alert(self, peer: bytes, id: bytes, is_new: bool, now: float) -> list[Action]:
@@ -205,25 +198,19 @@ class Gossip:
 
         An id this core still remembers counts as a duplicate, whatever `is_new` says.
         """
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if state is not None:
             state.alerts_received += 1
         seen = self._seen.get(id)
         actions: list[Action] = []
         if seen is None and is_new:
-            missing = self._awaited.drop(id)
-            asked = self._links.bits(missing.asked) if missing is not None else 0
-            seen = self._remember(id, now, asked)
-            seen.known |= self._links.bits((peer,))
-            if missing is not None:  # whoever announced it has it
-                seen.known |= self._links.bits(missing.announcers) | asked
+            seen, missing, asked = self._first_seen(peer, id, now)
             self._recent.append(now)
-            if self._corrections is not None:  # T5, T9
+            if self._tree is not None:  # T5, T9
                 awaited = self._awaited.announced_by(missing.creator if missing else None)
                 bit = self._links.bits((peer,))
-                if self._corrections.first_copy(peer, asked, bit, awaited, now):
-                    self._tree_sync(now, actions)
+                self._tree.first_copy(peer, asked, bit, awaited, now, actions)
             if (
                 state is not None
                 and state.tree is None
@@ -240,20 +227,21 @@ class Gossip:
         if state is None:
             return actions
         state.duplicates_received += 1
-        if self._corrections is not None:
-            self._corrections.duplicate(peer, now)  # T9
+        if self._tree is not None:
+            self._tree.corrections.duplicate(peer, now)  # T9
         if seen is not None:
             seen.known |= state.bit
             if seen.asked & state.bit:
                 return actions  # a late answer to our own request
         if state.tree:
             return actions  # rule 9: a tree link stays
-        if state.tree is False and self._corrections is not None:
-            stale = self._corrections.stale_push(peer, state, now)  # T6
-            if stale is None:
-                return actions  # told already; these are its pushes still in flight
-            if stale:
-                self._tree_sync(now, actions)  # it pushes over a link we hold lazy
+        tree = self._tree  # T6: a duplicate told already is one of its pushes in flight
+        if (
+            state.tree is False
+            and tree is not None
+            and tree.told_already(peer, state, now, actions)
+        ):
+            return actions
         if (
             state.tree is None
             and state.eager
@@ -271,15 +259,10 @@ class Gossip:
         the subtree below this node does not wait for its own catch-up round; the link
         it came by is not promoted, since it is not a tree edge.
         """
-        self._expire(now)
+        self._memory.expire(now)
         if id in self._seen:
             return []
-        missing = self._awaited.drop(id)
-        asked = self._links.bits(missing.asked) if missing is not None else 0
-        seen = self._remember(id, now, asked)
-        seen.known |= self._links.bits((peer,))
-        if missing is not None:
-            seen.known |= self._links.bits(missing.announcers) | asked
+        seen = self._first_seen(peer, id, now)[0]
         actions: list[Action] = []
         self._links.forward(id, seen, now, actions)
         return actions
@@ -289,11 +272,11 @@ class Gossip:
 
         They are remembered, so requests for them are served, but they are not gossiped.
         """
-        self._expire(now)
+        self._memory.expire(now)
         for id in ids:
             self._awaited.drop(id)
             if id not in self._seen:
-                self._remember(id, now, 0)
+                self._memory.remember(id, now, 0)
 
     # -- control messages -------------------------------------------------------------
 
@@ -304,7 +287,7 @@ class Gossip:
 
         Ids past `ihave_max_ids` in one announcement are ignored.
         """
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if state is None:
             return []
@@ -316,7 +299,7 @@ class Gossip:
             stretch = 1.0 + self.params.graft_jitter * self._rng.random()
             delay = self.params.graft_timeout * stretch
             if self._tree is not None:
-                delay = self._tree.pull_delay(peer, delay)  # T10
+                delay = self._tree.router.pull_delay(peer, delay)  # T10
         self._awaited.announced(peer, state, ids, self._seen, have, now + delay)
         actions: list[Action] = []
         self._fire_missing(now, actions)
@@ -324,7 +307,7 @@ class Gossip:
 
     def on_iwant(self, peer: bytes, ids: Sequence[bytes], now: float) -> list[Action]:
         """`peer` asked for alerts: send those we still remember."""
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if state is None:
             return []
@@ -334,7 +317,7 @@ class Gossip:
 
     def on_graft(self, peer: bytes, ids: Sequence[bytes], now: float) -> list[Action]:
         """`peer` wants the link eager, and these alerts (maybe none)."""
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if state is None:
             return []
@@ -349,15 +332,14 @@ class Gossip:
 
     def on_prune(self, peer: bytes, now: float) -> list[Action]:
         """`peer` got a duplicate from us: the link is lazy from now on."""
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if state is None:
             return []
         state.prunes_received += 1
         actions: list[Action] = []
-        corrections = self._corrections
-        if state.tree and corrections is not None and corrections.stale_prune(peer, state, now):
-            self._tree_sync(now, actions)  # only a stale view prunes a tree link (T6)
+        if state.tree and self._tree is not None:
+            self._tree.stale_prune(peer, state, now, actions)  # only a stale view does (T6)
         if state.eager and not state.tree:
             state.eager = False
             self._keep_one_eager(now, actions, exclude=peer)
@@ -371,15 +353,14 @@ class Gossip:
 
         T8 (node/core/gossip_guard.py): a position that cannot be one, or one over the
         peer's rate, is ignored and counted (`tree_refused`)."""
-        self._expire(now)
+        self._memory.expire(now)
         state = self._peers.get(peer)
         if self._tree is None or state is None:
             return []
         if not self._guard.admit(peer, root, cost, now):
             return []
-        self._tree.heard(peer, Advert(root, cost, parent))
         actions: list[Action] = []
-        self._tree_sync(now, actions)
+        self._tree.heard(peer, Advert(root, cost, parent), now, actions)
         return actions
 
     # -- time -------------------------------------------------------------------------
@@ -390,19 +371,19 @@ class Gossip:
         deadlines = [due] if due is not None else []
         if self._links.flush_at is not None:
             deadlines.append(self._links.flush_at)
-        held = self._tree.next_deadline() if self._tree is not None else None
+        held = self._tree.router.next_deadline() if self._tree is not None else None
         if held is not None:
             deadlines.append(held)
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Send due announcements, and ask for alerts that did not arrive in time."""
-        self._expire(now)
+        self._memory.expire(now)
         actions: list[Action] = []
         if self._links.flush_at is not None and now >= self._links.flush_at:
             self._links.flush(now, self._seen, actions)
-        if self._tree is not None and self._tree.handle_timer(now):
-            self._tree_sync(now, actions)
+        if self._tree is not None:
+            self._tree.handle_timer(now, actions)
         self._fire_missing(now, actions)
         return actions
 
@@ -416,8 +397,7 @@ class Gossip:
 
     def tree_position(self) -> tuple[bytes, int, bytes | None] | None:
         """(root, cost, parent) in the rooted tree; None when the tree is off."""
-        t = self._tree
-        return None if t is None else (t.root, t.cost, t.parent)
+        return None if self._tree is None else self._tree.position()
 
     def peer_stats(self, peer: bytes, now: float) -> PeerStats | None:
         s = self._peers.get(peer)
@@ -437,22 +417,16 @@ class Gossip:
 
     # -- internals --------------------------------------------------------------------
 
-    def _remember(self, id: bytes, now: float, asked: int) -> Seen:
-        seen = Seen(expires=now + self.params.seen_ttl, known=0, asked=asked)
-        self._seen[id] = seen
-        self._expire(now)
-        return seen
-
-    def _expire(self, now: float) -> None:
-        # Insertion order is expiry order, because `now` never decreases.
-        seen = self._seen
-        while seen and (
-            len(seen) > self.params.max_seen or next(iter(seen.values())).expires <= now
-        ):
-            seen.popitem(last=False)
-        recent = self._recent
-        while recent and recent[0] <= now - self.params.graft_timeout:
-            recent.popleft()
+    def _first_seen(self, peer: bytes, id: bytes, now: float) -> tuple[Seen, Missing | None, int]:
+        """Remember a first copy from `peer`: no longer awaited; known to whoever sent or
+        announced it. Returns its entry, what awaited it, and the bits of those we asked."""
+        missing = self._awaited.drop(id)
+        asked = self._links.bits(missing.asked) if missing is not None else 0
+        seen = self._memory.remember(id, now, asked)
+        seen.known |= self._links.bits((peer,))
+        if missing is not None:  # whoever announced it has it
+            seen.known |= self._links.bits(missing.announcers) | asked
+        return seen, missing, asked
 
     def _keep_one_eager(
         self, now: float, actions: list[Action], exclude: bytes | None = None
@@ -470,24 +444,8 @@ class Gossip:
             actions.append(SendGraft(peer))
 
     def _fire_missing(self, now: float, actions: list[Action]) -> None:
-        c = self._corrections
-        in_tree = c is not None and any(s.tree for s in self._peers.values())
-        self._awaited.fire(now, c.patience if c is not None and in_tree else None, actions)
-
-    def _tree_sync(self, now: float, actions: list[Action]) -> None:
-        """Choose the parent again; make tree links eager and former tree links lazy;
-        tell peers of any change in our position (rule 9)."""
-        tree = self._tree
-        assert tree is not None
-        tree.update(now)
-        for peer, state in self._peers.items():
-            if not tree.aware(peer):
-                continue
-            link = tree.tree_link(peer)
-            if link == state.tree:
-                continue
-            state.tree = link
-            state.eager = link and not state.backlogged(now)
-        for peer, advert in tree.adverts():
-            actions.append(SendTree(peer, advert.root, advert.cost, advert.parent))
-        self._keep_one_eager(now, actions)
+        t = self._tree
+        in_tree = t is not None and any(s.tree for s in self._peers.values())
+        self._awaited.fire(
+            now, t.corrections.patience if t is not None and in_tree else None, actions
+        )

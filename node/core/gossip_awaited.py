@@ -78,6 +78,17 @@ class Awaited:
         state = self.links.peers.get(peer) if peer is not None else None
         return 0 if state is None else state.awaited
 
+    def peer_gone(self, peer: bytes, now: float) -> None:
+        """`peer`'s session closed: it announces nothing more, and an id last asked of it
+        is asked of the next announcer now, not after waiting for its answer."""
+        for id, missing in self.entries.items():
+            if peer in missing.announcers:
+                missing.announcers.remove(peer)
+            if missing.creator == peer:
+                missing.creator = None
+            if missing.asked and missing.asked[-1] == peer:
+                self.schedule(id, missing, now)  # no use waiting for its answer
+
     def drop(self, id: bytes) -> Missing | None:
         """Stop awaiting `id` (it arrived, or is given up)."""
         missing = self.entries.pop(id, None)

@@ -3,14 +3,15 @@
 A link is eager (alerts go in full) or lazy (their ids are announced in batched IHAVEs,
 at most `ihave_max_ids` per `ihave_interval`, at most `max_queue_ids` queued, oldest
 dropped first). Which peers have an id is kept per id as a bitmask of the peers' bits
-(`Seen`), since a node remembers up to `max_seen` ids. node/core/gossip.py decides which
-links are eager; this module keeps them and carries out rule 1's sends. No I/O.
+(`Seen`), since a node remembers up to `max_seen` ids (`Remembered`, rule 8).
+node/core/gossip.py decides which links are eager; this module keeps them and carries
+out rule 1's sends. No I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +75,33 @@ class Seen:
     expires: float
     known: int  # peers that have it, or that we pushed or announced it to
     asked: int  # peers we asked for it: their copy is an answer, not a push
+
+
+class Remembered:
+    """The ids this node has seen, oldest first, each for `seen_ttl` and at most `max_seen`
+    of them (rule 8), and when alerts were first seen lately: rule 3's load k."""
+
+    def __init__(self, params: GossipParams) -> None:
+        self.params = params
+        self.ids: OrderedDict[bytes, Seen] = OrderedDict()
+        self.recent: deque[float] = deque(maxlen=100_000)  # first seen, last graft_timeout
+
+    def remember(self, id: bytes, now: float, asked: int) -> Seen:
+        seen = Seen(expires=now + self.params.seen_ttl, known=0, asked=asked)
+        self.ids[id] = seen
+        self.expire(now)
+        return seen
+
+    def expire(self, now: float) -> None:
+        # Insertion order is expiry order, because `now` never decreases.
+        seen = self.ids
+        while seen and (
+            len(seen) > self.params.max_seen or next(iter(seen.values())).expires <= now
+        ):
+            seen.popitem(last=False)
+        recent = self.recent
+        while recent and recent[0] <= now - self.params.graft_timeout:
+            recent.popleft()
 
 
 class Links:

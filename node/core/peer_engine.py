@@ -211,7 +211,8 @@ class PeerEngine(Generic[L]):
         counters.invalid_received += invalid
         actions: list[gossip.Action] = []
         caught_up: list[bytes] = []
-        first_new: dict[bytes, int] = {}  # per origin, the lowest seq gossip brought new
+        first_new: dict[bytes, int] = {}  # per origin, the lowest seq gossip pushed new
+        last_answer: dict[bytes, int] = {}  # per origin, the highest seq answered new
         ttl = self.gossip.params.seen_ttl
         for r in received:
             if is_catchup:
@@ -226,13 +227,25 @@ class PeerEngine(Generic[L]):
                     counters.full_received += 1
                     counters.duplicates_received += not r.new
                     actions += self.gossip.on_alert(s.peer, r.id, r.new, now)
-                if r.new and r.seq < first_new.get(r.origin, r.seq + 1):
-                    first_new[r.origin] = r.seq
+                if not r.new:
+                    continue
+                if not r.answer:
+                    if r.seq < first_new.get(r.origin, r.seq + 1):
+                        first_new[r.origin] = r.seq
+                elif r.seq > last_answer.get(r.origin, 0):
+                    last_answer[r.origin] = r.seq
         if caught_up:
             self.gossip.on_caught_up(caught_up, now)
+        graft_timeout = self.gossip.params.graft_timeout
         for origin, seq in first_new.items():  # catch-up rule 7: did it move the head?
             if seq not in self.chains.out_of_order(origin):
-                self.fetches.arriving(origin, now, self.gossip.params.graft_timeout)
+                self.fetches.arriving(origin, now, graft_timeout)
+        # An answer (IWANT, GRAFT) that filled a gap, with the head now above it, says
+        # nothing of the tree bringing more; one that is the new head (an IWANT after an
+        # IHAVE at the tip, a new parent's GRAFT) is the burst arriving, like a push.
+        for origin, seq in last_answer.items():
+            if origin not in first_new and self.chains.head(origin) == seq:
+                self.fetches.arriving(origin, now, graft_timeout)
         out = self._gossip(actions)
         verified = [(r.origin, r.seq) for r in received]
         out += self._catchup(s, s.catchup.on_alerts_received(verified, now))

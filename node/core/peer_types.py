@@ -42,7 +42,8 @@ class AlertsFrame:
     records: tuple[Carried, ...]
     catchup: bool = False
     # Gossip alerts the peer asked for (IWANT, GRAFT): unlike pushes, a PRUNE from the
-    # peer does not turn them into IHAVEs in the outbox. The same frame on the wire.
+    # peer does not turn them into IHAVEs in the outbox, and on the wire the frame says
+    # so (Alerts.answer), so the receiver can tell a filled gap from its head moving (rule 7).
     answer: bool = False
 
 
@@ -174,6 +175,7 @@ class Received:
     copy: bool  # new, or a duplicate of a held alert (not an equivocation's second copy)
     created_at_ms: int = 0  # of a new alert
     forwarded: bool = False  # gossiped by alerts_verified already, before the commit
+    answer: bool = False  # asked for (IWANT, GRAFT): a head move only if it ends at the head
 
 
 @dataclass

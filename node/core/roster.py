@@ -188,13 +188,17 @@ class Roster:
 
     members: Mapping[bytes, Member] = field(default_factory=dict)
     _entries: Mapping[bytes, MemberKey] = field(init=False, repr=False, compare=False)
+    # Fields the roster file has and this version does not know, each as "where: name"
+    # (a misspelling, or a field of a newer version): accepted, and the loader warns;
+    # to_toml() does not write them back. Inside [[member.keys]] they are refused.
+    unknown_fields: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         entries = {k.key: k for m in self.members.values() for k in m.keys}
         object.__setattr__(self, "_entries", entries)  # key -> its MemberKey
 
     @classmethod
-    def of(cls, members: list[Member]) -> Roster:
+    def of(cls, members: list[Member], unknown_fields: tuple[str, ...] = ()) -> Roster:
         by_key: dict[bytes, Member] = {}
         names: set[str] = set()
         for m in members:
@@ -205,7 +209,7 @@ class Roster:
             if m.name in names:
                 raise ConfigError(f"roster lists member name {m.name!r} twice")
             names.add(m.name)
-        return cls(by_key)
+        return cls(by_key, unknown_fields)
 
     @classmethod
     def from_toml(cls, text: str, source: str = "roster") -> Roster:
@@ -214,12 +218,14 @@ class Roster:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
         members = []
+        unknown = [f"top level: {k}" for k in doc if k != "member"]
         for i, entry in enumerate(doc.get("member", [])):
             where = f"{source}: member {i + 1}"
             name = entry.get("name")
             addresses = entry.get("addresses", [])
             if not isinstance(name, str) or not name:
                 raise ConfigError(f"{where} needs a name")
+            unknown += [f"member {i + 1} ({name}): {k}" for k in entry if k not in MEMBER_FIELDS]
             where = f"{where} ({name})"
             keys = _member_keys(entry, where)
             if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
@@ -237,7 +243,7 @@ class Roster:
             if not isinstance(priority, int) or isinstance(priority, bool) or priority < 0:
                 raise ConfigError(f"{where}: tree_priority must be a whole number, 0 or more")
             members.append(Member(name, keys[-1].key, tuple(addresses), cert, keys, priority))
-        return cls.of(members)
+        return cls.of(members, tuple(unknown))
 
     def to_toml(self) -> str:
         return "\n".join(member_toml(m) for m in sorted(self, key=lambda m: m.name))
@@ -308,6 +314,10 @@ class Roster:
     def name_of(self, key: bytes) -> str:
         m = self.members.get(key)
         return m.name if m else ""
+
+
+# A [[member]] entry's fields; others are kept out of the roster, and reported.
+MEMBER_FIELDS = frozenset({"name", "key", "keys", "addresses", "tls_cert", "tree_priority"})
 
 
 def _member_keys(entry: Mapping[str, object], where: str) -> tuple[MemberKey, ...]:

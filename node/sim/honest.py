@@ -192,7 +192,15 @@ class HonestNode(Process):
             if frame.catchup or copy:
                 self.env.copy_received(self.host.index, record, catchup=frame.catchup)
             received.append(
-                pe.Received(record.id, record.origin, record.seq, new, copy, record.created_at_ms)
+                pe.Received(
+                    record.id,
+                    record.origin,
+                    record.seq,
+                    new,
+                    copy,
+                    record.created_at_ms,
+                    answer=frame.answer,
+                )
             )
         now = self.env.now
         return self.engine.alerts_received(s, received, invalid, frame.catchup, now, wall_ms(now))
@@ -246,7 +254,8 @@ class HonestNode(Process):
     def _encode(self, frame: pe.Frame) -> Frame:
         if isinstance(frame, pe.AlertsFrame):
             hops = tuple(self.store.hops(r.id) + 1 for r in frame.records)
-            return Alerts(tuple(_signed(r) for r in frame.records), frame.catchup, hops)
+            signed = tuple(_signed(r) for r in frame.records)
+            return Alerts(signed, frame.catchup, hops, frame.answer)
         if isinstance(frame, pe.IdsFrame):
             kind = _IDS_KINDS[frame.kind]
             if kind is Kind.IHAVE:

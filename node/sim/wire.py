@@ -61,6 +61,7 @@ class Alerts:
     alerts: tuple[Signed, ...]
     catchup: bool = False
     hops: tuple[int, ...] = ()  # simulator-only: the hop count of each alert on arrival
+    answer: bool = False  # asked for (IWANT, GRAFT): as the real wire's Alerts.answer
 
     @property
     def kind(self) -> Kind:
@@ -237,7 +238,9 @@ def to_peer_frame(frame: Frame) -> pb.PeerFrame:
     """The protobuf PeerFrame a real node would send for `frame`."""
     if isinstance(frame, Alerts):
         alerts = [_signed_pb(a) for a in frame.alerts]
-        return pb.PeerFrame(alerts=pb.Alerts(alerts=alerts, catchup=frame.catchup))
+        return pb.PeerFrame(
+            alerts=pb.Alerts(alerts=alerts, catchup=frame.catchup, answer=frame.answer)
+        )
     if isinstance(frame, Ids):
         if frame.kind is Kind.IHAVE:
             return pb.PeerFrame(ihave=pb.IHave(ids=frame.ids))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from node._pb.alertmesh.v1 import alert_pb2 as alertmesh_dot_v1_dot_alert__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61lertmesh/v1/peer_service.proto\x12\x0c\x61lertmesh.v1\x1a\x18\x61lertmesh/v1/alert.proto\"=\n\x05Hello\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\":\n\tChallenge\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x19\n\x04\x41uth\x12\x11\n\tsignature\x18\x01 \x01(\x0c\"D\n\x06\x41lerts\x12)\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x19.alertmesh.v1.SignedAlert\x12\x0f\n\x07\x63\x61tchup\x18\x02 \x01(\x08\"\x14\n\x05IHave\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"\x14\n\x05IWant\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"\x07\n\x05Prune\":\n\x0cTreePosition\x12\x0c\n\x04root\x18\x01 \x01(\x0c\x12\x0c\n\x04\x63ost\x18\x02 \x01(\r\x12\x0e\n\x06parent\x18\x03 \x01(\x08\"\x14\n\x05Graft\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"#\n\x04Head\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x1f\n\rSummaryDigest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\"A\n\rVersionVector\x12!\n\x05heads\x18\x01 \x03(\x0b\x32\x12.alertmesh.v1.Head\x12\r\n\x05reply\x18\x02 \x01(\x08\"@\n\x0cRangeRequest\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x0e\n\x06to_seq\x18\x03 \x01(\x04\";\n\rRangeRequests\x12*\n\x06ranges\x18\x01 \x03(\x0b\x32\x1a.alertmesh.v1.RangeRequest\"h\n\x11\x45quivocationProof\x12(\n\x05\x66irst\x18\x01 \x01(\x0b\x32\x19.alertmesh.v1.SignedAlert\x12)\n\x06second\x18\x02 \x01(\x0b\x32\x19.alertmesh.v1.SignedAlert\"\xbe\x04\n\tPeerFrame\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.alertmesh.v1.HelloH\x00\x12,\n\tchallenge\x18\x02 \x01(\x0b\x32\x17.alertmesh.v1.ChallengeH\x00\x12\"\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x12.alertmesh.v1.AuthH\x00\x12&\n\x06\x61lerts\x18\x04 \x01(\x0b\x32\x14.alertmesh.v1.AlertsH\x00\x12$\n\x05ihave\x18\x05 \x01(\x0b\x32\x13.alertmesh.v1.IHaveH\x00\x12$\n\x05iwant\x18\x06 \x01(\x0b\x32\x13.alertmesh.v1.IWantH\x00\x12$\n\x05prune\x18\x07 \x01(\x0b\x32\x13.alertmesh.v1.PruneH\x00\x12$\n\x05graft\x18\x08 \x01(\x0b\x32\x13.alertmesh.v1.GraftH\x00\x12-\n\x06\x64igest\x18\t \x01(\x0b\x32\x1b.alertmesh.v1.SummaryDigestH\x00\x12-\n\x06vector\x18\n \x01(\x0b\x32\x1b.alertmesh.v1.VersionVectorH\x00\x12-\n\x06ranges\x18\x0b \x01(\x0b\x32\x1b.alertmesh.v1.RangeRequestsH\x00\x12\x37\n\x0c\x65quivocation\x18\x0c \x01(\x0b\x32\x1f.alertmesh.v1.EquivocationProofH\x00\x12*\n\x04tree\x18\r \x01(\x0b\x32\x1a.alertmesh.v1.TreePositionH\x00\x42\x07\n\x05\x66rame2N\n\x0bPeerService\x12?\n\x07Session\x12\x17.alertmesh.v1.PeerFrame\x1a\x17.alertmesh.v1.PeerFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61lertmesh/v1/peer_service.proto\x12\x0c\x61lertmesh.v1\x1a\x18\x61lertmesh/v1/alert.proto\"=\n\x05Hello\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\":\n\tChallenge\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"\x19\n\x04\x41uth\x12\x11\n\tsignature\x18\x01 \x01(\x0c\"T\n\x06\x41lerts\x12)\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x19.alertmesh.v1.SignedAlert\x12\x0f\n\x07\x63\x61tchup\x18\x02 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\x08\"\x14\n\x05IHave\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"\x14\n\x05IWant\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"\x07\n\x05Prune\":\n\x0cTreePosition\x12\x0c\n\x04root\x18\x01 \x01(\x0c\x12\x0c\n\x04\x63ost\x18\x02 \x01(\r\x12\x0e\n\x06parent\x18\x03 \x01(\x08\"\x14\n\x05Graft\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"#\n\x04Head\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x1f\n\rSummaryDigest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\"A\n\rVersionVector\x12!\n\x05heads\x18\x01 \x03(\x0b\x32\x12.alertmesh.v1.Head\x12\r\n\x05reply\x18\x02 \x01(\x08\"@\n\x0cRangeRequest\x12\x0e\n\x06origin\x18\x01 \x01(\x0c\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x0e\n\x06to_seq\x18\x03 \x01(\x04\";\n\rRangeRequests\x12*\n\x06ranges\x18\x01 \x03(\x0b\x32\x1a.alertmesh.v1.RangeRequest\"h\n\x11\x45quivocationProof\x12(\n\x05\x66irst\x18\x01 \x01(\x0b\x32\x19.alertmesh.v1.SignedAlert\x12)\n\x06second\x18\x02 \x01(\x0b\x32\x19.alertmesh.v1.SignedAlert\"\xbe\x04\n\tPeerFrame\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.alertmesh.v1.HelloH\x00\x12,\n\tchallenge\x18\x02 \x01(\x0b\x32\x17.alertmesh.v1.ChallengeH\x00\x12\"\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x12.alertmesh.v1.AuthH\x00\x12&\n\x06\x61lerts\x18\x04 \x01(\x0b\x32\x14.alertmesh.v1.AlertsH\x00\x12$\n\x05ihave\x18\x05 \x01(\x0b\x32\x13.alertmesh.v1.IHaveH\x00\x12$\n\x05iwant\x18\x06 \x01(\x0b\x32\x13.alertmesh.v1.IWantH\x00\x12$\n\x05prune\x18\x07 \x01(\x0b\x32\x13.alertmesh.v1.PruneH\x00\x12$\n\x05graft\x18\x08 \x01(\x0b\x32\x13.alertmesh.v1.GraftH\x00\x12-\n\x06\x64igest\x18\t \x01(\x0b\x32\x1b.alertmesh.v1.SummaryDigestH\x00\x12-\n\x06vector\x18\n \x01(\x0b\x32\x1b.alertmesh.v1.VersionVectorH\x00\x12-\n\x06ranges\x18\x0b \x01(\x0b\x32\x1b.alertmesh.v1.RangeRequestsH\x00\x12\x37\n\x0c\x65quivocation\x18\x0c \x01(\x0b\x32\x1f.alertmesh.v1.EquivocationProofH\x00\x12*\n\x04tree\x18\r \x01(\x0b\x32\x1a.alertmesh.v1.TreePositionH\x00\x42\x07\n\x05\x66rame2N\n\x0bPeerService\x12?\n\x07Session\x12\x17.alertmesh.v1.PeerFrame\x1a\x17.alertmesh.v1.PeerFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,31 +39,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTH']._serialized_start=198
   _globals['_AUTH']._serialized_end=223
   _globals['_ALERTS']._serialized_start=225
-  _globals['_ALERTS']._serialized_end=293
-  _globals['_IHAVE']._serialized_start=295
-  _globals['_IHAVE']._serialized_end=315
-  _globals['_IWANT']._serialized_start=317
-  _globals['_IWANT']._serialized_end=337
-  _globals['_PRUNE']._serialized_start=339
-  _globals['_PRUNE']._serialized_end=346
-  _globals['_TREEPOSITION']._serialized_start=348
-  _globals['_TREEPOSITION']._serialized_end=406
-  _globals['_GRAFT']._serialized_start=408
-  _globals['_GRAFT']._serialized_end=428
-  _globals['_HEAD']._serialized_start=430
-  _globals['_HEAD']._serialized_end=465
-  _globals['_SUMMARYDIGEST']._serialized_start=467
-  _globals['_SUMMARYDIGEST']._serialized_end=498
-  _globals['_VERSIONVECTOR']._serialized_start=500
-  _globals['_VERSIONVECTOR']._serialized_end=565
-  _globals['_RANGEREQUEST']._serialized_start=567
-  _globals['_RANGEREQUEST']._serialized_end=631
-  _globals['_RANGEREQUESTS']._serialized_start=633
-  _globals['_RANGEREQUESTS']._serialized_end=692
-  _globals['_EQUIVOCATIONPROOF']._serialized_start=694
-  _globals['_EQUIVOCATIONPROOF']._serialized_end=798
-  _globals['_PEERFRAME']._serialized_start=801
-  _globals['_PEERFRAME']._serialized_end=1375
-  _globals['_PEERSERVICE']._serialized_start=1377
-  _globals['_PEERSERVICE']._serialized_end=1455
+  _globals['_ALERTS']._serialized_end=309
+  _globals['_IHAVE']._serialized_start=311
+  _globals['_IHAVE']._serialized_end=331
+  _globals['_IWANT']._serialized_start=333
+  _globals['_IWANT']._serialized_end=353
+  _globals['_PRUNE']._serialized_start=355
+  _globals['_PRUNE']._serialized_end=362
+  _globals['_TREEPOSITION']._serialized_start=364
+  _globals['_TREEPOSITION']._serialized_end=422
+  _globals['_GRAFT']._serialized_start=424
+  _globals['_GRAFT']._serialized_end=444
+  _globals['_HEAD']._serialized_start=446
+  _globals['_HEAD']._serialized_end=481
+  _globals['_SUMMARYDIGEST']._serialized_start=483
+  _globals['_SUMMARYDIGEST']._serialized_end=514
+  _globals['_VERSIONVECTOR']._serialized_start=516
+  _globals['_VERSIONVECTOR']._serialized_end=581
+  _globals['_RANGEREQUEST']._serialized_start=583
+  _globals['_RANGEREQUEST']._serialized_end=647
+  _globals['_RANGEREQUESTS']._serialized_start=649
+  _globals['_RANGEREQUESTS']._serialized_end=708
+  _globals['_EQUIVOCATIONPROOF']._serialized_start=710
+  _globals['_EQUIVOCATIONPROOF']._serialized_end=814
+  _globals['_PEERFRAME']._serialized_start=817
+  _globals['_PEERFRAME']._serialized_end=1391
+  _globals['_PEERSERVICE']._serialized_start=1393
+  _globals['_PEERSERVICE']._serialized_end=1471
 # @@protoc_insertion_point(module_scope)

@@ -107,7 +107,12 @@ class Alerts(_message.Message):
 
     ALERTS_FIELD_NUMBER: _builtins.int
     CATCHUP_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
     catchup: _builtins.bool
+    answer: _builtins.bool
+    """Gossip alerts the receiver asked for (IWant, Graft), not pushed: one that fills a gap
+    does not show the origin's head moving (catch-up rule 7). Older peers leave it false.
+    """
     @_builtins.property
     def alerts(self) -> _containers.RepeatedCompositeFieldContainer[_alert_pb2.SignedAlert]: ...
     def __init__(
@@ -115,10 +120,11 @@ class Alerts(_message.Message):
         *,
         alerts: _abc.Iterable[_alert_pb2.SignedAlert] | None = ...,
         catchup: _builtins.bool = ...,
+        answer: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "catchup", b"catchup"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "answer", b"answer", "catchup", b"catchup"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
