@@ -134,7 +134,7 @@ def create(directory: Path, n: int, *, seed: int = 1, plaintext: bool = False) -
         text = config.read_text().replace("connect = []", f"connect = {json.dumps(dials)}")
         # The nodes share this host's CPUs: two verifier processes each on two cores made
         # five nodes slower and dearer per alert than one each (docs/benchmarks.md).
-        text = text.replace('processes = "auto"', f"processes = {auto_processes(n)}")
+        text = _share_cpus(text, auto_processes(n))
         if plaintext:
             text = text.replace("insecure_plaintext = false", "insecure_plaintext = true")
         config.write_text(text)
@@ -142,6 +142,14 @@ def create(directory: Path, n: int, *, seed: int = 1, plaintext: bool = False) -
         json.dumps([{"name": x.name, "api": x.api, "peer": x.peer} for x in nodes], indent=2)
     )
     return nodes
+
+
+def _share_cpus(config_text: str, processes: int) -> str:
+    """A node config of a local cluster with its share of the host's verifier processes."""
+    line = 'processes = "auto"'
+    if line not in config_text:
+        raise ConfigError(f"the node config template no longer has the line {line!r}")
+    return config_text.replace(line, f"processes = {processes}")
 
 
 def load(directory: Path) -> list[ClusterNode]:
@@ -169,7 +177,8 @@ def add_node(directory: Path) -> ClusterNode:
         (node.home / "roster.toml").write_text(roster.to_toml())
     dials = [n.name for n in nodes[:2]]
     path = new.home / CONFIG_FILE
-    path.write_text(path.read_text().replace("connect = []", f"connect = {json.dumps(dials)}"))
+    text = path.read_text().replace("connect = []", f"connect = {json.dumps(dials)}")
+    path.write_text(_share_cpus(text, auto_processes(len(nodes) + 1)))
     entries = [{"name": x.name, "api": x.api, "peer": x.peer} for x in [*nodes, new]]
     (directory / MANIFEST).write_text(json.dumps(entries, indent=2))
     return new

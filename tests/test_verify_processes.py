@@ -108,12 +108,13 @@ def test_auto_and_a_home_from_before_the_setting_mean_the_default(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("cpus", "nodes", "processes"), [(1, 1, 1), (2, 1, 2), (8, 1, 8), (2, 5, 1), (16, 5, 3)]
+    ("cpus", "nodes", "processes"),
+    [(1, 1, 1), (2, 1, 2), (8, 1, 8), (16, 1, 8), (2, 5, 1), (16, 5, 3), (16, 2, 8), (12, 3, 4)],
 )
 def test_auto_is_one_process_per_cpu_shared_among_the_nodes_of_a_host(
     monkeypatch: pytest.MonkeyPatch, cpus: int, nodes: int, processes: int
 ) -> None:
-    monkeypatch.setattr(verify, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(verify.os, "sched_getaffinity", lambda pid: set(range(cpus)))
     assert verify.auto_processes(nodes) == processes
     if nodes == 1:
         assert verify.Verifier(DEFAULT_LIMITS)._processes == processes
@@ -125,3 +126,5 @@ def test_a_local_cluster_shares_the_hosts_cpus_among_its_nodes(tmp_path: Path) -
     nodes = cluster.create(tmp_path / "lab", 3)
     each = max(1, verify.usable_cpus() // 3)
     assert [Config.load(n.home).verify_processes for n in nodes] == [each] * 3
+    added = cluster.add_node(tmp_path / "lab")
+    assert Config.load(added.home).verify_processes == max(1, verify.usable_cpus() // 4)

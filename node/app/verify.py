@@ -136,19 +136,24 @@ def _widen(*streams: asyncio.StreamWriter | asyncio.StreamReader | None) -> None
                 fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (affinity, not the host's count), at most MAX_PROCESSES."""
+def affinity_cpus() -> int:
+    """CPUs this process may run on (affinity, not the host's count)."""
     affinity = getattr(os, "sched_getaffinity", None)  # not on macOS
-    cpus = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-    return max(1, min(MAX_PROCESSES, cpus))
+    return max(1, len(affinity(0)) if affinity is not None else os.cpu_count() or 1)
+
+
+def usable_cpus() -> int:
+    """affinity_cpus(), at most MAX_PROCESSES."""
+    return min(MAX_PROCESSES, affinity_cpus())
 
 
 def auto_processes(nodes: int = 1) -> int:
-    """`[verify] processes = "auto"`: one verifier process per usable CPU, shared among
-    `nodes` nodes on the host (a local cluster), at least one each. On two cores a second
-    process ingests 10-25 % faster and costs each alert about 0.07 of a verify more CPU
-    (docs/operations.md)."""
-    return max(1, usable_cpus() // max(1, nodes))
+    """`[verify] processes = "auto"`: one verifier process per CPU this process may use,
+    the CPUs shared among `nodes` nodes on the host (a local cluster), at least one and at
+    most MAX_PROCESSES each. On two cores a second process ingests 10-25 % faster and
+    costs each alert about 0.05 of a verify more CPU (-0.04 to +0.12 in pairs of runs;
+    docs/operations.md)."""
+    return max(1, min(MAX_PROCESSES, affinity_cpus() // max(1, nodes)))
 
 
 def parse_processes(value: object) -> int | None:
