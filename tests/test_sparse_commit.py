@@ -9,11 +9,14 @@ import asyncio
 import random
 import sqlite3
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from node.core.alerts import AlertRecord
+from node.core.chain import Chains
 from node.store import PutOutcome, SqliteStore, sqlite, sqlite_writer
 from node.store.base import Query
 from node.store.memory import MemoryStore
@@ -143,6 +146,62 @@ async def test_index_moves_after_a_commit_on_the_loop_run_on_the_writer(
     with sqlite3.connect(tmp_path / "a.db") as db:
         moved = db.execute(f"SELECT count(*) FROM {sqlite_writer.KEY_LEVELS[1]}").fetchone()[0]
     assert moved > 0
+
+
+async def test_a_single_put_while_the_writer_commits_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single put that finds the queue empty and the gap past, while the writer thread
+    is inside a commit, must not commit on the loop: it would join that transaction."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    inside = threading.Lock()
+    overlaps: list[str] = []
+    write = sqlite_writer.Writer.write
+
+    def slow(self: sqlite_writer.Writer, *args: Any) -> sqlite_writer.Committed:
+        if not inside.acquire(blocking=False):
+            overlaps.append(threading.current_thread().name)
+            return write(self, *args)
+        try:
+            if threading.current_thread().name.startswith("store-writer"):
+                time.sleep(0.05)  # the pair's commit holds the writer thread a while
+            return write(self, *args)
+        finally:
+            inside.release()
+
+    monkeypatch.setattr(sqlite_writer.Writer, "write", slow)
+    author = Author()
+    a, b, c = (author.record() for _ in range(3))
+    async with SqliteStore(tmp_path / "a.db") as store:
+        pair = asyncio.create_task(store.put([a, b], now_ms=now_ms()))  # to the writer
+        await asyncio.sleep(0.02)  # the writer thread is inside its commit
+        assert await store.put([c], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert await pair == [PutOutcome.ACCEPTED] * 2
+        assert store.inline_commits == 0
+    assert overlaps == []
+    assert committed_ids(tmp_path / "a.db") == [a.id, b.id, c.id]
+
+
+def test_the_write_connection_refuses_a_second_thread_while_in_use(tmp_path: Path) -> None:
+    writer = sqlite_writer.Writer(tmp_path / "a.db", "FULL")
+    writer.migrate()
+    entered, leave = threading.Event(), threading.Event()
+    merge = threading.Thread(target=lambda: hold(writer, entered, leave))
+    merge.start()
+    entered.wait()
+    try:
+        with pytest.raises(RuntimeError, match="already in use"):
+            writer.write([], Chains(), 0)
+    finally:
+        leave.set()
+        merge.join()
+    writer.close()
+
+
+def hold(writer: sqlite_writer.Writer, entered: threading.Event, leave: threading.Event) -> None:
+    with writer._alone():
+        entered.set()
+        leave.wait()
 
 
 def keys_of(record: AlertRecord) -> frozenset[str]:

@@ -29,8 +29,10 @@ level; a move is atomic, so a reader sees every row in exactly one of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +205,10 @@ class Writer:
         self._retry_at = 0
         # The store's filter of held keys: a key's bits are set before its rows commit.
         self.key_filter: KeyFilter | None = None
+        # Held while a write, a move or the close runs: the store gives the connection
+        # to one thread at a time, and an overlap would be a bug (a put joining another
+        # thread's transaction), so it fails loudly instead (see _alone).
+        self._in_use = threading.Lock()
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -213,8 +219,18 @@ class Writer:
         # size; the next checkpoint cuts it back to this instead of leaving it so large.
         self.db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
 
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        if not self._in_use.acquire(blocking=False):
+            raise RuntimeError("the store's write connection is already in use on another thread")
+        try:
+            yield
+        finally:
+            self._in_use.release()
+
     def close(self) -> None:
-        self.db.close()
+        with self._alone():
+            self.db.close()
 
     def migrate(self) -> None:
         db = self.db
@@ -356,14 +372,15 @@ class Writer:
         full, a lock held too long), nothing moved: the rows stay where they were, all
         found, and the move is tried again after MERGE_RETRY_ROWS more rows."""
         self._retry_at = self._written + MERGE_RETRY_ROWS  # unless it succeeds
-        self.db.execute("BEGIN")
-        try:
-            counts = self._move_full(self.level_rows)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+        with self._alone():
+            self.db.execute("BEGIN")
+            try:
+                counts = self._move_full(self.level_rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
         self.level_rows = counts
         self._retry_at = 0
 
@@ -393,6 +410,10 @@ class Writer:
     def write(self, batch: Sequence[Write], chains: Chains, last_local_seq: int) -> Committed:
         """Store what is new in `batch` in one transaction. `chains` is read only here;
         the caller adds the accepted slots once this returns."""
+        with self._alone():
+            return self._write(batch, chains, last_local_seq)
+
+    def _write(self, batch: Sequence[Write], chains: Chains, last_local_seq: int) -> Committed:
         db = self.db
         records = [r for w in batch for r in w.records]
         # An id can be held only if its (origin, seq) slot is: only those records need a
