@@ -204,5 +204,31 @@ def hold(writer: sqlite_writer.Writer, entered: threading.Event, leave: threadin
         leave.wait()
 
 
+async def test_a_single_put_does_not_wait_on_the_loop_for_another_connections_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection (the sqlite3 shell, a backup) holds the write lock: a sparse
+    single put must not stop the event loop waiting for it; the writer thread waits
+    instead and commits once the lock is free."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    author = Author()
+    first, second = author.record(), author.record()
+    async with SqliteStore(tmp_path / "a.db") as store:
+        assert await store.put([first], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        other = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        put = asyncio.create_task(store.put([second], now_ms=now_ms()))
+        await asyncio.sleep(0.05)  # the loop runs on: the put waits on the writer thread
+        assert not put.done() and store.inline_commits == 1
+        other.execute("COMMIT")
+        other.close()
+        assert await put == [PutOutcome.ACCEPTED]
+        assert store.inline_commits == 1
+        assert await store.put([second], now_ms=now_ms()) == [PutOutcome.DUPLICATE]
+        assert await store.put([author.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert store.inline_commits == 3  # the loop path is back once the lock is free
+    assert len(committed_ids(tmp_path / "a.db")) == 3
+
+
 def keys_of(record: AlertRecord) -> frozenset[str]:
     return frozenset(record.index_keys)

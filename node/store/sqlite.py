@@ -43,6 +43,7 @@ from node.store.sqlite_writer import (
     KEY_SEP,
     Committed,
     Write,
+    WriteLockBusy,
     Writer,
     alert_id_queries,
     key_hash,
@@ -257,7 +258,10 @@ class SqliteStore:
             return []
         write = Write(records, now_ms, request_id)
         if len(records) == 1 and self._sparse():
-            return self._commit_inline(write)
+            try:
+                return self._commit_inline(write)
+            except WriteLockBusy:  # another connection writes: the writer waits for it
+                pass
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Put(write, done))
         return await done
@@ -278,7 +282,9 @@ class SqliteStore:
     def _commit_inline(self, write: Write) -> list[PutOutcome]:
         assert self._writer_db is not None
         try:
-            done: Committed = self._writer_db.write([write], self._chains, self._last_local_seq)
+            done: Committed = self._writer_db.write(
+                [write], self._chains, self._last_local_seq, wait=False
+            )
         finally:
             self._last_commit_end = time.monotonic()
         self.inline_commits += 1

@@ -185,6 +185,11 @@ def alert_id_queries(columns: str, ids: Sequence[bytes]) -> Iterator[tuple[str, 
         )
 
 
+class WriteLockBusy(Exception):
+    """Another connection holds the write lock, and the caller asked not to wait for it
+    (a commit on the event loop's thread); nothing was written."""
+
+
 @dataclass(slots=True)
 class Committed:
     outcomes: list[list[PutOutcome]]  # per Write
@@ -209,6 +214,8 @@ class Writer:
         # to one thread at a time, and an overlap would be a bug (a put joining another
         # thread's transaction), so it fails loudly instead (see _alone).
         self._in_use = threading.Lock()
+        # How long a write waits for another connection's write lock (sqlite3's timeout).
+        [(self._busy_ms,)] = self.db.execute("PRAGMA busy_timeout").fetchall()
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
@@ -407,13 +414,25 @@ class Writer:
             if statement.strip():
                 self.db.execute(statement)
 
-    def write(self, batch: Sequence[Write], chains: Chains, last_local_seq: int) -> Committed:
+    def write(
+        self, batch: Sequence[Write], chains: Chains, last_local_seq: int, *, wait: bool = True
+    ) -> Committed:
         """Store what is new in `batch` in one transaction. `chains` is read only here;
-        the caller adds the accepted slots once this returns."""
+        the caller adds the accepted slots once this returns. With wait=False the write
+        lock is taken at once or not at all (WriteLockBusy): another connection holding
+        it (the sqlite3 shell, a backup) must not stop the event loop's thread."""
         with self._alone():
-            return self._write(batch, chains, last_local_seq)
+            if wait:
+                return self._write(batch, chains, last_local_seq, "BEGIN")
+            self.db.execute("PRAGMA busy_timeout=0")
+            try:
+                return self._write(batch, chains, last_local_seq, "BEGIN IMMEDIATE")
+            finally:
+                self.db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
 
-    def _write(self, batch: Sequence[Write], chains: Chains, last_local_seq: int) -> Committed:
+    def _write(
+        self, batch: Sequence[Write], chains: Chains, last_local_seq: int, begin: str
+    ) -> Committed:
         db = self.db
         records = [r for w in batch for r in w.records]
         # An id can be held only if its (origin, seq) slot is: only those records need a
@@ -448,7 +467,12 @@ class Writer:
         key_values, id_values = rows.keys, rows.ids
         if self.key_filter is not None:  # bits of a rolled-back row only cost a query
             self.key_filter.add(key_values[::2])
-        db.execute("BEGIN")
+        try:
+            db.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                raise WriteLockBusy(str(exc)) from exc
+            raise
         try:
             self._insert(ALERT_INSERT, rows.alerts, ALERT_WIDTH)
             self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_values, 2)
