@@ -17,6 +17,7 @@ import pytest
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
+from node.core.errors import StoreClosed
 from node.store import PutOutcome, SqliteStore, sqlite, sqlite_writer
 from node.store.base import Query
 from node.store.memory import MemoryStore
@@ -228,6 +229,45 @@ async def test_a_single_put_does_not_wait_on_the_loop_for_another_connections_lo
         assert await store.put([author.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
         assert store.inline_commits == 3  # the loop path is back once the lock is free
     assert len(committed_ids(tmp_path / "a.db")) == 3
+
+
+async def test_a_put_while_the_store_closes_is_refused_and_never_meets_the_closing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    seen: list[str] = []
+    loop = asyncio.get_running_loop()
+    closing = asyncio.Event()
+    close, write = sqlite_writer.Writer.close, sqlite_writer.Writer.write
+
+    def slow_close(self: sqlite_writer.Writer) -> None:
+        seen.append("close")
+        loop.call_soon_threadsafe(closing.set)
+        time.sleep(0.05)  # the loop runs on meanwhile
+        close(self)
+
+    def traced(self: sqlite_writer.Writer, *args: Any, **kwargs: Any) -> sqlite_writer.Committed:
+        seen.append("write")
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_writer.Writer, "close", slow_close)
+    monkeypatch.setattr(sqlite_writer.Writer, "write", traced)
+    author = Author()
+    store = SqliteStore(tmp_path / "a.db")
+
+    async def late_put() -> list[PutOutcome]:
+        await closing.wait()
+        return await store.put([author.record()], now_ms=now_ms())
+
+    async with store:
+        assert await store.put([author.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        late = asyncio.create_task(late_put())
+    with pytest.raises(StoreClosed):
+        await late
+    with pytest.raises(StoreClosed):
+        await store.put([author.record()], now_ms=now_ms())
+    assert seen == ["write", "close"]
+    assert len(committed_ids(tmp_path / "a.db")) == 1
 
 
 def keys_of(record: AlertRecord) -> frozenset[str]:

@@ -35,7 +35,7 @@ import aiosqlite
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core.alerts import AlertRecord, make_record
 from node.core.chain import Chains
-from node.core.errors import ConfigError
+from node.core.errors import ConfigError, StoreClosed
 from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, record_from_row
 from node.store.keyfilter import KeyFilter
 from node.store.sqlite_writer import (
@@ -185,6 +185,7 @@ class SqliteStore:
         self.commits = 0  # group commits written (GetStats counter store_commits)
         self.inline_commits = 0  # of which on the loop's thread (sparse single puts)
         self._writer_busy = False  # the writer task holds a batch or an index move
+        self._closing = False  # the writer's stop is queued: puts are refused
         self._last_commit_end = -math.inf  # time.monotonic()
 
     @property
@@ -204,7 +205,7 @@ class SqliteStore:
             stack.callback(self._thread.shutdown, wait=True)
             try:
                 writer = await self._on_writer_thread(Writer, self.path, self._synchronous)
-                stack.push_async_callback(self._on_writer_thread, writer.close)
+                stack.push_async_callback(self._close_writer, writer)
                 await self._on_writer_thread(writer.migrate)
             except sqlite3.DatabaseError as exc:
                 # A start-up failure the operator fixes: one line, not a traceback.
@@ -221,9 +222,19 @@ class SqliteStore:
             await self._merge_if_due()  # a level left full (a move failed before the stop)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tg.create_task(self._writer(), name=f"store-writer {self.path.name}")
-            stack.push_async_callback(self._queue.put, None)  # stop the writer first
+            stack.push_async_callback(self._stop)  # stop the writer first
             self._stack = stack.pop_all()
         return self
+
+    async def _stop(self) -> None:
+        """No put from here on (StoreClosed), then the writer's stop, behind the queued
+        puts: a put on the loop's thread now could meet the writer thread closing."""
+        self._closing = True
+        await self._queue.put(None)
+
+    async def _close_writer(self, writer: Writer) -> None:
+        self._writer_db = None
+        await self._on_writer_thread(writer.close)
 
     async def __aexit__(
         self,
@@ -256,6 +267,8 @@ class SqliteStore:
     ) -> list[PutOutcome]:
         if not records:
             return []
+        if self._closing or self._writer_db is None:
+            raise StoreClosed(f"the store {self.path} is closed: the node is stopping")
         write = Write(records, now_ms, request_id)
         if len(records) == 1 and self._sparse():
             try:
@@ -275,6 +288,7 @@ class SqliteStore:
         whenever the writer was idle cost a 170/s stream its pace)."""
         return (
             not self._writer_busy
+            and not self._closing
             and self._queue.empty()
             and time.monotonic() - self._last_commit_end >= SPARSE_GAP_S
         )
