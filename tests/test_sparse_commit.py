@@ -270,5 +270,44 @@ async def test_a_put_while_the_store_closes_is_refused_and_never_meets_the_closi
     assert len(committed_ids(tmp_path / "a.db")) == 1
 
 
+async def test_a_commit_on_the_loop_never_checkpoints_and_the_writer_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copying the WAL back (milliseconds at 40 MiB) would hold the loop up: a commit on
+    the loop's thread runs with the auto-checkpoint off, and every CHECKPOINT_COMMITS of
+    them the writer thread checkpoints instead."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    monkeypatch.setattr(sqlite, "CHECKPOINT_COMMITS", 3)
+    autocheckpoint: list[tuple[str, int]] = []
+    checkpoints: list[tuple[str, int]] = []
+    write, checkpoint = sqlite_writer.Writer._write, sqlite_writer.Writer.checkpoint
+
+    def traced(self: sqlite_writer.Writer, *args: Any) -> sqlite_writer.Committed:
+        [(pages,)] = self.db.execute("PRAGMA wal_autocheckpoint").fetchall()
+        autocheckpoint.append((threading.current_thread().name, pages))
+        return write(self, *args)
+
+    def traced_checkpoint(self: sqlite_writer.Writer) -> tuple[int, int, int]:
+        done = checkpoint(self)
+        checkpoints.append((threading.current_thread().name, done[2]))
+        return done
+
+    monkeypatch.setattr(sqlite_writer.Writer, "_write", traced)
+    monkeypatch.setattr(sqlite_writer.Writer, "checkpoint", traced_checkpoint)
+    author = Author()
+    records = [author.record() for _ in range(8)]
+    async with SqliteStore(tmp_path / "a.db") as store:
+        for r in records[:7]:
+            assert await store.put([r], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        await store.put(records[7:], now_ms=now_ms())  # behind the queued checkpoints
+        # The put just behind a queued checkpoint went to the writer.
+        assert store.inline_commits == 6
+    on_loop = [pages for name, pages in autocheckpoint if not name.startswith("store-writer")]
+    on_writer = [pages for name, pages in autocheckpoint if name.startswith("store-writer")]
+    assert on_loop == [0] * 6 and on_writer and 0 not in on_writer
+    assert len(checkpoints) == 2
+    assert all(name.startswith("store-writer") and copied > 0 for name, copied in checkpoints)
+
+
 def keys_of(record: AlertRecord) -> frozenset[str]:
     return frozenset(record.index_keys)

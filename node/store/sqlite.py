@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import hashlib
 import itertools
 import json
@@ -82,6 +83,11 @@ TAIL_ROWS = 1024
 # a put close behind another goes to the writer (0, 3 and 10 ms measured: 3 was best at
 # 170/s, the same at 20/s; docs/benchmarks.md, issue 15 session 21).
 SPARSE_GAP_S = 0.003
+# A commit on the loop's thread never runs the WAL auto-checkpoint (8 ms at 40 MiB of
+# WAL, measured): after this many of them the writer thread runs one (PASSIVE), at a
+# few pages a commit well within CHECKPOINT_BYTES of WAL; the writer's own commits
+# still checkpoint by themselves.
+CHECKPOINT_COMMITS = 256
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -162,7 +168,11 @@ class _Put:
     done: asyncio.Future[list[PutOutcome]]
 
 
-_MERGE: Any = object()  # queued after a commit on the loop that left an index level full
+class _Chore(enum.Enum):
+    """Work queued for the writer thread after commits on the loop's thread."""
+
+    MERGE = "merge"  # a commit left an index level full
+    CHECKPOINT = "checkpoint"  # CHECKPOINT_COMMITS commits without the auto-checkpoint
 
 
 class SqliteStore:
@@ -171,7 +181,7 @@ class SqliteStore:
         self._batch_rows = batch_rows
         self._synchronous = synchronous
         self._chains = Chains()
-        self._queue: asyncio.Queue[_Put | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Put | _Chore | None] = asyncio.Queue()
         self._stack = contextlib.AsyncExitStack()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._writer_db: Writer | None = None
@@ -186,6 +196,7 @@ class SqliteStore:
         self.inline_commits = 0  # of which on the loop's thread (sparse single puts)
         self._writer_busy = False  # the writer task holds a batch or an index move
         self._closing = False  # the writer's stop is queued: puts are refused
+        self._unchecked = 0  # commits on the loop since the last CHECKPOINT queued
         self._last_commit_end = -math.inf  # time.monotonic()
 
     @property
@@ -303,7 +314,11 @@ class SqliteStore:
             self._last_commit_end = time.monotonic()
         self.inline_commits += 1
         if self._writer_db.merge_due:  # the move runs on the writer's thread, after this
-            self._queue.put_nowait(_MERGE)
+            self._queue.put_nowait(_Chore.MERGE)
+        self._unchecked += 1
+        if self._unchecked >= CHECKPOINT_COMMITS:
+            self._unchecked = 0
+            self._queue.put_nowait(_Chore.CHECKPOINT)
         return self._committed([write], done)[0]
 
     async def _writer(self) -> None:
@@ -313,8 +328,11 @@ class SqliteStore:
                 return
             self._writer_busy = True
             try:
-                if first is _MERGE:
+                if first is _Chore.MERGE:
                     await self._merge_if_due()
+                    continue
+                if first is _Chore.CHECKPOINT:
+                    await self._checkpoint()
                     continue
                 if await self._commit_queued(first):
                     return
@@ -332,7 +350,9 @@ class SqliteStore:
             if item is None:
                 stop = True
                 break
-            if item is _MERGE:  # the move follows this commit anyway
+            # The move follows this commit anyway, and the commit checkpoints if the WAL
+            # (with the loop's commits in it) has grown past CHECKPOINT_BYTES.
+            if isinstance(item, _Chore):
                 continue
             batch.append(item)
             rows += len(item.write.records)
@@ -361,6 +381,15 @@ class SqliteStore:
             await self._on_writer_thread(writer.merge)
         except Exception:
             log.exception("moving index rows down failed; the store works on and retries later")
+
+    async def _checkpoint(self) -> None:
+        writer = self._writer_db
+        if writer is None:
+            return
+        try:
+            await self._on_writer_thread(writer.checkpoint)
+        except Exception:
+            log.exception("copying the WAL back into the store failed; retried later")
 
     async def _write(self, batch: list[Write]) -> list[list[PutOutcome]]:
         assert self._writer_db is not None

@@ -221,7 +221,8 @@ class Writer:
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         [(page_bytes,)] = self.db.execute("PRAGMA page_size").fetchall()
-        self.db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BYTES // page_bytes}")
+        self._checkpoint_pages = CHECKPOINT_BYTES // page_bytes
+        self.db.execute(f"PRAGMA wal_autocheckpoint={self._checkpoint_pages}")
         # A big transaction (a merge, an upgrade) grows the WAL file past the checkpoint
         # size; the next checkpoint cuts it back to this instead of leaving it so large.
         self.db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
@@ -424,11 +425,22 @@ class Writer:
         with self._alone():
             if wait:
                 return self._write(batch, chains, last_local_seq, "BEGIN")
+            # Nor may the commit copy the WAL back (the auto-checkpoint, every
+            # CHECKPOINT_BYTES): the store asks this thread's `checkpoint` instead.
             self.db.execute("PRAGMA busy_timeout=0")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
             try:
                 return self._write(batch, chains, last_local_seq, "BEGIN IMMEDIATE")
             finally:
+                self.db.execute(f"PRAGMA wal_autocheckpoint={self._checkpoint_pages}")
                 self.db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy the WAL back into the database without waiting for readers (PASSIVE):
+        what the auto-checkpoint does after a commit. (busy, WAL frames, frames copied)"""
+        with self._alone():
+            [(busy, frames, copied)] = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return busy, frames, copied
 
     def _write(
         self, batch: Sequence[Write], chains: Chains, last_local_seq: int, begin: str
