@@ -61,6 +61,7 @@ async def test_concurrent_publishes_share_commits_and_chain(
     # They arrived together: far fewer commits than publishes (one, normally).
     assert 1 <= shared < CALLS // 2
     assert stats.counters["store_commits"] == commits + shared
+    assert stats.counters["store_inline_commits"] == store.inline_commits
     stored = [s for s, duplicate in answers if not duplicate]
     assert len(stored) == CALLS
     by_seq = {s.record.seq: s for s in stored}

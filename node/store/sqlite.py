@@ -24,7 +24,7 @@ import math
 import sqlite3
 import struct
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +88,11 @@ SPARSE_GAP_S = 0.003
 # few pages a commit well within CHECKPOINT_BYTES of WAL; the writer's own commits
 # still checkpoint by themselves.
 CHECKPOINT_COMMITS = 256
+# No commit on the loop's thread while one-alert commits take this long on average (a
+# slow or busy disk, fsync 10-20 ms): the loop would stand still for each. The newest
+# commit weighs COMMIT_WEIGHT in the average (~5 commits' memory).
+SLOW_COMMIT_S = 0.002
+COMMIT_WEIGHT = 0.2
 
 
 def _record(row: Sequence[Any]) -> AlertRecord:
@@ -176,8 +181,16 @@ class _Chore(enum.Enum):
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, batch_rows: int = 8000, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_rows: int = 8000,
+        synchronous: str = "FULL",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
+        self._clock = clock  # seconds; the sparse gap and the commit durations
         self._batch_rows = batch_rows
         self._synchronous = synchronous
         self._chains = Chains()
@@ -197,7 +210,10 @@ class SqliteStore:
         self._writer_busy = False  # the writer task holds a batch or an index move
         self._closing = False  # the writer's stop is queued: puts are refused
         self._unchecked = 0  # commits on the loop since the last CHECKPOINT queued
-        self._last_commit_end = -math.inf  # time.monotonic()
+        self._last_commit_end = -math.inf  # self._clock()
+        # Moving average of how long a one-alert commit takes (either thread): the loop
+        # path is closed while it is SLOW_COMMIT_S or more (a slow or busy disk).
+        self._commit_s = 0.0
 
     @property
     def chains(self) -> Chains:
@@ -292,26 +308,30 @@ class SqliteStore:
 
     def _sparse(self) -> bool:
         """Whether a single put may commit on the loop's own thread: the writer holds
-        nothing (no put queued or committing, no index move) and the last commit ended
-        SPARSE_GAP_S ago or more. A sparse stream then skips two thread hops and two
-        loop wake-ups per commit; a dense one keeps the writer thread, so a commit never
-        holds the loop up while other work waits (measured: committing on the loop
-        whenever the writer was idle cost a 170/s stream its pace)."""
+        nothing (no put queued or committing, no index move), the last commit ended
+        SPARSE_GAP_S ago or more, and one-alert commits have been quick (under
+        SLOW_COMMIT_S on average). A sparse stream then skips two thread hops and two
+        loop wake-ups per commit; a dense one keeps the writer thread, so the loop is
+        not held up while other work waits (measured: committing on the loop whenever
+        the writer was idle cost a 170/s stream its pace), nor on a slow disk."""
         return (
             not self._writer_busy
             and not self._closing
             and self._queue.empty()
-            and time.monotonic() - self._last_commit_end >= SPARSE_GAP_S
+            and self._commit_s < SLOW_COMMIT_S
+            and self._clock() - self._last_commit_end >= SPARSE_GAP_S
         )
 
     def _commit_inline(self, write: Write) -> list[PutOutcome]:
         assert self._writer_db is not None
+        start = self._clock()
         try:
             done: Committed = self._writer_db.write(
                 [write], self._chains, self._last_local_seq, wait=False
             )
         finally:
-            self._last_commit_end = time.monotonic()
+            self._last_commit_end = self._clock()
+        self._took(self._last_commit_end - start)
         self.inline_commits += 1
         if self._writer_db.merge_due:  # the move runs on the writer's thread, after this
             self._queue.put_nowait(_Chore.MERGE)
@@ -338,7 +358,7 @@ class SqliteStore:
                     return
             finally:
                 self._writer_busy = False
-                self._last_commit_end = time.monotonic()
+                self._last_commit_end = self._clock()
 
     async def _commit_queued(self, first: _Put) -> bool:
         """Commit `first` and what queued behind it in one transaction; True at the stop."""
@@ -393,10 +413,26 @@ class SqliteStore:
 
     async def _write(self, batch: list[Write]) -> list[list[PutOutcome]]:
         assert self._writer_db is not None
-        done: Committed = await self._on_writer_thread(
-            self._writer_db.write, batch, self._chains, self._last_local_seq
+        done: Committed
+        done, took = await self._on_writer_thread(
+            self._timed_write, self._writer_db, batch, self._chains, self._last_local_seq
         )
+        if len(batch) == 1 and len(batch[0].records) == 1:  # what the loop path commits
+            self._took(took)
         return self._committed(batch, done)
+
+    def _timed_write(
+        self, writer: Writer, batch: list[Write], chains: Chains, last_local_seq: int
+    ) -> tuple[Committed, float]:
+        """On the writer's thread: the commit, and how long it took there."""
+        start = self._clock()
+        done = writer.write(batch, chains, last_local_seq)
+        return done, self._clock() - start
+
+    def _took(self, seconds: float) -> None:
+        """A one-alert commit took `seconds`: while they average SLOW_COMMIT_S or more,
+        single puts go to the writer thread, whose commits keep the average current."""
+        self._commit_s += COMMIT_WEIGHT * (seconds - self._commit_s)
 
     def _committed(self, batch: list[Write], done: Committed) -> list[list[PutOutcome]]:
         """Take in a commit's outcome: the recent rows, the tail, the chains, the counts."""
