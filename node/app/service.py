@@ -226,10 +226,13 @@ class AlertNode:
                     records.append((i, self._sign_new(items[i][0], now)))
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
-            # One put per alert, for its request id; all are queued before the writer runs,
-            # so they share one group commit.
+            # One put per alert, for its request id; all are queued before the writer runs
+            # (gathered: none commits alone on the loop), so they share one group commit.
             await asyncio.gather(
-                *(self.store.put([r], now_ms=now, request_id=items[i][1]) for i, r in records)
+                *(
+                    self.store.put([r], now_ms=now, request_id=items[i][1], gathered=True)
+                    for i, r in records
+                )
             )
             for i, record in records:
                 results[i] = BatchItemResult(record.id)

@@ -290,14 +290,21 @@ class SqliteStore:
     # -- writes ------------------------------------------------------------
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
     ) -> list[PutOutcome]:
         if not records:
             return []
         if self._closing or self._writer_db is None:
             raise StoreClosed(f"the store {self.path} is closed: the node is stopping")
         write = Write(records, now_ms, request_id)
-        if len(records) == 1 and self._sparse():
+        # Gathered puts all queue: the first committing alone on the loop would leave the
+        # rest a second commit.
+        if len(records) == 1 and not gathered and self._sparse():
             try:
                 return self._commit_inline(write)
             except WriteLockBusy:  # another connection writes: the writer waits for it
