@@ -4,7 +4,10 @@ The writer uses a plain `sqlite3` connection on one dedicated thread and runs ea
 group commit there from start to finish: the id checks, building the rows (the row
 encoder, node/store/sqlite_rows.py), the inserts and the COMMIT. One hop per
 transaction instead of one per statement, and the event loop's thread does none of the
-per-row work, so it stays free to feed the verifier processes.
+per-row work, so it stays free to feed the verifier processes. The exception is a
+sparse single put (node/store/sqlite.py, _sparse): the store then runs `write` on the
+loop's thread itself, never waiting for a lock (wait=False) nor checkpointing; the
+connection is only ever used by one thread at a time (`_alone`).
 
 Indicator keys are indexed as 64-bit hashes (the first 8 bytes of their SHA-256):
 the index is a third of the size of one over the key text, and each commit
@@ -198,7 +201,9 @@ class Committed:
 
 
 class Writer:
-    """The write connection. Every method runs on the store's writer thread."""
+    """The write connection. Every method runs on the store's writer thread, except a
+    sparse single put's `write(wait=False)`, which the store runs on the loop's thread
+    while the writer thread is idle."""
 
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
