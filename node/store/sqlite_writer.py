@@ -436,6 +436,11 @@ class Writer:
             self.db.execute("PRAGMA wal_autocheckpoint=0")
             try:
                 return self._write(batch, chains, last_local_seq, "BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                # Wherever it came (BEGIN, almost always), the transaction is rolled back.
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                    raise WriteLockBusy(str(exc)) from exc
+                raise
             finally:
                 self.db.execute(f"PRAGMA wal_autocheckpoint={self._checkpoint_pages}")
                 self.db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
@@ -484,12 +489,7 @@ class Writer:
         key_values, id_values = rows.keys, rows.ids
         if self.key_filter is not None:  # bits of a rolled-back row only cost a query
             self.key_filter.add(key_values[::2])
-        try:
-            db.execute(begin)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                raise WriteLockBusy(str(exc)) from exc
-            raise
+        db.execute(begin)
         try:
             self._insert(ALERT_INSERT, rows.alerts, ALERT_WIDTH)
             self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_values, 2)
