@@ -356,5 +356,34 @@ async def test_while_commits_are_slow_single_puts_commit_on_the_writer(
         assert store.commits == 29
 
 
+async def test_a_failed_commit_on_the_loop_leaves_the_store_consistent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    insert = sqlite_writer.Writer._insert
+    fail = {"on": False}
+
+    def failing(self: sqlite_writer.Writer, sql: str, values: list[Any], width: int) -> None:
+        if fail["on"] and sqlite_writer.ID_LEVELS[0] in sql:
+            raise sqlite3.OperationalError("database or disk is full")
+        insert(self, sql, values, width)
+
+    monkeypatch.setattr(sqlite_writer.Writer, "_insert", failing)
+    author = Author()
+    r1, r2 = author.record(), author.record()
+    async with SqliteStore(tmp_path / "a.db") as store:
+        assert await store.put([r1], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        fail["on"] = True
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            await store.put([r2], now_ms=now_ms())
+        assert store.inline_commits == 1 and await store.count() == 1
+        assert await store.get(r2.id) is None
+        fail["on"] = False
+        assert await store.put([r2], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        got = await store.after(Query(now_ms=now_ms()), cursor=0, limit=10)
+        assert [s.local_seq for s in got] == [1, 2]
+    assert committed_ids(tmp_path / "a.db") == [r1.id, r2.id]
+
+
 def keys_of(record: AlertRecord) -> frozenset[str]:
     return frozenset(record.index_keys)

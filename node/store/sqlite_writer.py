@@ -438,7 +438,7 @@ class Writer:
                 return self._write(batch, chains, last_local_seq, "BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 # Wherever it came (BEGIN, almost always), the transaction is rolled back.
-                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
                     raise WriteLockBusy(str(exc)) from exc
                 raise
             finally:
