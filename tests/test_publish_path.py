@@ -61,6 +61,7 @@ async def test_concurrent_publishes_share_commits_and_chain(
     # They arrived together: far fewer commits than publishes (one, normally).
     assert 1 <= shared < CALLS // 2
     assert stats.counters["store_commits"] == commits + shared
+    assert stats.counters["store_inline_commits"] == store.inline_commits
     stored = [s for s, duplicate in answers if not duplicate]
     assert len(stored) == CALLS
     by_seq = {s.record.seq: s for s in stored}
@@ -97,3 +98,24 @@ async def test_concurrent_publish_answers_match_the_node(tmp_path: Path) -> None
             assert 1 <= stats.counters["store_commits"] <= CALLS
     finally:
         proc.kill()
+
+
+async def test_a_publish_batch_after_a_quiet_spell_is_one_commit(
+    tmp_path: Path, verifier: Verifier
+) -> None:
+    """The first of a batch's gathered puts must not commit alone on the loop's thread
+    (a sparse put would): the whole batch shares one group commit."""
+    identity = Identity.generate()
+    roster = Roster.of([Member("acme", identity.public_key)])
+    async with SqliteStore(tmp_path / "alerts.db") as store:
+        node = AlertNode(
+            identity=identity, roster=roster, store=store, verifier=verifier, limits=DEFAULT_LIMITS
+        )
+        await node.start()
+        await node.publish(draft(0))
+        await asyncio.sleep(0.01)  # quiet: the next put alone would commit on the loop
+        commits = store.commits
+        results = await node.publish_batch([(draft(i), f"batch-{i}") for i in range(1, 11)])
+        assert all(r.error is None for r in results)
+        assert store.commits - commits == 1
+        assert await store.count() == 11

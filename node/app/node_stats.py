@@ -79,6 +79,12 @@ async def node_stats(node: AlertNode) -> NodeStats:
 
 
 def _store_counters(store: AlertStore) -> dict[str, int]:
-    """The SQLite store's group commits (publishes that arrive together share one)."""
+    """The SQLite store's group commits (publishes that arrive together share one), and
+    how many of them were sparse single puts committed on the event loop's thread."""
     commits = getattr(store, "commits", None)
-    return {} if commits is None else {"store_commits": int(commits)}
+    if commits is None:
+        return {}
+    return {
+        "store_commits": int(commits),
+        "store_inline_commits": int(getattr(store, "inline_commits", 0)),
+    }

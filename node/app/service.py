@@ -316,10 +316,13 @@ class AlertNode:
         self._accepted([record], None)
 
     async def _commit_batch(self, own: list[tuple[AlertRecord, str]], now: int) -> None:
-        # One put per alert, for its request id; all are queued before the writer runs,
-        # so they share one group commit.
+        # One put per alert, for its request id; all are queued before the writer runs
+        # (gathered: none commits alone on the loop), so they share one group commit.
         await asyncio.gather(
-            *(self.store.put([r], now_ms=now, request_id=request_id) for r, request_id in own)
+            *(
+                self.store.put([r], now_ms=now, request_id=request_id, gathered=True)
+                for r, request_id in own
+            )
         )
         self.counters.add("published", len(own))
         self._accepted([r for r, _ in own], None)

@@ -58,3 +58,8 @@ class KeyNotValid(UnknownOrigin):
 
 class ReadOnly(AlertmeshError):
     """A write asked of a read-only API process (alertmesh serve-api)."""
+
+
+class StoreClosed(AlertmeshError):
+    """A write asked of a store that is closing or closed: the node is stopping
+    (UNAVAILABLE)."""

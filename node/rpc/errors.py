@@ -19,6 +19,7 @@ from node.core.errors import (
     LimitExceeded,
     NotFound,
     ReadOnly,
+    StoreClosed,
     Unauthenticated,
     UnknownOrigin,
 )
@@ -33,6 +34,7 @@ CODES: list[tuple[type[AlertmeshError], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
     (ReadOnly, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreClosed, grpc.StatusCode.UNAVAILABLE),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
 ]

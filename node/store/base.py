@@ -91,11 +91,13 @@ class AlertStore(Protocol):
         *,
         now_ms: int,
         request_id: str = "",
+        gathered: bool = False,
     ) -> list[PutOutcome]:
         """Store what is new, durably, before returning; one outcome per record.
 
         `request_id` (publish only) is remembered with the first record so a
-        retried publish finds the alert it already created.
+        retried publish finds the alert it already created. `gathered`: the caller
+        makes several puts at once (asyncio.gather), meant to share one commit.
         """
         ...
 

@@ -38,7 +38,12 @@ class MemoryStore:
         return None
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
     ) -> list[PutOutcome]:
         outcomes = classify(
             records,

@@ -170,7 +170,12 @@ class PostgresStore(PostgresReads):
     # -- writes ------------------------------------------------------------
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,  # every put queues for the group commit here
     ) -> list[PutOutcome]:
         if self.follow:
             raise ConfigError("this process only reads the store; the writing node stores alerts")

@@ -7,7 +7,8 @@ writer's own thread (node/store/sqlite_writer.py, which also holds the schema), 
 a single put that finds the writer idle and no commit just ended: it commits on the
 event loop's thread, the same transaction without the two thread hops (see _sparse).
 Reads use a second connection through aiosqlite, which WAL lets run alongside the
-writer.
+writer (the queries: node/store/sqlite_reads.py); recent alerts and the last rows
+committed are answered from memory here.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
+import enum
 import itertools
-import json
 import logging
 import math
 import sqlite3
-import struct
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,44 +31,26 @@ from typing import Any, Self
 
 import aiosqlite
 
-from node._pb.alertmesh.v1.alert_pb2 import Alert
-from node.core.alerts import AlertRecord, make_record
+from node.core.alerts import AlertRecord
 from node.core.chain import Chains
-from node.core.errors import ConfigError
-from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, record_from_row
+from node.core.errors import ConfigError, StoreClosed
+from node.store.base import PutOutcome, Query, Stored
 from node.store.keyfilter import KeyFilter
+from node.store.sqlite_reads import READER_CACHE_KIB, SqliteReads
+
+# Names its users import from here; they live with the queries.
+from node.store.sqlite_reads import key_hashes as key_hashes
+from node.store.sqlite_reads import maybe_held_keys as maybe_held_keys
 from node.store.sqlite_writer import (
     KEY_LEVELS,
-    KEY_SEP,
     Committed,
     Write,
+    WriteLockBusy,
     Writer,
-    alert_id_queries,
-    key_hash,
 )
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "id, body, signature, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
-    " confidence, title, index_keys"
-)
-STORED_COLUMNS = f"local_seq, received_at_ms, {COLUMNS}"
-ALIASED = ", ".join(f"a.{c.strip()}" for c in STORED_COLUMNS.split(","))
-NOT_EXPIRED = "(expires_at_ms = 0 OR expires_at_ms > ?)"
-LOOKUP_SQL = (
-    "WITH asked(key) AS MATERIALIZED (SELECT value FROM json_each(?))"
-    f" SELECT k.key, {ALIASED} FROM ("
-    + " UNION ALL ".join(
-        f"SELECT l.key, l.local_seq FROM asked CROSS JOIN {t} l ON l.key = asked.key"
-        for t in KEY_LEVELS
-    )
-    + ") k JOIN alerts a ON a.local_seq = k.local_seq"
-)
-LOOKUP_CHUNK = 10_000  # keys per lookup query
-# The reader's page cache. CheckIndicators probes the indicator-key index only for keys
-# the filter lets through (held ones, and 0.2-5 % of the others).
-READER_CACHE_KIB = 8192
 # Alerts just committed by single-record puts (publishes), kept to answer `get` without
 # a read: a Publish answers with the alert it stored (one aiosqlite round trip less).
 RECENT_ALERTS = 1024
@@ -81,54 +62,16 @@ TAIL_ROWS = 1024
 # a put close behind another goes to the writer (0, 3 and 10 ms measured: 3 was best at
 # 170/s, the same at 20/s; docs/benchmarks.md, issue 15 session 21).
 SPARSE_GAP_S = 0.003
-
-
-def _record(row: Sequence[Any]) -> AlertRecord:
-    """The columns are AlertRecord's fields in order (ALERT_COLUMNS); keys are joined."""
-    keys = row[12]
-    return record_from_row(row, tuple(keys.split(KEY_SEP)) if keys else ())
-
-
-def _stored(row: Sequence[Any]) -> Stored:
-    return Stored(_record(row[2:]), local_seq=row[0], received_at_ms=row[1])
-
-
-_INT64 = struct.Struct(">q")
-
-
-def key_hashes(keys: Iterable[str]) -> list[int]:
-    """[key_hash(key) for key in keys], without a call per key (1,600 per check)."""
-    sha256, unpack = hashlib.sha256, _INT64.unpack_from
-    return [unpack(sha256(key.encode()).digest())[0] for key in keys]
-
-
-def maybe_held_keys(keys: Iterable[str], key_filter: KeyFilter | None) -> dict[int, list[str]]:
-    """The keys among `keys` that `key_filter` does not rule out, by key_hash (several
-    keys to a hash only on a collision). Hashing and the filter's test in one loop, with
-    no list or call per key between them: ~1,600 keys per check of 1,000 values."""
-    sha256, unpack = hashlib.sha256, _INT64.unpack_from
-    out: dict[int, list[str]] = {}
-    if key_filter is None:
-        for key in keys:
-            out.setdefault(unpack(sha256(key.encode()).digest())[0], []).append(key)
-        return out
-    probes = key_filter.probes()
-    if len(probes) == 1:  # a filter built at open
-        [(words, mask)] = probes
-        for key in keys:
-            h = unpack(sha256(key.encode()).digest())[0]
-            bits = (1 << ((h >> 40) & 63)) | (1 << ((h >> 46) & 63)) | (1 << ((h >> 52) & 63))
-            if words[h & mask] & bits == bits:  # keyfilter.bits_of(h), inline
-                out.setdefault(h, []).append(key)
-        return out
-    for key in keys:  # a filter grown by tables while the node stored alerts
-        h = unpack(sha256(key.encode()).digest())[0]
-        bits = (1 << ((h >> 40) & 63)) | (1 << ((h >> 46) & 63)) | (1 << ((h >> 52) & 63))
-        for words, mask in probes:
-            if words[h & mask] & bits == bits:
-                out.setdefault(h, []).append(key)
-                break
-    return out
+# A commit on the loop's thread never runs the WAL auto-checkpoint (8 ms at 40 MiB of
+# WAL, measured): after this many of them the writer thread runs one (PASSIVE), at a
+# few pages a commit well within CHECKPOINT_BYTES of WAL; the writer's own commits
+# still checkpoint by themselves.
+CHECKPOINT_COMMITS = 256
+# No commit on the loop's thread while one-alert commits take this long on average (a
+# slow or busy disk, fsync 10-20 ms): the loop would stand still for each. The newest
+# commit weighs COMMIT_WEIGHT in the average (~5 commits' memory).
+SLOW_COMMIT_S = 0.002
+COMMIT_WEIGHT = 0.2
 
 
 def load_chains(writer: Writer, chains: Chains) -> int:
@@ -161,16 +104,28 @@ class _Put:
     done: asyncio.Future[list[PutOutcome]]
 
 
-_MERGE: Any = object()  # queued after a commit on the loop that left an index level full
+class _Chore(enum.Enum):
+    """Work queued for the writer thread after commits on the loop's thread."""
+
+    MERGE = "merge"  # a commit left an index level full
+    CHECKPOINT = "checkpoint"  # CHECKPOINT_COMMITS commits without the auto-checkpoint
 
 
-class SqliteStore:
-    def __init__(self, path: Path, *, batch_rows: int = 8000, synchronous: str = "FULL") -> None:
+class SqliteStore(SqliteReads):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_rows: int = 8000,
+        synchronous: str = "FULL",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
+        self._clock = clock  # seconds; the sparse gap and the commit durations
         self._batch_rows = batch_rows
         self._synchronous = synchronous
         self._chains = Chains()
-        self._queue: asyncio.Queue[_Put | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Put | _Chore | None] = asyncio.Queue()
         self._stack = contextlib.AsyncExitStack()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._writer_db: Writer | None = None
@@ -184,16 +139,16 @@ class SqliteStore:
         self.commits = 0  # group commits written (GetStats counter store_commits)
         self.inline_commits = 0  # of which on the loop's thread (sparse single puts)
         self._writer_busy = False  # the writer task holds a batch or an index move
-        self._last_commit_end = -math.inf  # time.monotonic()
+        self._closing = False  # the writer's stop is queued: puts are refused
+        self._unchecked = 0  # commits on the loop since the last CHECKPOINT queued
+        self._last_commit_end = -math.inf  # self._clock()
+        # Moving average of how long a one-alert commit takes (either thread): the loop
+        # path is closed while it is SLOW_COMMIT_S or more (a slow or busy disk).
+        self._commit_s = 0.0
 
     @property
     def chains(self) -> Chains:
         return self._chains
-
-    @property
-    def _reader(self) -> aiosqlite.Connection:
-        assert self._rdb is not None, "store is not open"
-        return self._rdb
 
     async def _on_writer_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -203,7 +158,7 @@ class SqliteStore:
             stack.callback(self._thread.shutdown, wait=True)
             try:
                 writer = await self._on_writer_thread(Writer, self.path, self._synchronous)
-                stack.push_async_callback(self._on_writer_thread, writer.close)
+                stack.push_async_callback(self._close_writer, writer)
                 await self._on_writer_thread(writer.migrate)
             except sqlite3.DatabaseError as exc:
                 # A start-up failure the operator fixes: one line, not a traceback.
@@ -220,9 +175,19 @@ class SqliteStore:
             await self._merge_if_due()  # a level left full (a move failed before the stop)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tg.create_task(self._writer(), name=f"store-writer {self.path.name}")
-            stack.push_async_callback(self._queue.put, None)  # stop the writer first
+            stack.push_async_callback(self._stop)  # stop the writer first
             self._stack = stack.pop_all()
         return self
+
+    async def _stop(self) -> None:
+        """No put from here on (StoreClosed), then the writer's stop, behind the queued
+        puts: a put on the loop's thread now could meet the writer thread closing."""
+        self._closing = True
+        await self._queue.put(None)
+
+    async def _close_writer(self, writer: Writer) -> None:
+        self._writer_db = None
+        await self._on_writer_thread(writer.close)
 
     async def __aexit__(
         self,
@@ -231,15 +196,6 @@ class SqliteStore:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.aclose()
-
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Sequence[Any]]:
-        """Run one read on the reader connection, start to finish in one step.
-
-        Every read executes and fetches in a single call (never a cursor left open
-        across an await): a statement left open would pin the connection's WAL
-        snapshot, and every later read would miss newer commits.
-        """
-        return await self._reader.execute_fetchall(sql, params)
 
     async def _load_state(self) -> None:
         # Streamed on the writer's thread (nothing writes yet): a list of every
@@ -251,39 +207,62 @@ class SqliteStore:
     # -- writes ------------------------------------------------------------
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
     ) -> list[PutOutcome]:
         if not records:
             return []
+        if self._closing or self._writer_db is None:
+            raise StoreClosed(f"the store {self.path} is closed: the node is stopping")
         write = Write(records, now_ms, request_id)
-        if len(records) == 1 and self._sparse():
-            return self._commit_inline(write)
+        # Gathered puts all queue: the first committing alone on the loop would leave the
+        # rest a second commit.
+        if len(records) == 1 and not gathered and self._sparse():
+            try:
+                return self._commit_inline(write)
+            except WriteLockBusy:  # another connection writes: the writer waits for it
+                pass
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Put(write, done))
         return await done
 
     def _sparse(self) -> bool:
         """Whether a single put may commit on the loop's own thread: the writer holds
-        nothing (no put queued or committing, no index move) and the last commit ended
-        SPARSE_GAP_S ago or more. A sparse stream then skips two thread hops and two
-        loop wake-ups per commit; a dense one keeps the writer thread, so a commit never
-        holds the loop up while other work waits (measured: committing on the loop
-        whenever the writer was idle cost a 170/s stream its pace)."""
+        nothing (no put queued or committing, no index move), the last commit ended
+        SPARSE_GAP_S ago or more, and one-alert commits have been quick (under
+        SLOW_COMMIT_S on average). A sparse stream then skips two thread hops and two
+        loop wake-ups per commit; a dense one keeps the writer thread, so the loop is
+        not held up while other work waits (measured: committing on the loop whenever
+        the writer was idle cost a 170/s stream its pace), nor on a slow disk."""
         return (
             not self._writer_busy
+            and not self._closing
             and self._queue.empty()
-            and time.monotonic() - self._last_commit_end >= SPARSE_GAP_S
+            and self._commit_s < SLOW_COMMIT_S
+            and self._clock() - self._last_commit_end >= SPARSE_GAP_S
         )
 
     def _commit_inline(self, write: Write) -> list[PutOutcome]:
         assert self._writer_db is not None
+        start = self._clock()
         try:
-            done: Committed = self._writer_db.write([write], self._chains, self._last_local_seq)
+            done: Committed = self._writer_db.write(
+                [write], self._chains, self._last_local_seq, wait=False
+            )
         finally:
-            self._last_commit_end = time.monotonic()
+            self._last_commit_end = self._clock()
+        self._took(self._last_commit_end - start)
         self.inline_commits += 1
         if self._writer_db.merge_due:  # the move runs on the writer's thread, after this
-            self._queue.put_nowait(_MERGE)
+            self._queue.put_nowait(_Chore.MERGE)
+        self._unchecked += 1
+        if self._unchecked >= CHECKPOINT_COMMITS:
+            self._unchecked = 0
+            self._queue.put_nowait(_Chore.CHECKPOINT)
         return self._committed([write], done)[0]
 
     async def _writer(self) -> None:
@@ -293,14 +272,17 @@ class SqliteStore:
                 return
             self._writer_busy = True
             try:
-                if first is _MERGE:
+                if first is _Chore.MERGE:
                     await self._merge_if_due()
+                    continue
+                if first is _Chore.CHECKPOINT:
+                    await self._checkpoint()
                     continue
                 if await self._commit_queued(first):
                     return
             finally:
                 self._writer_busy = False
-                self._last_commit_end = time.monotonic()
+                self._last_commit_end = self._clock()
 
     async def _commit_queued(self, first: _Put) -> bool:
         """Commit `first` and what queued behind it in one transaction; True at the stop."""
@@ -312,7 +294,9 @@ class SqliteStore:
             if item is None:
                 stop = True
                 break
-            if item is _MERGE:  # the move follows this commit anyway
+            # The move follows this commit anyway, and the commit checkpoints if the WAL
+            # (with the loop's commits in it) has grown past CHECKPOINT_BYTES.
+            if isinstance(item, _Chore):
                 continue
             batch.append(item)
             rows += len(item.write.records)
@@ -342,12 +326,37 @@ class SqliteStore:
         except Exception:
             log.exception("moving index rows down failed; the store works on and retries later")
 
+    async def _checkpoint(self) -> None:
+        writer = self._writer_db
+        if writer is None:
+            return
+        try:
+            await self._on_writer_thread(writer.checkpoint)
+        except Exception:
+            log.exception("copying the WAL back into the store failed; retried later")
+
     async def _write(self, batch: list[Write]) -> list[list[PutOutcome]]:
         assert self._writer_db is not None
-        done: Committed = await self._on_writer_thread(
-            self._writer_db.write, batch, self._chains, self._last_local_seq
+        done: Committed
+        done, took = await self._on_writer_thread(
+            self._timed_write, self._writer_db, batch, self._chains, self._last_local_seq
         )
+        if len(batch) == 1 and len(batch[0].records) == 1:  # what the loop path commits
+            self._took(took)
         return self._committed(batch, done)
+
+    def _timed_write(
+        self, writer: Writer, batch: list[Write], chains: Chains, last_local_seq: int
+    ) -> tuple[Committed, float]:
+        """On the writer's thread: the commit, and how long it took there."""
+        start = self._clock()
+        done = writer.write(batch, chains, last_local_seq)
+        return done, self._clock() - start
+
+    def _took(self, seconds: float) -> None:
+        """A one-alert commit took `seconds`: while they average SLOW_COMMIT_S or more,
+        single puts go to the writer thread, whose commits keep the average current."""
+        self._commit_s += COMMIT_WEIGHT * (seconds - self._commit_s)
 
     def _committed(self, batch: list[Write], done: Committed) -> list[list[PutOutcome]]:
         """Take in a commit's outcome: the recent rows, the tail, the chains, the counts."""
@@ -376,76 +385,12 @@ class SqliteStore:
             self._chains.add(origin, seq)
         return done.outcomes
 
-    # -- reads -------------------------------------------------------------
-
-    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Stored]:
-        return [_stored(row) for row in await self._rows(sql, params)]
-
-    async def _by_id(self, columns: str, ids: Collection[bytes]) -> list[Sequence[Any]]:
-        """`columns` of the alerts held among `ids`."""
-        out: list[Sequence[Any]] = []
-        for sql, params in alert_id_queries(columns, list(ids)):
-            out += await self._rows(sql, params)
-        return out
+    # -- reads (the queries: sqlite_reads.py) -------------------------------
 
     async def get(self, alert_id: bytes) -> Stored | None:
         if (stored := self._recent.get(alert_id)) is not None:
             return stored
-        rows = await self._by_id(STORED_COLUMNS, [alert_id])
-        return _stored(rows[0]) if rows else None
-
-    async def missing(self, ids: Collection[bytes]) -> set[bytes]:
-        return set(ids) - {row[0] for row in await self._by_id("id", ids)}
-
-    async def held(self, ids: Collection[bytes]) -> dict[bytes, Held]:
-        rows = await self._by_id("id, signature, origin, seq", ids)
-        return {row[0]: Held(*row[1:]) for row in rows}
-
-    @staticmethod
-    def _where(query: Query) -> tuple[list[str], list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if query.categories:
-            clauses.append(f"category IN ({','.join('?' * len(query.categories))})")
-            params.extend(sorted(query.categories))
-        if query.origins:
-            clauses.append(f"origin IN ({','.join('?' * len(query.origins))})")
-            params.extend(sorted(query.origins))
-        if query.min_severity:
-            clauses.append("severity >= ?")
-            params.append(query.min_severity)
-        if query.since_ms:
-            clauses.append("created_at_ms >= ?")
-            params.append(query.since_ms)
-        if query.until_ms:
-            clauses.append("created_at_ms < ?")
-            params.append(query.until_ms)
-        if query.keys or query.any_key:
-            hashes = json.dumps(sorted(key_hash(k) for k in query.keys))
-            clauses.append(
-                "local_seq IN ("
-                + " UNION ALL ".join(
-                    f"SELECT local_seq FROM {table} WHERE key IN (SELECT value FROM json_each(?))"
-                    for table in KEY_LEVELS
-                )
-                + ")"
-            )
-            params += [hashes] * len(KEY_LEVELS)
-        if not query.include_expired:
-            clauses.append(NOT_EXPIRED)
-            params.append(query.now_ms)
-        return clauses, params
-
-    async def search(self, query: Query, *, limit: int, before: int | None = None) -> list[Stored]:
-        clauses, params = self._where(query)
-        if before is not None:
-            clauses.append("local_seq < ?")
-            params.append(before)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return await self._fetch(
-            f"SELECT {STORED_COLUMNS} FROM alerts {where} ORDER BY local_seq DESC LIMIT ?",
-            [*params, limit],
-        )
+        return await super().get(alert_id)
 
     async def after(self, query: Query, *, cursor: int, limit: int) -> list[Stored]:
         if cursor >= self._last_local_seq:
@@ -459,83 +404,10 @@ class SqliteStore:
                     if len(out) == limit:
                         break
             return out
-        clauses, params = self._where(query)
-        clauses.append("local_seq > ?")
-        params.append(cursor)
-        return await self._fetch(
-            f"SELECT {STORED_COLUMNS} FROM alerts WHERE {' AND '.join(clauses)}"
-            " ORDER BY local_seq ASC LIMIT ?",
-            [*params, limit],
-        )
-
-    async def lookup(
-        self, keys: Collection[str], *, now_ms: int, include_expired: bool = False
-    ) -> dict[str, list[Stored]]:
-        if not keys:
-            return {}
-        # Most asked keys are held nowhere: the filter rules them out without a query.
-        asked = maybe_held_keys(keys, self._filter)
-        hashes = list(asked)
-        found: dict[str, list[Stored]] = {}
-        for i in range(0, len(hashes), LOOKUP_CHUNK):
-            part = sorted(hashes[i : i + LOOKUP_CHUNK])
-            # The asked hashes as one JSON parameter, so the statement is the same for
-            # every call and stays prepared (a list of 1,600 placeholders took ~2 ms to
-            # prepare, on every call with a new number of keys); materialised once, in
-            # key order, then each level probed by its primary key.
-            params: list[Any] = [json.dumps(part)]
-            sql = LOOKUP_SQL
-            if not include_expired:
-                sql += f" WHERE {NOT_EXPIRED.replace('expires_at_ms', 'a.expires_at_ms')}"
-                params.append(now_ms)
-            seen: set[tuple[int, int]] = set()  # defensive: a row in two levels counts once
-            for row in await self._rows(sql, params):
-                if (row[0], row[1]) in seen:
-                    continue
-                seen.add((row[0], row[1]))
-                stored = _stored(row[1:])
-                for key in asked[row[0]]:
-                    if key in stored.record.index_keys:  # not a hash collision
-                        found.setdefault(key, []).append(stored)
-        for hits in found.values():  # in store order, whichever levels they came from
-            hits.sort(key=lambda stored: stored.local_seq)
-        return found
-
-    async def range(
-        self, origin: bytes, from_seq: int, to_seq: int, *, limit: int
-    ) -> list[AlertRecord]:
-        rows = await self._rows(
-            f"SELECT {COLUMNS} FROM alerts WHERE origin = ? AND seq BETWEEN ? AND ?"
-            " ORDER BY seq LIMIT ?",
-            (origin, from_seq, to_seq, limit),
-        )
-        return [_record(row) for row in rows]
-
-    async def request(self, request_id: str) -> bytes | None:
-        rows = list(
-            await self._rows(
-                "SELECT alert_id FROM publish_requests WHERE request_id = ?", (request_id,)
-            )
-        )
-        return bytes(rows[0][0]) if rows else None
+        return await super().after(query, cursor=cursor, limit=limit)
 
     async def count(self) -> int:
         return self._count
 
     async def last_cursor(self) -> int:
         return self._last_local_seq
-
-    async def equivocations(self) -> list[Equivocation]:
-        sql = (
-            f"SELECT e.detected_at_ms, e.body, e.signature, e.index_keys,"
-            f" {', '.join('a.' + c.strip() for c in COLUMNS.split(','))}"
-            " FROM equivocations e JOIN alerts a ON a.origin = e.origin AND a.seq = e.seq"
-            " ORDER BY e.rowid"
-        )
-        out = []
-        for row in await self._rows(sql):
-            first = _record(row[4:])
-            keys = tuple(row[3].split(KEY_SEP)) if row[3] else ()
-            second = make_record(row[1], row[2], Alert.FromString(row[1]), keys)
-            out.append(Equivocation(first, second, row[0]))
-        return out

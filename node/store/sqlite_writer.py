@@ -4,7 +4,10 @@ The writer uses a plain `sqlite3` connection on one dedicated thread and runs ea
 group commit there from start to finish: the id checks, building the rows (the row
 encoder, node/store/sqlite_rows.py), the inserts and the COMMIT. One hop per
 transaction instead of one per statement, and the event loop's thread does none of the
-per-row work, so it stays free to feed the verifier processes.
+per-row work, so it stays free to feed the verifier processes. The exception is a
+sparse single put (node/store/sqlite.py, _sparse): the store then runs `write` on the
+loop's thread itself, never waiting for a lock (wait=False) nor checkpointing; the
+connection is only ever used by one thread at a time (`_alone`).
 
 Indicator keys are indexed as 64-bit hashes (the first 8 bytes of their SHA-256):
 the index is a third of the size of one over the key text, and each commit
@@ -29,8 +32,10 @@ level; a move is atomic, so a reader sees every row in exactly one of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +194,11 @@ def alert_id_queries(columns: str, ids: Sequence[bytes]) -> Iterator[tuple[str, 
         )
 
 
+class WriteLockBusy(Exception):
+    """Another connection holds the write lock, and the caller asked not to wait for it
+    (a commit on the event loop's thread); nothing was written."""
+
+
 @dataclass(slots=True)
 class Committed:
     outcomes: list[list[PutOutcome]]  # per Write
@@ -197,7 +207,9 @@ class Committed:
 
 
 class Writer:
-    """The write connection. Every method runs on the store's writer thread."""
+    """The write connection. Every method runs on the store's writer thread, except a
+    sparse single put's `write(wait=False)`, which the store runs on the loop's thread
+    while the writer thread is idle."""
 
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
@@ -209,18 +221,35 @@ class Writer:
         self._retry_at = 0
         # The store's filter of held keys: a key's bits are set before its rows commit.
         self.key_filter: KeyFilter | None = None
+        # Held while a write, a move or the close runs: the store gives the connection
+        # to one thread at a time, and an overlap would be a bug (a put joining another
+        # thread's transaction), so it fails loudly instead (see _alone).
+        self._in_use = threading.Lock()
+        # How long a write waits for another connection's write lock (sqlite3's timeout).
+        [(self._busy_ms,)] = self.db.execute("PRAGMA busy_timeout").fetchall()
         self.db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new, empty file only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         [(page_bytes,)] = self.db.execute("PRAGMA page_size").fetchall()
-        self.db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BYTES // page_bytes}")
+        self._checkpoint_pages = CHECKPOINT_BYTES // page_bytes
+        self.db.execute(f"PRAGMA wal_autocheckpoint={self._checkpoint_pages}")
         # A big transaction (a merge, an upgrade) grows the WAL file past the checkpoint
         # size; the next checkpoint cuts it back to this instead of leaving it so large.
         self.db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
 
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        if not self._in_use.acquire(blocking=False):
+            raise RuntimeError("the store's write connection is already in use on another thread")
+        try:
+            yield
+        finally:
+            self._in_use.release()
+
     def close(self) -> None:
-        self.db.close()
+        with self._alone():
+            self.db.close()
 
     def migrate(self) -> None:
         db = self.db
@@ -362,14 +391,15 @@ class Writer:
         full, a lock held too long), nothing moved: the rows stay where they were, all
         found, and the move is tried again after MERGE_RETRY_ROWS more rows."""
         self._retry_at = self._written + MERGE_RETRY_ROWS  # unless it succeeds
-        self.db.execute("BEGIN")
-        try:
-            counts = self._move_full(self.level_rows)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+        with self._alone():
+            self.db.execute("BEGIN")
+            try:
+                counts = self._move_full(self.level_rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
         self.level_rows = counts
         self._retry_at = 0
 
@@ -396,9 +426,41 @@ class Writer:
             if statement.strip():
                 self.db.execute(statement)
 
-    def write(self, batch: Sequence[Write], chains: Chains, last_local_seq: int) -> Committed:
+    def write(
+        self, batch: Sequence[Write], chains: Chains, last_local_seq: int, *, wait: bool = True
+    ) -> Committed:
         """Store what is new in `batch` in one transaction. `chains` is read only here;
-        the caller adds the accepted slots once this returns."""
+        the caller adds the accepted slots once this returns. With wait=False the write
+        lock is taken at once or not at all (WriteLockBusy): another connection holding
+        it (the sqlite3 shell, a backup) must not stop the event loop's thread."""
+        with self._alone():
+            if wait:
+                return self._write(batch, chains, last_local_seq, "BEGIN")
+            # Nor may the commit copy the WAL back (the auto-checkpoint, every
+            # CHECKPOINT_BYTES): the store asks this thread's `checkpoint` instead.
+            self.db.execute("PRAGMA busy_timeout=0")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                return self._write(batch, chains, last_local_seq, "BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                # Wherever it came (BEGIN, almost always), the transaction is rolled back.
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                    raise WriteLockBusy(str(exc)) from exc
+                raise
+            finally:
+                self.db.execute(f"PRAGMA wal_autocheckpoint={self._checkpoint_pages}")
+                self.db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy the WAL back into the database without waiting for readers (PASSIVE):
+        what the auto-checkpoint does after a commit. (busy, WAL frames, frames copied)"""
+        with self._alone():
+            [(busy, frames, copied)] = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return busy, frames, copied
+
+    def _write(
+        self, batch: Sequence[Write], chains: Chains, last_local_seq: int, begin: str
+    ) -> Committed:
         db = self.db
         records = [r for w in batch for r in w.records]
         # An id can be held only if its (origin, seq) slot is: only those records need a
@@ -438,7 +500,7 @@ class Writer:
         key_values, id_values = rows.keys, rows.ids
         if self.key_filter is not None:  # bits of a rolled-back row only cost a query
             self.key_filter.add(key_values[::2])
-        db.execute("BEGIN")
+        db.execute(begin)
         try:
             self._insert(ALERT_INSERT, rows.alerts, ALERT_WIDTH)
             self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_values, 2)
