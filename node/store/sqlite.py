@@ -3,9 +3,10 @@
 All writes go through one writer task that commits whole batches at once (group
 commit): many concurrent `put` calls share one transaction and one fsync, and a
 `put` returns only after its transaction is durable. The transaction runs on the
-writer's own thread (node/store/sqlite_writer.py, which also holds the schema), except
-a single put that finds the writer idle and no commit just ended: it commits on the
-event loop's thread, the same transaction without the two thread hops (see _sparse).
+writer's own thread (node/store/sqlite_writer.py; the schema and the upgrade of older
+files: node/store/sqlite_migrate.py), except a single put that finds the writer idle
+and no commit just ended: it commits on the event loop's thread, the same transaction
+without the two thread hops (see _sparse).
 Reads use a second connection through aiosqlite, which WAL lets run alongside the
 writer (the queries: node/store/sqlite_reads.py); recent alerts and the last rows
 committed are answered from memory here.

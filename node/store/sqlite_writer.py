@@ -1,4 +1,4 @@
-"""The SQLite store's tables, and its write transaction, which runs on its own thread.
+"""The SQLite store's write transaction, which runs on its own thread, and its index levels.
 
 The writer uses a plain `sqlite3` connection on one dedicated thread and runs each
 group commit there from start to finish: the id checks, building the rows (the row
@@ -7,7 +7,9 @@ transaction instead of one per statement, and the event loop's thread does none 
 per-row work, so it stays free to feed the verifier processes. The exception is a
 sparse single put (node/store/sqlite.py, _sparse): the store then runs `write` on the
 loop's thread itself, never waiting for a lock (wait=False) nor checkpointing; the
-connection is only ever used by one thread at a time (`_alone`).
+connection is only ever used by one thread at a time (`_alone`). The tables, their
+schema version and the upgrade of a file an older alertmesh wrote are in
+node/store/sqlite_migrate.py (run by `Writer.migrate` when the store opens).
 
 Indicator keys are indexed as 64-bit hashes (the first 8 bytes of their SHA-256):
 the index is a third of the size of one over the key text, and each commit
@@ -33,7 +35,6 @@ level; a move is atomic, so a reader sees every row in exactly one of them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,13 +42,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node._pb.alertmesh.v1.alert_pb2 import Alert
-from node.core import indicators
-from node.core.alerts import AlertRecord, indicator_keys
+from node.core.alerts import AlertRecord
 from node.core.chain import Chains
-from node.core.errors import AlertmeshError, ConfigError
 from node.store.base import PutOutcome, classify
 from node.store.keyfilter import KeyFilter
+
+# The schema and its upgrades; the store and its users import the schema's names from here.
+from node.store.sqlite_migrate import ALERTS_TABLE as ALERTS_TABLE
+from node.store.sqlite_migrate import ID_LEVELS as ID_LEVELS
+from node.store.sqlite_migrate import KEY_LEVELS as KEY_LEVELS
+from node.store.sqlite_migrate import LEVELS as LEVELS
+from node.store.sqlite_migrate import SCHEMA_VERSION as SCHEMA_VERSION
+from node.store.sqlite_migrate import migrate
 from node.store.sqlite_rows import ALERT_INSERT, ALERT_WIDTH, encode
 
 # Names the store and its users import from here; they live with the row encoder.
@@ -56,80 +62,11 @@ from node.store.sqlite_rows import Write as Write
 from node.store.sqlite_rows import id64 as id64
 from node.store.sqlite_rows import key_hash as key_hash
 
-log = logging.getLogger(__name__)
-
-ALERTS_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    local_seq      INTEGER PRIMARY KEY,
-    id             BLOB NOT NULL,  -- indexed through alert_ids
-    origin         BLOB NOT NULL,
-    seq            INTEGER NOT NULL,
-    prev           BLOB NOT NULL,
-    created_at_ms  INTEGER NOT NULL,
-    expires_at_ms  INTEGER NOT NULL,
-    category       INTEGER NOT NULL,
-    severity       INTEGER NOT NULL,
-    confidence     INTEGER NOT NULL,
-    title          TEXT NOT NULL,
-    index_keys     TEXT NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    body           BLOB NOT NULL,
-    signature      BLOB NOT NULL,
-    UNIQUE (origin, seq)
-)"""
-HASH_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    {key} INTEGER NOT NULL,
-    local_seq INTEGER NOT NULL,
-    PRIMARY KEY ({key}, local_seq)
-) WITHOUT ROWID"""
-# The levels of each index, newest first: indicator keys by key_hash(key), alert ids by
-# id64(id). A level moves into the next once the two indexes hold LEVEL_ROWS[i] rows in
-# it together (level 0: ~9,000 alerts; level 1: ~180,000); the last level is unbounded.
-KEY_LEVELS = ("recent_key_hashes", "middle_key_hashes", "indicator_key_hashes")
-ID_LEVELS = ("recent_alert_ids", "middle_alert_ids", "alert_ids")
+# A level (KEY_LEVELS, ID_LEVELS) moves into the next once the two indexes hold
+# LEVEL_ROWS[i] rows in it together (level 0: ~9,000 alerts; level 1: ~180,000); the
+# last level is unbounded.
 LEVEL_ROWS = (50_000, 1_000_000)  # tuned with bench/store_bench.py --growth
-SCHEMA = ";".join(
-    [
-        ALERTS_TABLE.format(name="alerts"),
-        *(HASH_TABLE.format(name=name, key="key") for name in KEY_LEVELS),
-        *(HASH_TABLE.format(name=name, key="id64") for name in ID_LEVELS),
-        """
-CREATE TABLE IF NOT EXISTS equivocations (
-    origin         BLOB NOT NULL,
-    seq            INTEGER NOT NULL,
-    second_id      BLOB NOT NULL PRIMARY KEY,
-    first_id       BLOB NOT NULL,
-    body           BLOB NOT NULL,
-    signature      BLOB NOT NULL,
-    index_keys     TEXT NOT NULL,
-    detected_at_ms INTEGER NOT NULL
-)""",
-        """
-CREATE TABLE IF NOT EXISTS publish_requests (
-    request_id TEXT PRIMARY KEY,
-    alert_id   BLOB NOT NULL
-)""",
-    ]
-)
-LEVELS = (KEY_LEVELS, ID_LEVELS)
 ID_BYTES = 32
-ALERT_COLUMNS = (
-    "local_seq, id, origin, seq, prev, created_at_ms, expires_at_ms, category, severity,"
-    " confidence, title, index_keys, received_at_ms, body, signature"
-)
-# PRAGMA user_version: 2 = indicator keys indexed as hashes (indicator_key_hashes);
-# 3 = new key rows go to recent_key_hashes first; 4 = alert ids indexed the same way
-# (alert_ids) instead of by a UNIQUE index on alerts.id (development only); 5 = three
-# levels for both (middle_*): a schema 4 binary would not look there; 6 = keys of
-# non-ASCII host names (domains, URL hosts, e-mail domains) as UTS #46 / IDNA 2008 maps
-# them, no longer IDNA 2003 (the upgrade recomputes them; see _reindex_hosts).
-# A file written before versions were recorded (0) kept keys as text in
-# indicator_keys. Opening indexes every alert above the highest one indexed, so a file
-# an older alertmesh wrote to (it ignores the version) is caught up too, and drops the
-# text table.
-SCHEMA_VERSION = 6
-HOST_TYPES = frozenset({indicators.DOMAIN, indicators.URL, indicators.EMAIL})
 MERGE_RETRY_ROWS = 10_000  # after a failed move, new rows before the next try
 CHUNK = 500  # ids per IN (...) query
 ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
@@ -146,27 +83,6 @@ def _all_distinct(records: Sequence[AlertRecord]) -> bool:
     """Whether no two records share an id or an (origin, seq) slot."""
     n = len(records)
     return len({r.id for r in records}) == n and len({(r.origin, r.seq) for r in records}) == n
-
-
-def _key_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
-    return [(key_hash(k), local_seq) for k in keys.split(KEY_SEP)] if keys else []
-
-
-def _host_keys_changed(body: bytes, old: str) -> tuple[str, ...] | None:
-    """The alert's keys now, if a non-ASCII host value makes them differ from `old`;
-    () if they do not; None if the alert's indicators are no longer valid."""
-    alert = Alert.FromString(body)
-    if not any(i.type in HOST_TYPES and not i.value.isascii() for i in alert.indicators):
-        return ()
-    try:
-        new = indicator_keys(alert)
-    except AlertmeshError:
-        return None
-    return () if KEY_SEP.join(new) == old else new
-
-
-def _id_rows(local_seq: int, alert_id: bytes, keys: str) -> list[tuple[int, int]]:
-    return [(id64(alert_id), local_seq)]
 
 
 def id_queries(select: str, ids: Sequence[bytes]) -> Iterator[tuple[str, Sequence[bytes]]]:
@@ -252,134 +168,10 @@ class Writer:
             self.db.close()
 
     def migrate(self) -> None:
-        db = self.db
-        [(version,)] = db.execute("PRAGMA user_version").fetchall()
-        [(tables,)] = db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
-        ).fetchall()
-        if tables and version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{self.path} was written by a newer alertmesh (store schema {version}; this"
-                f" version reads {SCHEMA_VERSION}); run the newer version"
-            )
-        db.execute("BEGIN")
-        try:
-            if tables and self._unique_ids():
-                self._rebuild_alerts()
-            self._create_tables()
-            db.execute("DROP TABLE IF EXISTS indicator_keys")
-            self._index_unindexed()
-            if tables and version < 6:
-                self._reindex_hosts()
-            counts = [
-                sum(db.execute(f"SELECT count(*) FROM {t[level]}").fetchone()[0] for t in LEVELS)
-                for level in range(len(LEVEL_ROWS))
-            ]
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite may have rolled back already (disk full)
-                db.execute("ROLLBACK")
-            raise
-        self.level_rows = counts
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after an upgrade, a WAL of its size
-
-    def _unique_ids(self) -> bool:
-        """Whether alerts.id has a UNIQUE index (a file from before schema 4)."""
-        for _, name, unique, *_ in self.db.execute("PRAGMA index_list(alerts)").fetchall():
-            columns = [row[2] for row in self.db.execute(f"PRAGMA index_info({name})")]
-            if unique and columns == ["id"]:
-                return True
-        return False
-
-    def _rebuild_alerts(self) -> None:
-        """Copy the alerts into a table without the UNIQUE index on id (SQLite cannot
-        drop it in place). Once, on the first open by schema 5: about 1-1.5 s per
-        100,000 alerts, and the old copy's space stays in the file for new alerts."""
-        log.warning(
-            "upgrading %s: rebuilding the alerts table once (store schema 5); the file keeps"
-            " the freed space for new alerts (VACUUM with the node stopped returns it)",
-            self.path,
-        )
-        self.db.execute(ALERTS_TABLE.format(name="alerts_v4"))
-        self.db.execute(
-            f"INSERT INTO alerts_v4 ({ALERT_COLUMNS}) SELECT {ALERT_COLUMNS} FROM alerts"
-        )
-        self.db.execute("DROP TABLE alerts")
-        self.db.execute("ALTER TABLE alerts_v4 RENAME TO alerts")
-
-    def _index_unindexed(self) -> None:
-        """Index the keys and the id of every alert above the highest one indexed (all
-        of them in a file from before hashed keys, or before schema 4 for the ids);
-        streamed, a few thousand rows at a time."""
-        for tables, rows_of in ((KEY_LEVELS, _key_rows), (ID_LEVELS, _id_rows)):
-            [(top,)] = self.db.execute(
-                "SELECT COALESCE(MAX(local_seq), 0) FROM ("
-                + " UNION ALL ".join(f"SELECT MAX(local_seq) AS local_seq FROM {t}" for t in tables)
-                + ")"
-            ).fetchall()
-            rows = self.db.cursor()  # its own cursor: the inserts use the connection's
-            rows.execute(
-                "SELECT local_seq, id, index_keys FROM alerts WHERE local_seq > ?"
-                " ORDER BY local_seq",
-                (top,),
-            )
-            while chunk := rows.fetchmany(5000):
-                self.db.executemany(
-                    f"INSERT OR IGNORE INTO {tables[0]} VALUES (?, ?)",
-                    [row for seq, alert_id, keys in chunk for row in rows_of(seq, alert_id, keys)],
-                )
-            rows.close()
-
-    def _reindex_hosts(self) -> None:
-        """Schema 6: recompute the keys of held alerts (and recorded second copies) with a
-        non-ASCII domain, URL or e-mail value, now mapped by UTS #46 / IDNA 2008 (`faß`
-        was `fass` under IDNA 2003, and is `xn--fa-hia` now). The signed bodies stay as
-        they are; only the index changes. ASCII values normalise as before (underscores
-        were refused, so none is held). An alert the new rules refuse keeps its keys."""
-        changed: list[tuple[int, str, tuple[str, ...]]] = []
-        refused = 0
-        rows = self.db.cursor()  # its own cursor; the changes are written after the scan
-        rows.execute("SELECT local_seq, body, index_keys FROM alerts")
-        while chunk := rows.fetchmany(5000):
-            for local_seq, body, old in chunk:
-                new = _host_keys_changed(body, old)
-                if new is None:
-                    refused += 1
-                elif new != ():
-                    changed.append((local_seq, old, new))
-        rows.close()
-        for local_seq, old, new in changed:
-            for table in KEY_LEVELS:
-                self.db.executemany(
-                    f"DELETE FROM {table} WHERE key = ? AND local_seq = ?",
-                    [(key_hash(k), local_seq) for k in old.split(KEY_SEP) if k],
-                )
-            self.db.executemany(
-                f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES (?, ?)",
-                [(key_hash(k), local_seq) for k in new],
-            )
-            self.db.execute(
-                "UPDATE alerts SET index_keys = ? WHERE local_seq = ?",
-                (KEY_SEP.join(new), local_seq),
-            )
-        seconds = []
-        for second_id, body, old in self.db.execute(
-            "SELECT second_id, body, index_keys FROM equivocations"
-        ).fetchall():
-            new = _host_keys_changed(body, old)
-            if new:
-                seconds.append((KEY_SEP.join(new), second_id))
-        self.db.executemany("UPDATE equivocations SET index_keys = ? WHERE second_id = ?", seconds)
-        if changed or refused:
-            log.warning(
-                "upgrading %s (store schema 6): re-indexed %d alerts whose international"
-                " host names IDNA 2008 maps differently; %d the new rules refuse keep their"
-                " keys",
-                self.path,
-                len(changed),
-                refused,
-            )
+        """Bring the file to the current schema (node/store/sqlite_migrate.py) and count
+        the rows in each level."""
+        self.level_rows = migrate(self.db, self.path)
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # after an upgrade, a WAL of its size
 
     @property
     def merge_due(self) -> bool:
@@ -420,11 +212,6 @@ class Writer:
                 counts[level + 1] += counts[level]
             counts[level] = 0
         return counts
-
-    def _create_tables(self) -> None:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                self.db.execute(statement)
 
     def write(
         self, batch: Sequence[Write], chains: Chains, last_local_seq: int, *, wait: bool = True
