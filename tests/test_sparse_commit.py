@@ -46,7 +46,7 @@ async def test_a_sparse_put_commits_on_the_loop_and_is_durable_when_it_returns(
     monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)  # every put finding the writer idle
     author = Author()
     records = [author.record() for _ in range(5)]
-    async with SqliteStore(tmp_path / "a.db") as store:
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         for i, r in enumerate(records):
             assert await store.put([r], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
             assert committed_ids(tmp_path / "a.db") == [x.id for x in records[: i + 1]]
@@ -62,7 +62,7 @@ async def test_puts_close_behind_a_commit_go_to_the_writer_and_share_its_commits
     monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 3600.0)  # every put is close behind one
     author = Author()
     records = [author.record() for _ in range(41)]
-    async with SqliteStore(tmp_path / "a.db") as store:
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         assert await store.put(records[:1], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
         assert store.inline_commits == 1  # the first commit of the store: nothing before
         results = await asyncio.gather(*(store.put([r], now_ms=now_ms()) for r in records[1:]))
@@ -87,7 +87,7 @@ async def test_commits_on_both_threads_number_rows_in_order_with_no_gap(
     pool: list[AlertRecord] = []
     chains: dict[Author, list[bytes]] = {a: [] for a in authors}  # each author's ids by seq
     memory = MemoryStore()
-    async with memory, SqliteStore(tmp_path / "a.db") as store:
+    async with memory, SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         for _ in range(60):
             # Either every put finds the writer idle (on the loop, one after the other)
             # or every put is close behind a commit (the writer's group commits).
@@ -139,7 +139,7 @@ async def test_index_moves_after_a_commit_on_the_loop_run_on_the_writer(
     monkeypatch.setattr(sqlite_writer.Writer, "merge", recorded)
     author = Author()
     records = [author.record(indicators=[(DOMAIN, f"m{i}.example")]) for i in range(6)]
-    async with SqliteStore(tmp_path / "a.db") as store:
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         on_loop = []
         for r in records:
             before = store.inline_commits
@@ -166,27 +166,33 @@ async def test_a_single_put_while_the_writer_commits_waits_for_it(
     is inside a commit, must not commit on the loop: it would join that transaction."""
     monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
     inside = threading.Lock()
+    entered, release = threading.Event(), threading.Event()
     overlaps: list[str] = []
     write = sqlite_writer.Writer.write
 
-    def slow(self: sqlite_writer.Writer, *args: Any) -> sqlite_writer.Committed:
+    def held(self: sqlite_writer.Writer, *args: Any) -> sqlite_writer.Committed:
         if not inside.acquire(blocking=False):
             overlaps.append(threading.current_thread().name)
             return write(self, *args)
         try:
             if threading.current_thread().name.startswith("store-writer"):
-                time.sleep(0.05)  # the pair's commit holds the writer thread a while
+                entered.set()
+                release.wait(10)  # the pair's commit holds the writer thread until told
             return write(self, *args)
         finally:
             inside.release()
 
-    monkeypatch.setattr(sqlite_writer.Writer, "write", slow)
+    monkeypatch.setattr(sqlite_writer.Writer, "write", held)
     author = Author()
     a, b, c = (author.record() for _ in range(3))
-    async with SqliteStore(tmp_path / "a.db") as store:
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         pair = asyncio.create_task(store.put([a, b], now_ms=now_ms()))  # to the writer
-        await asyncio.sleep(0.02)  # the writer thread is inside its commit
-        assert await store.put([c], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert await asyncio.to_thread(entered.wait, 10)  # the writer is inside its commit
+        single = asyncio.create_task(store.put([c], now_ms=now_ms()))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the single put runs as far as it can
+        release.set()
+        assert await single == [PutOutcome.ACCEPTED]
         assert await pair == [PutOutcome.ACCEPTED] * 2
         assert store.inline_commits == 0
     assert overlaps == []
@@ -265,7 +271,7 @@ async def test_a_put_while_the_store_closes_is_refused_and_never_meets_the_closi
     monkeypatch.setattr(sqlite_writer.Writer, "close", slow_close)
     monkeypatch.setattr(sqlite_writer.Writer, "write", traced)
     author = Author()
-    store = SqliteStore(tmp_path / "a.db")
+    store = SqliteStore(tmp_path / "a.db", clock=Clock())
 
     async def late_put() -> list[PutOutcome]:
         await closing.wait()
@@ -308,7 +314,7 @@ async def test_a_commit_on_the_loop_never_checkpoints_and_the_writer_does(
     monkeypatch.setattr(sqlite_writer.Writer, "checkpoint", traced_checkpoint)
     author = Author()
     records = [author.record() for _ in range(8)]
-    async with SqliteStore(tmp_path / "a.db") as store:
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         for r in records[:7]:
             assert await store.put([r], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
         await store.put(records[7:], now_ms=now_ms())  # behind the queued checkpoints
@@ -371,7 +377,7 @@ async def test_a_failed_commit_on_the_loop_leaves_the_store_consistent(
     monkeypatch.setattr(sqlite_writer.Writer, "_insert", failing)
     author = Author()
     r1, r2 = author.record(), author.record()
-    async with SqliteStore(tmp_path / "a.db") as store:
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         assert await store.put([r1], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
         fail["on"] = True
         with pytest.raises(sqlite3.OperationalError, match="disk is full"):
