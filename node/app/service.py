@@ -8,10 +8,12 @@ feeds gossiped alerts through `ingest` like any other source.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
@@ -26,7 +28,14 @@ from node.app.verify import Verifier
 from node.app.watching import Watching
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
-from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, LimitExceeded, NotFound
+from node.core.errors import (
+    AlertmeshError,
+    InvalidAlert,
+    InvalidIndicator,
+    LimitExceeded,
+    NotFound,
+    StoreClosed,
+)
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.core.verdict import UPDATE
@@ -171,21 +180,25 @@ class AlertNode:
             return await self.get(await asyncio.shield(pending)), True
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
+        handed = False  # once the commit task holds the future, it settles and removes it
         try:
             existing = await self.store.request(request_id)
             if existing:
                 future.set_result(existing)
                 return await self.get(existing), True
-            stored = await self._publish_new(draft, request_id, to)
-            future.set_result(stored.record.id)
-            return stored, False
+            now = self.clock()
+            record = self._sign_new(draft, now, to)
+            handed = True  # from here the commit task answers the retries, whoever waits
+            await self._commit_signed(record, now, request_id, bool(to), future)
+            return await self.get(record.id), False
         except BaseException as exc:
-            if not future.done():
+            if not handed:
                 future.set_exception(exc)
                 future.exception()  # a retry may never look at it
             raise
         finally:
-            del self._requests[request_id]
+            if not handed:
+                del self._requests[request_id]
 
     def _refuse_warninglisted(self, draft: alert_pb2.Alert) -> None:
         """A new alert or update must not flag a widely used domain by mistake
@@ -235,26 +248,35 @@ class AlertNode:
                     records.append((i, self._sign_new(items[i][0], now)))
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
+            for i in fresh:  # refused: a later retry may publish it anew
+                done, future = results[i], mine.get(items[i][1])
+                if future is not None and done is not None and done.error is not None:
+                    future.set_exception(done.error)
+                    future.exception()
             if records:  # committed and followed up as one task of the node's, as publish
                 own = [(r, items[i][1]) for i, r in records]
-                await self.commits.run(self._commit_batch(own, now), "a publish")
+                # The task answers retries of these requests, here or in other calls, and
+                # removes them from _requests, even if this caller leaves meanwhile.
+                answers = {rid: mine.pop(rid) for _, rid in own if rid in mine}
+                await self.commits.run(
+                    self._commit_batch(own, now, answers),
+                    "a publish",
+                    functools.partial(self._settle, answers),
+                )
             for i, record in records:
                 results[i] = BatchItemResult(record.id)
-            for i in fresh:  # answer retries of these requests, here or in other calls
-                done, future = results[i], mine.get(items[i][1])
-                if future is not None and done is not None:
-                    if done.error is not None:  # refused: a later retry may publish it anew
-                        future.set_exception(done.error)
-                        future.exception()
-                    else:
-                        future.set_result(done.id)
             for i, pending in waiting:
                 try:
                     results[i] = BatchItemResult(await asyncio.shield(pending), duplicate=True)
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
+                except asyncio.CancelledError:
+                    if not pending.cancelled():
+                        raise  # this caller was cancelled
+                    # The first request's commit was cancelled at shutdown; not this batch.
+                    results[i] = BatchItemResult(error=StoreClosed("the node is shutting down"))
         finally:
-            for request_id, future in mine.items():
+            for request_id, future in mine.items():  # those no commit task holds
                 if not future.done():
                     future.cancel()
                 del self._requests[request_id]
@@ -294,19 +316,55 @@ class AlertNode:
         now = self.clock()
         # The seq is taken before the first await so concurrent publishes chain correctly.
         record = self._sign_new(draft, now, recipients)
+        await self._commit_signed(record, now, request_id, bool(recipients), None)
+        return await self.get(record.id)  # the SQLite store answers from memory
+
+    async def _commit_signed(
+        self,
+        record: AlertRecord,
+        now: int,
+        request_id: str,
+        encrypted: bool,
+        answer: asyncio.Future[bytes] | None,
+    ) -> None:
         if latency_trace.ON:
             latency_trace.mark("signed", record.id)
         # A client that cancels its Publish while the store commits stops waiting, not
-        # the gossip of its alert, the watchers or the counters (node/app/commits.py).
+        # the gossip of its alert, the watchers or the counters (node/app/commits.py),
+        # nor the answer to a retry of its request (`answer`, settled by the task).
+        answers = {request_id: answer} if answer is not None else {}
         await self.commits.run(
-            self._commit_own(record, now, request_id, bool(recipients)), "a publish"
+            self._commit_own(record, now, request_id, encrypted, answer),
+            "a publish",
+            functools.partial(self._settle, answers),
         )
-        return await self.get(record.id)  # the SQLite store answers from memory
+
+    def _settle(self, answers: dict[str, asyncio.Future[bytes]], task: asyncio.Task[Any]) -> None:
+        """A commit task ended: the answers to its request ids its put did not give (it
+        failed, or was cancelled at shutdown) get its failure; then retries look in the
+        store again."""
+        failure = None if task.cancelled() else task.exception()
+        for request_id, answer in answers.items():
+            if not answer.done():
+                if failure is None:
+                    answer.cancel()
+                else:
+                    answer.set_exception(failure)
+                    answer.exception()  # a retry may never look at it
+            if self._requests.get(request_id) is answer:
+                del self._requests[request_id]
 
     async def _commit_own(
-        self, record: AlertRecord, now: int, request_id: str, encrypted: bool
+        self,
+        record: AlertRecord,
+        now: int,
+        request_id: str,
+        encrypted: bool,
+        answer: asyncio.Future[bytes] | None,
     ) -> None:
         await self.store.put([record], now_ms=now, request_id=request_id)
+        if answer is not None and not answer.done():
+            answer.set_result(record.id)  # committed: a retry of the request gets this id
         if latency_trace.ON:
             latency_trace.mark("committed", record.id)
         self.counters.add("published")
@@ -315,17 +373,33 @@ class AlertNode:
         log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
 
-    async def _commit_batch(self, own: list[tuple[AlertRecord, str]], now: int) -> None:
+    async def _commit_batch(
+        self,
+        own: list[tuple[AlertRecord, str]],
+        now: int,
+        answers: dict[str, asyncio.Future[bytes]],
+    ) -> None:
         # One put per alert, for its request id; all are queued before the writer runs
         # (gathered: none commits alone on the loop), so they share one group commit.
-        await asyncio.gather(
+        done = await asyncio.gather(
             *(
                 self.store.put([r], now_ms=now, request_id=request_id, gathered=True)
                 for r, request_id in own
-            )
+            ),
+            return_exceptions=True,
         )
-        self.counters.add("published", len(own))
-        self._accepted([r for r, _ in own], None)
+        committed: list[AlertRecord] = []
+        for (r, request_id), outcome in zip(own, done, strict=True):
+            if isinstance(outcome, BaseException):
+                continue  # _settle gives its request the failure
+            committed.append(r)
+            if (answer := answers.get(request_id)) is not None and not answer.done():
+                answer.set_result(r.id)
+        self.counters.add("published", len(committed))
+        self._accepted(committed, None)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def ingest(
         self,

@@ -1,0 +1,108 @@
+"""A client that retries a Publish with the same request id gets the first alert's id,
+also when its first call was cancelled while the store committed: the node's commit task
+(node/app/commits.py), not the caller that left, answers the retries of its request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import pytest
+
+from node.core.alerts import AlertRecord
+from node.store.base import PutOutcome
+from tests.factory import Author
+from tests.test_ingest_follow_up import HeldStore, draft, node_with, until
+
+
+class HeldBatchStore(HeldStore):
+    """HeldStore that also takes PublishBatch's puts (gathered=True)."""
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+    ) -> list[PutOutcome]:
+        return await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id)
+
+
+async def cancelled(task: asyncio.Task[object]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_retry_after_the_first_caller_left_gets_the_first_alert() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await until(lambda: store.waiting == 1, "the first commit is held back")
+        await cancelled(first)  # the client gives up while the disk is slow ...
+        retry = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asyncio.sleep(0.02)  # ... and retries before the first commit lands
+        store.open.set()
+        stored, retried = await retry
+        await node.drain()
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1]  # one alert for one request
+        assert retried and stored.record.id == own[0].id
+        assert await store.request("r1") == own[0].id
+
+
+async def test_a_retry_waiting_when_the_first_caller_leaves_gets_the_first_alert() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await until(lambda: store.waiting == 1, "the first commit is held back")
+        retry = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asyncio.sleep(0.02)  # the retry waits on the first's answer
+        await cancelled(first)
+        store.open.set()
+        stored, retried = await retry
+        await node.drain()
+        assert retried and stored.record.seq == 1
+
+
+async def test_a_retry_batch_gets_its_answers_when_the_first_batch_was_cancelled() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        first = asyncio.create_task(node.publish_batch([(draft("x"), "q1")]))
+        await until(lambda: store.waiting == 1, "the first batch's commit is held back")
+        retry = asyncio.create_task(node.publish_batch([(draft("x"), "q1"), (draft("y"), "q2")]))
+        await asyncio.sleep(0.02)
+        await cancelled(first)
+        store.open.set()
+        results = await retry
+        await node.drain()
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2]
+        assert [(r.id, r.duplicate, r.error) for r in results] == [
+            (own[0].id, True, None),
+            (own[1].id, False, None),
+        ]
+        assert await store.request("q2") == own[1].id
+        again = await node.publish_batch([(draft("y"), "q2")])
+        assert again[0].duplicate and again[0].id == own[1].id
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_no_request_is_left_pending_after_the_commits(batch: bool) -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        if batch:
+            first = asyncio.create_task(node.publish_batch([(draft("x"), "q1")]))
+        else:
+            first = asyncio.create_task(node.publish(draft("x"), request_id="q1"))
+        await until(lambda: store.waiting == 1, "the commit is held back")
+        await cancelled(first)
+        store.open.set()
+        await node.drain()
+        assert node._requests == {}
