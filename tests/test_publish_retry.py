@@ -106,3 +106,27 @@ async def test_no_request_is_left_pending_after_the_commits(batch: bool) -> None
         store.open.set()
         await node.drain()
         assert node._requests == {}
+
+
+async def test_a_hook_that_fails_is_logged_and_changes_neither_the_answer_nor_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, author = HeldBatchStore(), Author()
+    async with node_with(store, author) as node:
+
+        def broken(records: Sequence[AlertRecord], source: bytes | None) -> None:
+            raise RuntimeError("a bug in a hook")
+
+        gossiped: list[bytes] = []
+        node.hooks.insert(0, broken)
+        node.hooks.append(lambda records, source: gossiped.extend(r.id for r in records))
+        with caplog.at_level("ERROR"):
+            stored, _ = await node.publish(draft("h"), request_id="h1")
+            (item,) = await node.publish_batch([(draft("i"), "h2")])
+            signed = author.next()
+            (ingested,) = await node.ingest([(signed.body, signed.signature)], source=b"p" * 32)
+        assert item.error is None and ingested.error is None
+        assert gossiped == [stored.record.id, item.id, ingested.id]
+        assert await store.request("h1") == stored.record.id
+        failures = [r for r in caplog.records if "hook failed" in r.getMessage()]
+        assert len(failures) == 3 and all(r.exc_info for r in failures)

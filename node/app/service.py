@@ -417,9 +417,14 @@ class AlertNode:
         await self.commits.drain(timeout)
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
+        # The alerts are committed: a hook that fails is logged and changes nothing of
+        # that (the caller's answer is the commit's), nor skips the hooks after it.
         self.watching.wake()
         for hook in self.hooks:
-            hook(records, source)
+            try:
+                hook(records, source)
+            except Exception:
+                log.exception("a new-alert hook failed on %d committed alerts", len(records))
 
     def wake_watchers(self) -> None:
         """Another process stored new alerts (serve-api follows the writing node's
