@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Sequence
 
 import pytest
@@ -130,3 +131,62 @@ async def test_a_hook_that_fails_is_logged_and_changes_neither_the_answer_nor_th
         assert await store.request("h1") == stored.record.id
         failures = [r for r in caplog.records if "hook failed" in r.getMessage()]
         assert len(failures) == 3 and all(r.exc_info for r in failures)
+
+
+class DiskFullOnce(HeldBatchStore):
+    """A store whose next `full` puts fail as SQLite's do when the disk is full (the
+    puts of one batch share one group commit: they fail together)."""
+
+    full = 0
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+    ) -> list[PutOutcome]:
+        if self.full:
+            self.full -= 1
+            await asyncio.sleep(0)
+            raise sqlite3.OperationalError("database or disk is full")
+        return await HeldBatchStore.put(self, records, now_ms=now_ms, request_id=request_id)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_failed_put_leaves_no_hole_in_the_nodes_own_chain(batch: bool) -> None:
+    store = DiskFullOnce()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.full = 2 if batch else 1
+        if batch:
+            with pytest.raises(sqlite3.OperationalError):
+                await node.publish_batch([(draft("b"), "b1"), (draft("c"), "c1")])
+            assert await store.request("b1") is None and "b1" not in node._requests
+        else:
+            with pytest.raises(sqlite3.OperationalError):
+                await node.publish(draft("b"), request_id="b1")
+        after, _ = await node.publish(draft("d"))  # the disk has room again
+        assert (after.record.seq, after.record.prev) == (2, first.record.id)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2]
+        assert store.chains.head(node.identity.public_key) == 2
+
+
+async def test_alerts_signed_on_one_whose_put_failed_are_not_chained_on() -> None:
+    store = DiskFullOnce()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.full = 2  # the next two puts fail; the second was signed on the first
+        store.open.clear()
+        x = asyncio.create_task(node.publish(draft("x")))
+        y = asyncio.create_task(node.publish(draft("y")))
+        await asyncio.sleep(0.02)
+        store.open.set()
+        for task in (x, y):
+            with pytest.raises(sqlite3.OperationalError):
+                await task
+        after, _ = await node.publish(draft("z"))
+        assert (after.record.seq, after.record.prev) == (2, first.record.id)
+        assert store.chains.head(node.identity.public_key) == 2

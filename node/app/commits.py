@@ -57,6 +57,11 @@ class Commits:
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("%s whose caller had left failed", what, exc_info=exc)
 
+    async def settled(self) -> None:
+        """Wait until the commits running now have ended (not those started meanwhile)."""
+        if running := set(self._running):
+            await asyncio.wait(running)
+
     async def drain(self, timeout: float) -> None:
         """Let the commits in flight finish, those started meanwhile too; any still running
         after `timeout` seconds are cancelled (a store that never answers)."""

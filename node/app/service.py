@@ -101,6 +101,10 @@ class AlertNode:
         state = store.chains.get(identity.public_key)
         self._own_seq = state.max_seq
         self._own_head = b""
+        # A put of own alerts failed after later ones were signed on top of them: the
+        # next signing takes the head from the store again (_own_head_again).
+        self._own_head_lost = False
+        self._own_head_reading = asyncio.Lock()
         self.lifecycle = Lifecycle(
             store, self.sharing.content, lambda: self.roster, identity.public_key
         )
@@ -136,6 +140,8 @@ class AlertNode:
 
     async def start(self) -> None:
         """Load this node's own chain head from the store."""
+        self._own_seq = self.store.chains.get(self.identity.public_key).max_seq
+        self._own_head = b""
         if self._own_seq:
             head = await self.store.range(
                 self.identity.public_key, self._own_seq, self._own_seq, limit=1
@@ -186,6 +192,7 @@ class AlertNode:
             if existing:
                 future.set_result(existing)
                 return await self.get(existing), True
+            await self._own_head_again()
             now = self.clock()
             record = self._sign_new(draft, now, to)
             handed = True  # from here the commit task answers the retries, whoever waits
@@ -235,6 +242,7 @@ class AlertNode:
                         results[i] = BatchItemResult(existing, duplicate=True)
                     else:
                         fresh.append(i)
+            await self._own_head_again()
             now = self.clock()
             records: list[tuple[int, AlertRecord]] = []
             for i in fresh:
@@ -313,6 +321,7 @@ class AlertNode:
     async def _publish_new(
         self, draft: alert_pb2.Alert, request_id: str, recipients: list[bytes]
     ) -> Stored:
+        await self._own_head_again()
         now = self.clock()
         # The seq is taken before the first await so concurrent publishes chain correctly.
         record = self._sign_new(draft, now, recipients)
@@ -362,7 +371,11 @@ class AlertNode:
         encrypted: bool,
         answer: asyncio.Future[bytes] | None,
     ) -> None:
-        await self.store.put([record], now_ms=now, request_id=request_id)
+        try:
+            await self.store.put([record], now_ms=now, request_id=request_id)
+        except BaseException as exc:
+            self._unsigned([record], exc)
+            raise
         if answer is not None and not answer.done():
             answer.set_result(record.id)  # committed: a retry of the request gets this id
         if latency_trace.ON:
@@ -389,6 +402,9 @@ class AlertNode:
             return_exceptions=True,
         )
         committed: list[AlertRecord] = []
+        lost = [(r, x) for (r, _), x in zip(own, done, strict=True) if isinstance(x, BaseException)]
+        if lost:
+            self._unsigned([r for r, _ in lost], lost[0][1])
         for (r, request_id), outcome in zip(own, done, strict=True):
             if isinstance(outcome, BaseException):
                 continue  # _settle gives its request the failure
@@ -400,6 +416,29 @@ class AlertNode:
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    def _unsigned(self, lost: Sequence[AlertRecord], failure: BaseException | None) -> None:
+        """Own alerts were signed but their put failed (a full disk): the next one must not
+        chain on them. If none was signed after them, the head goes back to before the
+        first; else (or if the put was cancelled: the store may commit it anyway) the next
+        signing takes the head from the store, once the commits in flight have ended."""
+        last = lost[-1]
+        if (
+            isinstance(failure, Exception)
+            and self._own_head == last.id
+            and last.seq - lost[0].seq == len(lost) - 1
+        ):
+            self._own_seq, self._own_head = lost[0].seq - 1, lost[0].prev
+        else:
+            self._own_head_lost = True
+
+    async def _own_head_again(self) -> None:
+        while self._own_head_lost:
+            async with self._own_head_reading:
+                if self._own_head_lost:
+                    await self.commits.settled()  # those signed on the lost ones, too
+                    self._own_head_lost = False
+                    await self.start()
 
     async def ingest(
         self,
