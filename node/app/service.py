@@ -181,9 +181,14 @@ class AlertNode:
         to = recipient_keys(recipients, self.roster, own, self.clock()) if recipients else []
         if not request_id:
             return await self._publish_new(draft, "", to), False
-        pending = self._requests.get(request_id)
-        if pending is not None:
-            return await self.get(await asyncio.shield(pending)), True
+        while (pending := self._requests.get(request_id)) is not None:
+            try:
+                return await self.get(await asyncio.shield(pending)), True
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled
+                # The first call left before its alert was signed (or at shutdown): this
+                # one asks the store and, if it holds nothing for the id, publishes.
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
         handed = False  # once the commit task holds the future, it settles and removes it
@@ -281,8 +286,13 @@ class AlertNode:
                 except asyncio.CancelledError:
                     if not pending.cancelled():
                         raise  # this caller was cancelled
-                    # The first request's commit was cancelled at shutdown; not this batch.
-                    results[i] = BatchItemResult(error=StoreClosed("the node is shutting down"))
+                    # The first call left before its alert was signed (or at shutdown).
+                    results[i] = BatchItemResult(
+                        error=StoreClosed(
+                            "the first call with this request id ended before its alert "
+                            "was stored; send it again"
+                        )
+                    )
         finally:
             for request_id, future in mine.items():  # those no commit task holds
                 if not future.done():
