@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from node._pb.alertmesh.v1 import alert_pb2
 from node.core.alerts import AlertRecord
 from node.store.base import PutOutcome
 from tests.factory import Author
@@ -190,3 +191,48 @@ async def test_alerts_signed_on_one_whose_put_failed_are_not_chained_on() -> Non
         after, _ = await node.publish(draft("z"))
         assert (after.record.seq, after.record.prev) == (2, first.record.id)
         assert store.chains.head(node.identity.public_key) == 2
+
+
+async def test_a_lifecycle_check_that_fails_is_logged_and_the_hooks_still_run(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, author = HeldBatchStore(), Author()
+    async with node_with(store, author) as node:
+
+        async def broken(record: AlertRecord) -> bool:
+            raise RuntimeError("a bug in the lifecycle check")
+
+        monkeypatch.setattr(node.lifecycle, "refuses", broken)
+        gossiped: list[bytes] = []
+        node.hooks.append(lambda records, source: gossiped.extend(r.id for r in records))
+        link = alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_SIGHTING, alert_id=bytes([1]) * 32)
+        signed = author.next(links=[link])
+        with caplog.at_level("ERROR"):
+            (ingested,) = await node.ingest([(signed.body, signed.signature)], source=b"p" * 32)
+        assert ingested.error is None and gossiped == [ingested.id]
+        failures = [r for r in caplog.records if "lifecycle check" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].exc_info
+
+
+async def test_a_retry_whose_first_call_left_before_signing_publishes_once() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        asked = asyncio.Event()
+        release = asyncio.Event()
+        request = store.request
+
+        async def slow_request(request_id: str) -> bytes | None:
+            asked.set()
+            await release.wait()
+            return await request(request_id)
+
+        store.request = slow_request  # type: ignore[method-assign]
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asked.wait()  # the first call looks up its request id ...
+        retry = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asyncio.sleep(0.02)  # ... a retry waits on it, and the first call leaves
+        await cancelled(first)
+        release.set()
+        stored, _ = await retry
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.id for a in own] == [stored.record.id]

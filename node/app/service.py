@@ -204,7 +204,9 @@ class AlertNode:
             await self._commit_signed(record, now, request_id, bool(to), future)
             return await self.get(record.id), False
         except BaseException as exc:
-            if not handed:
+            if not handed and isinstance(exc, asyncio.CancelledError):
+                future.cancel()  # a retry waiting on it publishes itself
+            elif not handed:
                 future.set_exception(exc)
                 future.exception()  # a retry may never look at it
             raise
