@@ -63,6 +63,19 @@ class HeldStore(MemoryStore):
         return await asyncio.shield(asyncio.ensure_future(queued()))
 
 
+class BrokenStore(HeldStore):
+    """A store whose put, once it has committed, calls `broken` (which raises)."""
+
+    broken: Callable[[], None] = staticmethod(lambda: None)
+
+    async def put(
+        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+    ) -> list[PutOutcome]:
+        outcomes = await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id)
+        self.broken()
+        return outcomes
+
+
 @contextlib.asynccontextmanager
 async def node_with(store: MemoryStore, author: Author) -> AsyncIterator[AlertNode]:
     me = Identity.generate()
@@ -167,14 +180,16 @@ async def test_a_failure_after_the_caller_left_is_logged(caplog: pytest.LogCaptu
 async def test_a_caller_that_waits_gets_the_failure_itself(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Unchanged: the peer session ends on it, and nothing is logged twice."""
-    author, store = Author(), HeldStore()
+    """Unchanged: the peer session ends on it, and nothing is logged twice. (A hook that
+    fails is logged and fails nothing: tests/test_publish_retry.py; a store that fails
+    does.)"""
+    author, store = Author(), BrokenStore()
     async with node_with(store, author) as node:
 
-        def broken(records: Sequence[AlertRecord], source: bytes | None) -> None:
-            raise RuntimeError("a hook with a bug")
+        def broken() -> None:
+            raise RuntimeError("a store with a bug")
 
-        node.hooks.append(broken)
+        store.broken = broken
         signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "34" * 20)])
         with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError):
             await node.ingest([(signed.body, signed.signature)], source=PEER)
@@ -305,7 +320,7 @@ async def test_a_failure_reaches_its_caller_or_the_log_whenever_the_caller_is_ca
     """The follow-up fails and the caller is cancelled some loop turns later, also after
     the failure was on its way to it but before it resumed: the failure is reported once,
     to the caller or in the node's log, never as asyncio's "exception never retrieved"."""
-    author, store = Author(), HeldStore()
+    author, store = Author(), BrokenStore()
     async with node_with(store, author) as node:
         loop = asyncio.get_running_loop()
         callers: list[asyncio.Task[object]] = []
@@ -316,13 +331,13 @@ async def test_a_failure_reaches_its_caller_or_the_log_whenever_the_caller_is_ca
             else:
                 callers[0].cancel()
 
-        def broken(turns: int, records: Sequence[AlertRecord], source: bytes | None) -> None:
+        def broken(turns: int) -> None:
             cancel_later(turns)
-            raise RuntimeError("a hook with a bug")
+            raise RuntimeError("a store with a bug")
 
         outcomes = set()
-        for turns in range(4):
-            node.hooks[:] = [functools.partial(broken, turns)]
+        for turns in range(8):  # the failure passes a few tasks on its way to the caller
+            store.broken = functools.partial(broken, turns)
             signed = author.next(indicators=[(ADDRESS, f"eip155:1:0x{turns:040x}")])
             caplog.clear()
             with caplog.at_level(logging.ERROR):

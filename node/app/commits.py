@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,10 +24,19 @@ class Commits:
         self._log = log
         self._running: set[asyncio.Task[Any]] = set()
 
-    async def run(self, commit: Coroutine[Any, Any, T], what: str) -> T:
+    async def run(
+        self,
+        commit: Coroutine[Any, Any, T],
+        what: str,
+        done: Callable[[asyncio.Task[Any]], None] | None = None,
+    ) -> T:
         """Run `commit` as a task of the node's and wait for it. `what` names it in the
-        log line of a failure nobody waited for ("an ingest", "a publish")."""
+        log line of a failure nobody waited for ("an ingest", "a publish"). `done` is
+        called when the task ends, however it ends (also if cancelled before it ran),
+        whether or not the caller still waits."""
         task = asyncio.ensure_future(commit)
+        if done is not None:
+            task.add_done_callback(done)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         waiting = asyncio.shield(task)
@@ -47,6 +56,11 @@ class Commits:
     def _unwaited(self, what: str, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("%s whose caller had left failed", what, exc_info=exc)
+
+    async def settled(self) -> None:
+        """Wait until the commits running now have ended (not those started meanwhile)."""
+        if running := set(self._running):
+            await asyncio.wait(running)
 
     async def drain(self, timeout: float) -> None:
         """Let the commits in flight finish, those started meanwhile too; any still running

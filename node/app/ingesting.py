@@ -252,8 +252,17 @@ class Ingester:
             tally[_COUNTER_OF[DUPLICATE]] += duplicates
         for name, n in tally.items():
             self.counters.add(name, n)
+        # The alerts are committed: a check or hook below that fails is logged and skips
+        # nothing after it, and the caller's results are the commit's.
         for record in accepted:
-            if alerts.links_to_alerts(record.index_keys) and await self.lifecycle.refuses(record):
+            if not alerts.links_to_alerts(record.index_keys):
+                continue
+            try:
+                refused = await self.lifecycle.refuses(record)
+            except Exception:
+                log.exception("the lifecycle check of alert %s failed", record.id.hex()[:16])
+                continue
+            if refused:
                 self.counters.add("lifecycle_changes_refused")
                 log.warning(
                     "alert %s changes another member's alert; kept, and it changes nothing",
@@ -263,7 +272,10 @@ class Ingester:
             self._accepted(accepted, source)
         for record in equivocations:
             for hook in self.equivocation_hooks:
-                await hook(record)
+                try:
+                    await hook(record)
+                except Exception:
+                    log.exception("an equivocation hook failed on %s", record.id.hex()[:16])
         return results
 
     def _opened(self, record: AlertRecord) -> AlertRecord:

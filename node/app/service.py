@@ -8,10 +8,12 @@ feeds gossiped alerts through `ingest` like any other source.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
@@ -26,7 +28,14 @@ from node.app.verify import Verifier
 from node.app.watching import Watching
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
-from node.core.errors import AlertmeshError, InvalidAlert, InvalidIndicator, LimitExceeded, NotFound
+from node.core.errors import (
+    AlertmeshError,
+    InvalidAlert,
+    InvalidIndicator,
+    LimitExceeded,
+    NotFound,
+    StoreClosed,
+)
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.core.verdict import UPDATE
@@ -92,6 +101,10 @@ class AlertNode:
         state = store.chains.get(identity.public_key)
         self._own_seq = state.max_seq
         self._own_head = b""
+        # A put of own alerts failed after later ones were signed on top of them: the
+        # next signing takes the head from the store again (_own_head_again).
+        self._own_head_lost = False
+        self._own_head_reading = asyncio.Lock()
         self.lifecycle = Lifecycle(
             store, self.sharing.content, lambda: self.roster, identity.public_key
         )
@@ -127,6 +140,8 @@ class AlertNode:
 
     async def start(self) -> None:
         """Load this node's own chain head from the store."""
+        self._own_seq = self.store.chains.get(self.identity.public_key).max_seq
+        self._own_head = b""
         if self._own_seq:
             head = await self.store.range(
                 self.identity.public_key, self._own_seq, self._own_seq, limit=1
@@ -166,26 +181,38 @@ class AlertNode:
         to = recipient_keys(recipients, self.roster, own, self.clock()) if recipients else []
         if not request_id:
             return await self._publish_new(draft, "", to), False
-        pending = self._requests.get(request_id)
-        if pending is not None:
-            return await self.get(await asyncio.shield(pending)), True
+        while (pending := self._requests.get(request_id)) is not None:
+            try:
+                return await self.get(await asyncio.shield(pending)), True
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled
+                # The first call left before its alert was signed (or at shutdown): this
+                # one asks the store and, if it holds nothing for the id, publishes.
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._requests[request_id] = future
+        handed = False  # once the commit task holds the future, it settles and removes it
         try:
             existing = await self.store.request(request_id)
             if existing:
                 future.set_result(existing)
                 return await self.get(existing), True
-            stored = await self._publish_new(draft, request_id, to)
-            future.set_result(stored.record.id)
-            return stored, False
+            await self._own_head_again()
+            now = self.clock()
+            record = self._sign_new(draft, now, to)
+            handed = True  # from here the commit task answers the retries, whoever waits
+            await self._commit_signed(record, now, request_id, bool(to), future)
+            return await self.get(record.id), False
         except BaseException as exc:
-            if not future.done():
+            if not handed and isinstance(exc, asyncio.CancelledError):
+                future.cancel()  # a retry waiting on it publishes itself
+            elif not handed:
                 future.set_exception(exc)
                 future.exception()  # a retry may never look at it
             raise
         finally:
-            del self._requests[request_id]
+            if not handed:
+                del self._requests[request_id]
 
     def _refuse_warninglisted(self, draft: alert_pb2.Alert) -> None:
         """A new alert or update must not flag a widely used domain by mistake
@@ -222,6 +249,7 @@ class AlertNode:
                         results[i] = BatchItemResult(existing, duplicate=True)
                     else:
                         fresh.append(i)
+            await self._own_head_again()
             now = self.clock()
             records: list[tuple[int, AlertRecord]] = []
             for i in fresh:
@@ -235,26 +263,40 @@ class AlertNode:
                     records.append((i, self._sign_new(items[i][0], now)))
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
+            for i in fresh:  # refused: a later retry may publish it anew
+                done, future = results[i], mine.get(items[i][1])
+                if future is not None and done is not None and done.error is not None:
+                    future.set_exception(done.error)
+                    future.exception()
             if records:  # committed and followed up as one task of the node's, as publish
                 own = [(r, items[i][1]) for i, r in records]
-                await self.commits.run(self._commit_batch(own, now), "a publish")
+                # The task answers retries of these requests, here or in other calls, and
+                # removes them from _requests, even if this caller leaves meanwhile.
+                answers = {rid: mine.pop(rid) for _, rid in own if rid in mine}
+                await self.commits.run(
+                    self._commit_batch(own, now, answers),
+                    "a publish",
+                    functools.partial(self._settle, answers),
+                )
             for i, record in records:
                 results[i] = BatchItemResult(record.id)
-            for i in fresh:  # answer retries of these requests, here or in other calls
-                done, future = results[i], mine.get(items[i][1])
-                if future is not None and done is not None:
-                    if done.error is not None:  # refused: a later retry may publish it anew
-                        future.set_exception(done.error)
-                        future.exception()
-                    else:
-                        future.set_result(done.id)
             for i, pending in waiting:
                 try:
                     results[i] = BatchItemResult(await asyncio.shield(pending), duplicate=True)
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
+                except asyncio.CancelledError:
+                    if not pending.cancelled():
+                        raise  # this caller was cancelled
+                    # The first call left before its alert was signed (or at shutdown).
+                    results[i] = BatchItemResult(
+                        error=StoreClosed(
+                            "the first call with this request id ended before its alert "
+                            "was stored; send it again"
+                        )
+                    )
         finally:
-            for request_id, future in mine.items():
+            for request_id, future in mine.items():  # those no commit task holds
                 if not future.done():
                     future.cancel()
                 del self._requests[request_id]
@@ -291,22 +333,63 @@ class AlertNode:
     async def _publish_new(
         self, draft: alert_pb2.Alert, request_id: str, recipients: list[bytes]
     ) -> Stored:
+        await self._own_head_again()
         now = self.clock()
         # The seq is taken before the first await so concurrent publishes chain correctly.
         record = self._sign_new(draft, now, recipients)
+        await self._commit_signed(record, now, request_id, bool(recipients), None)
+        return await self.get(record.id)  # the SQLite store answers from memory
+
+    async def _commit_signed(
+        self,
+        record: AlertRecord,
+        now: int,
+        request_id: str,
+        encrypted: bool,
+        answer: asyncio.Future[bytes] | None,
+    ) -> None:
         if latency_trace.ON:
             latency_trace.mark("signed", record.id)
         # A client that cancels its Publish while the store commits stops waiting, not
-        # the gossip of its alert, the watchers or the counters (node/app/commits.py).
+        # the gossip of its alert, the watchers or the counters (node/app/commits.py),
+        # nor the answer to a retry of its request (`answer`, settled by the task).
+        answers = {request_id: answer} if answer is not None else {}
         await self.commits.run(
-            self._commit_own(record, now, request_id, bool(recipients)), "a publish"
+            self._commit_own(record, now, request_id, encrypted, answer),
+            "a publish",
+            functools.partial(self._settle, answers),
         )
-        return await self.get(record.id)  # the SQLite store answers from memory
+
+    def _settle(self, answers: dict[str, asyncio.Future[bytes]], task: asyncio.Task[Any]) -> None:
+        """A commit task ended: the answers to its request ids its put did not give (it
+        failed, or was cancelled at shutdown) get its failure; then retries look in the
+        store again."""
+        failure = None if task.cancelled() else task.exception()
+        for request_id, answer in answers.items():
+            if not answer.done():
+                if failure is None:
+                    answer.cancel()
+                else:
+                    answer.set_exception(failure)
+                    answer.exception()  # a retry may never look at it
+            if self._requests.get(request_id) is answer:
+                del self._requests[request_id]
 
     async def _commit_own(
-        self, record: AlertRecord, now: int, request_id: str, encrypted: bool
+        self,
+        record: AlertRecord,
+        now: int,
+        request_id: str,
+        encrypted: bool,
+        answer: asyncio.Future[bytes] | None,
     ) -> None:
-        await self.store.put([record], now_ms=now, request_id=request_id)
+        try:
+            await self.store.put([record], now_ms=now, request_id=request_id)
+        except BaseException as exc:
+            self._unsigned([record], exc)
+            raise
+        if answer is not None and not answer.done():
+            answer.set_result(record.id)  # committed: a retry of the request gets this id
         if latency_trace.ON:
             latency_trace.mark("committed", record.id)
         self.counters.add("published")
@@ -315,17 +398,59 @@ class AlertNode:
         log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
 
-    async def _commit_batch(self, own: list[tuple[AlertRecord, str]], now: int) -> None:
+    async def _commit_batch(
+        self,
+        own: list[tuple[AlertRecord, str]],
+        now: int,
+        answers: dict[str, asyncio.Future[bytes]],
+    ) -> None:
         # One put per alert, for its request id; all are queued before the writer runs
         # (gathered: none commits alone on the loop), so they share one group commit.
-        await asyncio.gather(
+        done = await asyncio.gather(
             *(
                 self.store.put([r], now_ms=now, request_id=request_id, gathered=True)
                 for r, request_id in own
-            )
+            ),
+            return_exceptions=True,
         )
-        self.counters.add("published", len(own))
-        self._accepted([r for r, _ in own], None)
+        committed: list[AlertRecord] = []
+        lost = [(r, x) for (r, _), x in zip(own, done, strict=True) if isinstance(x, BaseException)]
+        if lost:
+            self._unsigned([r for r, _ in lost], lost[0][1])
+        for (r, request_id), outcome in zip(own, done, strict=True):
+            if isinstance(outcome, BaseException):
+                continue  # _settle gives its request the failure
+            committed.append(r)
+            if (answer := answers.get(request_id)) is not None and not answer.done():
+                answer.set_result(r.id)
+        self.counters.add("published", len(committed))
+        self._accepted(committed, None)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def _unsigned(self, lost: Sequence[AlertRecord], failure: BaseException | None) -> None:
+        """Own alerts were signed but their put failed (a full disk): the next one must not
+        chain on them. If none was signed after them, the head goes back to before the
+        first; else (or if the put was cancelled: the store may commit it anyway) the next
+        signing takes the head from the store, once the commits in flight have ended."""
+        last = lost[-1]
+        if (
+            isinstance(failure, Exception)
+            and self._own_head == last.id
+            and last.seq - lost[0].seq == len(lost) - 1
+        ):
+            self._own_seq, self._own_head = lost[0].seq - 1, lost[0].prev
+        else:
+            self._own_head_lost = True
+
+    async def _own_head_again(self) -> None:
+        while self._own_head_lost:
+            async with self._own_head_reading:
+                if self._own_head_lost:
+                    await self.commits.settled()  # those signed on the lost ones, too
+                    self._own_head_lost = False
+                    await self.start()
 
     async def ingest(
         self,
@@ -343,9 +468,14 @@ class AlertNode:
         await self.commits.drain(timeout)
 
     def _accepted(self, records: Sequence[AlertRecord], source: bytes | None) -> None:
+        # The alerts are committed: a hook that fails is logged and changes nothing of
+        # that (the caller's answer is the commit's), nor skips the hooks after it.
         self.watching.wake()
         for hook in self.hooks:
-            hook(records, source)
+            try:
+                hook(records, source)
+            except Exception:
+                log.exception("a new-alert hook failed on %d committed alerts", len(records))
 
     def wake_watchers(self) -> None:
         """Another process stored new alerts (serve-api follows the writing node's

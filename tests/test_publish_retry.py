@@ -1,0 +1,238 @@
+"""A client that retries a Publish with the same request id gets the first alert's id,
+also when its first call was cancelled while the store committed: the node's commit task
+(node/app/commits.py), not the caller that left, answers the retries of its request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+
+import pytest
+
+from node._pb.alertmesh.v1 import alert_pb2
+from node.core.alerts import AlertRecord
+from node.store.base import PutOutcome
+from tests.factory import Author
+from tests.test_ingest_follow_up import HeldStore, draft, node_with, until
+
+
+class HeldBatchStore(HeldStore):
+    """HeldStore that also takes PublishBatch's puts (gathered=True)."""
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+    ) -> list[PutOutcome]:
+        return await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id)
+
+
+async def cancelled(task: asyncio.Task[object]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_retry_after_the_first_caller_left_gets_the_first_alert() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await until(lambda: store.waiting == 1, "the first commit is held back")
+        await cancelled(first)  # the client gives up while the disk is slow ...
+        retry = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asyncio.sleep(0.02)  # ... and retries before the first commit lands
+        store.open.set()
+        stored, retried = await retry
+        await node.drain()
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1]  # one alert for one request
+        assert retried and stored.record.id == own[0].id
+        assert await store.request("r1") == own[0].id
+
+
+async def test_a_retry_waiting_when_the_first_caller_leaves_gets_the_first_alert() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await until(lambda: store.waiting == 1, "the first commit is held back")
+        retry = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asyncio.sleep(0.02)  # the retry waits on the first's answer
+        await cancelled(first)
+        store.open.set()
+        stored, retried = await retry
+        await node.drain()
+        assert retried and stored.record.seq == 1
+
+
+async def test_a_retry_batch_gets_its_answers_when_the_first_batch_was_cancelled() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        first = asyncio.create_task(node.publish_batch([(draft("x"), "q1")]))
+        await until(lambda: store.waiting == 1, "the first batch's commit is held back")
+        retry = asyncio.create_task(node.publish_batch([(draft("x"), "q1"), (draft("y"), "q2")]))
+        await asyncio.sleep(0.02)
+        await cancelled(first)
+        store.open.set()
+        results = await retry
+        await node.drain()
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2]
+        assert [(r.id, r.duplicate, r.error) for r in results] == [
+            (own[0].id, True, None),
+            (own[1].id, False, None),
+        ]
+        assert await store.request("q2") == own[1].id
+        again = await node.publish_batch([(draft("y"), "q2")])
+        assert again[0].duplicate and again[0].id == own[1].id
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_no_request_is_left_pending_after_the_commits(batch: bool) -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        store.open.clear()
+        if batch:
+            first = asyncio.create_task(node.publish_batch([(draft("x"), "q1")]))
+        else:
+            first = asyncio.create_task(node.publish(draft("x"), request_id="q1"))
+        await until(lambda: store.waiting == 1, "the commit is held back")
+        await cancelled(first)
+        store.open.set()
+        await node.drain()
+        assert node._requests == {}
+
+
+async def test_a_hook_that_fails_is_logged_and_changes_neither_the_answer_nor_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, author = HeldBatchStore(), Author()
+    async with node_with(store, author) as node:
+
+        def broken(records: Sequence[AlertRecord], source: bytes | None) -> None:
+            raise RuntimeError("a bug in a hook")
+
+        gossiped: list[bytes] = []
+        node.hooks.insert(0, broken)
+        node.hooks.append(lambda records, source: gossiped.extend(r.id for r in records))
+        with caplog.at_level("ERROR"):
+            stored, _ = await node.publish(draft("h"), request_id="h1")
+            (item,) = await node.publish_batch([(draft("i"), "h2")])
+            signed = author.next()
+            (ingested,) = await node.ingest([(signed.body, signed.signature)], source=b"p" * 32)
+        assert item.error is None and ingested.error is None
+        assert gossiped == [stored.record.id, item.id, ingested.id]
+        assert await store.request("h1") == stored.record.id
+        failures = [r for r in caplog.records if "hook failed" in r.getMessage()]
+        assert len(failures) == 3 and all(r.exc_info for r in failures)
+
+
+class DiskFullOnce(HeldBatchStore):
+    """A store whose next `full` puts fail as SQLite's do when the disk is full (the
+    puts of one batch share one group commit: they fail together)."""
+
+    full = 0
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+    ) -> list[PutOutcome]:
+        if self.full:
+            self.full -= 1
+            await asyncio.sleep(0)
+            raise sqlite3.OperationalError("database or disk is full")
+        return await HeldBatchStore.put(self, records, now_ms=now_ms, request_id=request_id)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_failed_put_leaves_no_hole_in_the_nodes_own_chain(batch: bool) -> None:
+    store = DiskFullOnce()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.full = 2 if batch else 1
+        if batch:
+            with pytest.raises(sqlite3.OperationalError):
+                await node.publish_batch([(draft("b"), "b1"), (draft("c"), "c1")])
+            assert await store.request("b1") is None and "b1" not in node._requests
+        else:
+            with pytest.raises(sqlite3.OperationalError):
+                await node.publish(draft("b"), request_id="b1")
+        after, _ = await node.publish(draft("d"))  # the disk has room again
+        assert (after.record.seq, after.record.prev) == (2, first.record.id)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2]
+        assert store.chains.head(node.identity.public_key) == 2
+
+
+async def test_alerts_signed_on_one_whose_put_failed_are_not_chained_on() -> None:
+    store = DiskFullOnce()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.full = 2  # the next two puts fail; the second was signed on the first
+        store.open.clear()
+        x = asyncio.create_task(node.publish(draft("x")))
+        y = asyncio.create_task(node.publish(draft("y")))
+        await asyncio.sleep(0.02)
+        store.open.set()
+        for task in (x, y):
+            with pytest.raises(sqlite3.OperationalError):
+                await task
+        after, _ = await node.publish(draft("z"))
+        assert (after.record.seq, after.record.prev) == (2, first.record.id)
+        assert store.chains.head(node.identity.public_key) == 2
+
+
+async def test_a_lifecycle_check_that_fails_is_logged_and_the_hooks_still_run(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, author = HeldBatchStore(), Author()
+    async with node_with(store, author) as node:
+
+        async def broken(record: AlertRecord) -> bool:
+            raise RuntimeError("a bug in the lifecycle check")
+
+        monkeypatch.setattr(node.lifecycle, "refuses", broken)
+        gossiped: list[bytes] = []
+        node.hooks.append(lambda records, source: gossiped.extend(r.id for r in records))
+        link = alert_pb2.AlertLink(kind=alert_pb2.LINK_KIND_SIGHTING, alert_id=bytes([1]) * 32)
+        signed = author.next(links=[link])
+        with caplog.at_level("ERROR"):
+            (ingested,) = await node.ingest([(signed.body, signed.signature)], source=b"p" * 32)
+        assert ingested.error is None and gossiped == [ingested.id]
+        failures = [r for r in caplog.records if "lifecycle check" in r.getMessage()]
+        assert len(failures) == 1 and failures[0].exc_info
+
+
+async def test_a_retry_whose_first_call_left_before_signing_publishes_once() -> None:
+    store = HeldBatchStore()
+    async with node_with(store, Author()) as node:
+        asked = asyncio.Event()
+        release = asyncio.Event()
+        request = store.request
+
+        async def slow_request(request_id: str) -> bytes | None:
+            asked.set()
+            await release.wait()
+            return await request(request_id)
+
+        store.request = slow_request  # type: ignore[method-assign]
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asked.wait()  # the first call looks up its request id ...
+        retry = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await asyncio.sleep(0.02)  # ... a retry waits on it, and the first call leaves
+        await cancelled(first)
+        release.set()
+        stored, _ = await retry
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.id for a in own] == [stored.record.id]
