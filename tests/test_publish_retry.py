@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -236,3 +238,95 @@ async def test_a_retry_whose_first_call_left_before_signing_publishes_once() -> 
         stored, _ = await retry
         own = await store.range(node.identity.public_key, 1, 10, limit=10)
         assert [a.id for a in own] == [stored.record.id]
+
+
+class SlowHeadRead(DiskFullOnce):
+    """Reading a range waits, as SQLite's and PostgreSQL's reads do; `range_fails` makes
+    the next read fail as a broken disk would."""
+
+    range_fails = False
+
+    async def range(self, *args: Any, **kwargs: Any) -> list[AlertRecord]:
+        await asyncio.sleep(0.01)
+        if self.range_fails:
+            self.range_fails = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return await DiskFullOnce.range(self, *args, **kwargs)
+
+
+@pytest.mark.parametrize("during_the_read", ["another publish", "a cancel", "a failed read"])
+async def test_reading_the_own_head_again_is_all_or_nothing(during_the_read: str) -> None:
+    """After a lost put with alerts signed on it, the next publish reads the head from the
+    store. A second publish meanwhile, a cancelled reader or a failed read must not leave
+    the node signing on a half-read head (prev empty): publishing goes on, chained."""
+    store = SlowHeadRead()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.full = 2
+        store.open.clear()
+        lost = [asyncio.create_task(node.publish(draft(t))) for t in ("x", "y")]
+        await asyncio.sleep(0.02)
+        store.open.set()
+        for task in lost:
+            with pytest.raises(sqlite3.OperationalError):
+                await task
+        assert node._own_head_lost
+        reader = asyncio.create_task(node.publish(draft("p")))
+        await asyncio.sleep(0.002)  # the reader waits in the store's range
+        if during_the_read == "another publish":
+            other, _ = await node.publish(draft("q"))
+            assert other.record.prev != b""
+        elif during_the_read == "a cancel":
+            await cancelled(reader)
+        else:
+            store.range_fails = True
+        with contextlib.suppress(asyncio.CancelledError, sqlite3.OperationalError):
+            await reader
+        later = [(await node.publish(draft(f"z{i}")))[0].record for i in range(3)]
+        own = await store.range(node.identity.public_key, 1, 20, limit=20)
+        assert [a.seq for a in own] == list(range(1, len(own) + 1))  # no hole
+        assert own[0].id == first.record.id
+        for prev, this in itertools.pairwise(own):
+            assert this.prev == prev.id
+        assert later[-1].id == own[-1].id
+
+
+class FullWhenOpened(HeldBatchStore):
+    """Puts wait for `open`; the next `full` of them then fail as on a full disk."""
+
+    full = 0
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+    ) -> list[PutOutcome]:
+        await self.open.wait()
+        if self.full:
+            self.full -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return await HeldBatchStore.put(self, records, now_ms=now_ms, request_id=request_id)
+
+
+async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() -> None:
+    """The batch's other items are committed: the batch must answer them, not fail as a
+    whole (a client resending it would publish them twice)."""
+    store = FullWhenOpened()
+    async with node_with(store, Author()) as node:
+        store.full = 1
+        store.open.clear()
+        first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
+        await until(lambda: "r1" in node._requests, "the first call is pending")
+        await asyncio.sleep(0.01)  # the first call's put waits for the disk
+        batch = asyncio.create_task(node.publish_batch([(draft("one"), "r1"), (draft("new"), "")]))
+        await asyncio.sleep(0.01)
+        store.open.set()
+        with pytest.raises(sqlite3.OperationalError):
+            await first
+        retried, new = await batch
+        assert retried.error is not None and "send it again" in str(retried.error)
+        assert new.error is None and new.id is not None
+        assert await store.get(new.id) is not None

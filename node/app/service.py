@@ -140,13 +140,15 @@ class AlertNode:
 
     async def start(self) -> None:
         """Load this node's own chain head from the store."""
-        self._own_seq = self.store.chains.get(self.identity.public_key).max_seq
-        self._own_head = b""
-        if self._own_seq:
-            head = await self.store.range(
-                self.identity.public_key, self._own_seq, self._own_seq, limit=1
-            )
-            self._own_head = head[0].id if head else b""
+        self._own_seq, self._own_head = await self._stored_own_head()
+
+    async def _stored_own_head(self) -> tuple[int, bytes]:
+        """The seq and id of this node's last own alert in the store (0, b"" if none)."""
+        seq = self.store.chains.get(self.identity.public_key).max_seq
+        if not seq:
+            return 0, b""
+        head = await self.store.range(self.identity.public_key, seq, seq, limit=1)
+        return seq, head[0].id if head else b""
 
     # -- writing -----------------------------------------------------------
 
@@ -285,6 +287,13 @@ class AlertNode:
                     results[i] = BatchItemResult(await asyncio.shield(pending), duplicate=True)
                 except AlertmeshError as exc:
                     results[i] = BatchItemResult(error=exc)
+                except Exception:  # the first call's put failed (a full disk): this item only
+                    results[i] = BatchItemResult(
+                        error=StoreClosed(
+                            "the first call with this request id could not store its alert; "
+                            "send it again"
+                        )
+                    )
                 except asyncio.CancelledError:
                     if not pending.cancelled():
                         raise  # this caller was cancelled
@@ -449,8 +458,11 @@ class AlertNode:
             async with self._own_head_reading:
                 if self._own_head_lost:
                     await self.commits.settled()  # those signed on the lost ones, too
-                    self._own_head_lost = False
-                    await self.start()
+                    # Read first, then take it with no await between: a read that fails
+                    # or is cancelled leaves the flag set for the next publish to retry,
+                    # and no publish signs on a half-read head meanwhile.
+                    seq, head = await self._stored_own_head()
+                    self._own_seq, self._own_head, self._own_head_lost = seq, head, False
 
     async def ingest(
         self,
