@@ -138,7 +138,8 @@ async def test_a_hook_that_fails_is_logged_and_changes_neither_the_answer_nor_th
 
 class DiskFullOnce(HeldBatchStore):
     """A store whose next `full` puts fail as SQLite's do when the disk is full (the
-    puts of one batch share one group commit: they fail together)."""
+    puts of one batch share one group commit: they fail together). Puts wait for `open`
+    first, as HeldStore's commits do (a slow disk that turns out to be full)."""
 
     full = 0
 
@@ -150,6 +151,7 @@ class DiskFullOnce(HeldBatchStore):
         request_id: str = "",
         gathered: bool = False,
     ) -> list[PutOutcome]:
+        await self.open.wait()
         if self.full:
             self.full -= 1
             await asyncio.sleep(0)
@@ -270,7 +272,7 @@ async def test_reading_the_own_head_again_is_all_or_nothing(during_the_read: str
         for task in lost:
             with pytest.raises(sqlite3.OperationalError):
                 await task
-        assert node._own_head_lost
+        assert node.own.lost
         reader = asyncio.create_task(node.publish(draft("p")))
         await asyncio.sleep(0.002)  # the reader waits in the store's range
         if during_the_read == "another publish":
@@ -291,30 +293,10 @@ async def test_reading_the_own_head_again_is_all_or_nothing(during_the_read: str
         assert later[-1].id == own[-1].id
 
 
-class FullWhenOpened(HeldBatchStore):
-    """Puts wait for `open`; the next `full` of them then fail as on a full disk."""
-
-    full = 0
-
-    async def put(
-        self,
-        records: Sequence[AlertRecord],
-        *,
-        now_ms: int,
-        request_id: str = "",
-        gathered: bool = False,
-    ) -> list[PutOutcome]:
-        await self.open.wait()
-        if self.full:
-            self.full -= 1
-            raise sqlite3.OperationalError("database or disk is full")
-        return await HeldBatchStore.put(self, records, now_ms=now_ms, request_id=request_id)
-
-
 async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() -> None:
     """The batch's other items are committed: the batch must answer them, not fail as a
     whole (a client resending it would publish them twice)."""
-    store = FullWhenOpened()
+    store = DiskFullOnce()
     async with node_with(store, Author()) as node:
         store.full = 1
         store.open.clear()

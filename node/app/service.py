@@ -22,6 +22,7 @@ from node.app.commits import Commits
 from node.app.ingesting import Ingester, IngestResult, Verified
 from node.app.lifecycle import Event, Lifecycle
 from node.app.node_stats import Counters, NodeStats, node_stats
+from node.app.own_chain import OwnChain
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
 from node.app.valuelists import Allowlist, Warninglist
 from node.app.verify import Verifier
@@ -98,13 +99,6 @@ class AlertNode:
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
         self._requests: dict[str, asyncio.Future[bytes]] = {}
-        state = store.chains.get(identity.public_key)
-        self._own_seq = state.max_seq
-        self._own_head = b""
-        # A put of own alerts failed after later ones were signed on top of them: the
-        # next signing takes the head from the store again (_own_head_again).
-        self._own_head_lost = False
-        self._own_head_reading = asyncio.Lock()
         self.lifecycle = Lifecycle(
             store, self.sharing.content, lambda: self.roster, identity.public_key
         )
@@ -124,6 +118,7 @@ class AlertNode:
         )
         # Each commit with what follows it is a task of the node's (node/app/commits.py).
         self.commits = Commits(log)
+        self.own = OwnChain(store, identity.public_key, self.commits)
         self.ingester = Ingester(
             store=store,
             verifier=verifier,
@@ -140,15 +135,7 @@ class AlertNode:
 
     async def start(self) -> None:
         """Load this node's own chain head from the store."""
-        self._own_seq, self._own_head = await self._stored_own_head()
-
-    async def _stored_own_head(self) -> tuple[int, bytes]:
-        """The seq and id of this node's last own alert in the store (0, b"" if none)."""
-        seq = self.store.chains.get(self.identity.public_key).max_seq
-        if not seq:
-            return 0, b""
-        head = await self.store.range(self.identity.public_key, seq, seq, limit=1)
-        return seq, head[0].id if head else b""
+        await self.own.load()
 
     # -- writing -----------------------------------------------------------
 
@@ -199,7 +186,7 @@ class AlertNode:
             if existing:
                 future.set_result(existing)
                 return await self.get(existing), True
-            await self._own_head_again()
+            await self.own.ready()
             now = self.clock()
             record = self._sign_new(draft, now, to)
             handed = True  # from here the commit task answers the retries, whoever waits
@@ -251,7 +238,7 @@ class AlertNode:
                         results[i] = BatchItemResult(existing, duplicate=True)
                     else:
                         fresh.append(i)
-            await self._own_head_again()
+            await self.own.ready()
             now = self.clock()
             records: list[tuple[int, AlertRecord]] = []
             for i in fresh:
@@ -325,8 +312,8 @@ class AlertNode:
                 raise InvalidIndicator(f"indicator {i}: {exc}") from exc
         alert.origin = self.identity.public_key
         alert.created_at_ms = now
-        alert.seq = self._own_seq + 1
-        alert.prev = self._own_head
+        alert.seq = self.own.seq + 1
+        alert.prev = self.own.head
         alert.recipients.extend(recipients)  # what this node, a recipient, indexes
         keys = alerts.validate(alert, now_ms=now, limits=self.limits, encrypted=bool(recipients))
         signed = self.sharing.envelope(alert, list(recipients)) if recipients else alert
@@ -336,13 +323,13 @@ class AlertNode:
                 f"the alert is {len(body)} bytes; the limit is {self.limits.max_body_bytes}"
             )
         record = alerts.make_record(body, sign_alert(self.identity, body), alert, keys)
-        self._own_seq, self._own_head = record.seq, record.id
+        self.own.signed(record)
         return record
 
     async def _publish_new(
         self, draft: alert_pb2.Alert, request_id: str, recipients: list[bytes]
     ) -> Stored:
-        await self._own_head_again()
+        await self.own.ready()
         now = self.clock()
         # The seq is taken before the first await so concurrent publishes chain correctly.
         record = self._sign_new(draft, now, recipients)
@@ -395,7 +382,7 @@ class AlertNode:
         try:
             await self.store.put([record], now_ms=now, request_id=request_id)
         except BaseException as exc:
-            self._unsigned([record], exc)
+            self.own.unstored([record], exc)
             raise
         if answer is not None and not answer.done():
             answer.set_result(record.id)  # committed: a retry of the request gets this id
@@ -425,7 +412,7 @@ class AlertNode:
         committed: list[AlertRecord] = []
         lost = [(r, x) for (r, _), x in zip(own, done, strict=True) if isinstance(x, BaseException)]
         if lost:
-            self._unsigned([r for r, _ in lost], lost[0][1])
+            self.own.unstored([r for r, _ in lost], lost[0][1])
         for (r, request_id), outcome in zip(own, done, strict=True):
             if isinstance(outcome, BaseException):
                 continue  # _settle gives its request the failure
@@ -437,32 +424,6 @@ class AlertNode:
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
-
-    def _unsigned(self, lost: Sequence[AlertRecord], failure: BaseException | None) -> None:
-        """Own alerts were signed but their put failed (a full disk): the next one must not
-        chain on them. If none was signed after them, the head goes back to before the
-        first; else (or if the put was cancelled: the store may commit it anyway) the next
-        signing takes the head from the store, once the commits in flight have ended."""
-        last = lost[-1]
-        if (
-            isinstance(failure, Exception)
-            and self._own_head == last.id
-            and last.seq - lost[0].seq == len(lost) - 1
-        ):
-            self._own_seq, self._own_head = lost[0].seq - 1, lost[0].prev
-        else:
-            self._own_head_lost = True
-
-    async def _own_head_again(self) -> None:
-        while self._own_head_lost:
-            async with self._own_head_reading:
-                if self._own_head_lost:
-                    await self.commits.settled()  # those signed on the lost ones, too
-                    # Read first, then take it with no await between: a read that fails
-                    # or is cancelled leaves the flag set for the next publish to retry,
-                    # and no publish signs on a half-read head meanwhile.
-                    seq, head = await self._stored_own_head()
-                    self._own_seq, self._own_head, self._own_head_lost = seq, head, False
 
     async def ingest(
         self,
