@@ -48,7 +48,12 @@ class HeldStore(MemoryStore):
         self.waiting = 0  # puts held back now
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        own: bool = False,
     ) -> list[PutOutcome]:
         gate = self.open
 
@@ -58,7 +63,9 @@ class HeldStore(MemoryStore):
                 await gate.wait()
             finally:
                 self.waiting -= 1
-            return await MemoryStore.put(self, records, now_ms=now_ms, request_id=request_id)
+            return await MemoryStore.put(
+                self, records, now_ms=now_ms, request_id=request_id, own=own
+            )
 
         return await asyncio.shield(asyncio.ensure_future(queued()))
 
@@ -69,9 +76,14 @@ class BrokenStore(HeldStore):
     broken: Callable[[], None] = staticmethod(lambda: None)
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        own: bool = False,
     ) -> list[PutOutcome]:
-        outcomes = await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id)
+        outcomes = await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id, own=own)
         self.broken()
         return outcomes
 

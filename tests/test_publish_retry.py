@@ -15,7 +15,8 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core.alerts import AlertRecord
-from node.store.base import PutOutcome
+from node.core.errors import StoreClosed
+from node.store.base import PutOutcome, nothing_written
 from tests.factory import Author
 from tests.test_ingest_follow_up import HeldStore, draft, node_with, until
 
@@ -30,8 +31,9 @@ class HeldBatchStore(HeldStore):
         now_ms: int,
         request_id: str = "",
         gathered: bool = False,
+        own: bool = False,
     ) -> list[PutOutcome]:
-        return await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id)
+        return await HeldStore.put(self, records, now_ms=now_ms, request_id=request_id, own=own)
 
 
 async def cancelled(task: asyncio.Task[object]) -> None:
@@ -150,13 +152,17 @@ class DiskFullOnce(HeldBatchStore):
         now_ms: int,
         request_id: str = "",
         gathered: bool = False,
+        own: bool = False,
     ) -> list[PutOutcome]:
         await self.open.wait()
         if self.full:
             self.full -= 1
             await asyncio.sleep(0)
-            raise sqlite3.OperationalError("database or disk is full")
-        return await HeldBatchStore.put(self, records, now_ms=now_ms, request_id=request_id)
+            # As SqliteStore marks a transaction that never committed (rolled back).
+            raise nothing_written(sqlite3.OperationalError("database or disk is full"))
+        return await HeldBatchStore.put(
+            self, records, now_ms=now_ms, request_id=request_id, own=own
+        )
 
 
 @pytest.mark.parametrize("batch", [False, True])
@@ -166,8 +172,9 @@ async def test_a_failed_put_leaves_no_hole_in_the_nodes_own_chain(batch: bool) -
         first, _ = await node.publish(draft("a"))
         store.full = 2 if batch else 1
         if batch:
-            with pytest.raises(sqlite3.OperationalError):
-                await node.publish_batch([(draft("b"), "b1"), (draft("c"), "c1")])
+            items = await node.publish_batch([(draft("b"), "b1"), (draft("c"), "c1")])
+            assert all(isinstance(r.error, StoreClosed) for r in items)  # UNAVAILABLE
+            assert "send it again" in str(items[0].error)
             assert await store.request("b1") is None and "b1" not in node._requests
         else:
             with pytest.raises(sqlite3.OperationalError):

@@ -44,7 +44,12 @@ class HeldStore(MemoryStore):
         self.waiting = 0  # puts held back now
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        own: bool = False,
     ) -> list[PutOutcome]:
         self.waiting += 1
         try:
@@ -53,7 +58,7 @@ class HeldStore(MemoryStore):
             self.waiting -= 1
         if self.failing:
             raise CommitFailed("the disk is full")
-        return await super().put(records, now_ms=now_ms, request_id=request_id)
+        return await super().put(records, now_ms=now_ms, request_id=request_id, own=own)
 
 
 class End:
@@ -252,9 +257,14 @@ class QueuedStore(HeldStore):
     """Like SqliteStore: a put, once queued, commits even if its caller is cancelled."""
 
     async def put(
-        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        own: bool = False,
     ) -> list[PutOutcome]:
-        task = asyncio.ensure_future(HeldStore.put(self, records, now_ms=now_ms))
+        task = asyncio.ensure_future(HeldStore.put(self, records, now_ms=now_ms, own=own))
         return await asyncio.shield(task)
 
 

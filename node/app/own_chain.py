@@ -3,9 +3,12 @@
 `AlertNode` signs its own alerts one after the other with no await between taking the
 head and moving it (so concurrent publishes chain correctly), and stores them in a task
 of its own (node/app/commits.py). When such a put fails (a full disk), the next alert
-must not chain on the lost ones: the head goes back to before them if nothing was signed
-on top of them meanwhile, and is otherwise read again from the store before the next
-signing, once the commits in flight have ended.
+must not chain on the lost ones: the head goes back to before them if the store says the
+put wrote nothing (base.nothing_written) and nothing was signed on top of them meanwhile.
+Otherwise (a COMMIT in doubt may have landed; later alerts are in flight) the head is
+read again from the store before the next signing, once the commits in flight have
+ended. The store refuses an own alert that does not follow what it holds
+(base.unchained), so a lost alert never leaves a hole below a later one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 
 from node.app.commits import Commits
 from node.core.alerts import AlertRecord
-from node.store.base import AlertStore
+from node.store.base import AlertStore, OwnChainBroken, wrote_nothing
 
 
 class OwnChain:
@@ -46,14 +49,23 @@ class OwnChain:
         """`record` is the next own alert: the one after chains on it."""
         self.seq, self.head = record.seq, record.id
 
-    def unstored(self, lost: Sequence[AlertRecord], failure: BaseException | None) -> None:
-        """Own alerts were signed but their put failed (a full disk): the next one must not
-        chain on them. If none was signed after them, the head goes back to before the
-        first; else (or if the put was cancelled: the store may commit it anyway) the next
-        signing takes the head from the store, once the commits in flight have ended."""
+    def unstored(
+        self, lost: Sequence[AlertRecord], failures: Sequence[BaseException | None]
+    ) -> None:
+        """Own alerts were signed but their puts failed (a full disk): the next one must not
+        chain on them. If every put wrote nothing and none was signed after them, the head
+        goes back to before the first; else (a failure in doubt, a put cancelled that the
+        store may commit anyway, a refusal: the head is not what the store holds) the
+        next signing takes the head from the store, once the commits in flight have
+        ended."""
         last = lost[-1]
         if (
-            isinstance(failure, Exception)
+            all(
+                isinstance(failure, Exception)
+                and wrote_nothing(failure)
+                and not isinstance(failure, OwnChainBroken)
+                for failure in failures
+            )
             and self.head == last.id
             and last.seq - lost[0].seq == len(lost) - 1
         ):

@@ -41,7 +41,7 @@ from node.core.limits import Limits
 from node.core.roster import Roster
 from node.core.verdict import UPDATE
 from node.crypto import Identity, sign_alert
-from node.store.base import AlertStore, Equivocation, Query, Stored
+from node.store.base import AlertStore, Equivocation, Query, Stored, wrote_nothing
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,24 @@ class BatchItemResult:
     id: bytes = b""
     duplicate: bool = False
     error: AlertmeshError | None = None
+
+
+def unstored_error(failure: BaseException) -> AlertmeshError:
+    """What a batch item whose put failed answers: the store's own error as it is, any
+    other (a full disk, a lost connection; logged) as UNAVAILABLE, saying whether the
+    alert may have been stored after all."""
+    if isinstance(failure, AlertmeshError):
+        return failure
+    if wrote_nothing(failure):
+        return StoreClosed(
+            "the node could not store this alert (its store failed; the node's log has "
+            "details); send it again"
+        )
+    return StoreClosed(
+        "the node's store failed while committing this alert and cannot tell whether it "
+        "was stored (the node's log has details); send it again with the same "
+        "client_request_id, which never publishes it twice"
+    )
 
 
 # Called with the newly accepted records and the peer they came from (None: local/client).
@@ -262,13 +280,16 @@ class AlertNode:
                 # The task answers retries of these requests, here or in other calls, and
                 # removes them from _requests, even if this caller leaves meanwhile.
                 answers = {rid: mine.pop(rid) for _, rid in own if rid in mine}
-                await self.commits.run(
+                failures = await self.commits.run(
                     self._commit_batch(own, now, answers),
                     "a publish",
                     functools.partial(self._settle, answers),
                 )
-            for i, record in records:
-                results[i] = BatchItemResult(record.id)
+                for (i, record), failure in zip(records, failures, strict=True):
+                    results[i] = BatchItemResult(
+                        record.id if failure is None else b"",
+                        error=None if failure is None else unstored_error(failure),
+                    )
             for i, pending in waiting:
                 try:
                     results[i] = BatchItemResult(await asyncio.shield(pending), duplicate=True)
@@ -380,9 +401,9 @@ class AlertNode:
         answer: asyncio.Future[bytes] | None,
     ) -> None:
         try:
-            await self.store.put([record], now_ms=now, request_id=request_id)
+            await self.store.put([record], now_ms=now, request_id=request_id, own=True)
         except BaseException as exc:
-            self.own.unstored([record], exc)
+            self.own.unstored([record], [exc])
             raise
         if answer is not None and not answer.done():
             answer.set_result(record.id)  # committed: a retry of the request gets this id
@@ -399,31 +420,47 @@ class AlertNode:
         own: list[tuple[AlertRecord, str]],
         now: int,
         answers: dict[str, asyncio.Future[bytes]],
-    ) -> None:
+    ) -> list[BaseException | None]:
+        """Each alert's failure, None for those committed: each put answers for its own
+        alert (a put refused, or a transaction of the store's that failed, takes only
+        its own puts with it), so the batch answers each item truly."""
         # One put per alert, for its request id; all are queued before the writer runs
         # (gathered: none commits alone on the loop), so they share one group commit.
         done = await asyncio.gather(
             *(
-                self.store.put([r], now_ms=now, request_id=request_id, gathered=True)
+                self.store.put([r], now_ms=now, request_id=request_id, gathered=True, own=True)
                 for r, request_id in own
             ),
             return_exceptions=True,
         )
+        failures = [x if isinstance(x, BaseException) else None for x in done]
         committed: list[AlertRecord] = []
-        lost = [(r, x) for (r, _), x in zip(own, done, strict=True) if isinstance(x, BaseException)]
+        lost = [(r, x) for (r, _), x in zip(own, failures, strict=True) if x is not None]
         if lost:
-            self.own.unstored([r for r, _ in lost], lost[0][1])
-        for (r, request_id), outcome in zip(own, done, strict=True):
-            if isinstance(outcome, BaseException):
-                continue  # _settle gives its request the failure
-            committed.append(r)
-            if (answer := answers.get(request_id)) is not None and not answer.done():
-                answer.set_result(r.id)
+            self.own.unstored([r for r, _ in lost], [x for _, x in lost])
+            if not all(isinstance(x, AlertmeshError) for _, x in lost):
+                log.error(
+                    "%d of a batch's %d alerts could not be stored",
+                    len(lost),
+                    len(own),
+                    exc_info=next(x for _, x in lost if not isinstance(x, AlertmeshError)),
+                )
+        for (r, request_id), failure in zip(own, failures, strict=True):
+            answer = answers.get(request_id)
+            if failure is None:
+                committed.append(r)
+            if answer is None or answer.done():
+                continue
+            if failure is None:
+                answer.set_result(r.id)  # a retry of the request gets this id
+            elif isinstance(failure, asyncio.CancelledError):
+                answer.cancel()  # a retry asks the store again
+            else:
+                answer.set_exception(failure)  # a retry publishes anew
+                answer.exception()  # a retry may never look at it
         self.counters.add("published", len(committed))
         self._accepted(committed, None)
-        for outcome in done:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        return failures
 
     async def ingest(
         self,

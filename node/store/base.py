@@ -8,14 +8,16 @@ closes it. Both implementations keep per-origin chain state in memory
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self, TypeVar
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
+from node.core.errors import StoreClosed
 
 
 class PutOutcome(enum.Enum):
@@ -92,12 +94,20 @@ class AlertStore(Protocol):
         now_ms: int,
         request_id: str = "",
         gathered: bool = False,
+        own: bool = False,
     ) -> list[PutOutcome]:
         """Store what is new, durably, before returning; one outcome per record.
 
         `request_id` (publish only) is remembered with the first record so a
         retried publish finds the alert it already created. `gathered`: the caller
         makes several puts at once (asyncio.gather), meant to share one commit.
+        `own`: the records are this node's own new alerts (publish): each must follow
+        one the store holds (seq 1 excepted) in a slot still free, else the put raises
+        `OwnChainBroken` and writes nothing (see `unchained`).
+
+        A put that fails having written nothing (its transaction never committed) raises
+        an exception marked so (`nothing_written`); an unmarked failure may have
+        committed (a connection lost during COMMIT).
         """
         ...
 
@@ -143,6 +153,91 @@ class AlertStore(Protocol):
 
 
 SlotHeld = Callable[[bytes, int], bool]
+
+E = TypeVar("E", bound=BaseException)
+_NOTHING_WRITTEN = "alertmesh_nothing_written"
+
+
+def nothing_written(exc: E) -> E:
+    """Mark `exc`, a put's failure, as one that wrote nothing: its transaction never
+    reached COMMIT, or the database answered the COMMIT with an error. Each store marks
+    the failures it knows to be clean; any other failure of a put may have committed."""
+    setattr(exc, _NOTHING_WRITTEN, True)
+    return exc
+
+
+def wrote_nothing(exc: BaseException | None) -> bool:
+    """Whether `exc` is a put's failure marked by `nothing_written`."""
+    return getattr(exc, _NOTHING_WRITTEN, False) is True
+
+
+class OwnChainBroken(StoreClosed):
+    """The store refused an own alert (put own=True) that does not follow what it holds:
+    the alert before it is not held (its put failed) or its slot is taken (an earlier
+    put whose answer was lost committed after all). Nothing was written; the node takes
+    its chain's head from the store again, and the client publishes again (UNAVAILABLE,
+    like StoreClosed)."""
+
+
+def unchained(
+    records: Sequence[AlertRecord], holds: SlotHeld, earlier: set[tuple[bytes, int]]
+) -> OwnChainBroken | None:
+    """Why an own put of `records` must be refused, or None (then their slots join
+    `earlier`). `holds(origin, seq)`: the store holds that slot; `earlier`: the slots of
+    the puts before this one in the same commit. Refusing here keeps the node's own chain
+    free of holes and of two alerts for one seq, whatever became of the puts before."""
+    slots = set(earlier)
+    for r in records:
+        if holds(r.origin, r.seq) or (r.origin, r.seq) in slots:
+            return nothing_written(
+                OwnChainBroken(
+                    f"this node's alert {r.seq} was not stored: the store already holds its "
+                    f"alert {r.seq} (an earlier write whose answer was lost committed after "
+                    "all); publish it again"
+                )
+            )
+        if r.seq > 1 and not holds(r.origin, r.seq - 1) and (r.origin, r.seq - 1) not in slots:
+            return nothing_written(
+                OwnChainBroken(
+                    f"this node's alert {r.seq} was not stored: its alert {r.seq - 1}, which "
+                    "it follows, was lost with a failed write; publish it again"
+                )
+            )
+        slots.add((r.origin, r.seq))
+    earlier |= slots
+    return None
+
+
+class QueuedPut(Protocol):
+    """A put waiting for a store's writer: its records, whether they are own, its answer."""
+
+    @property
+    def records(self) -> Sequence[AlertRecord]: ...
+
+    @property
+    def own(self) -> bool: ...
+
+    @property
+    def done(self) -> asyncio.Future[list[PutOutcome]]: ...
+
+
+P = TypeVar("P", bound=QueuedPut)
+
+
+def refuse_unchained(batch: list[P], holds: SlotHeld) -> list[P]:
+    """The puts of `batch` (one commit's, in order) but the own ones that do not follow
+    what the store holds or a put before them in the batch: those fail (`unchained`)."""
+    kept: list[P] = []
+    earlier: set[tuple[bytes, int]] = set()
+    for put in batch:
+        if put.own and (refused := unchained(put.records, holds, earlier)):
+            if not put.done.done():
+                put.done.set_exception(refused)
+            continue
+        if not put.own:
+            earlier.update((r.origin, r.seq) for r in put.records)
+        kept.append(put)
+    return kept
 
 
 def classify(

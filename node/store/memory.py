@@ -8,7 +8,16 @@ from typing import Self
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
-from node.store.base import Equivocation, Held, PutOutcome, Query, Stored, classify
+from node.store.base import (
+    Equivocation,
+    Held,
+    PutOutcome,
+    Query,
+    Stored,
+    classify,
+    nothing_written,
+    unchained,
+)
 
 
 class MemoryStore:
@@ -44,13 +53,21 @@ class MemoryStore:
         now_ms: int,
         request_id: str = "",
         gathered: bool = False,
+        own: bool = False,
     ) -> list[PutOutcome]:
-        outcomes = classify(
-            records,
-            held=self._by_id,
-            known_equivocations=self._second_ids,
-            holds=self._chains.holds,
-        )
+        # Everything that can fail comes before the first change: a failure wrote nothing.
+        try:
+            if own and (refused := unchained(records, self._chains.holds, set())):
+                raise refused
+            outcomes = classify(
+                records,
+                held=self._by_id,
+                known_equivocations=self._second_ids,
+                holds=self._chains.holds,
+            )
+        except Exception as exc:
+            nothing_written(exc)
+            raise
         for r, outcome in zip(records, outcomes, strict=True):
             if outcome is PutOutcome.ACCEPTED:
                 stored = Stored(r, len(self._rows) + 1, now_ms)

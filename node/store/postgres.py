@@ -34,7 +34,7 @@ import asyncpg
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
 from node.core.errors import ConfigError
-from node.store.base import PutOutcome
+from node.store.base import PutOutcome, nothing_written, refuse_unchained, wrote_nothing
 from node.store.postgres_reads import PostgresReads
 from node.store.postgres_url import redacted, scrub
 from node.store.postgres_writer import CHANNEL, WRITER_LOCK, Put, check_version, migrate, write
@@ -78,6 +78,9 @@ class PostgresStore(PostgresReads):
         self._wake = asyncio.Event()
         self._stopping = False
         self._catching_up = asyncio.Lock()
+        # A commit failed in doubt (the connection lost during COMMIT): the next one first
+        # reads what committed meanwhile, so that the chains it checks against are true.
+        self._in_doubt = False
 
     @property
     def chains(self) -> Chains:
@@ -176,13 +179,16 @@ class PostgresStore(PostgresReads):
         now_ms: int,
         request_id: str = "",
         gathered: bool = False,  # every put queues for the group commit here
+        own: bool = False,
     ) -> list[PutOutcome]:
         if self.follow:
-            raise ConfigError("this process only reads the store; the writing node stores alerts")
+            raise nothing_written(
+                ConfigError("this process only reads the store; the writing node stores alerts")
+            )
         if not records:
             return []
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(Put(records, now_ms, request_id, done))
+        await self._queue.put(Put(records, now_ms, request_id, done, own))
         return await done
 
     async def _writer(self) -> None:
@@ -200,11 +206,21 @@ class PostgresStore(PostgresReads):
                     break
                 batch.append(item)
                 rows += len(item.records)
+            writing = False
             try:
                 if self._wdb is None or self._wdb.is_closed():
                     await self._reconnect_writer()
-                results = await self._write(batch)
+                if self._in_doubt:
+                    await self._catch_up_if_behind()
+                    self._in_doubt = False
+                batch = refuse_unchained(batch, self._chains.holds)
+                writing = True
+                results = await self._write(batch) if batch else []
             except Exception as exc:  # a failed transaction fails every put in it
+                if not writing:
+                    nothing_written(exc)
+                elif not wrote_nothing(exc):
+                    self._in_doubt = True
                 for put in batch:
                     if not put.done.done():
                         put.done.set_exception(exc)

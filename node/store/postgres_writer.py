@@ -13,7 +13,7 @@ import asyncpg
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
 from node.core.errors import ConfigError
-from node.store.base import PutOutcome, classify
+from node.store.base import PutOutcome, classify, nothing_written
 from node.store.postgres_url import redacted
 from node.store.sqlite_writer import key_hash
 
@@ -76,6 +76,7 @@ class Put:
     now_ms: int
     request_id: str
     done: asyncio.Future[list[PutOutcome]]
+    own: bool = False  # this node's own alerts: refused unless they follow what is held
 
 
 async def check_version(db: asyncpg.Connection, url: str, *, follow: bool) -> None:
@@ -107,7 +108,10 @@ async def write(
     db: asyncpg.Connection, batch: list[Put], chains: Chains, last_local_seq: int
 ) -> tuple[list[list[PutOutcome]], int, int]:
     """Commit `batch` in one transaction: each put's outcomes, the last position and how
-    many alerts were added. `chains` takes the added alerts' slots once committed."""
+    many alerts were added. `chains` takes the added alerts' slots once committed.
+    A failure before the COMMIT was sent, or one the server answered the COMMIT with,
+    wrote nothing and is marked so (base.nothing_written); any other failure of the
+    COMMIT (the connection lost) is in doubt and left unmarked."""
     records = [r for put in batch for r in put.records]
     # An id can be held only if its (origin, seq) slot is: most records need no query.
     taken = list({r.id for r in records if chains.holds(r.origin, r.seq)})
@@ -148,26 +152,35 @@ async def write(
                      put.now_ms)
                 )  # fmt: skip
     requests = [(put.request_id, put.records[0].id) for put in batch if put.request_id]
-    async with db.transaction():
-        await insert(db, "alerts", ALERT_COLUMNS, alert_rows)
-        await insert(db, "alert_keys", ("key", "local_seq"), key_rows)
-        if equivocation_rows:
-            # The first copy is whichever this store accepted for that slot (maybe in
-            # this batch).
-            await db.executemany(
-                "INSERT INTO equivocations (origin, seq, second_id, first_id, body,"
-                " signature, index_keys, detected_at_ms) SELECT $1, $2, $3, id, $4, $5,"
-                " $6, $7 FROM alerts WHERE origin = $1 AND seq = $2"
-                " ON CONFLICT DO NOTHING",
-                equivocation_rows,
-            )
-        if requests:
-            await db.executemany(
-                "INSERT INTO publish_requests VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                requests,
-            )
-        if alert_rows:  # delivered to the readers at commit
-            await db.execute("SELECT pg_notify($1, $2)", CHANNEL, str(local_seq))
+    committing = False  # the block has run: what fails now is the COMMIT
+    try:
+        async with db.transaction():
+            await insert(db, "alerts", ALERT_COLUMNS, alert_rows)
+            await insert(db, "alert_keys", ("key", "local_seq"), key_rows)
+            if equivocation_rows:
+                # The first copy is whichever this store accepted for that slot (maybe in
+                # this batch).
+                await db.executemany(
+                    "INSERT INTO equivocations (origin, seq, second_id, first_id, body,"
+                    " signature, index_keys, detected_at_ms) SELECT $1, $2, $3, id, $4, $5,"
+                    " $6, $7 FROM alerts WHERE origin = $1 AND seq = $2"
+                    " ON CONFLICT DO NOTHING",
+                    equivocation_rows,
+                )
+            if requests:
+                await db.executemany(
+                    "INSERT INTO publish_requests VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    requests,
+                )
+            if alert_rows:  # delivered to the readers at commit
+                await db.execute("SELECT pg_notify($1, $2)", CHANNEL, str(local_seq))
+            committing = True
+    except BaseException as exc:
+        # The server answered the COMMIT with an error (it rolled back), or it was never
+        # sent; a connection lost during the COMMIT leaves it in doubt (unmarked).
+        if not committing or isinstance(exc, asyncpg.PostgresError):
+            nothing_written(exc)
+        raise
     for row in alert_rows:
         chains.add(row[2], row[3])
     return per_put, local_seq, len(alert_rows)

@@ -35,7 +35,14 @@ import aiosqlite
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
 from node.core.errors import ConfigError, StoreClosed
-from node.store.base import PutOutcome, Query, Stored
+from node.store.base import (
+    PutOutcome,
+    Query,
+    Stored,
+    nothing_written,
+    refuse_unchained,
+    unchained,
+)
 from node.store.keyfilter import KeyFilter
 from node.store.sqlite_reads import READER_CACHE_KIB, SqliteReads
 
@@ -103,6 +110,11 @@ def load_filter(db: sqlite3.Connection) -> KeyFilter:
 class _Put:
     write: Write
     done: asyncio.Future[list[PutOutcome]]
+    own: bool = False  # this node's own alerts: refused unless they follow what is held
+
+    @property
+    def records(self) -> Sequence[AlertRecord]:
+        return self.write.records
 
 
 class _Chore(enum.Enum):
@@ -214,21 +226,26 @@ class SqliteStore(SqliteReads):
         now_ms: int,
         request_id: str = "",
         gathered: bool = False,
+        own: bool = False,
     ) -> list[PutOutcome]:
         if not records:
             return []
         if self._closing or self._writer_db is None:
-            raise StoreClosed(f"the store {self.path} is closed: the node is stopping")
+            raise nothing_written(
+                StoreClosed(f"the store {self.path} is closed: the node is stopping")
+            )
         write = Write(records, now_ms, request_id)
         # Gathered puts all queue: the first committing alone on the loop would leave the
         # rest a second commit.
         if len(records) == 1 and not gathered and self._sparse():
+            if own and (refused := unchained(records, self._chains.holds, set())):
+                raise refused  # nothing queued nor committing: the chains are current
             try:
                 return self._commit_inline(write)
             except WriteLockBusy:  # another connection writes: the writer waits for it
                 pass
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Put(write, done))
+        await self._queue.put(_Put(write, done, own))
         return await done
 
     def _sparse(self) -> bool:
@@ -301,6 +318,9 @@ class SqliteStore(SqliteReads):
                 continue
             batch.append(item)
             rows += len(item.write.records)
+        batch = refuse_unchained(batch, self._chains.holds)
+        if not batch:
+            return stop
         try:
             results = await self._write([put.write for put in batch])
         except Exception as exc:  # a failed transaction fails every put in it

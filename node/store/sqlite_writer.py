@@ -44,7 +44,7 @@ from typing import Any
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
-from node.store.base import PutOutcome, classify
+from node.store.base import PutOutcome, classify, nothing_written
 from node.store.keyfilter import KeyFilter
 
 # The schema and its upgrades; the store and its users import the schema's names from here.
@@ -288,6 +288,7 @@ class Writer:
         if self.key_filter is not None:  # bits of a rolled-back row only cost a query
             self.key_filter.add(key_values[::2])
         db.execute(begin)
+        committing = False
         try:
             self._insert(ALERT_INSERT, rows.alerts, ALERT_WIDTH)
             self._insert(f"INSERT OR IGNORE INTO {KEY_LEVELS[0]} VALUES", key_values, 2)
@@ -304,10 +305,14 @@ class Writer:
                 )
             if requests:
                 db.executemany("INSERT OR IGNORE INTO publish_requests VALUES (?, ?)", requests)
+            committing = True
             db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
+        except BaseException as exc:
+            if db.in_transaction:  # also a COMMIT that did not happen (SQLITE_BUSY)
                 db.execute("ROLLBACK")
+            elif committing:  # SQLite ended it at COMMIT: an I/O error there may have written
+                raise
+            nothing_written(exc)  # the store's put says so (base.nothing_written)
             raise
         written = (len(key_values) + len(id_values)) // 2
         self.level_rows[0] += written
