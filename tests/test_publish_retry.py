@@ -16,7 +16,7 @@ import pytest
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core.alerts import AlertRecord
 from node.core.errors import StoreClosed
-from node.store.base import PutOutcome, nothing_written
+from node.store.base import OwnChainBroken, PutOutcome, nothing_written
 from tests.factory import Author
 from tests.test_ingest_follow_up import HeldStore, draft, node_with, until
 
@@ -301,8 +301,10 @@ async def test_reading_the_own_head_again_is_all_or_nothing(during_the_read: str
 
 
 async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() -> None:
-    """The batch's other items are committed: the batch must answer them, not fail as a
-    whole (a client resending it would publish them twice)."""
+    """The batch answers each item, not fail as a whole (a client resending it would
+    publish the committed ones twice). Here its new item was signed on the lost alert,
+    so the store refuses it too (no hole in the chain): it fails with its own reason,
+    and publishing it again takes the lost alert's seq."""
     store = DiskFullOnce()
     async with node_with(store, Author()) as node:
         store.full = 1
@@ -317,5 +319,8 @@ async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() ->
             await first
         retried, new = await batch
         assert retried.error is not None and "send it again" in str(retried.error)
-        assert new.error is None and new.id is not None
-        assert await store.get(new.id) is not None
+        assert isinstance(new.error, OwnChainBroken) and "publish it again" in str(new.error)
+        again = await node.publish_batch([(draft("new"), "")])
+        assert again[0].error is None
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [(a.seq, a.id) for a in own] == [(1, again[0].id)]
