@@ -324,3 +324,139 @@ async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() ->
         assert again[0].error is None
         own = await store.range(node.identity.public_key, 1, 10, limit=10)
         assert [(a.seq, a.id) for a in own] == [(1, again[0].id)]
+
+
+class LosesAnswers(HeldBatchStore):
+    """A store whose next `lost` puts commit and then fail, unmarked, as a PostgreSQL put
+    does when the connection drops during its COMMIT: the alert is stored, the answer
+    lost, and the store cannot say it wrote nothing."""
+
+    lost = 0
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+        own: bool = False,
+    ) -> list[PutOutcome]:
+        outcomes = await HeldBatchStore.put(
+            self, records, now_ms=now_ms, request_id=request_id, own=own
+        )
+        if self.lost:
+            self.lost -= 1
+            raise ConnectionResetError("connection lost during COMMIT")
+        return outcomes
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_put_whose_commit_landed_but_failed_is_not_signed_over(batch: bool) -> None:
+    """A failure the store does not mark as clean may have committed: the node must not
+    sign another alert with the same seq (it would equivocate against itself), but read
+    its head from the store and chain on what landed."""
+    store = LosesAnswers()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.lost = 1
+        if batch:
+            (item,) = await node.publish_batch([(draft("b"), "b1")])
+            assert isinstance(item.error, StoreClosed) and "cannot tell" in str(item.error)
+        else:
+            with pytest.raises(ConnectionResetError):
+                await node.publish(draft("b"), request_id="b1")
+        landed = await store.request("b1")
+        assert landed is not None  # the commit landed
+        after, _ = await node.publish(draft("c"))
+        assert (after.record.seq, after.record.prev) == (3, landed)
+        assert await node.equivocations() == []
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2, 3]
+        assert [a.prev for a in own] == [b"", first.record.id, landed]
+
+
+async def test_an_alert_signed_on_one_whose_put_failed_is_refused_not_stored_above_a_hole() -> None:
+    """Seq 2's put fails while seq 3, signed on it, commits in another transaction: the
+    store refuses seq 3 (its seq 2 is not held), so the node's own chain has no hole."""
+    store = DiskFullOnce()
+    async with node_with(store, Author()) as node:
+        first, _ = await node.publish(draft("a"))
+        store.full = 1  # only the next put fails
+        store.open.clear()
+        x = asyncio.create_task(node.publish(draft("x")))
+        y = asyncio.create_task(node.publish(draft("y")))
+        await until(lambda: node.own.seq == 3, "both are signed, their puts wait")
+        store.open.set()
+        with pytest.raises(sqlite3.OperationalError):
+            await x
+        with pytest.raises(OwnChainBroken, match="publish it again"):
+            await y
+        after, _ = await node.publish(draft("z"))
+        assert (after.record.seq, after.record.prev) == (2, first.record.id)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2]
+        assert store.chains.head(node.identity.public_key) == 2
+
+
+class FailsTitles(HeldBatchStore):
+    """A store whose put of an alert titled in `failing` fails alone, having written
+    nothing (as a store's put does when its own transaction fails or it is refused)."""
+
+    def __init__(self, *failing: str) -> None:
+        super().__init__()
+        self.failing = set(failing)
+
+    async def put(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        now_ms: int,
+        request_id: str = "",
+        gathered: bool = False,
+        own: bool = False,
+    ) -> list[PutOutcome]:
+        if any(r.title in self.failing for r in records):
+            await asyncio.sleep(0)
+            raise nothing_written(sqlite3.OperationalError("database or disk is full"))
+        return await HeldBatchStore.put(
+            self, records, now_ms=now_ms, request_id=request_id, own=own
+        )
+
+
+async def test_a_batch_whose_puts_fail_in_part_answers_each_item_truly() -> None:
+    """Committed items are answered with their ids (a client resending only the failed
+    ones publishes nothing twice), failed ones with an actionable UNAVAILABLE."""
+    store = FailsTitles("c")
+    async with node_with(store, Author()) as node:
+        results = await node.publish_batch([(draft(t), "") for t in ("a", "b", "c")])
+        assert [r.error is None for r in results] == [True, True, False]
+        assert isinstance(results[2].error, StoreClosed)
+        assert "send it again" in str(results[2].error)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.id for a in own] == [results[0].id, results[1].id]
+        store.failing.clear()
+        (again,) = await node.publish_batch([(draft("c"), "")])  # the client resends "c"
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.id for a in own] == [results[0].id, results[1].id, again.id]
+        assert own[2].prev == own[1].id
+
+
+async def test_a_batch_item_after_a_failed_one_is_refused_and_the_earlier_ones_answered() -> None:
+    store = FailsTitles("b")
+    async with node_with(store, Author()) as node:
+        a, b, c = await node.publish_batch([(draft(t), f"r{t}") for t in ("a", "b", "c")])
+        assert a.error is None and await store.request("ra") == a.id
+        assert isinstance(b.error, StoreClosed) and "send it again" in str(b.error)
+        assert isinstance(c.error, OwnChainBroken)  # signed on b: refused, no hole
+        store.failing.clear()
+        again = await node.publish_batch([(draft(t), f"r{t}") for t in ("a", "b", "c")])
+        assert [(r.duplicate, r.error) for r in again] == [
+            (True, None),
+            (False, None),
+            (False, None),
+        ]
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [x.id for x in own] == [a.id, again[1].id, again[2].id]
+        for prev, this in itertools.pairwise(own):
+            assert this.prev == prev.id
