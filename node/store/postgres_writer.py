@@ -66,6 +66,7 @@ ALERT_COLUMNS = (
 CHANNEL = "alertmesh_alerts"
 WRITER_LOCK = 0x616C6D6573680001  # pg_advisory_lock key of the one writer ("almesh" 1)
 COPY_ROWS = 64  # from this many rows, COPY instead of INSERT
+IN_DOUBT_SQLSTATES = frozenset({"08", "57", "XX"})  # classes a landed COMMIT may end with
 
 
 @dataclass(slots=True)
@@ -176,14 +177,23 @@ async def write(
                 await db.execute("SELECT pg_notify($1, $2)", CHANNEL, str(local_seq))
             committing = True
     except BaseException as exc:
-        # The server answered the COMMIT with an error (it rolled back), or it was never
-        # sent; a connection lost during the COMMIT leaves it in doubt (unmarked).
-        if not committing or isinstance(exc, asyncpg.PostgresError):
+        # Never sent, or the server refused the COMMIT (it rolled back); a connection
+        # lost during the COMMIT leaves it in doubt (unmarked).
+        if not committing or _refused(exc):
             nothing_written(exc)
         raise
     for row in alert_rows:
         chains.add(row[2], row[3])
     return per_put, local_seq, len(alert_rows)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether `exc`, the failure of a COMMIT, is the server's refusal (it rolled back).
+    Not: a connection exception (SQLSTATE class 08, which asyncpg also raises itself when
+    the connection drops), operator intervention (57, a terminated backend) or an
+    internal error (XX): the COMMIT may have landed before them."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] not in IN_DOUBT_SQLSTATES
 
 
 async def insert(

@@ -1,0 +1,236 @@
+"""What a store promises the publish path about the node's own chain: an own alert is
+stored only on top of what the store holds (no hole, no second alert for one seq), and a
+put that fails says whether it wrote nothing (base.nothing_written) or may have committed
+(a COMMIT in doubt), so that the node never signs a seq twice. Plus two older fixes of
+the SQLite store's commit on the loop's thread, pinned here."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from node.core.errors import StoreClosed
+from node.store import PutOutcome, SqliteStore, postgres_writer, sqlite
+from node.store.base import AlertStore, OwnChainBroken, wrote_nothing
+from node.store.postgres import PostgresStore
+from tests.factory import Author, now_ms
+from tests.pg import PgServer
+from tests.test_sparse_commit import Clock, committed_ids
+
+
+async def test_an_own_alert_is_stored_only_on_top_of_what_the_store_holds(
+    store: AlertStore,
+) -> None:
+    me, peer = Author(), Author()
+    one, two, three = me.record(), me.record(), me.record()
+    assert await store.put([one], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+    with pytest.raises(OwnChainBroken, match="its alert 2, which it follows, was lost") as hole:
+        await store.put([three], now_ms=now_ms(), own=True)
+    assert wrote_nothing(hole.value) and await store.get(three.id) is None
+    assert await store.put([two], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+    other_two = Author(me.identity).record(seq=2, prev=one.id, title="another 2")
+    with pytest.raises(OwnChainBroken, match="already holds its alert 2") as taken:
+        await store.put([other_two], now_ms=now_ms(), own=True)
+    assert wrote_nothing(taken.value) and await store.equivocations() == []
+    assert await store.put([three], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+    # Alerts from peers may come in any order: only own ones are held to their chain.
+    peer.record()
+    assert await store.put([peer.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+    # Own puts made together (a batch, concurrent publishes) follow each other.
+    together = await asyncio.gather(
+        *(store.put([me.record()], now_ms=now_ms(), gathered=True, own=True) for _ in range(3))
+    )
+    assert together == [[PutOutcome.ACCEPTED]] * 3
+    assert store.chains.head(me.key) == 6
+
+
+class FailingDb:
+    """The SQLite writer's connection, with one statement made to fail: `fail(sql)` says
+    whether (and how) the statement starting so fails; everything else passes through."""
+
+    def __init__(self, db: sqlite3.Connection, fail: Callable[[str], None]) -> None:
+        self._db, self._fail = db, fail
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self._fail(sql)
+        return self._db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        self._fail(sql)
+        return self._db.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def once(prefix: str, error: Callable[[sqlite3.Connection], BaseException]) -> Any:
+    """A `fail` for FailingDb: the first statement starting with `prefix` raises
+    error(connection) instead (or after, if `error` runs it)."""
+    state = {"done": False}
+
+    def fail_with(db: sqlite3.Connection) -> Callable[[str], None]:
+        def fail(sql: str) -> None:
+            if not state["done"] and sql.startswith(prefix):
+                state["done"] = True
+                raise error(db)
+
+        return fail
+
+    return fail_with
+
+
+def busy(db: sqlite3.Connection) -> BaseException:
+    """SQLITE_BUSY as SQLite raises it: the statement did not run."""
+    exc = sqlite3.OperationalError("database is locked")
+    exc.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+    return exc
+
+
+def landed_then_io_error(db: sqlite3.Connection) -> BaseException:
+    """The COMMIT happened, and then the answer is an I/O error: the store cannot know."""
+    db.execute("COMMIT")
+    return sqlite3.OperationalError("disk I/O error")
+
+
+def disk_full(db: sqlite3.Connection) -> BaseException:
+    return sqlite3.OperationalError("database or disk is full")
+
+
+def failing(store: SqliteStore, fail_with: Any) -> None:
+    writer = store._writer_db
+    assert writer is not None
+    writer.db = FailingDb(writer.db, fail_with(writer.db))  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("thread", ["loop", "writer"])
+async def test_sqlite_marks_a_transaction_that_never_committed_and_not_a_commit_in_doubt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: str
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if thread == "loop" else 3600.0)
+    me = Author()
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        failing(store, once("INSERT", disk_full))
+        with pytest.raises(sqlite3.OperationalError) as full:
+            await store.put([me.record()], now_ms=now_ms(), own=True)
+        assert wrote_nothing(full.value)
+        assert len(committed_ids(tmp_path / "a.db")) == 1
+        failing(store, once("COMMIT", landed_then_io_error))
+        doubt = me.record()
+        with pytest.raises(sqlite3.OperationalError) as io:
+            await store.put([doubt], now_ms=now_ms())
+        assert not wrote_nothing(io.value)  # and indeed it landed:
+        assert committed_ids(tmp_path / "a.db")[-1] == doubt.id
+
+
+async def test_sqlite_busy_at_commit_on_the_writer_thread_is_rolled_back_and_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 3600.0)
+    me = Author()
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
+        assert await store.put([me.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        failing(store, once("COMMIT", busy))
+        lost = me.record()
+        with pytest.raises(sqlite3.OperationalError, match="locked") as locked:
+            await store.put([lost], now_ms=now_ms())
+        assert wrote_nothing(locked.value)
+        # Rolled back: the next put begins a transaction of its own, without the lost row.
+        retried = await store.put([lost], now_ms=now_ms())
+        assert retried == [PutOutcome.ACCEPTED]
+        assert len(committed_ids(tmp_path / "a.db")) == 2
+
+
+async def test_sqlite_busy_at_commit_on_the_loop_goes_to_the_writer_and_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins 30226af: a commit on the loop's thread that meets SQLITE_BUSY anywhere (here
+    at the COMMIT, not at BEGIN) hands the put to the writer thread, which commits it:
+    the client never sees "database is locked"."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0)
+    me = Author()
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
+        assert await store.put([me.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert store.inline_commits == 1
+        failing(store, once("COMMIT", busy))
+        second = me.record()
+        assert await store.put([second], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert store.inline_commits == 1  # the writer thread committed it
+        assert committed_ids(tmp_path / "a.db")[-1] == second.id
+
+
+async def test_a_put_after_the_stop_is_queued_and_before_the_close_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins d0901ee: once the writer's stop is queued (the connection still open), a put
+    is refused with StoreClosed at once; queued behind the stop, nothing would ever
+    answer it."""
+    me = Author()
+    late: list[asyncio.Task[list[PutOutcome]]] = []
+    stop = SqliteStore._stop
+
+    async def stop_then_put(self: SqliteStore) -> None:
+        await stop(self)
+        assert self._writer_db is not None  # the connection is still open
+        late.append(asyncio.create_task(self.put([me.record()], now_ms=now_ms())))
+        await asyncio.sleep(0)  # the put runs now
+
+    monkeypatch.setattr(SqliteStore, "_stop", stop_then_put)
+    async with SqliteStore(tmp_path / "a.db") as store:
+        assert await store.put([me.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+    (put,) = late
+    done, _ = await asyncio.wait([put], timeout=5)  # a bound, not a target: unanswered
+    assert done, "a put made while the store closed was never answered"
+    with pytest.raises(StoreClosed) as closed:
+        await put
+    assert wrote_nothing(closed.value)
+    assert len(committed_ids(tmp_path / "a.db")) == 1
+
+
+async def test_postgres_marks_a_failed_transaction_and_reads_again_after_a_commit_in_doubt(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await pg_server.new_database()
+    me = Author()
+    async with PostgresStore(url) as store:
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        # The connection is lost inside the transaction: it never reached COMMIT.
+        insert = postgres_writer.insert
+
+        async def cut_off(*args: Any) -> None:
+            monkeypatch.setattr(postgres_writer, "insert", insert)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost in INSERT")
+
+        monkeypatch.setattr(postgres_writer, "insert", cut_off)
+        cut = me.record()
+        with pytest.raises(Exception) as lost:
+            await store.put([cut], now_ms=now_ms(), own=True)
+        assert wrote_nothing(lost.value)
+        assert await store.put([cut], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+
+        # The COMMIT lands and its answer is lost (the connection stays open here).
+        aexit = asyncpg.transaction.Transaction.__aexit__
+
+        async def answer_lost(self: Any, *exc: Any) -> None:
+            await aexit(self, *exc)
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", aexit)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost in COMMIT")
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", answer_lost)
+        landed = me.record()
+        with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError) as doubt:
+            await store.put([landed], now_ms=now_ms(), own=True)
+        assert not wrote_nothing(doubt.value)
+        # Signing that seq again is refused (the store reads what committed first) ...
+        again = Author(me.identity).record(seq=landed.seq, prev=cut.id, title="again")
+        with pytest.raises(OwnChainBroken, match="already holds"):
+            await store.put([again], now_ms=now_ms(), own=True)
+        # ... and the node's next alert, read from the store, goes on top of what landed.
+        assert store.chains.get(me.key).max_seq == landed.seq
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
