@@ -222,15 +222,28 @@ async def test_postgres_marks_a_failed_transaction_and_reads_again_after_a_commi
             monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", aexit)
             raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost in COMMIT")
 
-        monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", answer_lost)
-        landed = me.record()
-        with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError) as doubt:
-            await store.put([landed], now_ms=now_ms(), own=True)
-        assert not wrote_nothing(doubt.value)
-        # Signing that seq again is refused (the store reads what committed first) ...
-        again = Author(me.identity).record(seq=landed.seq, prev=cut.id, title="again")
-        with pytest.raises(OwnChainBroken, match="already holds"):
-            await store.put([again], now_ms=now_ms(), own=True)
-        # ... and the node's next alert, read from the store, goes on top of what landed.
-        assert store.chains.get(me.key).max_seq == landed.seq
-        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        for reachable in (True, False):
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", answer_lost)
+            if not reachable:  # nor can the store read the database right after
+
+                async def unreachable(catch_up: Any = store._catch_up_if_behind) -> None:
+                    monkeypatch.setattr(store, "_catch_up_if_behind", catch_up)
+                    raise OSError("connection refused")
+
+                monkeypatch.setattr(store, "_catch_up_if_behind", unreachable)
+            landed = me.record()
+            with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError) as doubt:
+                await store.put([landed], now_ms=now_ms(), own=True)
+            assert not wrote_nothing(doubt.value)
+            # The store has read what committed, at once or before its next commit: the
+            # node reads its head from it (here, at once) ...
+            assert store.chains.get(me.key).max_seq == (landed.seq if reachable else landed.seq - 1)
+            # ... and signing that seq again is refused either way.
+            again = Author(me.identity).record(seq=landed.seq, prev=landed.prev, title="again")
+            with pytest.raises(OwnChainBroken, match="already holds"):
+                await store.put([again], now_ms=now_ms(), own=True)
+            assert store.chains.get(me.key).max_seq == landed.seq
+            assert await store.put([me.record()], now_ms=now_ms(), own=True) == [
+                PutOutcome.ACCEPTED
+            ]
+        assert await store.equivocations() == []

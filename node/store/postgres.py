@@ -153,6 +153,20 @@ class PostgresStore(PostgresReads):
         if rows:
             self.on_change()
 
+    async def _resolve_doubt(self) -> None:
+        """After a COMMIT in doubt: read what committed, before its puts fail, so that a
+        publish after them signs on what the database holds. If the database does not
+        answer now, the next commit reads it first (`_in_doubt`)."""
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await self._catch_up_if_behind()
+        except DB_ERRORS as exc:
+            log.warning(
+                "cannot read the store after a failed commit: %s", scrub(str(exc), self.url)
+            )
+        else:
+            self._in_doubt = False
+
     # -- a reader following the writer --------------------------------------
 
     def _notified(self, *_: object) -> None:
@@ -221,6 +235,7 @@ class PostgresStore(PostgresReads):
                     nothing_written(exc)
                 elif not wrote_nothing(exc):
                     self._in_doubt = True
+                    await self._resolve_doubt()
                 for put in batch:
                     if not put.done.done():
                         put.done.set_exception(exc)
