@@ -111,7 +111,7 @@ async def test_no_request_is_left_pending_after_the_commits(batch: bool) -> None
         await cancelled(first)
         store.open.set()
         await node.drain()
-        assert node._requests == {}
+        assert node.requests.pending == {}
 
 
 async def test_a_hook_that_fails_is_logged_and_changes_neither_the_answer_nor_the_others(
@@ -175,7 +175,7 @@ async def test_a_failed_put_leaves_no_hole_in_the_nodes_own_chain(batch: bool) -
             items = await node.publish_batch([(draft("b"), "b1"), (draft("c"), "c1")])
             assert all(isinstance(r.error, StoreClosed) for r in items)  # UNAVAILABLE
             assert "send it again" in str(items[0].error)
-            assert await store.request("b1") is None and "b1" not in node._requests
+            assert await store.request("b1") is None and "b1" not in node.requests.pending
         else:
             with pytest.raises(sqlite3.OperationalError):
                 await node.publish(draft("b"), request_id="b1")
@@ -310,7 +310,7 @@ async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() ->
         store.full = 1
         store.open.clear()
         first = asyncio.create_task(node.publish(draft("one"), request_id="r1"))
-        await until(lambda: "r1" in node._requests, "the first call is pending")
+        await until(lambda: "r1" in node.requests.pending, "the first call is pending")
         await asyncio.sleep(0.01)  # the first call's put waits for the disk
         batch = asyncio.create_task(node.publish_batch([(draft("one"), "r1"), (draft("new"), "")]))
         await asyncio.sleep(0.01)

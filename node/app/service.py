@@ -12,8 +12,6 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app import latency_trace
@@ -23,6 +21,8 @@ from node.app.ingesting import Ingester, IngestResult, Verified
 from node.app.lifecycle import Event, Lifecycle
 from node.app.node_stats import Counters, NodeStats, node_stats
 from node.app.own_chain import OwnChain
+from node.app.publish_requests import BatchItemResult as BatchItemResult
+from node.app.publish_requests import PublishRequests, unstored_error
 from node.app.sharing import TLP_RED, Sharing, recipient_keys
 from node.app.valuelists import Allowlist, Warninglist
 from node.app.verify import Verifier
@@ -35,13 +35,12 @@ from node.core.errors import (
     InvalidIndicator,
     LimitExceeded,
     NotFound,
-    StoreClosed,
 )
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.core.verdict import UPDATE
 from node.crypto import Identity, sign_alert
-from node.store.base import AlertStore, Equivocation, Query, Stored, wrote_nothing
+from node.store.base import AlertStore, Equivocation, Query, Stored
 
 log = logging.getLogger(__name__)
 
@@ -53,34 +52,6 @@ DRAIN_TIMEOUT_S = 5.0
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class BatchItemResult:
-    """One item of publish_batch: the alert's id (the first one's for a retried request),
-    or the error that refused the item."""
-
-    id: bytes = b""
-    duplicate: bool = False
-    error: AlertmeshError | None = None
-
-
-def unstored_error(failure: BaseException) -> AlertmeshError:
-    """What a batch item whose put failed answers: the store's own error as it is, any
-    other (a full disk, a lost connection; logged) as UNAVAILABLE, saying whether the
-    alert may have been stored after all."""
-    if isinstance(failure, AlertmeshError):
-        return failure
-    if wrote_nothing(failure):
-        return StoreClosed(
-            "the node could not store this alert (its store failed; the node's log has "
-            "details); send it again"
-        )
-    return StoreClosed(
-        "the node's store failed while committing this alert and cannot tell whether it "
-        "was stored (the node's log has details); send it again with the same "
-        "client_request_id, which never publishes it twice"
-    )
 
 
 # Called with the newly accepted records and the peer they came from (None: local/client).
@@ -116,7 +87,7 @@ class AlertNode:
         self.observe_latency: Callable[[str, float], None] = lambda what, seconds: None
         self.reload_roster: Callable[[], None] = lambda: None
         self.set_peer_blocked: Callable[[bytes, bool], list[bytes]] = lambda key, b: []
-        self._requests: dict[str, asyncio.Future[bytes]] = {}
+        self.requests = PublishRequests()  # client request ids in flight
         self.lifecycle = Lifecycle(
             store, self.sharing.content, lambda: self.roster, identity.public_key
         )
@@ -188,38 +159,19 @@ class AlertNode:
         to = recipient_keys(recipients, self.roster, own, self.clock()) if recipients else []
         if not request_id:
             return await self._publish_new(draft, "", to), False
-        while (pending := self._requests.get(request_id)) is not None:
-            try:
-                return await self.get(await asyncio.shield(pending)), True
-            except asyncio.CancelledError:
-                if not pending.cancelled():
-                    raise  # this caller was cancelled
-                # The first call left before its alert was signed (or at shutdown): this
-                # one asks the store and, if it holds nothing for the id, publishes.
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._requests[request_id] = future
-        handed = False  # once the commit task holds the future, it settles and removes it
-        try:
+        if (first := await self.requests.first_answer(request_id)) is not None:
+            return await self.get(first), True
+        with self.requests.claim(request_id) as claim:  # node/app/publish_requests.py
             existing = await self.store.request(request_id)
             if existing:
-                future.set_result(existing)
+                claim.answer.set_result(existing)
                 return await self.get(existing), True
             await self.own.ready()
             now = self.clock()
             record = self._sign_new(draft, now, to)
-            handed = True  # from here the commit task answers the retries, whoever waits
-            await self._commit_signed(record, now, request_id, bool(to), future)
+            claim.handed = True  # from here the commit task answers the retries
+            await self._commit_signed(record, now, request_id, bool(to), claim.answer)
             return await self.get(record.id), False
-        except BaseException as exc:
-            if not handed and isinstance(exc, asyncio.CancelledError):
-                future.cancel()  # a retry waiting on it publishes itself
-            elif not handed:
-                future.set_exception(exc)
-                future.exception()  # a retry may never look at it
-            raise
-        finally:
-            if not handed:
-                del self._requests[request_id]
 
     def _refuse_warninglisted(self, draft: alert_pb2.Alert) -> None:
         """A new alert or update must not flag a widely used domain by mistake
@@ -238,7 +190,6 @@ class AlertNode:
             raise LimitExceeded(
                 f"{len(items)} alerts in one request; send at most {self.limits.max_batch}"
             )
-        loop = asyncio.get_running_loop()
         results: list[BatchItemResult | None] = [None] * len(items)
         waiting: list[tuple[int, asyncio.Future[bytes]]] = []  # retries of pending requests
         mine: dict[str, asyncio.Future[bytes]] = {}
@@ -247,10 +198,10 @@ class AlertNode:
             for i, (_, request_id) in enumerate(items):
                 if not request_id:
                     fresh.append(i)
-                elif (pending := self._requests.get(request_id)) is not None:
+                elif (pending := self.requests.pending.get(request_id)) is not None:
                     waiting.append((i, pending))
                 else:
-                    mine[request_id] = self._requests[request_id] = loop.create_future()
+                    mine[request_id] = self.requests.open(request_id)
                     if existing := await self.store.request(request_id):
                         mine[request_id].set_result(existing)
                         results[i] = BatchItemResult(existing, duplicate=True)
@@ -278,12 +229,12 @@ class AlertNode:
             if records:  # committed and followed up as one task of the node's, as publish
                 own = [(r, items[i][1]) for i, r in records]
                 # The task answers retries of these requests, here or in other calls, and
-                # removes them from _requests, even if this caller leaves meanwhile.
+                # removes them from the pending ones, even if this caller leaves meanwhile.
                 answers = {rid: mine.pop(rid) for _, rid in own if rid in mine}
                 failures = await self.commits.run(
                     self._commit_batch(own, now, answers),
                     "a publish",
-                    functools.partial(self._settle, answers),
+                    functools.partial(self.requests.settle, answers),
                 )
                 for (i, record), failure in zip(records, failures, strict=True):
                     results[i] = BatchItemResult(
@@ -291,32 +242,9 @@ class AlertNode:
                         error=None if failure is None else unstored_error(failure),
                     )
             for i, pending in waiting:
-                try:
-                    results[i] = BatchItemResult(await asyncio.shield(pending), duplicate=True)
-                except AlertmeshError as exc:
-                    results[i] = BatchItemResult(error=exc)
-                except Exception:  # the first call's put failed (a full disk): this item only
-                    results[i] = BatchItemResult(
-                        error=StoreClosed(
-                            "the first call with this request id could not store its alert; "
-                            "send it again"
-                        )
-                    )
-                except asyncio.CancelledError:
-                    if not pending.cancelled():
-                        raise  # this caller was cancelled
-                    # The first call left before its alert was signed (or at shutdown).
-                    results[i] = BatchItemResult(
-                        error=StoreClosed(
-                            "the first call with this request id ended before its alert "
-                            "was stored; send it again"
-                        )
-                    )
+                results[i] = await self.requests.retried(pending)
         finally:
-            for request_id, future in mine.items():  # those no commit task holds
-                if not future.done():
-                    future.cancel()
-                del self._requests[request_id]
+            self.requests.release(mine)  # those no commit task holds
         return [r if r is not None else BatchItemResult() for r in results]
 
     def _sign_new(
@@ -374,23 +302,8 @@ class AlertNode:
         await self.commits.run(
             self._commit_own(record, now, request_id, encrypted, answer),
             "a publish",
-            functools.partial(self._settle, answers),
+            functools.partial(self.requests.settle, answers),
         )
-
-    def _settle(self, answers: dict[str, asyncio.Future[bytes]], task: asyncio.Task[Any]) -> None:
-        """A commit task ended: the answers to its request ids its put did not give (it
-        failed, or was cancelled at shutdown) get its failure; then retries look in the
-        store again."""
-        failure = None if task.cancelled() else task.exception()
-        for request_id, answer in answers.items():
-            if not answer.done():
-                if failure is None:
-                    answer.cancel()
-                else:
-                    answer.set_exception(failure)
-                    answer.exception()  # a retry may never look at it
-            if self._requests.get(request_id) is answer:
-                del self._requests[request_id]
 
     async def _commit_own(
         self,
@@ -405,8 +318,7 @@ class AlertNode:
         except BaseException as exc:
             self.own.unstored([record], [exc])
             raise
-        if answer is not None and not answer.done():
-            answer.set_result(record.id)  # committed: a retry of the request gets this id
+        self.requests.answer(answer, record.id)  # committed: a retry gets this id
         if latency_trace.ON:
             latency_trace.mark("committed", record.id)
         self.counters.add("published")
@@ -446,18 +358,9 @@ class AlertNode:
                     exc_info=next(x for _, x in lost if not isinstance(x, AlertmeshError)),
                 )
         for (r, request_id), failure in zip(own, failures, strict=True):
-            answer = answers.get(request_id)
             if failure is None:
                 committed.append(r)
-            if answer is None or answer.done():
-                continue
-            if failure is None:
-                answer.set_result(r.id)  # a retry of the request gets this id
-            elif isinstance(failure, asyncio.CancelledError):
-                answer.cancel()  # a retry asks the store again
-            else:
-                answer.set_exception(failure)  # a retry publishes anew
-                answer.exception()  # a retry may never look at it
+            self.requests.answer(answers.get(request_id), r.id if failure is None else failure)
         self.counters.add("published", len(committed))
         self._accepted(committed, None)
         return failures
