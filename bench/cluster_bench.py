@@ -610,6 +610,21 @@ def with_publisher(nodes: list[cluster.ClusterNode], who: str) -> list[cluster.C
     return [first, *(n for n in nodes if n is not first)]
 
 
+def set_verify_processes(directory: Path, n: int, seed: int, processes: int) -> None:
+    """Set each node's [verify] processes, in a new cluster directory or a reused one."""
+    if (directory / cluster.MANIFEST).exists():
+        made = cluster.load(directory)
+    else:
+        made = cluster.create(directory, n, seed=seed)
+    for node in made:
+        config = node.home / "config.toml"
+        text, found = re.subn(
+            r"(?m)^processes = .*$", f"processes = {processes}", config.read_text()
+        )
+        assert found == 1, f"{config} has no [verify] processes line"
+        config.write_text(text)
+
+
 async def run_cluster(
     directory: Path, n: int, args: argparse.Namespace, *, burst: bool
 ) -> tuple[list[PhaseResult], dict[str, int], list[int]]:
@@ -620,14 +635,7 @@ async def run_cluster(
         os.environ["ALERTMESH_LATENCY_TRACE"] = str(trace)
     try:
         if args.verify_processes:  # each node's [verify] processes, instead of its share
-            for made in cluster.create(directory, n, seed=args.seed):
-                config = made.home / "config.toml"
-                text, found = re.subn(
-                    r"(?m)^processes = .*$", f"processes = {args.verify_processes}",
-                    config.read_text(),
-                )  # fmt: skip
-                assert found == 1, f"{config} has no [verify] processes line"
-                config.write_text(text)
+            set_verify_processes(directory, n, args.seed, args.verify_processes)
         nodes = await asyncio.to_thread(cluster.up, directory, n, seed=args.seed)
     finally:
         os.environ.pop("ALERTMESH_LATENCY_TRACE", None)

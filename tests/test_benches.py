@@ -58,3 +58,23 @@ def test_node_bench_builds_a_store_once_and_reuses_it(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
         assert ("building a store of 800 alerts" in done.stderr) is first
         assert "| (c) values matched / flagged values asked | 3 / 3 |" in done.stdout
+
+
+def test_cluster_bench_sets_verify_processes_in_a_reused_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--verify-processes N with a --dir a run has used before: the cluster is there
+    already, and each node's [verify] processes is set again (not created anew)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cluster_bench", ROOT / "bench/cluster_bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "cluster_bench", bench)  # its dataclasses look there
+    spec.loader.exec_module(bench)
+    for processes in (2, 1):  # the second run reuses the directory
+        bench.set_verify_processes(tmp_path, 3, 1, processes)
+        configs = sorted(tmp_path.glob("node*/config.toml"))
+        assert len(configs) == 3
+        for config in configs:
+            assert f"\nprocesses = {processes}\n" in config.read_text()
