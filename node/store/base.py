@@ -227,6 +227,8 @@ P = TypeVar("P", bound=QueuedPut)
 def refuse_unchained(batch: list[P], holds: SlotHeld) -> list[P]:
     """The puts of `batch` (one commit's, in order) but the own ones that do not follow
     what the store holds or a put before them in the batch: those fail (`unchained`)."""
+    if not any(put.own for put in batch):
+        return batch  # peers' alerts only (an ingest): nothing to check, no cost per alert
     kept: list[P] = []
     earlier: set[tuple[bytes, int]] = set()
     for put in batch:
