@@ -17,10 +17,11 @@ import pytest
 
 from node.core.errors import StoreClosed
 from node.store import PutOutcome, SqliteStore, postgres_writer, sqlite
-from node.store.base import AlertStore, OwnChainBroken, wrote_nothing
+from node.store.base import AlertStore, OwnChainBroken, Query, wrote_nothing
 from node.store.postgres import PostgresStore
 from tests.factory import Author, now_ms
 from tests.pg import PgServer
+from tests.test_ingest_follow_up import draft, node_with
 from tests.test_sparse_commit import Clock, committed_ids
 
 
@@ -247,3 +248,30 @@ async def test_postgres_marks_a_failed_transaction_and_reads_again_after_a_commi
                 PutOutcome.ACCEPTED
             ]
         assert await store.equivocations() == []
+
+
+@pytest.mark.parametrize("thread", ["loop", "writer"])
+async def test_a_sqlite_commit_in_doubt_that_landed_is_taken_in_before_the_next_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: str
+) -> None:
+    """The COMMIT of a publish lands and then fails (an I/O error): the node must not sign
+    that seq again, and the store must not go on numbering rows as if it had not landed
+    (each later commit would collide with it)."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if thread == "loop" else 3600.0)
+    async with (
+        SqliteStore(tmp_path / "a.db", clock=Clock()) as store,
+        node_with(store, Author()) as node,  # type: ignore[arg-type]
+    ):
+        first, _ = await node.publish(draft("a"))
+        failing(store, once("COMMIT", landed_then_io_error))
+        with pytest.raises(sqlite3.OperationalError, match="I/O"):
+            await node.publish(draft("b"), request_id="b1")
+        landed = await store.request("b1")
+        assert landed is not None  # it did land
+        after, _ = await node.publish(draft("c"))
+        assert (after.record.seq, after.record.prev) == (3, landed)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.prev for a in own] == [b"", first.record.id, landed]
+        assert await store.count() == 3 and await node.equivocations() == []
+        fed = await store.after(Query(now_ms=now_ms()), cursor=0, limit=10)
+        assert [s.local_seq for s in fed] == [1, 2, 3]

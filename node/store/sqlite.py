@@ -42,6 +42,7 @@ from node.store.base import (
     nothing_written,
     refuse_unchained,
     unchained,
+    wrote_nothing,
 )
 from node.store.keyfilter import KeyFilter
 from node.store.sqlite_reads import READER_CACHE_KIB, SqliteReads
@@ -91,6 +92,15 @@ def load_chains(writer: Writer, chains: Chains) -> int:
             chains.add(origin, seq)
         count += len(chunk)
     return count
+
+
+def committed_after(writer: Writer, local_seq: int) -> list[tuple[int, bytes, int]]:
+    """(local_seq, origin, seq) of every row above `local_seq` that is committed, in order
+    (a transaction a failure left open is rolled back first)."""
+    if writer.db.in_transaction:
+        writer.db.execute("ROLLBACK")
+    sql = "SELECT local_seq, origin, seq FROM alerts WHERE local_seq > ? ORDER BY local_seq"
+    return writer.db.execute(sql, (local_seq,)).fetchall()
 
 
 def load_filter(db: sqlite3.Connection) -> KeyFilter:
@@ -244,6 +254,10 @@ class SqliteStore(SqliteReads):
                 return self._commit_inline(write)
             except WriteLockBusy:  # another connection writes: the writer waits for it
                 pass
+            except Exception as exc:
+                if not wrote_nothing(exc):  # the writer thread is idle: read here, at once
+                    self._take_in(self._read_after_doubt())
+                raise
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Put(write, done, own))
         return await done
@@ -324,6 +338,8 @@ class SqliteStore(SqliteReads):
         try:
             results = await self._write([put.write for put in batch])
         except Exception as exc:  # a failed transaction fails every put in it
+            if not wrote_nothing(exc):  # before the puts fail: a publish signs on what is true
+                self._take_in(await self._on_writer_thread(self._read_after_doubt))
             for put in batch:
                 if not put.done.done():
                     put.done.set_exception(exc)
@@ -333,6 +349,30 @@ class SqliteStore(SqliteReads):
                     put.done.set_result(outcomes)
             await self._merge_if_due()
         return stop
+
+    def _read_after_doubt(self) -> list[tuple[int, bytes, int]]:
+        """After a commit in doubt (a failure not marked nothing_written): the rows it may
+        have committed after all, read on the write connection while no other commit
+        can run. SQLite rolls back a COMMIT that fails, so this is almost always empty;
+        a read that fails is logged and taken as empty."""
+        assert self._writer_db is not None
+        try:
+            return committed_after(self._writer_db, self._last_local_seq)
+        except Exception:
+            log.exception("cannot read the store after a failed commit")
+            return []
+
+    def _take_in(self, rows: list[tuple[int, bytes, int]]) -> None:
+        """Rows a commit in doubt wrote after all: the chains, positions and count learn
+        them (the next own alert goes on top of them, the next row is numbered after)."""
+        if not rows:
+            return
+        log.warning("a commit that failed had stored %d alerts after all", len(rows))
+        for _, origin, seq in rows:
+            self._chains.add(origin, seq)
+        self._last_local_seq = rows[-1][0]
+        self._count += len(rows)
+        self._tail.clear()  # it would have a gap; `after` reads the rows instead
 
     async def _merge_if_due(self) -> None:
         """Move full index levels down, after the puts are answered: a move delays the
