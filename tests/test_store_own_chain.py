@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 
 from node.core.errors import StoreClosed
+from node.rpc.errors import status_of
 from node.store import PutOutcome, SqliteStore, postgres_writer, sqlite
 from node.store.base import AlertStore, OwnChainBroken, Query, wrote_nothing
 from node.store.postgres import PostgresStore
@@ -34,6 +36,7 @@ async def test_an_own_alert_is_stored_only_on_top_of_what_the_store_holds(
     with pytest.raises(OwnChainBroken, match="its alert 2, which it follows, was lost") as hole:
         await store.put([three], now_ms=now_ms(), own=True)
     assert wrote_nothing(hole.value) and await store.get(three.id) is None
+    assert status_of(hole.value) == grpc.StatusCode.UNAVAILABLE  # the client publishes again
     assert await store.put([two], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
     other_two = Author(me.identity).record(seq=2, prev=one.id, title="another 2")
     with pytest.raises(OwnChainBroken, match="already holds its alert 2") as taken:
