@@ -278,3 +278,26 @@ async def test_a_sqlite_commit_in_doubt_that_landed_is_taken_in_before_the_next_
         assert await store.count() == 3 and await node.equivocations() == []
         fed = await store.after(Query(now_ms=now_ms()), cursor=0, limit=10)
         assert [s.local_seq for s in fed] == [1, 2, 3]
+
+
+async def test_a_batch_whose_one_sqlite_transaction_fails_answers_every_item_failed(
+    tmp_path: Path,
+) -> None:
+    """A PublishBatch's puts share one SQLite transaction: it fails as a whole, and each
+    item says so (nothing was stored: sending the batch again publishes each once)."""
+    async with (
+        SqliteStore(tmp_path / "a.db") as store,
+        node_with(store, Author()) as node,  # type: ignore[arg-type]
+    ):
+        first, _ = await node.publish(draft("a"))
+        failing(store, once("INSERT", disk_full))
+        items = [(draft(t), "") for t in ("b", "c", "d")]
+        failed = await node.publish_batch(items)
+        assert all(isinstance(r.error, StoreClosed) for r in failed)
+        assert all("send it again" in str(r.error) for r in failed)
+        assert len(committed_ids(tmp_path / "a.db")) == 1
+        again = await node.publish_batch(items)
+        assert all(r.error is None for r in again)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.id for a in own] == [first.record.id, *(r.id for r in again)]
+        assert [a.prev for a in own[1:]] == [a.id for a in own[:-1]]
