@@ -40,7 +40,7 @@ from node.core.limits import Limits
 from node.core.roster import Roster
 from node.core.verdict import UPDATE
 from node.crypto import Identity, sign_alert
-from node.store.base import AlertStore, Equivocation, Query, Stored
+from node.store.base import AlertStore, Equivocation, PutOutcome, Query, Stored
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,13 @@ def wall_ms() -> int:
 
 # Called with the newly accepted records and the peer they came from (None: local/client).
 NewAlertsHook = Callable[[Sequence[AlertRecord], bytes | None], None]
+
+
+def _read_failure(put: asyncio.Task[list[PutOutcome]]) -> None:
+    """A put's failure is taken (the commit task answers for it; asyncio must not report
+    it unread if that task never ran)."""
+    if not put.cancelled():
+        put.exception()
 
 
 class AlertNode:
@@ -232,7 +239,7 @@ class AlertNode:
                 # removes them from the pending ones, even if this caller leaves meanwhile.
                 answers = {rid: mine.pop(rid) for _, rid in own if rid in mine}
                 failures = await self.commits.run(
-                    self._commit_batch(own, now, answers),
+                    self._commit_batch(own, self._put_signed(own, now), answers),
                     "a publish",
                     functools.partial(self.requests.settle, answers),
                 )
@@ -327,24 +334,34 @@ class AlertNode:
         log.debug("published", extra={"event": "published", "alert_id": record.id})
         self._accepted([record], None)
 
+    def _put_signed(
+        self, own: list[tuple[AlertRecord, str]], now: int
+    ) -> list[asyncio.Task[list[PutOutcome]]]:
+        """One put per alert, for its request id, started in the step that signed them:
+        asyncio runs new tasks in the order they were made, so these reach the store
+        before the put of any alert signed after them (a concurrent Publish), and the
+        store sees own alerts in seq order. All are queued before the writer runs
+        (gathered: none commits alone on the loop), so they share one group commit."""
+        puts = [
+            asyncio.ensure_future(
+                self.store.put([r], now_ms=now, request_id=request_id, gathered=True, own=True)
+            )
+            for r, request_id in own
+        ]
+        for put in puts:  # read even if the commit task is cancelled before it awaits them
+            put.add_done_callback(_read_failure)
+        return puts
+
     async def _commit_batch(
         self,
         own: list[tuple[AlertRecord, str]],
-        now: int,
+        puts: list[asyncio.Task[list[PutOutcome]]],
         answers: dict[str, asyncio.Future[bytes]],
     ) -> list[BaseException | None]:
         """Each alert's failure, None for those committed: each put answers for its own
         alert (a put refused, or a transaction of the store's that failed, takes only
         its own puts with it), so the batch answers each item truly."""
-        # One put per alert, for its request id; all are queued before the writer runs
-        # (gathered: none commits alone on the loop), so they share one group commit.
-        done = await asyncio.gather(
-            *(
-                self.store.put([r], now_ms=now, request_id=request_id, gathered=True, own=True)
-                for r, request_id in own
-            ),
-            return_exceptions=True,
-        )
+        done = await asyncio.gather(*puts, return_exceptions=True)
         failures = [x if isinstance(x, BaseException) else None for x in done]
         committed: list[AlertRecord] = []
         lost = [(r, x) for (r, _), x in zip(own, failures, strict=True) if x is not None]

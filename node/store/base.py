@@ -173,38 +173,41 @@ def wrote_nothing(exc: BaseException | None) -> bool:
 
 class OwnChainBroken(StoreClosed):
     """The store refused an own alert (put own=True) that does not follow what it holds:
-    the alert before it is not held (its put failed) or its slot is taken (an earlier
-    put whose answer was lost committed after all). Nothing was written; the node takes
-    its chain's head from the store again, and the client publishes again (UNAVAILABLE,
-    like StoreClosed)."""
+    the alert before it is not held (its put failed, or it went to another commit) or its
+    slot is taken (an earlier put whose answer was lost committed after all, or the node
+    took in its own alerts from peers). Nothing was written; the node takes its chain's
+    head from the store again, and the client publishes again (UNAVAILABLE, like
+    StoreClosed)."""
 
 
 def unchained(
     records: Sequence[AlertRecord], holds: SlotHeld, earlier: set[tuple[bytes, int]]
 ) -> OwnChainBroken | None:
-    """Why an own put of `records` must be refused, or None (then their slots join
-    `earlier`). `holds(origin, seq)`: the store holds that slot; `earlier`: the slots of
-    the puts before this one in the same commit. Refusing here keeps the node's own chain
-    free of holes and of two alerts for one seq, whatever became of the puts before."""
-    slots = set(earlier)
+    """Why an own put of `records` (in seq order) must be refused, or None (then their
+    slots join `earlier`). `holds(origin, seq)`: the store holds that slot; `earlier`: the
+    slots of the puts of the same commit accepted so far. Refusing here keeps the node's
+    own chain free of holes and of two alerts for one seq, whatever became of the puts
+    before. Costs O(len(records)): `earlier` is not copied."""
+    mine: set[tuple[bytes, int]] = set()
     for r in records:
-        if holds(r.origin, r.seq) or (r.origin, r.seq) in slots:
+        slot = (r.origin, r.seq)
+        if holds(r.origin, r.seq) or slot in earlier or slot in mine:
             return nothing_written(
                 OwnChainBroken(
-                    f"this node's alert {r.seq} was not stored: the store already holds its "
-                    f"alert {r.seq} (an earlier write whose answer was lost committed after "
-                    "all); publish it again"
+                    f"this node's alert {r.seq} was not stored: it does not follow this "
+                    f"node's chain as stored (alert {r.seq} is already held); publish it again"
                 )
             )
-        if r.seq > 1 and not holds(r.origin, r.seq - 1) and (r.origin, r.seq - 1) not in slots:
+        before = (r.origin, r.seq - 1)
+        if r.seq > 1 and not holds(*before) and before not in earlier and before not in mine:
             return nothing_written(
                 OwnChainBroken(
-                    f"this node's alert {r.seq} was not stored: its alert {r.seq - 1}, which "
-                    "it follows, was lost with a failed write; publish it again"
+                    f"this node's alert {r.seq} was not stored: it does not follow this "
+                    f"node's chain as stored (alert {r.seq - 1} is not held); publish it again"
                 )
             )
-        slots.add((r.origin, r.seq))
-    earlier |= slots
+        mine.add(slot)
+    earlier |= mine
     return None
 
 
@@ -224,21 +227,42 @@ class QueuedPut(Protocol):
 P = TypeVar("P", bound=QueuedPut)
 
 
+def _first_slot(put: QueuedPut) -> tuple[bytes, int]:
+    first = put.records[0]
+    return first.origin, first.seq
+
+
 def refuse_unchained(batch: list[P], holds: SlotHeld) -> list[P]:
-    """The puts of `batch` (one commit's, in order) but the own ones that do not follow
-    what the store holds or a put before them in the batch: those fail (`unchained`)."""
+    """The puts of `batch` (one commit's) but the own ones that do not follow what the
+    store holds or another put of the batch: those fail (`unchained`). The check does not
+    depend on the order the puts arrived in: own puts are checked, and written, in seq
+    order (a put of alert N+1 may queue before the one of N), and peers' alerts in the
+    batch count as held. One pass, O(records) (a sort of puts mostly in order)."""
     if not any(put.own for put in batch):
         return batch  # peers' alerts only (an ingest): nothing to check, no cost per alert
-    kept: list[P] = []
+    own = [put for put in batch if put.own]
+    if len(own) > 1:
+        own.sort(key=_first_slot)
     earlier: set[tuple[bytes, int]] = set()
-    for put in batch:
-        if put.own and (refused := unchained(put.records, holds, earlier)):
+    if len(own) < len(batch):
+        earlier.update((r.origin, r.seq) for put in batch if not put.own for r in put.records)
+    accepted: list[P] = []
+    for put in own:
+        if refused := unchained(put.records, holds, earlier):
             if not put.done.done():
                 put.done.set_exception(refused)
-            continue
+        else:
+            accepted.append(put)
+    if len(own) == len(batch):
+        return accepted
+    # The own puts kept take the first places of the own puts, in seq order.
+    in_order = iter(accepted)
+    kept: list[P] = []
+    for put in batch:
         if not put.own:
-            earlier.update((r.origin, r.seq) for r in put.records)
-        kept.append(put)
+            kept.append(put)
+        elif (next_own := next(in_order, None)) is not None:
+            kept.append(next_own)
     return kept
 
 
