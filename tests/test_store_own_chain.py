@@ -301,3 +301,50 @@ async def test_a_batch_whose_one_sqlite_transaction_fails_answers_every_item_fai
         own = await store.range(node.identity.public_key, 1, 10, limit=10)
         assert [a.id for a in own] == [first.record.id, *(r.id for r in again)]
         assert [a.prev for a in own[1:]] == [a.id for a in own[:-1]]
+
+
+@pytest.mark.parametrize("thread", ["loop", "writer"])
+async def test_a_sqlite_store_whose_read_after_a_commit_in_doubt_fails_reads_before_its_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: str
+) -> None:
+    """A COMMIT lands and then fails, and reading back what it wrote fails too (the same
+    disk trouble): the store stays in doubt and reads again before its next commit; while
+    that read fails, a put fails having written nothing; once it succeeds, puts commit
+    again on top of the landed row (review s22 M1: before, every later commit collided
+    with it until a restart)."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if thread == "loop" else 3600.0)
+    reads_failing = 2
+
+    def landed_then_unreadable(db: sqlite3.Connection) -> Callable[[str], None]:
+        committed = False
+
+        def fail(sql: str) -> None:
+            nonlocal committed, reads_failing
+            if not committed and sql.startswith("COMMIT"):
+                committed = True
+                raise landed_then_io_error(db)
+            if reads_failing and sql.startswith("SELECT local_seq"):
+                reads_failing -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+
+        return fail
+
+    me, peer = Author(), Author()
+    async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        failing(store, landed_then_unreadable)
+        landed = me.record()
+        with pytest.raises(sqlite3.OperationalError) as io:
+            await store.put([landed], now_ms=now_ms(), own=True)
+        assert not wrote_nothing(io.value)
+        assert committed_ids(tmp_path / "a.db")[-1] == landed.id  # it did land
+        theirs = peer.record()
+        with pytest.raises(StoreClosed, match="could not read back") as unread:
+            await store.put([theirs], now_ms=now_ms())
+        assert wrote_nothing(unread.value) and reads_failing == 0
+        assert await store.put([theirs], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+        assert store.chains.get(me.key).max_seq == landed.seq
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        assert await store.count() == 4 and len(committed_ids(tmp_path / "a.db")) == 4
+        fed = await store.after(Query(now_ms=now_ms()), cursor=0, limit=10)
+        assert [s.local_seq for s in fed] == [1, 2, 3, 4]

@@ -163,6 +163,10 @@ class SqliteStore(SqliteReads):
         self.inline_commits = 0  # of which on the loop's thread (sparse single puts)
         self._writer_busy = False  # the writer task holds a batch or an index move
         self._closing = False  # the writer's stop is queued: puts are refused
+        # A commit in doubt was not yet read back (_read_after_doubt failed): the chains
+        # and positions may be behind the file. No commit on the loop's thread; the
+        # writer reads back before its next commit.
+        self._in_doubt = False
         self._unchecked = 0  # commits on the loop since the last CHECKPOINT queued
         self._last_commit_end = -math.inf  # self._clock()
         # Moving average of how long a one-alert commit takes (either thread): the loop
@@ -273,6 +277,7 @@ class SqliteStore(SqliteReads):
         return (
             not self._writer_busy
             and not self._closing
+            and not self._in_doubt
             and self._queue.empty()
             and self._commit_s < SLOW_COMMIT_S
             and self._clock() - self._last_commit_end >= SPARSE_GAP_S
@@ -332,6 +337,17 @@ class SqliteStore(SqliteReads):
                 continue
             batch.append(item)
             rows += len(item.write.records)
+        if self._in_doubt and not self._take_in(
+            await self._on_writer_thread(self._read_after_doubt)
+        ):
+            failed = StoreClosed(
+                "the node's store could not read back a failed commit (the node's log has "
+                "details); nothing was written: send it again"
+            )
+            for put in batch:
+                if not put.done.done():
+                    put.done.set_exception(nothing_written(failed))
+            return stop
         batch = refuse_unchained(batch, self._chains.holds)
         if not batch:
             return stop
@@ -350,29 +366,32 @@ class SqliteStore(SqliteReads):
             await self._merge_if_due()
         return stop
 
-    def _read_after_doubt(self) -> list[tuple[int, bytes, int]]:
+    def _read_after_doubt(self) -> list[tuple[int, bytes, int]] | None:
         """After a commit in doubt (a failure not marked nothing_written): the rows it may
         have committed after all, read on the write connection while no other commit
         can run. SQLite rolls back a COMMIT that fails, so this is almost always empty;
-        a read that fails is logged and taken as empty."""
+        None if the read fails (logged): the store stays in doubt (_in_doubt)."""
         assert self._writer_db is not None
         try:
             return committed_after(self._writer_db, self._last_local_seq)
         except Exception:
-            log.exception("cannot read the store after a failed commit")
-            return []
+            log.exception("cannot read the store after a failed commit; reading again first")
+            return None
 
-    def _take_in(self, rows: list[tuple[int, bytes, int]]) -> None:
+    def _take_in(self, rows: list[tuple[int, bytes, int]] | None) -> bool:
         """Rows a commit in doubt wrote after all: the chains, positions and count learn
-        them (the next own alert goes on top of them, the next row is numbered after)."""
+        them (the next own alert goes on top of them, the next row is numbered after).
+        None (the read failed): the store stays in doubt. Whether the doubt is over."""
+        self._in_doubt = rows is None
         if not rows:
-            return
+            return not self._in_doubt
         log.warning("a commit that failed had stored %d alerts after all", len(rows))
         for _, origin, seq in rows:
             self._chains.add(origin, seq)
         self._last_local_seq = rows[-1][0]
         self._count += len(rows)
         self._tail.clear()  # it would have a gap; `after` reads the rows instead
+        return True
 
     async def _merge_if_due(self) -> None:
         """Move full index levels down, after the puts are answered: a move delays the
