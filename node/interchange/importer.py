@@ -18,7 +18,8 @@ The pipeline:
 
 Exit status: 0 everything went in (or was there already), 3 some values were refused
 (each reported on stderr with where it was and why), 2 error (unreadable input, a
-format this build lacks, an unreachable node).
+format this build lacks, an unreachable node, a node whose store cannot store alerts:
+an item answered UNAVAILABLE is sent once more, and if it fails again the import stops).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import grpc
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
@@ -52,6 +55,7 @@ PER_ALERT = 25
 # Room an alert's indicators may take: the body limit less what the rest may need.
 INDICATOR_BYTES = DEFAULT_LIMITS.max_body_bytes - 1024
 PROGRESS_EVERY_S = 1.0
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]  # a batch item's code: the store failed
 
 
 class ImportFailed(Exception):
@@ -348,12 +352,38 @@ class Progress:
             self._bar.close()
 
 
-async def publish(client: AlertClient, work: Plan, progress: Progress) -> Published:
-    out = Published()
+async def publish_once(
+    client: AlertClient, batch: Sequence[api.PublishRequest]
+) -> list[api.PublishBatchResult]:
+    """The node's answer to each alert of `batch`. An item the node could not store
+    (UNAVAILABLE: its store failed) is sent once more, which is safe: its request id is
+    its content's hash, so one that was stored after all answers as a duplicate. If the
+    store fails again, the import stops (ImportFailed, exit 2): the rest would fail too,
+    and these are not values the node refused."""
+    results = list((await client.publish_batch(batch)).results)
+    again = [i for i, result in enumerate(results) if result.code == UNAVAILABLE]
+    if again:
+        retried = await client.publish_batch([batch[i] for i in again])
+        for i, result in zip(again, retried.results, strict=True):
+            results[i] = result
+            if result.code == UNAVAILABLE:
+                raise ImportFailed(
+                    f"the node could not store the alerts ({result.error}); once it can, "
+                    "run the import again: it adds nothing twice"
+                )
+    return results
+
+
+async def publish(
+    client: AlertClient, work: Plan, progress: Progress, out: Published | None = None
+) -> Published:
+    """Publish the planned alerts; `out` (if given) holds what went in so far, also when
+    the node's store fails (ImportFailed)."""
+    out = Published() if out is None else out
     for start in range(0, len(work.requests), BATCH_ALERTS):
         batch = work.requests[start : start + BATCH_ALERTS]
-        response = await client.publish_batch(batch)
-        for i, (request, result) in enumerate(zip(batch, response.results, strict=True)):
+        results = await publish_once(client, batch)
+        for i, (request, result) in enumerate(zip(batch, results, strict=True)):
             n = len(request.indicators)
             if result.error:
                 where = work.wheres[start + i]
@@ -392,12 +422,18 @@ async def run_import(client: AlertClient, args: argparse.Namespace) -> int:
     for refusal in work.refused:
         print(f"refused {refusal}", file=err)
     progress = Progress(work.indicators, err)
+    done, failed = Published(), None
     try:
-        done = await publish(client, work, progress)
+        await publish(client, work, progress, done)
+    except ImportFailed as exc:  # the node's store failed twice: a retry later may work
+        failed = exc
     finally:
         progress.close()
     for refusal in done.refused:
         print(f"refused {refusal}", file=err)
+    if failed is not None:
+        print(f"error: {failed}", file=err)
+        return EXIT_ERROR
     refused = len(work.refused) + done.refused_values
     print(
         f"imported {done.indicators:,} of {work.values:,} values ({fmt}):"
