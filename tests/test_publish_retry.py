@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
+from node.app.publish_requests import unstored_error
 from node.core.alerts import AlertRecord
 from node.core.errors import StoreClosed
 from node.store.base import OwnChainBroken, PutOutcome, nothing_written
@@ -176,9 +177,10 @@ async def test_a_failed_put_leaves_no_hole_in_the_nodes_own_chain(batch: bool) -
             assert all(isinstance(r.error, StoreClosed) for r in items)  # UNAVAILABLE
             assert "send it again" in str(items[0].error)
             assert await store.request("b1") is None and "b1" not in node.requests.pending
-        else:
-            with pytest.raises(sqlite3.OperationalError):
+        else:  # UNAVAILABLE and what to do, as a batch item (review s22 L1), not INTERNAL
+            with pytest.raises(StoreClosed, match="send it again") as failed:
                 await node.publish(draft("b"), request_id="b1")
+            assert isinstance(failed.value.__cause__, sqlite3.OperationalError)  # logged
         after, _ = await node.publish(draft("d"))  # the disk has room again
         assert (after.record.seq, after.record.prev) == (2, first.record.id)
         own = await store.range(node.identity.public_key, 1, 10, limit=10)
@@ -197,7 +199,7 @@ async def test_alerts_signed_on_one_whose_put_failed_are_not_chained_on() -> Non
         await asyncio.sleep(0.02)
         store.open.set()
         for task in (x, y):
-            with pytest.raises(sqlite3.OperationalError):
+            with pytest.raises(StoreClosed):
                 await task
         after, _ = await node.publish(draft("z"))
         assert (after.record.seq, after.record.prev) == (2, first.record.id)
@@ -277,7 +279,7 @@ async def test_reading_the_own_head_again_is_all_or_nothing(during_the_read: str
         await asyncio.sleep(0.02)
         store.open.set()
         for task in lost:
-            with pytest.raises(sqlite3.OperationalError):
+            with pytest.raises(StoreClosed):
                 await task
         assert node.own.lost
         reader = asyncio.create_task(node.publish(draft("p")))
@@ -315,7 +317,7 @@ async def test_a_batch_item_retrying_a_publish_whose_put_failed_fails_alone() ->
         batch = asyncio.create_task(node.publish_batch([(draft("one"), "r1"), (draft("new"), "")]))
         await asyncio.sleep(0.01)
         store.open.set()
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StoreClosed):
             await first
         retried, new = await batch
         assert retried.error is not None and "send it again" in str(retried.error)
@@ -364,7 +366,7 @@ async def test_a_put_whose_commit_landed_but_failed_is_not_signed_over(batch: bo
             (item,) = await node.publish_batch([(draft("b"), "b1")])
             assert isinstance(item.error, StoreClosed) and "cannot tell" in str(item.error)
         else:
-            with pytest.raises(ConnectionResetError):
+            with pytest.raises(StoreClosed, match="cannot tell"):
                 await node.publish(draft("b"), request_id="b1")
         landed = await store.request("b1")
         assert landed is not None  # the commit landed
@@ -388,7 +390,7 @@ async def test_an_alert_signed_on_one_whose_put_failed_is_refused_not_stored_abo
         y = asyncio.create_task(node.publish(draft("y")))
         await until(lambda: node.own.seq == 3, "both are signed, their puts wait")
         store.open.set()
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StoreClosed):
             await x
         with pytest.raises(OwnChainBroken, match="publish it again"):
             await y
@@ -460,3 +462,14 @@ async def test_a_batch_item_after_a_failed_one_is_refused_and_the_earlier_ones_a
         assert [x.id for x in own] == [a.id, again[1].id, again[2].id]
         for prev, this in itertools.pairwise(own):
             assert this.prev == prev.id
+
+
+def test_a_write_in_doubt_is_resent_safely_only_with_a_request_id() -> None:
+    """A publish whose commit may have landed: resending it is safe with its request id;
+    without one the client is told to look for it first (review s22 L2)."""
+    in_doubt = ConnectionResetError("connection lost during COMMIT")
+    assert "with the same client_request_id" in str(unstored_error(in_doubt, "r1"))
+    without = str(unstored_error(in_doubt, ""))
+    assert "look for it" in without and "same client_request_id" not in without
+    clean = nothing_written(sqlite3.OperationalError("database or disk is full"))
+    assert str(unstored_error(clean, "")).endswith("send it again")

@@ -267,8 +267,9 @@ async def test_a_sqlite_commit_in_doubt_that_landed_is_taken_in_before_the_next_
     ):
         first, _ = await node.publish(draft("a"))
         failing(store, once("COMMIT", landed_then_io_error))
-        with pytest.raises(sqlite3.OperationalError, match="I/O"):
+        with pytest.raises(StoreClosed, match="the same client_request_id") as doubt:
             await node.publish(draft("b"), request_id="b1")
+        assert isinstance(doubt.value.__cause__, sqlite3.OperationalError)
         landed = await store.request("b1")
         assert landed is not None  # it did land
         after, _ = await node.publish(draft("c"))

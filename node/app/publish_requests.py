@@ -31,10 +31,11 @@ class BatchItemResult:
     error: AlertmeshError | None = None
 
 
-def unstored_error(failure: BaseException) -> AlertmeshError:
-    """What a batch item whose put failed answers: the store's own error as it is, any
-    other (a full disk, a lost connection; logged) as UNAVAILABLE, saying whether the
-    alert may have been stored after all."""
+def unstored_error(failure: BaseException, request_id: str) -> AlertmeshError:
+    """What a publish (or a batch item) whose put failed answers: the store's own error as
+    it is, any other (a full disk, a lost connection; logged) as UNAVAILABLE, saying
+    whether the alert may have been stored after all, and how to send it again safely
+    (`request_id`: the client's request id, if it sent one)."""
     if isinstance(failure, AlertmeshError):
         return failure
     if wrote_nothing(failure):
@@ -42,10 +43,17 @@ def unstored_error(failure: BaseException) -> AlertmeshError:
             "the node could not store this alert (its store failed; the node's log has "
             "details); send it again"
         )
+    if request_id:
+        return StoreClosed(
+            "the node's store failed while committing this alert and cannot tell whether "
+            "it was stored (the node's log has details); send it again with the same "
+            "client_request_id, which never publishes it twice"
+        )
     return StoreClosed(
         "the node's store failed while committing this alert and cannot tell whether it "
-        "was stored (the node's log has details); send it again with the same "
-        "client_request_id, which never publishes it twice"
+        "was stored (the node's log has details); look for it (Get, Search by its "
+        "values) before sending it again: sent without a client_request_id, it could be "
+        "published twice"
     )
 
 

@@ -246,7 +246,7 @@ class AlertNode:
                 for (i, record), failure in zip(records, failures, strict=True):
                     results[i] = BatchItemResult(
                         record.id if failure is None else b"",
-                        error=None if failure is None else unstored_error(failure),
+                        error=None if failure is None else unstored_error(failure, items[i][1]),
                     )
             for i, pending in waiting:
                 results[i] = await self.requests.retried(pending)
@@ -324,6 +324,10 @@ class AlertNode:
             await self.store.put([record], now_ms=now, request_id=request_id, own=True)
         except BaseException as exc:
             self.own.unstored([record], [exc])
+            if isinstance(exc, Exception) and not isinstance(exc, AlertmeshError):
+                # As a batch item's: UNAVAILABLE, and what to do (the log keeps the cause).
+                log.error("an alert could not be stored", exc_info=exc)
+                raise unstored_error(exc, request_id) from exc
             raise
         self.requests.answer(answer, record.id)  # committed: a retry gets this id
         if latency_trace.ON:
