@@ -94,15 +94,6 @@ def load_chains(writer: Writer, chains: Chains) -> int:
     return count
 
 
-def committed_after(writer: Writer, local_seq: int) -> list[tuple[int, bytes, int]]:
-    """(local_seq, origin, seq) of every row above `local_seq` that is committed, in order
-    (a transaction a failure left open is rolled back first)."""
-    if writer.db.in_transaction:
-        writer.db.execute("ROLLBACK")
-    sql = "SELECT local_seq, origin, seq FROM alerts WHERE local_seq > ? ORDER BY local_seq"
-    return writer.db.execute(sql, (local_seq,)).fetchall()
-
-
 def load_filter(db: sqlite3.Connection) -> KeyFilter:
     """A filter of every indicator key the store holds (about 1 s per million keys),
     with room for as many again before it needs a second table."""
@@ -373,7 +364,7 @@ class SqliteStore(SqliteReads):
         None if the read fails (logged): the store stays in doubt (_in_doubt)."""
         assert self._writer_db is not None
         try:
-            return committed_after(self._writer_db, self._last_local_seq)
+            return self._writer_db.committed_after(self._last_local_seq)
         except Exception:
             log.exception("cannot read the store after a failed commit; reading again first")
             return None

@@ -245,6 +245,16 @@ class Writer:
             [(busy, frames, copied)] = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         return busy, frames, copied
 
+    def committed_after(self, local_seq: int) -> list[tuple[int, bytes, int]]:
+        """(local_seq, origin, seq) of every row above `local_seq` that is committed, in
+        order (a transaction a failure left open is rolled back first): what a commit in
+        doubt wrote after all."""
+        with self._alone():
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            sql = "SELECT local_seq, origin, seq FROM alerts WHERE local_seq > ? ORDER BY local_seq"
+            return self.db.execute(sql, (local_seq,)).fetchall()
+
     def _write(
         self, batch: Sequence[Write], chains: Chains, last_local_seq: int, begin: str
     ) -> Committed:
