@@ -349,3 +349,29 @@ async def test_a_sqlite_store_whose_read_after_a_commit_in_doubt_fails_reads_bef
         assert await store.count() == 4 and len(committed_ids(tmp_path / "a.db")) == 4
         fed = await store.after(Query(now_ms=now_ms()), cursor=0, limit=10)
         assert [s.local_seq for s in fed] == [1, 2, 3, 4]
+
+
+async def test_postgres_marks_a_commit_the_server_refused(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answers the COMMIT with an error of its own (a serialization failure,
+    SQLSTATE 40001; a deferred constraint): it rolled back, so the put wrote nothing and
+    says so (review s22 L4), and the node's head simply goes back."""
+    me = Author()
+    async with PostgresStore(await pg_server.new_database()) as store:
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        aexit = asyncpg.transaction.Transaction.__aexit__
+
+        async def refused(self: Any, *exc: Any) -> None:
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", aexit)
+            failure = asyncpg.exceptions.SerializationError("could not serialize access")
+            await aexit(self, type(failure), failure, None)  # the server rolls back
+            raise failure
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", refused)
+        second = me.record()
+        with pytest.raises(asyncpg.exceptions.SerializationError) as serialization:
+            await store.put([second], now_ms=now_ms(), own=True)
+        assert wrote_nothing(serialization.value)
+        assert await store.get(second.id) is None and await store.count() == 1
+        assert await store.put([second], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
