@@ -375,3 +375,32 @@ async def test_postgres_marks_a_commit_the_server_refused(
         assert wrote_nothing(serialization.value)
         assert await store.get(second.id) is None and await store.count() == 1
         assert await store.put([second], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+
+
+async def test_a_postgres_store_that_cannot_reconnect_says_so_without_naming_the_server(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's connection dropped and connecting again fails: the put fails with
+    UNAVAILABLE ("send it again"), naming neither host nor user to the API client (the
+    node's log does), and once the server answers again the next put is stored (review
+    s22 L9: it was FAILED_PRECONDITION with the URL)."""
+    me = Author()
+    async with PostgresStore(await pg_server.new_database()) as store:
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        assert store._wdb is not None
+        await store._wdb.close()
+        connect = asyncpg.connect
+
+        async def refused(*args: Any, **kwargs: Any) -> None:
+            raise OSError("connection refused")
+
+        monkeypatch.setattr(asyncpg, "connect", refused)
+        second = me.record()
+        with pytest.raises(StoreClosed, match="send it again") as unavailable:
+            await store.put([second], now_ms=now_ms(), own=True)
+        assert status_of(unavailable.value) == grpc.StatusCode.UNAVAILABLE
+        assert wrote_nothing(unavailable.value)
+        message = str(unavailable.value)
+        assert "@" not in message and "postgresql" not in message and "127.0.0.1" not in message
+        monkeypatch.setattr(asyncpg, "connect", connect)
+        assert await store.put([second], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]

@@ -33,7 +33,7 @@ import asyncpg
 
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
-from node.core.errors import ConfigError
+from node.core.errors import ConfigError, StoreClosed
 from node.store.base import PutOutcome, nothing_written, refuse_unchained, wrote_nothing
 from node.store.postgres_reads import PostgresReads
 from node.store.postgres_url import redacted, scrub
@@ -253,20 +253,27 @@ class PostgresStore(PostgresReads):
         batch fails; the next one tries again. If another writer took the lock, every
         put fails from now on and says so: two writers would corrupt the positions."""
         log.warning("the store's connection is gone; connecting again")
+        # The client's error names no host nor user (the operator's log line does), and is
+        # UNAVAILABLE: the next batch tries again.
+        unavailable = StoreClosed(
+            "the node lost its store's database connection and cannot write now (the "
+            "node's log has details); send it again"
+        )
         try:
             db = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
         except (*DB_ERRORS, ValueError) as exc:
-            raise self._problem(exc) from None
+            log.error("%s", self._problem(exc))
+            raise unavailable from None
         if not await db.fetchval("SELECT pg_try_advisory_lock($1)", WRITER_LOCK):
             # Another writer, or this node's own old backend not yet gone: write nothing
             # without the lock; the next batch tries again.
             await db.close()
-            error = ConfigError(
-                f"the writer lock of {redacted(self.url)} is held elsewhere (another node, or "
-                "this node's dropped connection not yet ended by the server); not writing"
+            log.error(
+                "the writer lock of %s is held elsewhere (another node, or this node's "
+                "dropped connection not yet ended by the server); not writing",
+                redacted(self.url),
             )
-            log.error("%s", error)
-            raise error
+            raise unavailable
         self._reconnected.append(db)
         self._wdb = db
         await self._catch_up_if_behind()
