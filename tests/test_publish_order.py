@@ -24,14 +24,19 @@ from tests.test_ingest_follow_up import draft, node_with
 from tests.test_sparse_commit import Clock
 
 
-@pytest.fixture(params=["memory", "sqlite-loop", "sqlite-writer"])
+@pytest.fixture(params=["memory", "sqlite-loop", "sqlite-writer", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[AlertStore]:
-    """The memory store, and SQLite with every single put on the loop's thread while the
-    writer is idle, or every put through the writer's queue."""
+    """The memory store, SQLite with every single put on the loop's thread while the
+    writer is idle or every put through the writer's queue, and PostgreSQL."""
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "postgres":
+        server: PgServer = request.getfixturevalue("pg_server")
+        async with PostgresStore(await server.new_database()) as pg:
+            yield pg
         return
     monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if request.param == "sqlite-loop" else 3600.0)
     async with SqliteStore(tmp_path / "a.db", clock=Clock()) as opened:
