@@ -173,11 +173,10 @@ def wrote_nothing(exc: BaseException | None) -> bool:
 
 class OwnChainBroken(StoreClosed):
     """The store refused an own alert (put own=True) that does not follow what it holds:
-    the alert before it is not held (its put failed, or it went to another commit) or its
-    slot is taken (an earlier put whose answer was lost committed after all, or the node
-    took in its own alerts from peers). Nothing was written; the node takes its chain's
-    head from the store again, and the client publishes again (UNAVAILABLE, like
-    StoreClosed)."""
+    the alert before it is not held (its put failed) or its slot is taken (an earlier put
+    whose answer was lost committed after all, or the node took in its own alerts from
+    peers). Nothing was written; the node takes its chain's head from the store again,
+    and the client publishes again (UNAVAILABLE, like StoreClosed)."""
 
 
 def unchained(
