@@ -351,6 +351,90 @@ async def test_a_sqlite_store_whose_read_after_a_commit_in_doubt_fails_reads_bef
         assert [s.local_seq for s in fed] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("thread", ["loop", "writer"])
+async def test_the_first_publish_after_an_unread_commit_in_doubt_waits_for_the_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: str
+) -> None:
+    """A publish's COMMIT lands and then fails, and reading it back fails too: the next
+    publish has the store read it back before the node takes its head, so it is not signed
+    on the stale head and refused as "already held" (review s22 round 2 L1). While the read
+    fails, the publish fails signing nothing."""
+    monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if thread == "loop" else 3600.0)
+    reads_failing = 2
+
+    def landed_then_unreadable(db: sqlite3.Connection) -> Callable[[str], None]:
+        committed = False
+
+        def fail(sql: str) -> None:
+            nonlocal committed, reads_failing
+            if not committed and sql.startswith("COMMIT"):
+                committed = True
+                raise landed_then_io_error(db)
+            if reads_failing and sql.startswith("SELECT local_seq"):
+                reads_failing -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+
+        return fail
+
+    async with (
+        SqliteStore(tmp_path / "a.db", clock=Clock()) as store,
+        node_with(store, Author()) as node,  # type: ignore[arg-type]
+    ):
+        await node.publish(draft("a"))
+        failing(store, landed_then_unreadable)
+        with pytest.raises(StoreClosed, match="cannot tell"):
+            await node.publish(draft("b"), request_id="b1")
+        landed = await store.request("b1")
+        assert landed is not None and node.own.lost  # it landed; the store is in doubt
+        with pytest.raises(StoreClosed, match="could not read back"):
+            await node.publish(draft("c"))
+        assert reads_failing == 0
+        after, _ = await node.publish(draft("d"))
+        assert (after.record.seq, after.record.prev) == (3, landed)
+        own = await store.range(node.identity.public_key, 1, 10, limit=10)
+        assert [a.seq for a in own] == [1, 2, 3] and await node.equivocations() == []
+
+
+async def test_a_postgres_store_reads_back_a_commit_in_doubt_when_the_node_asks(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PostgreSQL side of the test above: settle_doubt reads back a commit in doubt
+    that the store could not read right after it (through the writer), or raises, having
+    changed nothing, while the database does not answer."""
+    url = await pg_server.new_database()
+    me = Author()
+    async with PostgresStore(url) as store:
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+        aexit = asyncpg.transaction.Transaction.__aexit__
+
+        async def answer_lost(self: Any, *exc: Any) -> None:
+            await aexit(self, *exc)
+            monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", aexit)
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost in COMMIT")
+
+        catch_up, unanswered = store._catch_up_if_behind, 2
+
+        async def unreachable() -> None:
+            nonlocal unanswered
+            if unanswered:
+                unanswered -= 1
+                raise OSError("connection refused")
+            await catch_up()
+
+        monkeypatch.setattr(asyncpg.transaction.Transaction, "__aexit__", answer_lost)
+        monkeypatch.setattr(store, "_catch_up_if_behind", unreachable)
+        landed = me.record()
+        with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+            await store.put([landed], now_ms=now_ms(), own=True)
+        assert store.chains.get(me.key).max_seq == landed.seq - 1
+        with pytest.raises(StoreClosed, match="could not read back") as unread:
+            await store.settle_doubt()
+        assert wrote_nothing(unread.value) and unanswered == 0
+        await store.settle_doubt()
+        assert store.chains.get(me.key).max_seq == landed.seq
+        assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+
+
 async def test_postgres_marks_a_commit_the_server_refused(
     pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

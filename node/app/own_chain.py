@@ -83,6 +83,9 @@ class OwnChain:
             async with self._reading:
                 if self._lost:
                     await self._commits.settled()  # those signed on the lost ones, too
+                    # A commit in doubt the store could not read back yet: its chains may
+                    # lag the database, and a head read from them would be refused.
+                    await self._store.settle_doubt()
                     # Read first, then take it with no await between: a read that fails
                     # or is cancelled leaves the flag set for the next publish to retry,
                     # and no publish signs on a half-read head meanwhile.

@@ -108,7 +108,18 @@ class AlertStore(Protocol):
         A put that fails having written nothing (its transaction never committed) raises
         an exception marked so (`nothing_written`); an unmarked failure may have
         committed (a connection lost during COMMIT).
+
+        A put queues (or commits) its records before its first await: the node starts
+        its own puts in the step that signs them, and relies on this for them to reach
+        the store in seq order (docs/architecture.md; `unchained` refuses any other).
         """
+        ...
+
+    async def settle_doubt(self) -> None:
+        """Return once a commit in doubt that the store could not read back yet (its
+        chains may be behind the database) has been read back: the node calls this before
+        it takes its chain's head from `chains` after a lost put. Raises (marked
+        `nothing_written`) if the read fails again; at once if nothing is in doubt."""
         ...
 
     async def get(self, alert_id: bytes) -> Stored | None: ...
@@ -169,6 +180,28 @@ def nothing_written(exc: E) -> E:
 def wrote_nothing(exc: BaseException | None) -> bool:
     """Whether `exc` is a put's failure marked by `nothing_written`."""
     return getattr(exc, _NOTHING_WRITTEN, False) is True
+
+
+def unread_doubt() -> StoreClosed:
+    """The failure of a put or a `settle_doubt` while a commit in doubt cannot be read back."""
+    return nothing_written(
+        StoreClosed(
+            "the node's store could not read back a failed commit (the node's log has "
+            "details); nothing was written: send it again"
+        )
+    )
+
+
+@dataclass(slots=True)
+class ReadBack:
+    """Queued for a store's writer by `settle_doubt`: answered once the writer has read
+    back a commit in doubt, or tried to."""
+
+    done: asyncio.Future[None]
+
+    def answer(self) -> None:
+        if not self.done.done():  # its caller may have left
+            self.done.set_result(None)
 
 
 class OwnChainBroken(StoreClosed):

@@ -145,6 +145,9 @@ class MemoryStore:
                     break
         return out
 
+    async def settle_doubt(self) -> None:
+        """Nothing is ever in doubt here."""
+
     async def request(self, request_id: str) -> bytes | None:
         return self._requests.get(request_id)
 

@@ -34,7 +34,14 @@ import asyncpg
 from node.core.alerts import AlertRecord
 from node.core.chain import Chains
 from node.core.errors import ConfigError, StoreClosed
-from node.store.base import PutOutcome, nothing_written, refuse_unchained, wrote_nothing
+from node.store.base import (
+    PutOutcome,
+    ReadBack,
+    nothing_written,
+    refuse_unchained,
+    unread_doubt,
+    wrote_nothing,
+)
 from node.store.postgres_reads import PostgresReads
 from node.store.postgres_url import redacted, scrub
 from node.store.postgres_writer import CHANNEL, WRITER_LOCK, Put, check_version, migrate, write
@@ -68,7 +75,7 @@ class PostgresStore(PostgresReads):
         self._batch_rows = batch_rows
         self._pool_size = pool_size
         self._chains = Chains()
-        self._queue: asyncio.Queue[Put | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Put | ReadBack | None] = asyncio.Queue()
         self._stack = contextlib.AsyncExitStack()
         self._pool: asyncpg.Pool | None = None
         self._wdb: asyncpg.Connection | None = None
@@ -205,19 +212,39 @@ class PostgresStore(PostgresReads):
         await self._queue.put(Put(records, now_ms, request_id, done, own))
         return await done
 
+    async def settle_doubt(self) -> None:
+        """A commit in doubt not yet read back is read back now, by the writer, between
+        its commits (AlertStore.settle_doubt)."""
+        if not self._in_doubt or self.follow:
+            return
+        waiter = ReadBack(asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(waiter)
+        await waiter.done
+        if self._in_doubt:
+            raise unread_doubt()
+
     async def _writer(self) -> None:
         while True:
             first = await self._queue.get()
             if first is None:
                 return
+            if isinstance(first, ReadBack):
+                if self._in_doubt:
+                    await self._resolve_doubt()
+                first.answer()
+                continue
             batch = [first]
             rows = len(first.records)
             stop = False
+            waiters: list[ReadBack] = []  # answered once this batch has read back
             while rows < self._batch_rows and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is None:
                     stop = True
                     break
+                if isinstance(item, ReadBack):
+                    waiters.append(item)
+                    continue
                 batch.append(item)
                 rows += len(item.records)
             writing = False
@@ -243,6 +270,8 @@ class PostgresStore(PostgresReads):
                 for put, outcomes in zip(batch, results, strict=True):
                     if not put.done.done():
                         put.done.set_result(outcomes)
+            for waiter in waiters:
+                waiter.answer()
             if stop:
                 return
 

@@ -38,10 +38,12 @@ from node.core.errors import ConfigError, StoreClosed
 from node.store.base import (
     PutOutcome,
     Query,
+    ReadBack,
     Stored,
     nothing_written,
     refuse_unchained,
     unchained,
+    unread_doubt,
     wrote_nothing,
 )
 from node.store.keyfilter import KeyFilter
@@ -139,7 +141,7 @@ class SqliteStore(SqliteReads):
         self._batch_rows = batch_rows
         self._synchronous = synchronous
         self._chains = Chains()
-        self._queue: asyncio.Queue[_Put | _Chore | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Put | _Chore | ReadBack | None] = asyncio.Queue()
         self._stack = contextlib.AsyncExitStack()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._writer_db: Writer | None = None
@@ -257,6 +259,19 @@ class SqliteStore(SqliteReads):
         await self._queue.put(_Put(write, done, own))
         return await done
 
+    async def settle_doubt(self) -> None:
+        """A commit in doubt not yet read back is read back now, by the writer (its
+        thread has the write connection; AlertStore.settle_doubt)."""
+        if not self._in_doubt:
+            return
+        if self._closing:
+            raise unread_doubt()
+        waiter = ReadBack(asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(waiter)
+        await waiter.done
+        if self._in_doubt:
+            raise unread_doubt()
+
     def _sparse(self) -> bool:
         """Whether a single put may commit on the loop's own thread: the writer holds
         nothing (no put queued or committing, no index move), the last commit ended
@@ -300,6 +315,11 @@ class SqliteStore(SqliteReads):
                 return
             self._writer_busy = True
             try:
+                if isinstance(first, ReadBack):
+                    if self._in_doubt:
+                        self._take_in(await self._on_writer_thread(self._read_after_doubt))
+                    first.answer()
+                    continue
                 if first is _Chore.MERGE:
                     await self._merge_if_due()
                     continue
@@ -317,6 +337,7 @@ class SqliteStore(SqliteReads):
         batch = [first]
         rows = len(first.write.records)
         stop = False
+        waiters: list[ReadBack] = []
         while rows < self._batch_rows and not self._queue.empty():
             item = self._queue.get_nowait()
             if item is None:
@@ -326,18 +347,21 @@ class SqliteStore(SqliteReads):
             # (with the loop's commits in it) has grown past CHECKPOINT_BYTES.
             if isinstance(item, _Chore):
                 continue
+            if isinstance(item, ReadBack):  # answered by this batch's read-back
+                waiters.append(item)
+                continue
             batch.append(item)
             rows += len(item.write.records)
-        if self._in_doubt and not self._take_in(
+        read = not self._in_doubt or self._take_in(
             await self._on_writer_thread(self._read_after_doubt)
-        ):
-            failed = StoreClosed(
-                "the node's store could not read back a failed commit (the node's log has "
-                "details); nothing was written: send it again"
-            )
+        )
+        for waiter in waiters:
+            waiter.answer()
+        if not read:
+            failed = unread_doubt()
             for put in batch:
                 if not put.done.done():
-                    put.done.set_exception(nothing_written(failed))
+                    put.done.set_exception(failed)
             return stop
         batch = refuse_unchained(batch, self._chains.holds)
         if not batch:
