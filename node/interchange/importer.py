@@ -19,18 +19,20 @@ The pipeline:
 Exit status: 0 everything went in (or was there already), 3 some values were refused
 (each reported on stderr with where it was and why), 2 error (unreadable input, a
 format this build lacks, an unreachable node, a node whose store cannot store alerts:
-an item answered UNAVAILABLE is sent once more, and if it fails again the import stops).
+an item answered UNAVAILABLE is sent once more after RETRY_PAUSE_S, and if it fails again
+the import stops, after its summary line of what went in so far).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import hashlib
 import importlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,6 +58,10 @@ PER_ALERT = 25
 INDICATOR_BYTES = DEFAULT_LIMITS.max_body_bytes - 1024
 PROGRESS_EVERY_S = 1.0
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]  # a batch item's code: the store failed
+# Before the one retry of what the store failed: a PostgreSQL reconnect, or the writer lock
+# its dropped backend still holds, usually fails again within milliseconds.
+RETRY_PAUSE_S = 1.0
+Pause = Callable[[float], Awaitable[object]]  # asyncio.sleep; the tests pass their own
 
 
 class ImportFailed(Exception):
@@ -353,39 +359,47 @@ class Progress:
 
 
 async def publish_once(
-    client: AlertClient, batch: Sequence[api.PublishRequest]
+    client: AlertClient, batch: Sequence[api.PublishRequest], pause: Pause = asyncio.sleep
 ) -> list[api.PublishBatchResult]:
     """The node's answer to each alert of `batch`. An item the node could not store
-    (UNAVAILABLE: its store failed) is sent once more, which is safe: its request id is
-    its content's hash, so one that was stored after all answers as a duplicate. If the
-    store fails again, the import stops (ImportFailed, exit 2): the rest would fail too,
-    and these are not values the node refused."""
+    (UNAVAILABLE: its store failed) is sent once more, after RETRY_PAUSE_S, which is safe:
+    its request id is its content's hash, so one that was stored after all answers as a
+    duplicate. An item still UNAVAILABLE is left so: the store failed again (`publish`
+    stops the import)."""
     results = list((await client.publish_batch(batch)).results)
     again = [i for i, result in enumerate(results) if result.code == UNAVAILABLE]
     if again:
+        await pause(RETRY_PAUSE_S)
         retried = await client.publish_batch([batch[i] for i in again])
         for i, result in zip(again, retried.results, strict=True):
+            # The first attempt found no alert for this request id (else it would have
+            # answered duplicate): one now was stored by that attempt, in a commit in
+            # doubt, so it is new in this run.
+            result.duplicate = False
             results[i] = result
-            if result.code == UNAVAILABLE:
-                raise ImportFailed(
-                    f"the node could not store the alerts ({result.error}); once it can, "
-                    "run the import again: it adds nothing twice"
-                )
     return results
 
 
 async def publish(
-    client: AlertClient, work: Plan, progress: Progress, out: Published | None = None
+    client: AlertClient,
+    work: Plan,
+    progress: Progress,
+    out: Published | None = None,
+    pause: Pause = asyncio.sleep,
 ) -> Published:
     """Publish the planned alerts; `out` (if given) holds what went in so far, also when
-    the node's store fails (ImportFailed)."""
+    the node's store fails twice (ImportFailed, exit 2: the rest would fail too, and these
+    are not values the node refused)."""
     out = Published() if out is None else out
     for start in range(0, len(work.requests), BATCH_ALERTS):
         batch = work.requests[start : start + BATCH_ALERTS]
-        results = await publish_once(client, batch)
+        results = await publish_once(client, batch, pause)
+        unstored = ""
         for i, (request, result) in enumerate(zip(batch, results, strict=True)):
             n = len(request.indicators)
-            if result.error:
+            if result.code == UNAVAILABLE:
+                unstored = unstored or result.error
+            elif result.error:
                 where = work.wheres[start + i]
                 out.refused.append(Refusal(where, "", f"the node refused: {result.error}"))
                 out.refused_values += n
@@ -395,12 +409,20 @@ async def publish(
                     out.duplicate += 1
                 else:
                     out.new += 1
+        if unstored:
+            raise ImportFailed(
+                f"the node could not store the alerts ({unstored}); once it can, "
+                "run the import again: it adds nothing twice"
+            )
         progress.add(sum(len(r.indicators) for r in batch))
     return out
 
 
-async def run_import(client: AlertClient, args: argparse.Namespace) -> int:
-    """The `alertmesh import` command; see the module docstring."""
+async def run_import(
+    client: AlertClient, args: argparse.Namespace, pause: Pause = asyncio.sleep
+) -> int:
+    """The `alertmesh import` command; see the module docstring. `pause`: how it waits
+    before sending again what the node's store failed (RETRY_PAUSE_S)."""
     err = sys.stderr
     try:
         if not 1 <= args.per_alert <= DEFAULT_LIMITS.max_indicators:
@@ -424,19 +446,19 @@ async def run_import(client: AlertClient, args: argparse.Namespace) -> int:
     progress = Progress(work.indicators, err)
     done, failed = Published(), None
     try:
-        await publish(client, work, progress, done)
+        await publish(client, work, progress, done, pause)
     except ImportFailed as exc:  # the node's store failed twice: a retry later may work
         failed = exc
     finally:
         progress.close()
     for refusal in done.refused:
         print(f"refused {refusal}", file=err)
-    if failed is not None:
-        print(f"error: {failed}", file=err)
-        return EXIT_ERROR
     refused = len(work.refused) + done.refused_values
-    print(
+    print(  # also when the store failed: what went in before
         f"imported {done.indicators:,} of {work.values:,} values ({fmt}):"
         f" {done.new:,} new alerts, {done.duplicate:,} already published; {refused:,} refused"
     )
+    if failed is not None:
+        print(f"error: {failed}", file=err)
+        return EXIT_ERROR
     return EXIT_REFUSED if refused else EXIT_OK
