@@ -321,6 +321,9 @@ class AlertNode:
         answer: asyncio.Future[bytes] | None,
     ) -> None:
         try:
+            # No await before this put: it is the first step of the task Commits.run
+            # starts in the step that signed `record`, so own puts reach the store in
+            # seq order (as _put_signed's; docs/architecture.md, AlertStore.put).
             await self.store.put([record], now_ms=now, request_id=request_id, own=True)
         except BaseException as exc:
             self.own.unstored([record], [exc])
@@ -345,7 +348,9 @@ class AlertNode:
         asyncio runs new tasks in the order they were made, so these reach the store
         before the put of any alert signed after them (a concurrent Publish), and the
         store sees own alerts in seq order. All are queued before the writer runs
-        (gathered: none commits alone on the loop), so they share one group commit."""
+        (gathered: none commits alone on the loop), so they share one group commit.
+        Keep it synchronous, with no await between signing and these ensure_future
+        calls (as in _commit_own): the store's order check relies on it."""
         puts = [
             asyncio.ensure_future(
                 self.store.put([r], now_ms=now, request_id=request_id, gathered=True, own=True)

@@ -279,14 +279,14 @@ class PostgresStore(PostgresReads):
         """The writer's connection dropped (a server restart, a terminated backend), and
         with it the writer lock. Connect again and take the lock again, then read what
         committed meanwhile (a COMMIT whose answer was lost, too), or raise so that this
-        batch fails; the next one tries again. If another writer took the lock, every
-        put fails from now on and says so: two writers would corrupt the positions."""
+        batch fails; the next one tries again. While another writer holds the lock (or
+        this node's dropped backend, not yet ended), each batch fails the same way and
+        the log says why: two writers would corrupt the positions."""
         log.warning("the store's connection is gone; connecting again")
         # The client's error names no host nor user (the operator's log line does), and is
         # UNAVAILABLE: the next batch tries again.
         unavailable = StoreClosed(
-            "the node lost its store's database connection and cannot write now (the "
-            "node's log has details); send it again"
+            "the node cannot write to its store now (the node's log has details); send it again"
         )
         try:
             db = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
