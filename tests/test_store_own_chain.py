@@ -488,3 +488,30 @@ async def test_a_postgres_store_that_cannot_reconnect_says_so_without_naming_the
         assert "@" not in message and "postgresql" not in message and "127.0.0.1" not in message
         monkeypatch.setattr(asyncpg, "connect", connect)
         assert await store.put([second], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
+
+
+async def test_a_postgres_put_after_the_stop_is_queued_is_refused(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As d0901ee for SQLite: once the PostgreSQL writer's stop is queued, a put (or a
+    read-back) is refused with StoreClosed at once; queued behind the stop, nothing would
+    ever answer it."""
+    url = await pg_server.new_database()
+    me = Author()
+    late: list[asyncio.Task[list[PutOutcome]]] = []
+    stop = PostgresStore._stop_writer
+
+    async def stop_then_put(self: PostgresStore) -> None:
+        await stop(self)
+        late.append(asyncio.create_task(self.put([me.record()], now_ms=now_ms())))
+        await asyncio.sleep(0)  # the put runs now
+
+    monkeypatch.setattr(PostgresStore, "_stop_writer", stop_then_put)
+    async with PostgresStore(url) as store:
+        assert await store.put([me.record()], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
+    (put,) = late
+    done, _ = await asyncio.wait([put], timeout=5)  # a bound, not a target: unanswered
+    assert done, "a put made while the store closed was never answered"
+    with pytest.raises(StoreClosed) as closed:
+        await put
+    assert wrote_nothing(closed.value)

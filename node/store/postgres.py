@@ -88,6 +88,7 @@ class PostgresStore(PostgresReads):
         # A commit failed in doubt (the connection lost during COMMIT): the next one first
         # reads what committed meanwhile, so that the chains it checks against are true.
         self._in_doubt = False
+        self._closing = False  # the writer's stop is queued: puts are refused
 
     @property
     def chains(self) -> Chains:
@@ -132,7 +133,7 @@ class PostgresStore(PostgresReads):
                 stack.callback(setattr, self, "_stopping", True)
             else:
                 tg.create_task(self._writer(), name="store-writer")
-                stack.push_async_callback(self._queue.put, None)  # stop the writer first
+                stack.push_async_callback(self._stop_writer)  # stop the writer first
             self._stack = stack.pop_all()
         return self
 
@@ -208,6 +209,8 @@ class PostgresStore(PostgresReads):
             )
         if not records:
             return []
+        if self._closing:
+            raise nothing_written(StoreClosed("the store is closed: the node is stopping"))
         done: asyncio.Future[list[PutOutcome]] = asyncio.get_running_loop().create_future()
         await self._queue.put(Put(records, now_ms, request_id, done, own))
         return await done
@@ -217,11 +220,18 @@ class PostgresStore(PostgresReads):
         its commits (AlertStore.settle_doubt)."""
         if not self._in_doubt or self.follow:
             return
+        if self._closing:
+            raise unread_doubt()
         waiter = ReadBack(asyncio.get_running_loop().create_future())
         self._queue.put_nowait(waiter)
         await waiter.done
         if self._in_doubt:
             raise unread_doubt()
+
+    async def _stop_writer(self) -> None:
+        """Refuse new puts, then let the writer finish what is queued before it stops."""
+        self._closing = True
+        await self._queue.put(None)
 
     async def _writer(self) -> None:
         while True:
