@@ -274,9 +274,9 @@ async def test_shutdown_that_cancels_a_follow_up_does_not_undo_a_put_that_commit
     async with node_with(store, author) as node:
         calls: list[str] = []
 
-        def verified(records: list[AlertRecord]) -> tuple[Callable[[], None], bool]:
+        def verified(records: list[AlertRecord]) -> Callable[[], None]:
             calls.append("forwarded early")
-            return (lambda: calls.append("taken back")), False  # (no peer to push to here)
+            return lambda: calls.append("taken back")
 
         signed = author.next(indicators=[(ADDRESS, "eip155:1:0x" + "99" * 20)])
         store.open.clear()

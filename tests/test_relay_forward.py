@@ -42,17 +42,10 @@ class HeldStore(MemoryStore):
         self.open.set()
         self.failing = False
         self.waiting = 0  # puts held back now
-        self.gathered: list[tuple[list[bytes], bool]] = []  # each put's ids and `gathered`
 
     async def put(
-        self,
-        records: Sequence[AlertRecord],
-        *,
-        now_ms: int,
-        request_id: str = "",
-        gathered: bool = False,
+        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
     ) -> list[PutOutcome]:
-        self.gathered.append(([r.id for r in records], gathered))
         self.waiting += 1
         try:
             await self.open.wait()
@@ -102,9 +95,7 @@ class Net:
 
 
 @contextlib.asynccontextmanager
-async def three_nodes(
-    relay_store: MemoryStore, leaf_store: MemoryStore | None = None
-) -> AsyncIterator[Net]:
+async def three_nodes(relay_store: MemoryStore) -> AsyncIterator[Net]:
     ids = {name: Identity.generate() for name in ("O", "R", "L")}
     roster = Roster.of([Member(name, i.public_key) for name, i in ids.items()])
     async with Verifier(DEFAULT_LIMITS, processes=1) as verifier:
@@ -112,11 +103,7 @@ async def three_nodes(
             name: AlertNode(
                 identity=i,
                 roster=roster,
-                store=relay_store
-                if name == "R"
-                else (leaf_store or MemoryStore())
-                if name == "L"
-                else MemoryStore(),
+                store=relay_store if name == "R" else MemoryStore(),
                 verifier=verifier,
                 limits=DEFAULT_LIMITS,
             )
@@ -185,24 +172,6 @@ async def test_the_relay_forwards_a_verified_alert_while_its_commit_is_held() ->
         # R counted the copy from O once, before the commit, and not again after it.
         from_o = net.peers["R"].counters[o.identity.public_key]
         assert (from_o.full_received, from_o.duplicates_received) == (1, 0)
-
-
-async def test_a_relay_that_pushed_an_alert_commits_it_off_the_loop_and_a_leaf_does_not() -> None:
-    """The relay's commit of an alert it pushed already is off the alert's path, so it
-    asks the store for its writer thread (`gathered`), which leaves the loop free for the
-    pushes' writes; the leaf, which passes the alert to no one, is on the path and
-    commits it as a single put (on the loop, when commits are sparse)."""
-    relay, leaf_store = HeldStore(), HeldStore()
-    async with three_nodes(relay, leaf_store) as net:
-        o, leaf = net.nodes["O"], net.nodes["L"]
-        sent = [(await o.publish(draft(n)))[0].record.id for n in range(3)]
-        await until_async(lambda: holds(leaf, sent[-1]))
-        await until_async(lambda: holds(net.nodes["R"], sent[-1]))
-        # (Frames read together are ingested, and put, together.)
-        assert [i for ids, _ in relay.gathered for i in ids] == sent
-        assert all(gathered for _, gathered in relay.gathered)
-        assert [i for ids, _ in leaf_store.gathered for i in ids] == sent
-        assert not any(gathered for _, gathered in leaf_store.gathered)
 
 
 async def test_a_copy_arriving_twice_while_the_first_commits_is_forwarded_once() -> None:
@@ -283,14 +252,9 @@ class QueuedStore(HeldStore):
     """Like SqliteStore: a put, once queued, commits even if its caller is cancelled."""
 
     async def put(
-        self,
-        records: Sequence[AlertRecord],
-        *,
-        now_ms: int,
-        request_id: str = "",
-        gathered: bool = False,
+        self, records: Sequence[AlertRecord], *, now_ms: int, request_id: str = ""
     ) -> list[PutOutcome]:
-        task = asyncio.ensure_future(HeldStore.put(self, records, now_ms=now_ms, gathered=gathered))
+        task = asyncio.ensure_future(HeldStore.put(self, records, now_ms=now_ms))
         return await asyncio.shield(task)
 
 
@@ -313,7 +277,7 @@ async def test_equivocating_copy_not_forwarded_after_first_ingest_is_cancelled()
         early: list[bytes] = []
         pm = net.peers["R"]
         real = pm.forward_verified
-        pm.forward_verified = lambda s, recs: (early.extend(x.id for x in recs), real(s, recs))[1]  # type: ignore[method-assign]
+        pm.forward_verified = lambda s, recs: (early.extend(x.id for x in recs), real(s, recs))  # type: ignore[method-assign]
         await net.ends[("L", "R")].out.put(pb.PeerFrame(alerts=pb.Alerts(alerts=[second])))
         await until(lambda: store.waiting == 2)
         store.open.set()

@@ -33,9 +33,8 @@ from node.store.base import AlertStore, Held, PutOutcome
 log = logging.getLogger("node.app.service")  # the logger's name from before this module
 
 # Called before the commit with the alerts a relay may forward now; returns what to do
-# if that commit then fails (whether or not the ingest's caller still waits for it), and
-# whether they went to a peer now (then the commit is off their path).
-Verified = Callable[[list[AlertRecord]], tuple[Callable[[], None], bool]]
+# if that commit then fails (whether or not the ingest's caller still waits for it).
+Verified = Callable[[list[AlertRecord]], Callable[[], None]]
 
 
 class IngestResult(NamedTuple):  # one per ingested alert: a named tuple is the cheapest
@@ -176,7 +175,7 @@ class Ingester:
                 taken.add(slot)
                 early.append(r)
         # Before the put is scheduled: a hook that raises leaves nothing stored.
-        unstored, pushed = verified(early) if early and verified is not None else (None, False)
+        unstored = verified(early) if early and verified is not None else None
         self._storing.append(slots)
 
         def stored(done: asyncio.Future[list[PutOutcome]]) -> None:
@@ -198,13 +197,7 @@ class Ingester:
         # The put is a task of its own: the store commits what it queued even if the
         # follow-up is cancelled (drain at shutdown), so only the put's own failure
         # takes the alerts forwarded early out of the peer cache.
-        # Alerts pushed already have this commit off their path: it goes to the store's
-        # writer thread (`gathered`), and the loop stays free for the pushes' writes.
-        put = asyncio.ensure_future(
-            self.store.put(valid, now_ms=now, gathered=True)
-            if pushed
-            else self.store.put(valid, now_ms=now)
-        )
+        put = asyncio.ensure_future(self.store.put(valid, now_ms=now))
         put.add_done_callback(stored)
 
         async def commit() -> list[IngestResult]:

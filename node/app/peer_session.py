@@ -100,7 +100,7 @@ class SessionHost(Protocol):
 
     async def run_actions(self, actions: list[pe.Action[Link]]) -> None: ...
 
-    def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> bool: ...
+    def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> None: ...
 
     def forget_cached(self, alerts: Iterable[bytes]) -> None: ...
 
@@ -285,13 +285,13 @@ class SessionRunner:
         is_catchup = frames[0].catchup
         forwarded: set[bytes] = set()
 
-        def verified(records: list[AlertRecord]) -> tuple[Callable[[], None], bool]:
-            pushed = host.forward_verified(s, records)  # before the commit
+        def verified(records: list[AlertRecord]) -> Callable[[], None]:  # before the commit
+            host.forward_verified(s, records)
             ids = [r.id for r in records]
             forwarded.update(ids)
             # If the commit fails they are not held here: not served from the cache either.
             # Gossip still remembers their ids, so catch-up brings them back, not an IHAVE.
-            return (lambda: host.forget_cached(ids)), pushed
+            return lambda: host.forget_cached(ids)
 
         results = await host.node.ingest(
             items, source=link.key, verified=None if is_catchup else verified

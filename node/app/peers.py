@@ -311,14 +311,11 @@ class PeerManager:
     async def run_actions(self, actions: list[pe.Action[Link]]) -> None:
         await self._run(actions)
 
-    def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> bool:
+    def forward_verified(self, s: pe.PeerSession[Link], records: list[AlertRecord]) -> None:
         """Gossiped alerts that verified and are new here, before their commit: forward
-        them now (the cache answers the pushes; node/core/peer_engine.py alerts_verified).
-        True if they went to a peer now (a push), so this node's commit is off their path."""
+        them now (the cache answers the pushes; node/core/peer_engine.py alerts_verified)."""
         self.recent.remember(records)
-        actions = self.engine.alerts_verified(s, [r.id for r in records], self.now())
-        self._run_now(actions)
-        return any(isinstance(a, pe.Push) for a in actions)
+        self._run_now(self.engine.alerts_verified(s, [r.id for r in records], self.now()))
 
     def forget_cached(self, alerts: Iterable[bytes]) -> None:
         """Forwarded alerts whose commit failed: not held here, whatever the cache says."""

@@ -97,9 +97,7 @@ class AlertStore(Protocol):
 
         `request_id` (publish only) is remembered with the first record so a
         retried publish finds the alert it already created. `gathered`: the caller
-        makes several puts at once (asyncio.gather), meant to share one commit, or
-        does not wait on this commit (a relay that pushed the alerts on already); such
-        a put never commits on the caller's thread.
+        makes several puts at once (asyncio.gather), meant to share one commit.
         """
         ...
 
