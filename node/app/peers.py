@@ -245,7 +245,7 @@ class PeerManager:
             self._wake.clear()
             self.timer_wakes += 1
             actions = self.engine.handle_timer(self.now())
-            if actions:  # running them wakes this loop again, to take the new deadline
+            if actions:  # the loop then takes the new deadline at its top
                 await self._run(actions)
 
     # -- sessions ------------------------------------------------------------
