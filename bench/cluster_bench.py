@@ -176,6 +176,7 @@ class Snapshot:
     eager: set[str]  # peers this node pushes full alerts to
     # peer name -> (full copies, duplicates) received from it
     by_peer: dict[str, tuple[int, int]] = field(default_factory=dict)
+    commits: tuple[int, int] = (0, 0)  # the store's commits: all, on the event loop's thread
 
 
 def tree(names: list[str], snaps: list[Snapshot]) -> str:
@@ -235,6 +236,7 @@ class PhaseResult:
     paced_cpu: list[float] = field(default_factory=list)  # paced: CPU s per node, in order
     root: int = 0  # paced: the tree root's index among the nodes (0: the publisher)
     calls: int = 0  # batch burst: PublishBatch calls
+    commits: list[tuple[int, int]] = field(default_factory=list)  # per node: all, on the loop
 
 
 class Bench:
@@ -339,6 +341,10 @@ class Bench:
                     gossip={k: st.counters.get(k, 0) for k in GOSSIP_COUNTERS},
                     eager={p.name for p in st.peers if p.eager and p.connected},
                     by_peer={p.name: (p.full_received, p.duplicates_received) for p in st.peers},
+                    commits=(
+                        st.counters.get("store_commits", 0),
+                        st.counters.get("store_inline_commits", 0),
+                    ),
                 )
             )
         return out
@@ -369,6 +375,10 @@ class Bench:
         result.caught_up = sum(
             a.caught_up - b.caught_up for a, b in zip(after, before, strict=True)
         )
+        result.commits = [
+            (a.commits[0] - b.commits[0], a.commits[1] - b.commits[1])
+            for a, b in zip(after, before, strict=True)
+        ]
         result.gossip = {
             k: sum(a.gossip[k] - b.gossip[k] for a, b in zip(after, before, strict=True))
             for k in GOSSIP_COUNTERS
@@ -836,8 +846,8 @@ def paced_cpu_report(results: list[PhaseResult], verify: float) -> str:
         f"Node CPU per alert, paced phases (one Ed25519 verify = {verify:.0f} µs on this "
         "machine, measured at the end of this run):\n",
         "| cluster | phase | all nodes ms/alert | = verifies | publisher | root | others, "
-        "each | machine busy (nodes + bench + others) |",
-        "|---|---|---|---|---|---|---|---|",
+        "each | machine busy (nodes + bench + others) | commits on the loop / all, per node |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per = [c / r.alerts * 1000 for c in r.paced_cpu]
@@ -848,7 +858,9 @@ def paced_cpu_report(results: list[PhaseResult], verify: float) -> str:
         rest = [x for i, x in enumerate(per) if i not in (0, root)]
         out.append(
             f"| {r.cluster} | {r.phase} | {total:.2f} | {total * 1000 / verify:.0f} | "
-            f"{per[0]:.2f} | {per[root]:.2f} | {statistics.fmean(rest):.2f} | {busy:.0%} |"
+            f"{per[0]:.2f} | {per[root]:.2f} | {statistics.fmean(rest):.2f} | {busy:.0%} | "
+            + ", ".join(f"{loop}/{every}" for every, loop in r.commits)
+            + " |"
         )
     out.append("")
     return "\n".join(out)

@@ -85,6 +85,8 @@ class PeerManager:
         self.counters = self.engine.counters
         self.recent = RecentAlerts()
         self._wake = asyncio.Event()
+        self._armed: float | None = None  # the deadline the timer task sleeps to
+        self.timer_wakes = 0  # times the timer task woke (a count for tests)
         self._roster_changed = asyncio.Event()
         self._session_opened = asyncio.Event()  # replaced at each open: R2 wakes dial loops
         self._last_open = -math.inf
@@ -233,7 +235,7 @@ class PeerManager:
     async def _timers(self) -> None:
         """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
         while True:
-            due = self.engine.next_deadline()
+            due = self._armed = self.engine.next_deadline()
             timeout = max(0.0, due - self.now()) if due is not None else None
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
             # cancellation that races with the wake-up, and shutdown then hangs.
@@ -241,8 +243,9 @@ class PeerManager:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
             self._wake.clear()
+            self.timer_wakes += 1
             actions = self.engine.handle_timer(self.now())
-            if actions:  # running them wakes this loop again, to take the new deadline
+            if actions:  # the loop then takes the new deadline at its top
                 await self._run(actions)
 
     # -- sessions ------------------------------------------------------------
@@ -368,7 +371,16 @@ class PeerManager:
                 self._run_now(self.engine.serve(action.session, records))
             else:
                 self._run_now([action])
-        self._wake.set()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Actions ran, so the engine's next deadline may have moved: wake the timer task
+        only if it is now earlier than the one the task sleeps to. A later one is taken
+        when that one passes (handle_timer then finds nothing due), so a frame or an
+        alert costs no wake-up of the timer task of its own."""
+        due, armed = self.engine.next_deadline(), self._armed
+        if due is not None and (armed is None or due < armed):
+            self._wake.set()
 
     def _run_now(self, actions: list[pe.Action[Link]]) -> None:
         """The actions that need no store; a Push is answered from the cache alone."""
@@ -393,7 +405,7 @@ class PeerManager:
                     action.session.link.name,
                     action.missing,
                 )
-        self._wake.set()
+        self._rearm()
 
     def _send(self, action: pe.Send[Link]) -> None:
         link = action.session.link
