@@ -84,6 +84,13 @@ def normalize(type: int, value: str, *, strict: bool = True) -> Indicator:
 def flagged_keys(type: int, value: str) -> list[str]:
     """index_keys(normalize(type, value)), without the Indicator in between: a node
     runs this for every indicator of every alert it receives."""
+    fast = _CANONICAL_EVM.get(type)
+    if fast is not None and fast.fullmatch(value):  # already canonical: its keys at once
+        p = _SCOPED_PREFIX[type]
+        scope, _, ident = value.rpartition(":")
+        if scope:
+            return [f"{p}:{value}", f"{p}f:evm:{ident}"]
+        return [f"{p}f:evm:{ident}", f"{p}a:evm:{ident}"]
     normal = _normal(type, value, True)
     prefix = _SCOPED_PREFIX.get(type)
     if prefix is None:
@@ -166,6 +173,14 @@ def lookup_keys(ind: Indicator) -> list[str]:
 
 _EXACT_PREFIX: dict[int, str] = {DOMAIN: "d", URL: "u", IP: "i", EMAIL: "e", OTHER: "o"}
 _SCOPED_PREFIX: dict[int, str] = {ADDRESS: "a", TX: "t", HANDLE: "h"}
+# EVM accounts and tx hashes as normalize() spells them (lower-case hex, a decimal chain
+# id without leading zeros, or bare), which authors' nodes sign, so nearly every value a
+# node receives: normalize() returns them unchanged, checksums and all (lower case has
+# no EIP-55 checksum to check), and flagged_keys() builds their keys without it.
+_CANONICAL_EVM: dict[int, re.Pattern[str]] = {
+    ADDRESS: re.compile(r"(?:eip155:[1-9][0-9]{0,29}:)?0x[0-9a-f]{40}"),
+    TX: re.compile(r"(?:eip155:[1-9][0-9]{0,29}:)?0x[0-9a-f]{64}"),
+}
 
 
 def _exact_key(ind: Indicator) -> str:
