@@ -8,6 +8,7 @@ with itself).
 
 from __future__ import annotations
 
+import collections
 import random
 
 import pytest
@@ -17,6 +18,7 @@ from node.core.chain import Chains
 from node.core.errors import AlertmeshError, InvalidIndicator
 from node.core.indicators import ADDRESS, TX, TYPE_NAMES, flagged_keys, index_keys, normalize
 from node.core.roster import Member, MemberKey, Roster
+from tests.test_indicators import EDGES, general_paths_only, mutate, random_case, random_texts
 
 HEX = "0123456789abcdef"
 
@@ -69,11 +71,11 @@ def test_canonical_evm_values_get_the_keys_and_errors_of_the_general_path(
             expected = _general_keys(type_, text)
             got = _fast_keys(type_, text)
             assert got == expected, (type_, text)
-            pattern = indicators._CANONICAL_EVM.get(type_)
+            pattern = indicators._CANONICAL.get(type_)
             fast_hits += bool(pattern is not None and pattern.fullmatch(text))
     assert fast_hits > 400  # the shortcut was taken, often
     # And with the shortcut off, flagged_keys answers the same (the general path).
-    monkeypatch.setattr(indicators, "_CANONICAL_EVM", {})
+    monkeypatch.setattr(indicators, "_CANONICAL", {})
     for text in texts[:1500]:
         for type_ in (ADDRESS, TX):
             assert _fast_keys(type_, text) == _general_keys(type_, text), (type_, text)
@@ -82,9 +84,96 @@ def test_canonical_evm_values_get_the_keys_and_errors_of_the_general_path(
 def test_a_canonical_value_is_the_normalised_value_and_its_keys() -> None:
     for text in ["eip155:1:0x" + "ab" * 20, "0x" + "12" * 20, "eip155:8453:0x" + "0f" * 32]:
         type_ = ADDRESS if len(text.rpartition(":")[2]) == 42 else TX
-        assert indicators._CANONICAL_EVM[type_].fullmatch(text)
+        assert indicators._CANONICAL[type_].fullmatch(text)
         assert normalize(type_, text).value == text
         assert flagged_keys(type_, text) == index_keys(normalize(type_, text))
+
+
+def _canonical_spellings(texts: list[str]) -> list[str]:
+    """Each text's normalised value under every type it is valid as, and variants of
+    that value one edit or one change of case away."""
+    rng = random.Random(len(texts))
+    out = []
+    for text in texts:
+        for type_ in TYPE_NAMES.values():
+            try:
+                value = normalize(type_, text, strict=False).value
+            except InvalidIndicator:
+                continue
+            out += [value, mutate(rng, value), random_case(rng, value)]
+    return out
+
+
+def _hosts_and_urls(rng: random.Random, n: int) -> list[str]:
+    """Host names, emails and URLs near the canonical shapes: every printable ASCII
+    character (and a few others) in paths and queries, labels of 1-63 characters."""
+    printable = "".join(map(chr, range(0x20, 0x7F))) + "\t\né"
+    label_chars = "abcdefghijklmnopqrstuvwxyz0123456789-_"
+
+    def label() -> str:
+        size = rng.choice([1, 2, 5, 12, 62, 63, 64])
+        return "".join(rng.choice(label_chars) for _ in range(size))
+
+    def part() -> str:
+        return "".join(rng.choice(printable) for _ in range(rng.randrange(0, 12)))
+
+    out = []
+    for _ in range(n):
+        host = ".".join(label() for _ in range(rng.choice([1, 2, 2, 3, 4, 5])))
+        if rng.random() < 0.3:
+            host = host.replace("_", "")
+        if rng.random() < 0.2:
+            host = host.rstrip("0123456789-_.") + rng.choice(["", ".123", ".com", "."])
+        path = "/" + part() if rng.random() < 0.9 else ""
+        query = "?" + part() if rng.random() < 0.5 else ""
+        scheme = rng.choice(["https", "http", "https", "HTTP", "ftp"])
+        out += [host, f"{part()[:3]}bob{part()[:2]}@{host}", f"{scheme}://{host}{path}{query}"]
+    return out
+
+
+def test_canonical_values_of_every_type_get_the_keys_and_errors_of_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = EDGES + random_texts(20261207, per_kind=300)
+    texts += _canonical_spellings(texts)
+    texts += _hosts_and_urls(random.Random(20261208), 3000)
+    texts += [
+        "a.example",
+        "a.b_c.example",
+        "a_b.example",
+        "x.123",
+        "x.12a",
+        "x.-1",
+        ".".join(["a" * 63] * 3 + ["a" * 61]),
+        ".".join(["a" * 63] * 3 + ["a" * 62]),
+        "bob@" + ".".join(["a" * 63] * 3 + ["a" * 62]),
+        "https://" + ".".join(["a" * 63] * 3 + ["a" * 62]) + "/",
+        "https://a.example/" + "x" * 2100,
+        "https://a.example/" + "x" * 2000,
+        "https://a.example/?",
+        "https://a.example/a?b?c",
+        "https://a.example/a%41",
+        "https://a.example/a b",
+        "https://a.example/@x",
+        "https://a.example:443/",
+        "https://a.example",
+        "http://1.2.3.4/",
+        "b%ob+x@a.example",
+        "Bob@a.example",
+        "1.2.3.4",
+        "01.2.3.4",
+    ]
+    print(f"{len(texts)} texts")
+    fast = {(type_, t): _fast_keys(type_, t) for t in texts for type_ in TYPE_NAMES.values()}
+    hits = collections.Counter(
+        type_ for type_, t in fast if (p := indicators._CANONICAL.get(type_)) and p.fullmatch(t)
+    )
+    print(f"shortcut taken: {dict(hits)}")
+    assert set(hits) == set(indicators._CANONICAL) and min(hits.values()) >= 20
+    monkeypatch.setattr(indicators, "_CANONICAL", {})  # flagged_keys' shortcut off
+    with general_paths_only():  # and normalize's own fast paths
+        for (type_, text), got in fast.items():
+            assert got == _fast_keys(type_, text) == _general_keys(type_, text), (type_, text)
 
 
 def _seq_sets(rng: random.Random) -> dict[bytes, set[int]]:
