@@ -21,6 +21,7 @@ The signature is checked by node.crypto; the roster check by node.core.roster.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -218,8 +219,9 @@ def checked_fields(
         _check_envelope(alert, limits)
         return record_fields(alert, ())
     tlp = alert.tlp
+    recipients = alert.recipients
     if not encrypted:
-        if alert.recipients:
+        if recipients:
             raise InvalidAlert("recipients are only for encrypted alerts (sealed content)")
         if tlp == alert_pb2.TLP_RED:
             raise InvalidAlert(
@@ -249,28 +251,26 @@ def checked_fields(
         raise LimitExceeded(
             f"{len(indicators_)} indicators; the limit is {limits.max_indicators} per alert"
         )
-    if len(alert.references) > limits.max_references:
-        raise LimitExceeded(
-            f"{len(alert.references)} references; the limit is {limits.max_references}"
-        )
-    for ref in alert.references:
+    references = alert.references
+    if len(references) > limits.max_references:
+        raise LimitExceeded(f"{len(references)} references; the limit is {limits.max_references}")
+    for ref in references:
         _check_len("a reference", ref, limits.max_reference_chars)
-    if len(alert.links) > limits.max_links:
-        raise LimitExceeded(f"{len(alert.links)} links; the limit is {limits.max_links}")
-    for link in alert.links:
+    links = alert.links
+    if len(links) > limits.max_links:
+        raise LimitExceeded(f"{len(links)} links; the limit is {limits.max_links}")
+    for link in links:
         _check_link(
             link,
             has_indicators=bool(indicators_),
             created_at_ms=created_at_ms,
             skew_ms=limits.max_clock_skew_ms,
         )
-    if len(alert.recipients) > limits.max_recipients:
-        raise LimitExceeded(
-            f"{len(alert.recipients)} recipients; the limit is {limits.max_recipients}"
-        )
+    if len(recipients) > limits.max_recipients:
+        raise LimitExceeded(f"{len(recipients)} recipients; the limit is {limits.max_recipients}")
     if alert.HasField("succession"):
         _check_succession(alert)
-    keys = indicator_keys(alert, limits) + link_keys(alert)
+    keys = indicator_keys(alert, limits) + _link_keys(links)
     return (origin, seq, prev, created_at_ms, expires_at_ms, category, severity, confidence,
             title, keys)  # fmt: skip
 
@@ -313,9 +313,13 @@ def link_key(target: bytes) -> str:
 
 
 def link_keys(alert: alert_pb2.Alert) -> tuple[str, ...]:
-    if not alert.links:  # most alerts
+    return _link_keys(alert.links)
+
+
+def _link_keys(links: Sequence[alert_pb2.AlertLink]) -> tuple[str, ...]:
+    if not links:  # most alerts
         return ()
-    return tuple(dict.fromkeys(link_key(link.alert_id) for link in alert.links if link.alert_id))
+    return tuple(dict.fromkeys(link_key(link.alert_id) for link in links if link.alert_id))
 
 
 def links_to_alerts(index_keys: tuple[str, ...]) -> bool:

@@ -63,6 +63,7 @@ _PLAIN_EMAIL = re.compile(
 )
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+CANONICAL_IPV4 = _CANONICAL_IPV4.pattern  # also indicators.flagged_keys's fast path
 # http(s)/hxxp(s), a plain host, a port, then path, query and fragment as urlsplit cuts
 # them (it deletes tabs and newlines, so those take the general path).
 _PLAIN_URL = re.compile(

@@ -16,7 +16,7 @@ RUNS_PER_BLOCK) each, not the O(runs) of one sorted list's insert at its front.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 RUNS_PER_BLOCK = 256  # a block is split when it reaches twice this
 
@@ -170,6 +170,19 @@ class Chains:
     def holds(self, origin: bytes, seq: int) -> bool:
         state = self._by_origin.get(origin)
         return state is not None and state.holds(seq)
+
+    def holding(self, slots: Iterable[tuple[bytes, int]]) -> list[bool]:
+        """holds(origin, seq) of each slot, in one call: a node asks it of every alert of
+        a batch, and nearly every answer is the test against the contiguous prefix."""
+        get = self._by_origin.get
+        out = []
+        for origin, seq in slots:
+            state = get(origin)
+            out.append(
+                state is not None
+                and (seq <= state.contiguous or (bool(state._firsts) and state.holds(seq)))
+            )
+        return out
 
     def add(self, origin: bytes, seq: int) -> None:
         state = self._by_origin.get(origin)

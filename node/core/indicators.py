@@ -84,6 +84,17 @@ def normalize(type: int, value: str, *, strict: bool = True) -> Indicator:
 def flagged_keys(type: int, value: str) -> list[str]:
     """index_keys(normalize(type, value)), without the Indicator in between: a node
     runs this for every indicator of every alert it receives."""
+    fast = _CANONICAL.get(type)
+    if fast is not None and fast.fullmatch(value) and len(value) <= MAX_VALUE_CHARS:
+        # Already canonical (normalize() would return it unchanged): its keys at once.
+        exact = _EXACT_PREFIX.get(type)
+        if exact is not None:
+            return [f"{exact}:{value}"]
+        p = _SCOPED_PREFIX[type]  # an EVM account or tx hash
+        scope, _, ident = value.rpartition(":")
+        if scope:
+            return [f"{p}:{value}", f"{p}f:evm:{ident}"]
+        return [f"{p}f:evm:{ident}", f"{p}a:evm:{ident}"]
     normal = _normal(type, value, True)
     prefix = _SCOPED_PREFIX.get(type)
     if prefix is None:
@@ -166,6 +177,26 @@ def lookup_keys(ind: Indicator) -> list[str]:
 
 _EXACT_PREFIX: dict[int, str] = {DOMAIN: "d", URL: "u", IP: "i", EMAIL: "e", OTHER: "o"}
 _SCOPED_PREFIX: dict[int, str] = {ADDRESS: "a", TX: "t", HANDLE: "h"}
+# Values as normalize() spells them, which authors' nodes sign, so nearly every value a
+# node receives: normalize() returns them unchanged (strict checks included), and
+# flagged_keys() builds their keys without it. Each is checked against the general path
+# in tests (tests/test_ingest_fast_paths.py). EVM accounts and tx hashes in lower case
+# (no EIP-55 checksum to check) on a decimal chain id without leading zeros, or bare; a
+# host name in lower case whose last label is not all digits and whose last two labels
+# have no underscore, at most 253 characters; emails and http(s) URLs on such a host
+# (a URL with a path, no port, no fragment, and nothing to escape or unescape).
+_CANONICAL_HOST = (
+    r"(?=[a-z0-9_.-]{1,253}(?![a-z0-9_.-]))(?:[a-z0-9_-]{1,63}\.)*"
+    r"[a-z0-9-]{1,63}\.(?![0-9]+(?![a-z0-9-]))[a-z0-9-]{1,63}"
+)
+_CANONICAL: dict[int, re.Pattern[str]] = {
+    ADDRESS: re.compile(r"(?:eip155:[1-9][0-9]{0,29}:)?0x[0-9a-f]{40}"),
+    TX: re.compile(r"(?:eip155:[1-9][0-9]{0,29}:)?0x[0-9a-f]{64}"),
+    DOMAIN: re.compile(_CANONICAL_HOST),
+    EMAIL: re.compile(rf"[a-z0-9._%+-]{{1,64}}@{_CANONICAL_HOST}"),
+    URL: re.compile(rf"https?://{_CANONICAL_HOST}/[!\"$&->@-~]*(?:\?[!\"$&-~]+)?"),
+    IP: re.compile(canonical.CANONICAL_IPV4),
+}
 
 
 def _exact_key(ind: Indicator) -> str:

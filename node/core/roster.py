@@ -192,10 +192,20 @@ class Roster:
     # (a misspelling, or a field of a newer version): accepted, and the loader warns;
     # to_toml() does not write them back. Inside [[member.keys]] they are refused.
     unknown_fields: tuple[str, ...] = field(default=(), compare=False)
+    # The member keys whose alerts require_author never refuses (no validity bounds):
+    # a node ingesting a batch checks these with a set lookup, not three calls an alert.
+    unbounded_keys: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         entries = {k.key: k for m in self.members.values() for k in m.keys}
         object.__setattr__(self, "_entries", entries)  # key -> its MemberKey
+        unbounded = frozenset(
+            key
+            for key in self.members
+            if (entry := entries.get(key)) is None
+            or not (entry.valid_from_ms or entry.valid_until_ms)
+        )
+        object.__setattr__(self, "unbounded_keys", unbounded)
 
     @classmethod
     def of(cls, members: list[Member], unknown_fields: tuple[str, ...] = ()) -> Roster:

@@ -39,6 +39,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ ROWS_PER_INSERT = 50  # rows per multi-row INSERT statement
 CACHE_KIB = 16384
 PAGE_BYTES = 16384
 CHECKPOINT_BYTES = 40 << 20  # copy the WAL back into the database past this size
+_SLOT = itemgetter(AlertRecord._fields.index("origin"), AlertRecord._fields.index("seq"))
 
 
 def _all_distinct(records: Sequence[AlertRecord]) -> bool:
@@ -262,8 +264,8 @@ class Writer:
         records = [r for w in batch for r in w.records]
         # An id can be held only if its (origin, seq) slot is: only those records need a
         # query, and classify asks only about the slots found held here (usually none).
-        holds = chains.holds
-        in_held_slots = [r for r in records if holds(r.origin, r.seq)]
+        holding = chains.holding(map(_SLOT, records))
+        in_held_slots = [r for r, h in zip(records, holding, strict=True) if h]
         if in_held_slots:
             taken = list(dict.fromkeys([r.id for r in in_held_slots]))
             held = self._existing(alert_id_queries("id", taken))
