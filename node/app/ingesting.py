@@ -262,10 +262,8 @@ class Ingester:
             self.counters.add(name, n)
         # The alerts are committed: a check or hook below that fails is logged and skips
         # nothing after it, and the caller's results are the commit's.
-        link = alerts.LINK_KEY_PREFIX
         for record in accepted:
-            keys = record.index_keys  # alerts.links_to_alerts, without a call an alert
-            if not (keys and keys[-1].startswith(link)):
+            if not alerts.links_to_alerts(record.index_keys):
                 continue
             try:
                 refused = await self.lifecycle.refuses(record)

@@ -178,10 +178,7 @@ class Chains:
         out = []
         for origin, seq in slots:
             state = get(origin)
-            out.append(
-                state is not None
-                and (seq <= state.contiguous or (bool(state._firsts) and state.holds(seq)))
-            )
+            out.append(state is not None and (seq <= state.contiguous or state.holds(seq)))
         return out
 
     def add(self, origin: bytes, seq: int) -> None:

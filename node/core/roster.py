@@ -65,10 +65,16 @@ class MemberKey:
     def retired(self) -> bool:
         return bool(self.valid_until_ms)
 
+    @property
+    def unbounded(self) -> bool:
+        """Valid forever: `refusal` refuses nothing of this key (and it is not
+        compromised: that needs valid_until)."""
+        return not (self.valid_from_ms or self.valid_until_ms)
+
     def refusal(self, seq: int, created_at_ms: int) -> str:
         """Why an alert of this key with this seq and creation time is refused; "" if not."""
-        if not (self.valid_from_ms or self.valid_until_ms):
-            return ""  # valid forever (and so not compromised: that needs valid_until)
+        if self.unbounded:
+            return ""
         created = _Created(created_at_ms)
         if self.last_seq is not None and seq > self.last_seq:
             state = "is compromised" if self.compromised else "was retired"
@@ -200,10 +206,7 @@ class Roster:
         entries = {k.key: k for m in self.members.values() for k in m.keys}
         object.__setattr__(self, "_entries", entries)  # key -> its MemberKey
         unbounded = frozenset(
-            key
-            for key in self.members
-            if (entry := entries.get(key)) is None
-            or not (entry.valid_from_ms or entry.valid_until_ms)
+            key for key in self.members if (entry := entries.get(key)) is None or entry.unbounded
         )
         object.__setattr__(self, "unbounded_keys", unbounded)
 
