@@ -112,6 +112,28 @@ def failing(store: SqliteStore, fail_with: Any) -> None:
     writer.db = FailingDb(writer.db, fail_with(writer.db))  # type: ignore[assignment]
 
 
+class LandedThenUnreadable:
+    """For `failing`: the first COMMIT lands and then fails (an I/O error), and the next
+    `reads_failing` reads back of what committed fail too (the same disk trouble)."""
+
+    def __init__(self, reads_failing: int) -> None:
+        self.reads_failing = reads_failing
+
+    def __call__(self, db: sqlite3.Connection) -> Callable[[str], None]:
+        committed = False
+
+        def fail(sql: str) -> None:
+            nonlocal committed
+            if not committed and sql.startswith("COMMIT"):
+                committed = True
+                raise landed_then_io_error(db)
+            if self.reads_failing and sql.startswith("SELECT local_seq"):
+                self.reads_failing -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+
+        return fail
+
+
 @pytest.mark.parametrize("thread", ["loop", "writer"])
 async def test_sqlite_marks_a_transaction_that_never_committed_and_not_a_commit_in_doubt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread: str
@@ -314,26 +336,12 @@ async def test_a_sqlite_store_whose_read_after_a_commit_in_doubt_fails_reads_bef
     again on top of the landed row (review s22 M1: before, every later commit collided
     with it until a restart)."""
     monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if thread == "loop" else 3600.0)
-    reads_failing = 2
-
-    def landed_then_unreadable(db: sqlite3.Connection) -> Callable[[str], None]:
-        committed = False
-
-        def fail(sql: str) -> None:
-            nonlocal committed, reads_failing
-            if not committed and sql.startswith("COMMIT"):
-                committed = True
-                raise landed_then_io_error(db)
-            if reads_failing and sql.startswith("SELECT local_seq"):
-                reads_failing -= 1
-                raise sqlite3.OperationalError("disk I/O error")
-
-        return fail
+    unreadable = LandedThenUnreadable(reads_failing=2)
 
     me, peer = Author(), Author()
     async with SqliteStore(tmp_path / "a.db", clock=Clock()) as store:
         assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
-        failing(store, landed_then_unreadable)
+        failing(store, unreadable)
         landed = me.record()
         with pytest.raises(sqlite3.OperationalError) as io:
             await store.put([landed], now_ms=now_ms(), own=True)
@@ -342,7 +350,7 @@ async def test_a_sqlite_store_whose_read_after_a_commit_in_doubt_fails_reads_bef
         theirs = peer.record()
         with pytest.raises(StoreClosed, match="could not read back") as unread:
             await store.put([theirs], now_ms=now_ms())
-        assert wrote_nothing(unread.value) and reads_failing == 0
+        assert wrote_nothing(unread.value) and unreadable.reads_failing == 0
         assert await store.put([theirs], now_ms=now_ms()) == [PutOutcome.ACCEPTED]
         assert store.chains.get(me.key).max_seq == landed.seq
         assert await store.put([me.record()], now_ms=now_ms(), own=True) == [PutOutcome.ACCEPTED]
@@ -360,35 +368,21 @@ async def test_the_first_publish_after_an_unread_commit_in_doubt_waits_for_the_r
     on the stale head and refused as "already held" (review s22 round 2 L1). While the read
     fails, the publish fails signing nothing."""
     monkeypatch.setattr(sqlite, "SPARSE_GAP_S", 0.0 if thread == "loop" else 3600.0)
-    reads_failing = 2
-
-    def landed_then_unreadable(db: sqlite3.Connection) -> Callable[[str], None]:
-        committed = False
-
-        def fail(sql: str) -> None:
-            nonlocal committed, reads_failing
-            if not committed and sql.startswith("COMMIT"):
-                committed = True
-                raise landed_then_io_error(db)
-            if reads_failing and sql.startswith("SELECT local_seq"):
-                reads_failing -= 1
-                raise sqlite3.OperationalError("disk I/O error")
-
-        return fail
+    unreadable = LandedThenUnreadable(reads_failing=2)
 
     async with (
         SqliteStore(tmp_path / "a.db", clock=Clock()) as store,
         node_with(store, Author()) as node,  # type: ignore[arg-type]
     ):
         await node.publish(draft("a"))
-        failing(store, landed_then_unreadable)
+        failing(store, unreadable)
         with pytest.raises(StoreClosed, match="cannot tell"):
             await node.publish(draft("b"), request_id="b1")
         landed = await store.request("b1")
         assert landed is not None and node.own.lost  # it landed; the store is in doubt
         with pytest.raises(StoreClosed, match="could not read back"):
             await node.publish(draft("c"))
-        assert reads_failing == 0
+        assert unreadable.reads_failing == 0
         after, _ = await node.publish(draft("d"))
         assert (after.record.seq, after.record.prev) == (3, landed)
         own = await store.range(node.identity.public_key, 1, 10, limit=10)
