@@ -9,7 +9,8 @@ and no commit just ended: it commits on the event loop's thread, the same transa
 without the two thread hops (see _sparse).
 Reads use a second connection through aiosqlite, which WAL lets run alongside the
 writer (the queries: node/store/sqlite_reads.py); recent alerts and the last rows
-committed are answered from memory here.
+committed are answered from memory here. What it loads at open: sqlite_load.py; the
+read-back after a commit in doubt: sqlite_doubt.py.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ from node.store.base import (
     wrote_nothing,
 )
 from node.store.keyfilter import KeyFilter
+from node.store.sqlite_doubt import CommitDoubt
+from node.store.sqlite_load import load_chains, load_filter
 from node.store.sqlite_reads import READER_CACHE_KIB, SqliteReads
 
 # Names its users import from here; they live with the queries.
 from node.store.sqlite_reads import key_hashes as key_hashes
 from node.store.sqlite_reads import maybe_held_keys as maybe_held_keys
 from node.store.sqlite_writer import (
-    KEY_LEVELS,
     Committed,
     Write,
     WriteLockBusy,
@@ -85,30 +87,6 @@ SLOW_COMMIT_S = 0.002
 COMMIT_WEIGHT = 0.2
 
 
-def load_chains(writer: Writer, chains: Chains) -> int:
-    """Add every (origin, seq) held to `chains`; the number of alerts."""
-    count = 0
-    rows = writer.db.execute("SELECT origin, seq FROM alerts ORDER BY origin, seq")
-    while chunk := rows.fetchmany(65536):
-        for origin, seq in chunk:
-            chains.add(origin, seq)
-        count += len(chunk)
-    return count
-
-
-def load_filter(db: sqlite3.Connection) -> KeyFilter:
-    """A filter of every indicator key the store holds (about 1 s per million keys),
-    with room for as many again before it needs a second table."""
-    tables = [f"SELECT key FROM {table}" for table in KEY_LEVELS]
-    [(count,)] = db.execute(f"SELECT count(*) FROM ({' UNION ALL '.join(tables)})").fetchall()
-    key_filter = KeyFilter(2 * count)
-    for sql in tables:
-        rows = db.execute(sql)
-        while chunk := rows.fetchmany(65536):
-            key_filter.add(key for (key,) in chunk)
-    return key_filter
-
-
 @dataclass(slots=True)
 class _Put:
     write: Write
@@ -127,7 +105,7 @@ class _Chore(enum.Enum):
     CHECKPOINT = "checkpoint"  # CHECKPOINT_COMMITS commits without the auto-checkpoint
 
 
-class SqliteStore(SqliteReads):
+class SqliteStore(CommitDoubt, SqliteReads):
     def __init__(
         self,
         path: Path,
@@ -259,19 +237,6 @@ class SqliteStore(SqliteReads):
         await self._queue.put(_Put(write, done, own))
         return await done
 
-    async def settle_doubt(self) -> None:
-        """A commit in doubt not yet read back is read back now, by the writer (its
-        thread has the write connection; AlertStore.settle_doubt)."""
-        if not self._in_doubt:
-            return
-        if self._closing:
-            raise unread_doubt()
-        waiter = ReadBack(asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(waiter)
-        await waiter.done
-        if self._in_doubt:
-            raise unread_doubt()
-
     def _sparse(self) -> bool:
         """Whether a single put may commit on the loop's own thread: the writer holds
         nothing (no put queued or committing, no index move), the last commit ended
@@ -380,33 +345,6 @@ class SqliteStore(SqliteReads):
                     put.done.set_result(outcomes)
             await self._merge_if_due()
         return stop
-
-    def _read_after_doubt(self) -> list[tuple[int, bytes, int]] | None:
-        """After a commit in doubt (a failure not marked nothing_written): the rows it may
-        have committed after all, read on the write connection while no other commit
-        can run. SQLite rolls back a COMMIT that fails, so this is almost always empty;
-        None if the read fails (logged): the store stays in doubt (_in_doubt)."""
-        assert self._writer_db is not None
-        try:
-            return self._writer_db.committed_after(self._last_local_seq)
-        except Exception:
-            log.exception("cannot read the store after a failed commit; reading again first")
-            return None
-
-    def _take_in(self, rows: list[tuple[int, bytes, int]] | None) -> bool:
-        """Rows a commit in doubt wrote after all: the chains, positions and count learn
-        them (the next own alert goes on top of them, the next row is numbered after).
-        None (the read failed): the store stays in doubt. Whether the doubt is over."""
-        self._in_doubt = rows is None
-        if not rows:
-            return not self._in_doubt
-        log.warning("a commit that failed had stored %d alerts after all", len(rows))
-        for _, origin, seq in rows:
-            self._chains.add(origin, seq)
-        self._last_local_seq = rows[-1][0]
-        self._count += len(rows)
-        self._tail.clear()  # it would have a gap; `after` reads the rows instead
-        return True
 
     async def _merge_if_due(self) -> None:
         """Move full index levels down, after the puts are answered: a move delays the
