@@ -14,7 +14,7 @@ def dials_while_another_member_flaps(
     seed: int, flap_every: float, seconds: float, attempt: float = 0.0
 ) -> int:
     """Dials to an unreachable member (each fails after `attempt` s) while some other
-    member's session opens every `flap_every` s; the dial loop of node/app/peers.py,
+    member's session opens every `flap_every` s; the dial loop of node/app/peer_dialing.py,
     with time passed in."""
     rng = random.Random(seed)
     backoff = Backoff()

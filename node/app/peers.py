@@ -4,13 +4,14 @@ One `Link` per authenticated session, run by a `SessionRunner` (node/app/peer_se
 frames from a link are handled in order; while one Alerts frame is verified and stored
 the next frames are read ahead into a bounded inbox, and the next ingest takes every
 Alerts frame that queued up meanwhile (a full inbox is the flow control a fast sender
-meets). This module admits sessions, dials, runs the timers, keeps the recent alerts
-(node/app/recent_alerts.py) and executes the engine's actions. Frames to a link wait in a bounded
-outbox, where gossip Alerts frames queued while the writer is busy are joined into one
-(node/app/peer_frames.py): batching that adds nothing at low rates. What to send, and
-to whom, is decided by node/core/peer_engine.py, the object the simulator
-(node/sim/honest.py) drives too; this module keeps the sockets, tasks and queues, the
-store and verifier calls, the log lines, and executes the engine's actions.
+meets). This module admits sessions, dials (node/app/peer_dialing.py), runs the timers,
+keeps the recent alerts (node/app/recent_alerts.py) and executes the engine's actions.
+Frames to a link wait in a bounded outbox, where gossip Alerts frames queued while the
+writer is busy are joined into one (node/app/peer_frames.py): batching that adds
+nothing at low rates. What to send, and to whom, is decided by node/core/peer_engine.py,
+the object the simulator (node/sim/honest.py) drives too; this module keeps the sockets,
+tasks and queues, the store and verifier calls, the log lines, and executes the engine's
+actions.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import Iterable, Sequence
 
-import grpc
-
 from node.app import latency_trace, peer_stats
+from node.app.peer_dialing import Dialing
 from node.app.peer_frames import OUTBOX_FRAMES, Inbox, InboxStats, Outbox, OutboxStats
 from node.app.peer_session import Arrivals, Link, SessionRunner
 from node.app.recent_alerts import RecentAlerts
@@ -41,9 +40,7 @@ from node.core.peer_engine import (  # re-exported: the engine's limits and coun
     SERVE_FRAME_BYTES,
     PeerCounters,
 )
-from node.core.redial import Backoff
-from node.core.roster import Member
-from node.rpc.peer_transport import FrameTransport, HandshakeFailed, PeerSecurity, PinMismatch, dial
+from node.rpc.peer_transport import FrameTransport, PeerSecurity, PinMismatch
 
 __all__ = [
     "ALERTS_PER_FRAME",
@@ -88,14 +85,11 @@ class PeerManager:
         self._armed: float | None = None  # the deadline the timer task sleeps to
         self.timer_wakes = 0  # times the timer task woke (a count for tests)
         self._roster_changed = asyncio.Event()
-        self._session_opened = asyncio.Event()  # replaced at each open: R2 wakes dial loops
-        self._last_open = -math.inf
-        self._dialers: dict[bytes, asyncio.Task[None]] = {}
         self.blocked: set[bytes] = set()
         # Alerts received and still being verified/stored: an IHAVE for one of them must
         # not start a repair (GRAFT) just because the store does not hold it yet.
         self.arrivals = Arrivals()
-        self._unblocked = asyncio.Event()
+        self._dialing = Dialing(self)  # node/app/peer_dialing.py
         # Frames through the outboxes and inboxes of all sessions: how well they batch.
         self.outbox_stats = OutboxStats()
         self.inbox_stats = InboxStats()
@@ -123,7 +117,7 @@ class PeerManager:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._timers(), name="gossip-timers")
             while True:
-                self._reconcile_dialers(tg)
+                self._dialing.reconcile(tg)
                 await self._roster_changed.wait()
                 self._roster_changed.clear()
 
@@ -137,8 +131,7 @@ class PeerManager:
                 self._close(link)
         else:
             self.blocked.discard(key)
-            self._unblocked.set()
-            self._unblocked = asyncio.Event()
+            self._dialing.unblocked()
 
     def roster_reloaded(self) -> None:
         now_ms = time.time_ns() // 1_000_000
@@ -164,73 +157,6 @@ class PeerManager:
         else:
             self.node.counters.add("peer_handshakes_refused")
             log.info("peer session refused: %s", exc, extra=extra)
-
-    def _reconcile_dialers(self, tg: asyncio.TaskGroup) -> None:
-        wanted: dict[bytes, Member] = {}
-        for name in self.connect:
-            member = self.node.roster.by_name(name)
-            if member is None:
-                log.warning("peers.connect names %r, which is not on the roster", name)
-            elif member.key != self.key and member.addresses:
-                wanted[member.key] = member
-        for key, task in list(self._dialers.items()):
-            if key not in wanted:
-                task.cancel()
-                del self._dialers[key]
-        for key, member in wanted.items():
-            if key not in self._dialers or self._dialers[key].done():
-                self._dialers[key] = tg.create_task(
-                    self._dial_loop(member), name=f"dial {member.name}"
-                )
-
-    async def _dial_loop(self, member: Member) -> None:
-        backoff = Backoff()  # node/core/redial.py: R1, R2, R3
-        rng = random.Random()
-        while True:
-            # The roster may have been reloaded since (a new address or TLS pin).
-            member = self.node.roster.get(member.key) or member
-            if member.key in self.blocked:
-                await self._unblocked.wait()
-                backoff = Backoff()
-                continue
-            existing = self.links.get(member.key)
-            if existing is not None:  # the peer dialed us: use that session
-                await existing.closed.wait()
-                continue
-            started = self.now()
-            failed = True
-            extra = {"event": "session_failed", "peer": member.name}
-            try:
-                await dial(member, self.node.identity, self.security, self.session)
-                failed = False
-            except PinMismatch as exc:
-                self.handshake_refused(exc)
-            except grpc.aio.AioRpcError as exc:
-                log.info(
-                    "session with %s failed: %s %s",
-                    member.name,
-                    exc.code().name,
-                    exc.details(),
-                    extra=extra,
-                )
-            except (HandshakeFailed, AlertmeshError, TimeoutError) as exc:
-                log.warning("session with %s failed: %s", member.name, exc, extra=extra)
-            except Exception:
-                log.error(
-                    "session with %s failed unexpectedly", member.name, exc_info=True, extra=extra
-                )
-            if failed:
-                self.counters.setdefault(member.key, PeerCounters()).dial_failures += 1
-            up = self._last_open > started
-            wait = backoff.wait_after(self.now() - started, rng.random(), up)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    while True:  # R2, R3: a session with some peer opened
-                        first = self._last_open == -math.inf  # R4: none had opened yet
-                        await self._session_opened.wait()  # a new Event at each open
-                        if (due := backoff.wake(rng.random(), first)) is not None:
-                            break
-                    await asyncio.sleep(due)
 
     async def _timers(self) -> None:
         """Call the engine's handle_timer when its deadline passes (woken early on changes)."""
@@ -285,9 +211,7 @@ class PeerManager:
         if session is None:  # both sides dialed: the other session is kept
             return
         link.session = session
-        self._session_opened.set()
-        self._session_opened = asyncio.Event()
-        self._last_open = self.now()
+        self._dialing.session_opened(self.now())
         log.info(
             "session with %s open (%s)", name, role, extra={"event": "session_open", "peer": name}
         )

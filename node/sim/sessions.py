@@ -100,7 +100,8 @@ class Sessions:
             self._transmit(session, ACCEPTOR, Handshake(Kind.HELLO))
 
     def _redial(self, host: Host, target: int) -> None:
-        """What PeerManager._dial_loop does after a session ends or a dial fails (R1)."""
+        """What the dial loop (node/app/peer_dialing.py) does after a session ends or a
+        dial fails (R1)."""
         backoff = host.backoff.setdefault(target, Backoff())
         started = host.dial_started.get(target, self.now)
         up = host.last_open > started
@@ -122,7 +123,7 @@ class Sessions:
     def _network_up(self, host: Host) -> None:
         """R2 with R3 and R4 (node/core/redial.py): a session opened, so dials that have
         backed off long enough (all of them, at the process's first) are due soon, as in
-        PeerManager._dial_loop."""
+        node/app/peer_dialing.py's dial loop."""
         first = host.last_open < 0
         host.last_open = self.now
         for target in list(host.waiting):
