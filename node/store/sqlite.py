@@ -9,8 +9,8 @@ and no commit just ended: it commits on the event loop's thread, the same transa
 without the two thread hops (see _sparse).
 Reads use a second connection through aiosqlite, which WAL lets run alongside the
 writer (the queries: node/store/sqlite_reads.py); recent alerts and the last rows
-committed are answered from memory here. What it loads at open: sqlite_load.py; the
-read-back after a commit in doubt: sqlite_doubt.py.
+committed are answered from memory (sqlite_memory.py). What it loads at open:
+sqlite_load.py; the read-back after a commit in doubt: sqlite_doubt.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import collections
 import contextlib
 import enum
-import itertools
 import logging
 import math
 import sqlite3
@@ -38,7 +37,6 @@ from node.core.chain import Chains
 from node.core.errors import ConfigError, StoreClosed
 from node.store.base import (
     PutOutcome,
-    Query,
     ReadBack,
     Stored,
     nothing_written,
@@ -50,7 +48,9 @@ from node.store.base import (
 from node.store.keyfilter import KeyFilter
 from node.store.sqlite_doubt import CommitDoubt
 from node.store.sqlite_load import load_chains, load_filter
-from node.store.sqlite_reads import READER_CACHE_KIB, SqliteReads
+from node.store.sqlite_memory import TAIL_ROWS as TAIL_ROWS
+from node.store.sqlite_memory import CommittedMemory
+from node.store.sqlite_reads import READER_CACHE_KIB
 
 # Names its users import from here; they live with the queries.
 from node.store.sqlite_reads import key_hashes as key_hashes
@@ -64,12 +64,6 @@ from node.store.sqlite_writer import (
 
 log = logging.getLogger(__name__)
 
-# Alerts just committed by single-record puts (publishes), kept to answer `get` without
-# a read: a Publish answers with the alert it stored (one aiosqlite round trip less).
-RECENT_ALERTS = 1024
-# The last rows committed (every accepted alert, in local_seq order): `after` answers a
-# watch that is this close behind from memory, without a query on the reader thread.
-TAIL_ROWS = 1024
 # A single put commits on the loop's own thread when the writer is idle and no commit
 # ended in the last SPARSE_GAP_S: at 170 alerts/s paced (one every 5.9 ms) most do, and
 # a put close behind another goes to the writer (0, 3 and 10 ms measured: 3 was best at
@@ -105,7 +99,7 @@ class _Chore(enum.Enum):
     CHECKPOINT = "checkpoint"  # CHECKPOINT_COMMITS commits without the auto-checkpoint
 
 
-class SqliteStore(CommitDoubt, SqliteReads):
+class SqliteStore(CommitDoubt, CommittedMemory):
     def __init__(
         self,
         path: Path,
@@ -390,57 +384,3 @@ class SqliteStore(CommitDoubt, SqliteReads):
         """A one-alert commit took `seconds`: while they average SLOW_COMMIT_S or more,
         single puts go to the writer thread, whose commits keep the average current."""
         self._commit_s += COMMIT_WEIGHT * (seconds - self._commit_s)
-
-    def _committed(self, batch: list[Write], done: Committed) -> list[list[PutOutcome]]:
-        """Take in a commit's outcome: the recent rows, the tail, the chains, the counts."""
-        local_seq = self._last_local_seq  # the writer numbers accepted rows in batch order
-        recent, tail, accepted_ = self._recent, self._tail, PutOutcome.ACCEPTED
-        for write, outcomes in zip(batch, done.outcomes, strict=True):
-            if len(write.records) == 1:
-                if outcomes[0] is accepted_:
-                    local_seq += 1
-                    stored = Stored(write.records[0], local_seq, write.now_ms)
-                    recent[stored.record.id] = stored
-                    tail.append(stored)
-                continue
-            for record, outcome in zip(write.records, outcomes, strict=True):
-                if outcome is accepted_:
-                    local_seq += 1
-                    tail.append(Stored(record, local_seq, write.now_ms))
-        while len(recent) > RECENT_ALERTS:
-            recent.popitem(last=False)
-        if local_seq != done.last_local_seq:  # never expected: the tail would have a gap
-            tail.clear()
-        self.commits += 1
-        self._last_local_seq = done.last_local_seq
-        self._count += len(done.accepted)
-        for origin, seq in done.accepted:
-            self._chains.add(origin, seq)
-        return done.outcomes
-
-    # -- reads (the queries: sqlite_reads.py) -------------------------------
-
-    async def get(self, alert_id: bytes) -> Stored | None:
-        if (stored := self._recent.get(alert_id)) is not None:
-            return stored
-        return await super().get(alert_id)
-
-    async def after(self, query: Query, *, cursor: int, limit: int) -> list[Stored]:
-        if cursor >= self._last_local_seq:
-            return []
-        tail = self._tail
-        if tail and tail[0].local_seq <= cursor + 1:  # every row after cursor is in memory
-            out: list[Stored] = []
-            for stored in itertools.islice(tail, cursor + 1 - tail[0].local_seq, None):
-                if query.matches(stored.record):
-                    out.append(stored)
-                    if len(out) == limit:
-                        break
-            return out
-        return await super().after(query, cursor=cursor, limit=limit)
-
-    async def count(self) -> int:
-        return self._count
-
-    async def last_cursor(self) -> int:
-        return self._last_local_seq
