@@ -1,6 +1,6 @@
 """When to dial a peer again: the dial loop's policy, without I/O.
 
-node/app/peers.py's dial loops and the simulator's sessions (node/sim/sessions.py) both
+node/app/peer_dialing.py's dial loops and the simulator's sessions (node/sim/sessions.py) both
 follow it; the caller brings the clock and the random draws.
 
 R1. After a session ends or a dial fails, wait `backoff × U(0.5, 1.5)`. The backoff
