@@ -204,6 +204,21 @@ class ReadBack:
             self.done.set_result(None)
 
 
+async def read_back_by_writer(
+    queue: asyncio.Queue[Any], closing: bool, in_doubt: Callable[[], bool]
+) -> None:
+    """A store's `settle_doubt` while it is in doubt: queue a ReadBack for its writer,
+    which reads back between its commits, and wait; raise `unread_doubt()` if the store
+    is closing (no writer would answer) or is still in doubt after the read."""
+    if closing:
+        raise unread_doubt()
+    waiter = ReadBack(asyncio.get_running_loop().create_future())
+    queue.put_nowait(waiter)
+    await waiter.done
+    if in_doubt():
+        raise unread_doubt()
+
+
 class OwnChainBroken(StoreClosed):
     """The store refused an own alert (put own=True) that does not follow what it holds:
     the alert before it is not held (its put failed) or its slot is taken (an earlier put

@@ -38,8 +38,8 @@ from node.store.base import (
     PutOutcome,
     ReadBack,
     nothing_written,
+    read_back_by_writer,
     refuse_unchained,
-    unread_doubt,
     wrote_nothing,
 )
 from node.store.postgres_reads import PostgresReads
@@ -220,13 +220,7 @@ class PostgresStore(PostgresReads):
         its commits (AlertStore.settle_doubt)."""
         if not self._in_doubt or self.follow:
             return
-        if self._closing:
-            raise unread_doubt()
-        waiter = ReadBack(asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(waiter)
-        await waiter.done
-        if self._in_doubt:
-            raise unread_doubt()
+        await read_back_by_writer(self._queue, self._closing, lambda: self._in_doubt)
 
     async def _stop_writer(self) -> None:
         """Refuse new puts, then let the writer finish what is queued before it stops."""

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from node.core.chain import Chains
-from node.store.base import ReadBack, Stored, unread_doubt
+from node.store.base import Stored, read_back_by_writer
 from node.store.sqlite_writer import Writer
 
 # The store's logger: these lines read as the store's own.
@@ -41,13 +41,7 @@ class CommitDoubt:
         thread has the write connection; AlertStore.settle_doubt)."""
         if not self._in_doubt:
             return
-        if self._closing:
-            raise unread_doubt()
-        waiter = ReadBack(asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(waiter)
-        await waiter.done
-        if self._in_doubt:
-            raise unread_doubt()
+        await read_back_by_writer(self._queue, self._closing, lambda: self._in_doubt)
 
     def _read_after_doubt(self) -> list[tuple[int, bytes, int]] | None:
         """After a commit in doubt (a failure not marked nothing_written): the rows it may
