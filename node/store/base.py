@@ -274,6 +274,21 @@ class QueuedPut(Protocol):
 P = TypeVar("P", bound=QueuedPut)
 
 
+def answer_puts(
+    batch: Sequence[QueuedPut], answers: Sequence[list[PutOutcome]] | BaseException
+) -> None:
+    """Answer each put of one commit: its outcomes, or the commit's failure (a put whose
+    caller has left is skipped)."""
+    if isinstance(answers, BaseException):
+        for put in batch:
+            if not put.done.done():
+                put.done.set_exception(answers)
+        return
+    for put, outcomes in zip(batch, answers, strict=True):
+        if not put.done.done():
+            put.done.set_result(outcomes)
+
+
 def _first_slot(put: QueuedPut) -> tuple[bytes, int]:
     first = put.records[0]
     return first.origin, first.seq

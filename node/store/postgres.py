@@ -37,6 +37,7 @@ from node.core.errors import ConfigError, StoreClosed
 from node.store.base import (
     PutOutcome,
     ReadBack,
+    answer_puts,
     nothing_written,
     read_back_by_writer,
     refuse_unchained,
@@ -267,13 +268,9 @@ class PostgresStore(PostgresReads):
                 elif not wrote_nothing(exc):
                     self._in_doubt = True
                     await self._resolve_doubt()
-                for put in batch:
-                    if not put.done.done():
-                        put.done.set_exception(exc)
+                answer_puts(batch, exc)
             else:
-                for put, outcomes in zip(batch, results, strict=True):
-                    if not put.done.done():
-                        put.done.set_result(outcomes)
+                answer_puts(batch, results)
             for waiter in waiters:
                 waiter.answer()
             if stop:

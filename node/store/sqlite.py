@@ -39,6 +39,7 @@ from node.store.base import (
     PutOutcome,
     ReadBack,
     Stored,
+    answer_puts,
     nothing_written,
     refuse_unchained,
     unchained,
@@ -317,10 +318,7 @@ class SqliteStore(CommitDoubt, CommittedMemory):
         for waiter in waiters:
             waiter.answer()
         if not read:
-            failed = unread_doubt()
-            for put in batch:
-                if not put.done.done():
-                    put.done.set_exception(failed)
+            answer_puts(batch, unread_doubt())
             return stop
         batch = refuse_unchained(batch, self._chains.holds)
         if not batch:
@@ -330,13 +328,9 @@ class SqliteStore(CommitDoubt, CommittedMemory):
         except Exception as exc:  # a failed transaction fails every put in it
             if not wrote_nothing(exc):  # before the puts fail: a publish signs on what is true
                 self._take_in(await self._on_writer_thread(self._read_after_doubt))
-            for put in batch:
-                if not put.done.done():
-                    put.done.set_exception(exc)
+            answer_puts(batch, exc)
         else:
-            for put, outcomes in zip(batch, results, strict=True):
-                if not put.done.done():
-                    put.done.set_result(outcomes)
+            answer_puts(batch, results)
             await self._merge_if_due()
         return stop
 
