@@ -91,11 +91,8 @@ class PublishRequests:
         try:
             yield claim
         except BaseException as exc:
-            if not claim.handed and isinstance(exc, asyncio.CancelledError):
-                claim.answer.cancel()  # a retry waiting on it publishes itself
-            elif not claim.handed:
-                claim.answer.set_exception(exc)
-                claim.answer.exception()  # a retry may never look at it
+            if not claim.handed:  # cancelled: a retry waiting on it publishes itself
+                self.answer(claim.answer, exc)
             raise
         finally:
             if not claim.handed:
@@ -132,12 +129,7 @@ class PublishRequests:
         store again."""
         failure = None if task.cancelled() else task.exception()
         for request_id, answer in answers.items():
-            if not answer.done():
-                if failure is None:
-                    answer.cancel()
-                else:
-                    answer.set_exception(failure)
-                    answer.exception()  # a retry may never look at it
+            self.answer(answer, asyncio.CancelledError() if failure is None else failure)
             if self.pending.get(request_id) is answer:
                 del self.pending[request_id]
 
