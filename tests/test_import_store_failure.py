@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from node.app.runtime import client_api_server
-from node.interchange.importer import EXIT_ERROR, EXIT_OK, RETRY_PAUSE_S, run_import
+from node.interchange.import_publish import RETRY_PAUSE_S
+from node.interchange.importer import EXIT_ERROR, EXIT_OK, run_import
 from node.rpc.client import AlertClient
 from node.store import SqliteStore
 from tests.factory import Author

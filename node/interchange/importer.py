@@ -13,13 +13,13 @@ The pipeline:
    alert's client_request_id is the SHA-256 of its content (values and metadata; a
    default title, which names the file, is left out), so importing the same values
    again, from the same file or another, adds nothing.
-3. publish: PublishBatch calls of BATCH_ALERTS alerts; a progress bar on a terminal,
-   plain progress lines otherwise.
+3. publish (node/interchange/import_publish.py): PublishBatch calls of BATCH_ALERTS
+   alerts; a progress bar on a terminal, plain progress lines otherwise.
 
 Exit status: 0 everything went in (or was there already), 3 some values were refused
 (each reported on stderr with where it was and why), 2 error (unreadable input, a
 format this build lacks, an unreachable node, a node whose store cannot store alerts:
-an item answered UNAVAILABLE is sent once more after RETRY_PAUSE_S, and if it fails again
+an item answered UNAVAILABLE is sent once more (import_publish.py), and if it fails again
 the import stops, after its summary line of what went in so far).
 """
 
@@ -31,13 +31,10 @@ import csv
 import hashlib
 import importlib
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-
-import grpc
+from typing import Any
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
@@ -46,26 +43,24 @@ from node.core.alerts import CATEGORY_NAMES, SEVERITY_NAMES, TLP_NAMES
 from node.core.errors import InvalidIndicator
 from node.core.limits import DEFAULT_LIMITS
 from node.interchange import lists
+from node.interchange.import_publish import (
+    ImportFailed,
+    Pause,
+    Plan,
+    Progress,
+    Published,
+    Refusal,
+    publish,
+)
 from node.interchange.model import ImportedAlert, ImportedIndicator
 from node.rpc.client import AlertClient
 
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_REFUSED = 3
-BATCH_ALERTS = 200  # alerts per PublishBatch call (the node takes up to max_batch)
 PER_ALERT = 25
 # Room an alert's indicators may take: the body limit less what the rest may need.
 INDICATOR_BYTES = DEFAULT_LIMITS.max_body_bytes - 1024
-PROGRESS_EVERY_S = 1.0
-UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]  # a batch item's code: the store failed
-# Before the one retry of what the store failed: a PostgreSQL reconnect, or the writer lock
-# its dropped backend still holds, usually fails again within milliseconds.
-RETRY_PAUSE_S = 1.0
-Pause = Callable[[float], Awaitable[object]]  # asyncio.sleep; the tests pass their own
-
-
-class ImportFailed(Exception):
-    """The import cannot run at all (exit 2); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,30 +74,6 @@ class Defaults:
     title: str | None = None
     per_alert: int = PER_ALERT
     source: str = "stdin"  # for the default title
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    where: str
-    value: str
-    reason: str
-
-    def __str__(self) -> str:
-        shown = self.value if len(self.value) <= 100 else self.value[:100] + "…"
-        parts = [self.where or "input", repr(shown) if self.value else "", self.reason]
-        return ": ".join(p for p in parts if p)
-
-
-@dataclass(slots=True)
-class Plan:
-    requests: list[api.PublishRequest] = field(default_factory=list)
-    wheres: list[str] = field(default_factory=list)  # per request: where its values were
-    refused: list[Refusal] = field(default_factory=list)
-    values: int = 0  # values read
-
-    @property
-    def indicators(self) -> int:
-        return sum(len(r.indicators) for r in self.requests)
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -315,107 +286,6 @@ def _span(wheres: list[str]) -> str:
     if not wheres:
         return ""
     return wheres[0] if len(wheres) == 1 else f"{wheres[0]} to {wheres[-1]}"
-
-
-# --- publishing -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Published:
-    new: int = 0
-    duplicate: int = 0
-    indicators: int = 0
-    refused: list[Refusal] = field(default_factory=list)  # whole alerts the node refused
-    refused_values: int = 0
-
-
-class Progress:
-    """A tqdm bar on a terminal; otherwise a plain line at most every PROGRESS_EVERY_S."""
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.done = 0
-        self.stream = stream
-        self._last = 0.0
-        self._bar: Any = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit=" indicators", file=stream, desc="import")
-
-    def add(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_EVERY_S or self.done >= self.total:
-            self._last = now
-            print(f"import: {self.done:,}/{self.total:,} indicators sent", file=self.stream)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-async def publish_once(
-    client: AlertClient, batch: Sequence[api.PublishRequest], pause: Pause = asyncio.sleep
-) -> list[api.PublishBatchResult]:
-    """The node's answer to each alert of `batch`. An item the node could not store
-    (UNAVAILABLE: its store failed) is sent once more, after RETRY_PAUSE_S, which is safe:
-    its request id is its content's hash, so one that was stored after all answers as a
-    duplicate. An item still UNAVAILABLE is left so: the store failed again (`publish`
-    stops the import)."""
-    results = list((await client.publish_batch(batch)).results)
-    again = [i for i, result in enumerate(results) if result.code == UNAVAILABLE]
-    if again:
-        await pause(RETRY_PAUSE_S)
-        retried = await client.publish_batch([batch[i] for i in again])
-        for i, result in zip(again, retried.results, strict=True):
-            # The first attempt found no alert for this request id (else it would have
-            # answered duplicate): one now was stored by that attempt, in a commit in
-            # doubt, so it is new in this run.
-            result.duplicate = False
-            results[i] = result
-    return results
-
-
-async def publish(
-    client: AlertClient,
-    work: Plan,
-    progress: Progress,
-    out: Published | None = None,
-    pause: Pause = asyncio.sleep,
-) -> Published:
-    """Publish the planned alerts; `out` (if given) holds what went in so far, also when
-    the node's store fails twice (ImportFailed, exit 2: the rest would fail too, and these
-    are not values the node refused)."""
-    out = Published() if out is None else out
-    for start in range(0, len(work.requests), BATCH_ALERTS):
-        batch = work.requests[start : start + BATCH_ALERTS]
-        results = await publish_once(client, batch, pause)
-        unstored = ""
-        for i, (request, result) in enumerate(zip(batch, results, strict=True)):
-            n = len(request.indicators)
-            if result.code == UNAVAILABLE:
-                unstored = unstored or result.error
-            elif result.error:
-                where = work.wheres[start + i]
-                out.refused.append(Refusal(where, "", f"the node refused: {result.error}"))
-                out.refused_values += n
-            else:
-                out.indicators += n
-                if result.duplicate:
-                    out.duplicate += 1
-                else:
-                    out.new += 1
-        if unstored:
-            raise ImportFailed(
-                f"the node could not store the alerts ({unstored}); once it can, "
-                "run the import again: it adds nothing twice"
-            )
-        progress.add(sum(len(r.indicators) for r in batch))
-    return out
 
 
 async def run_import(
