@@ -35,7 +35,7 @@ class Commits:
         called when the task ends, however it ends (also if cancelled before it ran),
         whether or not the caller still waits."""
         # No await before this: a publish's put is the task's first step, and own puts
-        # must reach the store in the order they were signed (AlertNode._commit_own).
+        # must reach the store in the order they were signed (Publisher._commit_own, node/app/publishing.py).
         task = asyncio.ensure_future(commit)
         if done is not None:
             task.add_done_callback(done)

@@ -2,7 +2,7 @@
 skip the ones held already, commit, count each outcome, and tell who waits.
 
 `AlertNode.ingest` is this; the node's own alerts are signed and stored by `publish`
-(node/app/service.py). Once verified, the commit and all that follows it (counters, the
+(node/app/publishing.py). Once verified, the commit and all that follows it (counters, the
 lifecycle's refusals, the new-alert and equivocation hooks) run as one task the node
 owns (node/app/commits.py): a caller that stops waiting stops none of it.
 """
