@@ -35,7 +35,8 @@ class Commits:
         called when the task ends, however it ends (also if cancelled before it ran),
         whether or not the caller still waits."""
         # No await before this: a publish's put is the task's first step, and own puts
-        # must reach the store in the order they were signed (Publisher._commit_own, node/app/publishing.py).
+        # must reach the store in the order they were signed (node/app/publishing.py,
+        # Publisher._commit_own).
         task = asyncio.ensure_future(commit)
         if done is not None:
             task.add_done_callback(done)
