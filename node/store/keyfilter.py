@@ -14,7 +14,7 @@ stores it commits, so a reader whose snapshot holds the key already sees its bit
 
 A blocked Bloom filter: each key sets three bits of one 64-bit word, all chosen by the
 key's 64-bit hash (`key_hash`, the first 8 bytes of a SHA-256), so adding or testing a
-key is one array access (about 0.4 µs in Python). Each table has a power of two words
+key is one array access (about 0.26 µs in Python). Each table has a power of two words
 and is sized for `capacity` keys at 12-24 bits each (0.2-1 % false positives). Keys
 are never removed (an alert, once stored, stays), and a table cannot grow: once the
 newest table holds its capacity, keys go to a new one of twice the size, and a key may
