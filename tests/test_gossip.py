@@ -601,3 +601,54 @@ def test_a_new_alert_from_catch_up_is_forwarded_without_promoting_the_link() -> 
     assert g.handle_timer(1.1) == [SendIHave(D, (aid(1),))]  # not back to C
     assert g.lazy_peers() == {C, D}
     assert g.forward_caught_up(D, aid(1), 1.2) == []  # known now: nothing twice
+
+
+def _state(g: Gossip) -> object:
+    """What publish() leaves behind: remembered ids, first-seen times, awaited ids, the
+    links' flags and counters, the next deadline."""
+    return (
+        [(i, s.expires, s.known, s.asked) for i, s in g._seen.items()],
+        list(g._recent),
+        {i: (m.creator, list(m.announcers), m.asked) for i, m in g._awaited.entries.items()},
+        {p: (s.eager, s.tree, s.alerts_sent, s.bit) for p, s in g._links.peers.items()},
+        g.stats(),
+        g.next_deadline(),
+    )
+
+
+@pytest.mark.parametrize("max_seen, seen_ttl", [(100_000, 60.0), (40, 60.0), (100_000, 0.3)])
+def test_publish_many_is_publish_of_each_id_in_turn(max_seen: int, seen_ttl: float) -> None:
+    # publish_many skips remember()'s expiry pass per id when nothing can expire; it must
+    # leave the actions and state of publish() called for each id in order (also once
+    # ids expire by age or by number: max_seen 40, seen_ttl 0.3).
+    seed = random.randrange(1 << 32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    params = replace(P, max_seen=max_seen, seen_ttl=seen_ttl)
+    one, each = Gossip(params, random.Random(seed)), Gossip(params, random.Random(seed))
+    peers = [bytes([n]) * 32 for n in range(1, 7)]
+    pool = [aid(n) for n in range(300)]
+    now = 0.0
+    for g in (one, each):
+        for p in peers[:4]:
+            g.peer_up(p, 0.0)
+    for _ in range(200):
+        now += rng.choice([0.0, 0.01, 0.1, 0.4])
+        event = rng.random()
+        if event < 0.15:
+            ids = rng.sample(pool, rng.randrange(1, 8))
+            peer = rng.choice(peers[:4])
+            assert one.on_ihave(peer, ids, now, never) == each.on_ihave(peer, ids, now, never)
+        elif event < 0.25:
+            assert one.handle_timer(now) == each.handle_timer(now)
+        elif event < 0.3:
+            peer = rng.choice(peers)
+            if peer in one._links.peers:
+                assert one.peer_down(peer, now) == each.peer_down(peer, now)
+            else:
+                assert one.peer_up(peer, now) == each.peer_up(peer, now)
+        else:
+            ids = [rng.choice(pool) for _ in range(rng.randrange(0, 60))]
+            many = one.publish_many(ids, now)
+            assert many == [a for i in ids for a in each.publish(i, now)]
+        assert _state(one) == _state(each)

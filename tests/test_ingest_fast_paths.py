@@ -208,6 +208,32 @@ def test_holding_answers_as_holds_for_every_slot() -> None:
     assert Chains().holding([]) == []
 
 
+def _chain_states(chains: Chains) -> list[tuple[bytes, int, int, list[tuple[int, int]]]]:
+    return [(o, c.contiguous, c.held_above, c.above.runs()) for o, c in chains.items()]
+
+
+def test_add_all_leaves_the_chains_add_leaves_slot_by_slot() -> None:
+    # add_all takes a shortcut for a seq that extends a contiguous prefix with no runs
+    # above it; it must leave what add() of each slot in turn leaves, also for slots
+    # added twice, out of order, in gaps, and joining runs.
+    seed = random.randrange(1 << 32)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    for _ in range(40):
+        adds = [(o, s) for o, seqs in _seq_sets(rng).items() for s in seqs]
+        rng.shuffle(adds)
+        if rng.random() < 0.5:
+            adds.sort(key=lambda slot: slot[1])  # in order, as a commit usually is
+        adds += rng.sample(adds, len(adds) // 10)  # some again
+        one, each = Chains(), Chains()
+        for i in range(0, len(adds), 37):
+            one.add_all(adds[i : i + 37])
+            for origin, seq in adds[i : i + 37]:
+                each.add(origin, seq)
+            assert _chain_states(one) == _chain_states(each)
+    assert _chain_states(one) and any(s[3] for s in _chain_states(one))  # runs were made
+
+
 def _refusal(roster: Roster, origin: bytes, seq: int, created_at_ms: int) -> str:
     try:
         roster.require_author(origin, seq, created_at_ms)

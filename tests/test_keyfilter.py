@@ -112,3 +112,31 @@ def test_the_lookups_single_loop_keeps_exactly_the_keys_the_filter_may_hold(
     assert KeyFilter(len(held)).tables == 1 and tables.tables > 4
     everything = maybe_held_keys(asked, None)  # no filter: every key, by its hash
     assert sorted(k for keys in everything.values() for k in keys) == sorted(asked)
+
+
+def _three_bits(h: int) -> int:
+    """The bits a key sets, as the filter has always computed them (shifts)."""
+    return (1 << ((h >> 40) & 63)) | (1 << ((h >> 46) & 63)) | (1 << ((h >> 52) & 63))
+
+
+def test_the_tables_set_and_test_exactly_the_three_bits_of_each_hash() -> None:
+    # add and maybe_held take the bits from lookup tables (keyfilter._TWO_BITS, _BIT); a
+    # filter built before, or read by sqlite_reads' inline test, uses the shifts above.
+    seed = random.randrange(1 << 32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    hashes = [rng.getrandbits(64) - (1 << 63) for _ in range(50_000)]
+    hashes += [0, -1, (1 << 63) - 1, -(1 << 63)]
+    hashes += [s << b for s in (1, -1) for b in range(63)]
+    assert [keyfilter.bits_of(h) for h in hashes] == [_three_bits(h) for h in hashes]
+    f = KeyFilter()
+    f.add(hashes)
+    [(words, mask)] = f.probes()
+    expected = [0] * len(words)
+    for h in hashes:
+        expected[h & mask] |= _three_bits(h)
+    assert list(words) == expected
+    probe = [rng.getrandbits(64) - (1 << 63) for _ in range(50_000)]
+    assert f.maybe_held(probe) == [
+        h for h in probe if words[h & mask] & _three_bits(h) == _three_bits(h)
+    ]

@@ -290,7 +290,7 @@ class PeerEngine(Generic[L]):
 
     def published(self, ids: Iterable[bytes], now: float) -> list[Action[L]]:
         """Alerts published here (or ingested from a client): start spreading them."""
-        return self._gossip([a for i in ids for a in self.gossip.publish(i, now)])
+        return self._gossip(self.gossip.publish_many(list(ids), now))
 
     def push(
         self, peer: bytes, records: Iterable[Carried], answer: bool = False

@@ -57,8 +57,7 @@ class CommittedMemory(SqliteReads):
         self.commits += 1
         self._last_local_seq = done.last_local_seq
         self._count += len(done.accepted)
-        for origin, seq in done.accepted:
-            self._chains.add(origin, seq)
+        self._chains.add_all(done.accepted)
         return done.outcomes
 
     async def get(self, alert_id: bytes) -> Stored | None:
