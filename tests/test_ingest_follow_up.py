@@ -372,6 +372,34 @@ async def test_a_failure_reaches_its_caller_or_the_log_whenever_the_caller_is_ca
         assert outcomes == {True, False}
 
 
+async def test_a_publish_whose_caller_left_logs_its_store_failure_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A single Publish whose put fails after its client has gone: the store's failure
+    is logged once with its traceback, where it became the answer (UNAVAILABLE), and
+    the answer nobody read is one warning line, not a second traceback."""
+    author, store = Author(), BrokenStore()
+    async with node_with(store, author) as node:
+        caller: list[asyncio.Task[object]] = []
+
+        def broken() -> None:
+            caller[0].cancel()  # the client leaves just as the commit fails
+            raise RuntimeError("a full disk")
+
+        store.broken = broken
+        with caplog.at_level(logging.WARNING):
+            caller.append(asyncio.create_task(node.publish(draft("left-early"))))
+            await asyncio.wait(caller)
+            assert caller[0].cancelled()
+            await node.drain()
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert [r.getMessage() for r in errors] == ["an alert could not be stored"]
+        assert errors[0].exc_info is not None  # the cause, once
+        left = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(left) == 1 and left[0].startswith("a publish whose caller had left failed: ")
+        assert "could not store" in left[0] or "cannot tell" in left[0]
+
+
 def test_a_stopping_node_drains_within_what_cluster_down_waits_for() -> None:
     """The call grace and the drain's timeout leave the store time to close before
     `alertmesh cluster down` resorts to SIGKILL."""

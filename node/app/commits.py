@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from node.core.errors import AlertmeshError
+
 T = TypeVar("T")
 
 
@@ -57,7 +59,13 @@ class Commits:
             raise
 
     def _unwaited(self, what: str, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, AlertmeshError):
+            # What the caller would have been answered: it says what happened, and a cause
+            # behind it was logged where it became this answer (a publish's failed put).
+            self._log.warning("%s whose caller had left failed: %s", what, exc)
+        else:
             self._log.error("%s whose caller had left failed", what, exc_info=exc)
 
     async def settled(self) -> None:
