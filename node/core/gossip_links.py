@@ -92,6 +92,26 @@ class Remembered:
         self.expire(now)
         return seen
 
+    def remember_new(self, ids: Sequence[bytes], now: float) -> list[tuple[bytes, Seen]] | None:
+        """remember(id, now, 0) of each id not remembered yet (repeats once), each first
+        seen `now` (rule 3's load), in one expiry pass: what they remember and in what
+        order is the same. None, with nothing remembered, when that pass would not do:
+        the batch could push ids out over `max_seen`, or a TTL ends at `now`."""
+        self.expire(now)
+        expires = now + self.params.seen_ttl
+        if expires <= now or len(self.ids) + len(ids) > self.params.max_seen:
+            return None  # remember() would expire some of them again: one at a time
+        # Nothing is left to expire at `now`, and each id remembered now outlives it and
+        # fits: remember()'s expiry pass would find nothing each time.
+        seen_ids, recent = self.ids, self.recent
+        fresh: list[tuple[bytes, Seen]] = []
+        for id in ids:
+            if id not in seen_ids:
+                recent.append(now)
+                seen = seen_ids[id] = Seen(expires=expires, known=0, asked=0)
+                fresh.append((id, seen))
+        return fresh
+
     def expire(self, now: float) -> None:
         # Insertion order is expiry order, because `now` never decreases.
         seen = self.ids
