@@ -152,7 +152,7 @@ def stages(signed: list[alert_pb2.SignedAlert]) -> list[tuple[str, float]]:
     import pickle as pickle_
 
     from node.app import verify_worker
-    from node.core import alerts
+    from node.core import alerts, index_keys
     from node.core.limits import DEFAULT_LIMITS as LIMITS
     from node.crypto import verify_alert
 
@@ -174,7 +174,10 @@ def stages(signed: list[alert_pb2.SignedAlert]) -> list[tuple[str, float]]:
         "worker: validate (rules + indicators)",
         lambda: [alerts.validate(a, now_ms=now, limits=LIMITS) for a in decoded],
     )
-    cost("worker: … of which indicator_keys", lambda: [alerts.indicator_keys(a) for a in decoded])
+    cost(
+        "worker: … of which indicator_keys",
+        lambda: [index_keys.indicator_keys(a) for a in decoded],
+    )
     cost(
         "worker: … of which reading indicators",
         lambda: [[(i.type, i.value) for i in a.indicators] for a in decoded],

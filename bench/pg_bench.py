@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
-from node.core.alerts import indicator_keys, make_record  # noqa: E402
+from node.core.alerts import make_record  # noqa: E402
+from node.core.index_keys import indicator_keys  # noqa: E402
 from node.core.indicators import ADDRESS, DOMAIN  # noqa: E402
 from node.rpc.client import AlertClient  # noqa: E402
 from node.store.base import AlertStore  # noqa: E402

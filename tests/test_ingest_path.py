@@ -15,7 +15,7 @@ import pytest
 from node._pb.alertmesh.v1 import alert_pb2
 from node.app.service import AlertNode
 from node.app.verify import Verifier
-from node.core import alerts, indicators
+from node.core import alerts, index_keys, indicators
 from node.core.errors import InvalidAlert, LimitExceeded
 from node.core.limits import DEFAULT_LIMITS
 from node.core.roster import Member, Roster
@@ -153,9 +153,9 @@ def test_the_rules_validate_reads_once_still_refuse() -> None:
     target = b"\7" * 32
     linked.links.add(kind=alert_pb2.LINK_KIND_UPDATE, alert_id=target)
     linked.links.add(kind=alert_pb2.LINK_KIND_SIGHTING, alert_id=target)
-    assert check(linked) == ("d:linked.example", alerts.link_key(target))
-    assert alerts.link_keys(linked) == (alerts.link_key(target),)
-    assert alerts.link_keys(author.alert()) == ()
+    assert check(linked) == ("d:linked.example", index_keys.link_key(target))
+    assert index_keys.link_keys(linked) == (index_keys.link_key(target),)
+    assert index_keys.link_keys(author.alert()) == ()
     bad_tlp = author.alert()
     bad_tlp.tlp = 99  # type: ignore[assignment]
     with pytest.raises(InvalidAlert, match="unknown TLP marking 99"):

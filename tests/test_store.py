@@ -7,8 +7,9 @@ import pytest
 
 from node._pb.alertmesh.v1 import alert_pb2
 from node.core import indicators
-from node.core.alerts import AlertRecord, link_key, make_record
+from node.core.alerts import AlertRecord, make_record
 from node.core.errors import ConfigError
+from node.core.index_keys import link_key
 from node.store import PutOutcome, Query, SqliteStore, sqlite_writer
 from node.store.base import AlertStore, classify
 from node.store.sqlite_writer import ID_LEVELS, KEY_LEVELS, LEVELS

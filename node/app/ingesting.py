@@ -25,6 +25,7 @@ from node.app.verify import Admitted, Verifier, require_author
 from node.core import alerts
 from node.core.alerts import AlertRecord
 from node.core.errors import AlertmeshError, LimitExceeded
+from node.core.index_keys import links_to_alerts
 from node.core.limits import Limits
 from node.core.roster import Roster
 from node.crypto.sealing import Undecryptable
@@ -263,7 +264,7 @@ class Ingester:
         # The alerts are committed: a check or hook below that fails is logged and skips
         # nothing after it, and the caller's results are the commit's.
         for record in accepted:
-            if not alerts.links_to_alerts(record.index_keys):
+            if not links_to_alerts(record.index_keys):
                 continue
             try:
                 refused = await self.lifecycle.refuses(record)

@@ -4,7 +4,7 @@ stored alert means for the watch stream. The rules themselves are in node/core/v
 (docs/lifecycle.md).
 
 Links are found through the store's ordinary index: every alert is also indexed under
-`link:<hex id>` of each alert it links to (node/core/alerts.link_key), so "what links to
+`link:<hex id>` of each alert it links to (node/core/index_keys.link_key), so "what links to
 these alerts?" is one lookup, with no store method of its own.
 """
 
@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.core.alerts import AlertRecord, link_key
+from node.core.alerts import AlertRecord
 from node.core.errors import InvalidAlert, NotFound, UnknownOrigin
+from node.core.index_keys import link_key
 from node.core.roster import Roster
 from node.core.verdict import DISPUTE, RETRACTION, SIGHTING, UPDATE, Fact, lineage
 from node.store.base import AlertStore, Stored

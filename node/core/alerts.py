@@ -21,16 +21,15 @@ The signature is checked by node.crypto; the roster check by node.core.roster.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from node._pb.alertmesh.v1 import alert_pb2
-from node.core import indicators
-from node.core.errors import InvalidAlert, InvalidIndicator, LimitExceeded
-from node.core.limits import DEFAULT_LIMITS, Limits
+from node.core.errors import InvalidAlert, LimitExceeded
+from node.core.index_keys import indicator_keys, links_of
+from node.core.limits import Limits, check_len
 
 ID_BYTES = 32
 KEY_BYTES = 32
@@ -175,11 +174,6 @@ def decode_head(body: bytes, limits: Limits) -> AlertHead:
 RecordFields = tuple[bytes, int, bytes, int, int, int, int, int, str, tuple[str, ...]]
 
 
-def _check_len(what: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise LimitExceeded(f"{what} is {len(value)} characters; the limit is {limit}")
-
-
 def validate(
     alert: alert_pb2.Alert, *, now_ms: int, limits: Limits, encrypted: bool = False
 ) -> tuple[str, ...]:
@@ -244,8 +238,8 @@ def checked_fields(
     title = alert.title
     if not title.strip():
         raise InvalidAlert("title is empty")
-    _check_len("title", title, limits.max_title_chars)
-    _check_len("description", alert.description, limits.max_description_chars)
+    check_len("title", title, limits.max_title_chars)
+    check_len("description", alert.description, limits.max_description_chars)
     indicators_ = alert.indicators
     if len(indicators_) > limits.max_indicators:
         raise LimitExceeded(
@@ -255,7 +249,7 @@ def checked_fields(
     if len(references) > limits.max_references:
         raise LimitExceeded(f"{len(references)} references; the limit is {limits.max_references}")
     for ref in references:
-        _check_len("a reference", ref, limits.max_reference_chars)
+        check_len("a reference", ref, limits.max_reference_chars)
     links = alert.links
     if len(links) > limits.max_links:
         raise LimitExceeded(f"{len(links)} links; the limit is {limits.max_links}")
@@ -270,14 +264,13 @@ def checked_fields(
         raise LimitExceeded(f"{len(recipients)} recipients; the limit is {limits.max_recipients}")
     if alert.HasField("succession"):
         _check_succession(alert)
-    keys = indicator_keys(alert, limits) + _link_keys(links)
+    keys = indicator_keys(alert, limits) + links_of(links)
     return (origin, seq, prev, created_at_ms, expires_at_ms, category, severity, confidence,
             title, keys)  # fmt: skip
 
 
 _LINK_KINDS = frozenset(alert_pb2.LinkKind.values()) - {alert_pb2.LINK_KIND_UNSPECIFIED}
 _ABOUT_VALUES = frozenset({alert_pb2.LINK_KIND_SIGHTING, alert_pb2.LINK_KIND_DISPUTE})
-LINK_KEY_PREFIX = "link:"
 
 
 SIGHTING_WINDOW_MAX_AGE_MS = 10 * 365 * 86_400_000  # a sighting reports the last ten years
@@ -304,45 +297,6 @@ def _check_link(
                 f"a sighting's {name} must lie within the ten years before the alert's "
                 "creation (and not after it)"
             )
-
-
-def link_key(target: bytes) -> str:
-    """The index key under which the alerts linking to `target` are stored, so that a
-    store answers "what updates, retracts, sights or disputes this alert?" by lookup."""
-    return LINK_KEY_PREFIX + target.hex()
-
-
-def link_keys(alert: alert_pb2.Alert) -> tuple[str, ...]:
-    return _link_keys(alert.links)
-
-
-def _link_keys(links: Sequence[alert_pb2.AlertLink]) -> tuple[str, ...]:
-    if not links:  # most alerts
-        return ()
-    return tuple(dict.fromkeys(link_key(link.alert_id) for link in links if link.alert_id))
-
-
-def links_to_alerts(index_keys: tuple[str, ...]) -> bool:
-    """Whether index keys from validate() hold a link key. validate() puts them after
-    every indicator key (which never starts with LINK_KEY_PREFIX), so looking at the last
-    key is enough."""
-    return bool(index_keys) and index_keys[-1].startswith(LINK_KEY_PREFIX)
-
-
-def indicator_keys(alert: alert_pb2.Alert, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
-    """The store keys of an alert's indicators (each normalised strictly); the error of
-    the first indicator that is not valid."""
-    keys: list[str] = []
-    limit = limits.max_indicator_chars
-    for i, ind in enumerate(alert.indicators):
-        value = ind.value
-        if len(value) > limit:
-            _check_len(f"indicator {i}", value, limit)
-        try:
-            keys += indicators.flagged_keys(ind.type, value)
-        except InvalidIndicator as exc:
-            raise InvalidIndicator(f"indicator {i}: {exc}") from exc
-    return tuple(dict.fromkeys(keys))
 
 
 SEALED_NONCE_BYTES = 24  # XChaCha20-Poly1305 (node/crypto/sealing.py)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from node.core.errors import LimitExceeded
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -24,3 +26,9 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def check_len(what: str, value: str, limit: int) -> None:
+    """LimitExceeded when `value` is longer than `limit` characters."""
+    if len(value) > limit:
+        raise LimitExceeded(f"{what} is {len(value)} characters; the limit is {limit}")

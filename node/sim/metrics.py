@@ -27,7 +27,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from node.core.alerts import LINK_KEY_PREFIX, AlertRecord
+from node.core.alerts import AlertRecord
+from node.core.index_keys import LINK_KEY_PREFIX
 from node.sim.wire import TRAFFIC_CLASSES
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from node._pb.alertmesh.v1.alert_pb2 import Alert
 from node.core import indicators
-from node.core.alerts import indicator_keys
 from node.core.errors import AlertmeshError, ConfigError
+from node.core.index_keys import indicator_keys
 from node.store.sqlite_rows import KEY_SEP, id64, key_hash
 
 log = logging.getLogger(__name__)
