@@ -31,7 +31,9 @@ class PeerLink:
     tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in Seen.known / Seen.asked
     backlogged_until: float = -math.inf
+    repair_only: bool = False  # in our rooted tree: the tree brings it alerts, IHAVEs repair
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
+    due: float | None = None  # when its queued announcements are sent at the latest
     awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
     alerts_received: int = 0
     duplicates_received: int = 0
@@ -182,14 +184,35 @@ class Links:
                 state.pending.popleft()
                 state.ihave_ids_dropped += 1
             state.pending.append(id)
-            if self.flush_at is None:
-                self.flush_at = now + self.params.ihave_interval
+            self._schedule(state, now)
+
+    def _schedule(self, state: PeerLink, now: float) -> None:
+        """When `state`'s queue is sent: `ihave_interval` after its first id, or for a
+        repair-only link (in our tree, not backlogged) `ihave_repair_delay` after it
+        unless `ihave_batch_ids` are queued sooner."""
+        p = self.params
+        if state.due is None:
+            wait = p.ihave_repair_delay if self._repair_only(state, now) else p.ihave_interval
+            state.due = now + wait
+        elif len(state.pending) >= p.ihave_batch_ids:
+            state.due = min(state.due, now + p.ihave_interval)  # never faster than before
+        if self.flush_at is None or state.due < self.flush_at:
+            self.flush_at = state.due
+
+    @staticmethod
+    def _repair_only(state: PeerLink, now: float) -> bool:
+        return state.repair_only and not state.tree and not state.backlogged(now)
 
     def flush(self, now: float, remembered: Container[bytes], actions: list[Action]) -> None:
         """Send each lazy peer's due announcements (ids no longer `remembered` are left
         to catch-up)."""
-        more = False
+        next_at: float | None = None
         for peer, state in self.peers.items():
+            if state.due is None:
+                continue
+            if state.due > now:
+                next_at = state.due if next_at is None else min(next_at, state.due)
+                continue
             batch: list[bytes] = []
             while state.pending and len(batch) < self.params.ihave_max_ids:
                 id = state.pending.popleft()
@@ -198,8 +221,11 @@ class Links:
             if batch:
                 state.ihave_ids_sent += len(batch)
                 actions.append(SendIHave(peer, tuple(batch)))
-            more = more or bool(state.pending)
-        self.flush_at = now + self.params.ihave_interval if more else None
+            # What is left waits `ihave_interval`: at most ihave_max_ids per interval.
+            state.due = now + self.params.ihave_interval if state.pending else None
+            if state.due is not None:
+                next_at = state.due if next_at is None else min(next_at, state.due)
+        self.flush_at = next_at
 
     def serve(
         self,

@@ -77,6 +77,7 @@ class RootedLinks:
         for peer, state in self._links.peers.items():
             if not tree.aware(peer):
                 continue
+            state.repair_only = tree.shares_root(peer)
             link = tree.tree_link(peer)
             if link == state.tree:
                 continue
