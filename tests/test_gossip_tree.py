@@ -14,6 +14,7 @@ from node.core.gossip import (
     Gossip,
     GossipParams,
     SendAlerts,
+    SendIHave,
     SendIWant,
     SendPrune,
     SendTree,
@@ -172,6 +173,38 @@ def test_a_backlogged_tree_link_is_announced_to_without_a_prune() -> None:
     # Once the backoff has passed it is pushed to again.
     later = 2.0 + P.backlog_backoff
     assert B in [a.peer for a in g.publish(aid(2), later) if isinstance(a, SendAlerts)]
+
+
+def ihaves(actions: list[object]) -> dict[bytes, tuple[bytes, ...]]:
+    return {a.peer: a.ids for a in actions if isinstance(a, SendIHave)}
+
+
+def test_ids_for_a_lazy_peer_in_our_tree_wait_longer_unless_many_are_queued() -> None:
+    # B shares our root: the tree brings it every alert, so an IHAVE to it is only
+    # repair, and it waits ihave_repair_delay. C is rooted elsewhere: the IHAVE is how
+    # it learns of the alert, and it goes after ihave_interval as before.
+    g = node((A, None), (B, None), (C, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)  # our parent
+    g.on_tree(B, ROOT, 40, False, 0.0)  # a lazy peer in our tree
+    g.on_tree(C, bytes([2]) * 32, 0, False, 0.0)  # in another tree (T7's hold, a partition)
+    g.publish(aid(1), 1.0)
+    assert ihaves(g.handle_timer(1.0 + P.ihave_interval)) == {C: (aid(1),)}
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    assert ihaves(g.handle_timer(1.0 + P.ihave_repair_delay)) == {B: (aid(1),)}
+    assert g.next_deadline() is None
+    # At higher rates a full batch goes within ihave_interval of filling up.
+    t = 2.0
+    for n in range(P.ihave_batch_ids):
+        g.publish(aid(100 + n), t + n * 0.001)
+    full = t + (P.ihave_batch_ids - 1) * 0.001 + P.ihave_interval
+    assert g.next_deadline() == t + P.ihave_interval  # C's, as before
+    g.handle_timer(t + P.ihave_interval)
+    assert g.next_deadline() == full
+    assert len(ihaves(g.handle_timer(full))[B]) == P.ihave_batch_ids
+    # A peer that leaves our tree gets what is queued for it within ihave_interval.
+    g.publish(aid(200), 5.0)
+    g.on_tree(B, bytes([2]) * 32, 0, False, 5.01)
+    assert ihaves(g.handle_timer(5.01 + P.ihave_interval))[B] == (aid(200),)
 
 
 def test_a_parent_that_never_delivers_is_passed_over() -> None:

@@ -199,6 +199,15 @@ class Links:
         if self.flush_at is None or state.due < self.flush_at:
             self.flush_at = state.due
 
+    def hurry(self, state: PeerLink, now: float) -> None:
+        """`state`'s announcements are no longer repair only: send them within
+        `ihave_interval`."""
+        soon = now + self.params.ihave_interval
+        if state.due is not None and state.due > soon:
+            state.due = soon
+            if self.flush_at is None or soon < self.flush_at:
+                self.flush_at = soon
+
     @staticmethod
     def _repair_only(state: PeerLink, now: float) -> bool:
         return state.repair_only and not state.tree and not state.backlogged(now)
