@@ -31,7 +31,9 @@ class PeerLink:
     tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in Seen.known / Seen.asked
     backlogged_until: float = -math.inf
-    repair_only: bool = False  # in our rooted tree: the tree brings it alerts, IHAVEs repair
+    # It names our root (rule 9): unless this is a tree link (lazy only while backlogged),
+    # the tree brings it every alert, and an IHAVE to it only repairs a lost push.
+    repair_only: bool = False
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
     due: float | None = None  # when its queued announcements are sent at the latest
     awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
@@ -187,17 +189,18 @@ class Links:
             self._schedule(state, now)
 
     def _schedule(self, state: PeerLink, now: float) -> None:
-        """When `state`'s queue is sent: `ihave_interval` after its first id, or for a
-        repair-only link (in our tree, not backlogged) `ihave_repair_delay` after it
-        unless `ihave_batch_ids` are queued sooner."""
+        """When `state`'s queue is sent: within `ihave_interval` of an id queued, or, on a
+        repair-only link (below), within `ihave_repair_delay` of its first id unless
+        `ihave_batch_ids` are queued sooner. Each id may only bring the deadline nearer:
+        a link that stopped being repair-only (a backlogged tree link) gets new ids
+        announced within `ihave_interval` even if older ones were queued as repair."""
         p = self.params
-        if state.due is None:
-            wait = p.ihave_repair_delay if self._repair_only(state, now) else p.ihave_interval
-            state.due = now + wait
-        elif len(state.pending) >= p.ihave_batch_ids:
-            state.due = min(state.due, now + p.ihave_interval)  # never faster than before
-        if self.flush_at is None or state.due < self.flush_at:
-            self.flush_at = state.due
+        repair = state.repair_only and not state.tree and len(state.pending) < p.ihave_batch_ids
+        due = now + (p.ihave_repair_delay if repair else p.ihave_interval)
+        if state.due is None or due < state.due:
+            state.due = due
+            if self.flush_at is None or due < self.flush_at:
+                self.flush_at = due
 
     def hurry(self, state: PeerLink, now: float) -> None:
         """`state`'s announcements are no longer repair only: send them within
@@ -207,10 +210,6 @@ class Links:
             state.due = soon
             if self.flush_at is None or soon < self.flush_at:
                 self.flush_at = soon
-
-    @staticmethod
-    def _repair_only(state: PeerLink, now: float) -> bool:
-        return state.repair_only and not state.tree and not state.backlogged(now)
 
     def flush(self, now: float, remembered: Container[bytes], actions: list[Action]) -> None:
         """Send each lazy peer's due announcements (ids no longer `remembered` are left
