@@ -2,8 +2,11 @@
 
 A link is eager (alerts go in full) or lazy (their ids are announced in batched IHAVEs,
 at most `ihave_max_ids` per `ihave_interval`, at most `max_queue_ids` queued, oldest
-dropped first). Which peers have an id is kept per id as a bitmask of the peers' bits
-(`Seen`), since a node remembers up to `max_seen` ids (`Remembered`, rule 8).
+dropped first). Each lazy peer's queue has its own deadline: `ihave_interval`, or, to a
+peer on our root that the tree brings every alert (rule 9), `ihave_repair_delay` unless
+`ihave_batch_ids` are queued first. Which peers have an id is kept per id as a
+bitmask of the peers' bits (`Seen`), since a node remembers up to `max_seen` ids
+(`Remembered`, rule 8).
 node/core/gossip.py decides which links are eager; this module keeps them and carries
 out rule 1's sends. No I/O.
 """
@@ -190,10 +193,11 @@ class Links:
 
     def _schedule(self, state: PeerLink, now: float) -> None:
         """When `state`'s queue is sent: within `ihave_interval` of an id queued, or, on a
-        repair-only link (below), within `ihave_repair_delay` of its first id unless
-        `ihave_batch_ids` are queued sooner. Each id may only bring the deadline nearer:
-        a link that stopped being repair-only (a backlogged tree link) gets new ids
-        announced within `ihave_interval` even if older ones were queued as repair."""
+        repair-only link (`PeerLink.repair_only`, no tree link), within
+        `ihave_repair_delay` of its first id unless `ihave_batch_ids` are queued sooner.
+        Each id may only bring the deadline nearer: a link that stopped being
+        repair-only (a backlogged tree link) gets new ids announced within
+        `ihave_interval` even if older ones were queued as repair."""
         p = self.params
         repair = state.repair_only and not state.tree and len(state.pending) < p.ihave_batch_ids
         due = now + (p.ihave_repair_delay if repair else p.ihave_interval)
