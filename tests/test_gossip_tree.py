@@ -10,10 +10,14 @@ import hashlib
 import random
 from dataclasses import replace
 
+import pytest
+
+from node.core.errors import ConfigError
 from node.core.gossip import (
     Gossip,
     GossipParams,
     SendAlerts,
+    SendIHave,
     SendIWant,
     SendPrune,
     SendTree,
@@ -172,6 +176,78 @@ def test_a_backlogged_tree_link_is_announced_to_without_a_prune() -> None:
     # Once the backoff has passed it is pushed to again.
     later = 2.0 + P.backlog_backoff
     assert B in [a.peer for a in g.publish(aid(2), later) if isinstance(a, SendAlerts)]
+
+
+def ihaves(actions: list[object]) -> dict[bytes, tuple[bytes, ...]]:
+    return {a.peer: a.ids for a in actions if isinstance(a, SendIHave)}
+
+
+def test_ids_for_a_lazy_peer_in_our_tree_wait_longer_unless_many_are_queued() -> None:
+    # B shares our root: the tree brings it every alert, so an IHAVE to it is only
+    # repair, and it waits ihave_repair_delay. C is rooted elsewhere: the IHAVE is how
+    # it learns of the alert, and it goes after ihave_interval as before.
+    g = node((A, None), (B, None), (C, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)  # our parent
+    g.on_tree(B, ROOT, 40, False, 0.0)  # a lazy peer in our tree
+    g.on_tree(C, bytes([2]) * 32, 0, False, 0.0)  # in another tree (T7's hold, a partition)
+    g.publish(aid(1), 1.0)
+    assert ihaves(g.handle_timer(1.0 + P.ihave_interval)) == {C: (aid(1),)}
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    assert ihaves(g.handle_timer(1.0 + P.ihave_repair_delay)) == {B: (aid(1),)}
+    assert g.next_deadline() is None
+    # At higher rates a full batch goes within ihave_interval of filling up.
+    t = 2.0
+    for n in range(P.ihave_batch_ids):
+        g.publish(aid(100 + n), t + n * 0.001)
+    full = t + (P.ihave_batch_ids - 1) * 0.001 + P.ihave_interval
+    assert g.next_deadline() == t + P.ihave_interval  # C's, as before
+    g.handle_timer(t + P.ihave_interval)
+    assert g.next_deadline() == full
+    assert len(ihaves(g.handle_timer(full))[B]) == P.ihave_batch_ids
+    # A peer that leaves our tree gets what is queued for it within ihave_interval.
+    g.publish(aid(200), 5.0)
+    g.on_tree(B, bytes([2]) * 32, 0, False, 5.01)
+    assert ihaves(g.handle_timer(5.01 + P.ihave_interval))[B] == (aid(200),)
+
+
+def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
+    # B is a lazy peer in our tree: aid(1) is queued to it as repair. Then B becomes our
+    # child, and its link backlogged: it is announced to instead of pushed to, so the
+    # IHAVE is its news, and it goes within ihave_interval with the older id in it.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.publish(aid(1), 1.0)
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    g.on_tree(B, ROOT, 100, True, 1.1)  # it names us its parent: a tree link
+    g.on_peer_backlogged(B, 1.2)
+    g.publish(aid(2), 1.2)
+    assert g.next_deadline() == 1.2 + P.ihave_interval
+    assert ihaves(g.handle_timer(1.2 + P.ihave_interval)) == {B: (aid(1), aid(2))}
+
+
+def test_a_backlogged_lazy_peer_in_our_tree_still_waits_the_repair_delay() -> None:
+    # Our send queue to B is long, but B still gets every alert down the tree: its
+    # IHAVEs stay repair, and more frequent frames would only add to its queue.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    assert g.on_peer_backlogged(B, 1.0) == []
+    g.publish(aid(1), 1.0)
+    assert ihaves(g.handle_timer(1.0 + P.ihave_interval)) == {}
+    assert ihaves(g.handle_timer(1.0 + P.ihave_repair_delay)) == {B: (aid(1),)}
+
+
+def test_the_repair_delay_and_batch_are_checked() -> None:
+    for bad in (
+        {"ihave_batch_ids": 0},
+        {"ihave_repair_delay": 0.0},
+        {"ihave_repair_delay": 0.05, "ihave_interval": 0.1},  # sooner than news
+        {"ihave_batch_ids": 17, "max_queue_ids": 16},  # it would drop ids while waiting
+    ):
+        with pytest.raises(ConfigError):
+            GossipParams(**bad)
+    GossipParams(ihave_repair_delay=0.1, ihave_batch_ids=16, max_queue_ids=16)
 
 
 def test_a_parent_that_never_delivers_is_passed_over() -> None:

@@ -56,8 +56,10 @@ spanning tree, shared by every origin; the lazy links are the repair paths.
    not apply: with no eager peer an IHAVE is asked for at once. While a node has a
    tree link, rule 4 asks with IWANT, not GRAFT: a missing alert is a lost frame, and
    a repair link would only bring a duplicate next time. A backlogged tree link is
-   announced to, without a PRUNE. Links to peers that never send TREE frames (older
-   or silent) otherwise follow rules 1-8.
+   announced to, without a PRUNE. Announcements to a lazy peer on our root only repair
+   a lost push (the tree brings it every alert), so they wait `ihave_repair_delay`, or
+   until `ihave_batch_ids` are queued (gossip_links.py). Links to peers that never send
+   TREE frames (older or silent) otherwise follow rules 1-8.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 A link is eager (alerts go in full) or lazy (their ids are announced in batched IHAVEs,
 at most `ihave_max_ids` per `ihave_interval`, at most `max_queue_ids` queued, oldest
-dropped first). Which peers have an id is kept per id as a bitmask of the peers' bits
-(`Seen`), since a node remembers up to `max_seen` ids (`Remembered`, rule 8).
+dropped first). Each lazy peer's queue has its own deadline: `ihave_interval`, or, to a
+peer on our root that the tree brings every alert (rule 9), `ihave_repair_delay` unless
+`ihave_batch_ids` are queued first. Which peers have an id is kept per id as a
+bitmask of the peers' bits (`Seen`), since a node remembers up to `max_seen` ids
+(`Remembered`, rule 8).
 node/core/gossip.py decides which links are eager; this module keeps them and carries
 out rule 1's sends. No I/O.
 """
@@ -31,7 +34,11 @@ class PeerLink:
     tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in Seen.known / Seen.asked
     backlogged_until: float = -math.inf
+    # It names our root (rule 9): unless this is a tree link (lazy only while backlogged),
+    # the tree brings it every alert, and an IHAVE to it only repairs a lost push.
+    repair_only: bool = False
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
+    due: float | None = None  # when its queued announcements are sent at the latest
     awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
     alerts_received: int = 0
     duplicates_received: int = 0
@@ -182,14 +189,42 @@ class Links:
                 state.pending.popleft()
                 state.ihave_ids_dropped += 1
             state.pending.append(id)
-            if self.flush_at is None:
-                self.flush_at = now + self.params.ihave_interval
+            self._schedule(state, now)
+
+    def _schedule(self, state: PeerLink, now: float) -> None:
+        """When `state`'s queue is sent: within `ihave_interval` of an id queued, or, on a
+        repair-only link (`PeerLink.repair_only`, no tree link), within
+        `ihave_repair_delay` of its first id unless `ihave_batch_ids` are queued sooner.
+        Each id may only bring the deadline nearer: a link that stopped being
+        repair-only (a backlogged tree link) gets new ids announced within
+        `ihave_interval` even if older ones were queued as repair."""
+        p = self.params
+        repair = state.repair_only and not state.tree and len(state.pending) < p.ihave_batch_ids
+        due = now + (p.ihave_repair_delay if repair else p.ihave_interval)
+        if state.due is None or due < state.due:
+            state.due = due
+            if self.flush_at is None or due < self.flush_at:
+                self.flush_at = due
+
+    def hurry(self, state: PeerLink, now: float) -> None:
+        """`state`'s announcements are no longer repair only: send them within
+        `ihave_interval`."""
+        soon = now + self.params.ihave_interval
+        if state.due is not None and state.due > soon:
+            state.due = soon
+            if self.flush_at is None or soon < self.flush_at:
+                self.flush_at = soon
 
     def flush(self, now: float, remembered: Container[bytes], actions: list[Action]) -> None:
         """Send each lazy peer's due announcements (ids no longer `remembered` are left
         to catch-up)."""
-        more = False
+        next_at: float | None = None
         for peer, state in self.peers.items():
+            if state.due is None:
+                continue
+            if state.due > now:
+                next_at = state.due if next_at is None else min(next_at, state.due)
+                continue
             batch: list[bytes] = []
             while state.pending and len(batch) < self.params.ihave_max_ids:
                 id = state.pending.popleft()
@@ -198,8 +233,11 @@ class Links:
             if batch:
                 state.ihave_ids_sent += len(batch)
                 actions.append(SendIHave(peer, tuple(batch)))
-            more = more or bool(state.pending)
-        self.flush_at = now + self.params.ihave_interval if more else None
+            # What is left waits `ihave_interval`: at most ihave_max_ids per interval.
+            state.due = now + self.params.ihave_interval if state.pending else None
+            if state.due is not None:
+                next_at = state.due if next_at is None else min(next_at, state.due)
+        self.flush_at = next_at
 
     def serve(
         self,

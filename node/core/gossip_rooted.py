@@ -77,6 +77,10 @@ class RootedLinks:
         for peer, state in self._links.peers.items():
             if not tree.aware(peer):
                 continue
+            repair = tree.shares_root(peer)
+            if state.repair_only and not repair:
+                self._links.hurry(state, now)  # it left our tree: IHAVEs are its news now
+            state.repair_only = repair
             link = tree.tree_link(peer)
             if link == state.tree:
                 continue

@@ -208,6 +208,11 @@ class TreeRouter:
         n = self._peers.get(peer)
         return n is not None and n.heard is not None
 
+    def shares_root(self, peer: bytes) -> bool:
+        """Does `peer` say it is in our tree (our root)? Then it gets alerts down the tree."""
+        n = self._peers.get(peer)
+        return n is not None and n.heard is not None and n.heard.root == self.root
+
     def tree_link(self, peer: bytes) -> bool:
         """T4: is the link to `peer` the parent link or a child link?"""
         if peer == self.parent:

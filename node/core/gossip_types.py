@@ -18,6 +18,10 @@ class GossipParams:
     max_eager: int = 4  # eager peers this node picks itself; GRAFTs may add more
     ihave_interval: float = 0.1  # announcements to a lazy peer are batched this long
     ihave_max_ids: int = 512  # ids per IHAVE/IWANT/GRAFT frame, and per flush per peer
+    # A lazy peer in our rooted tree gets each id down the tree; an IHAVE to it is only
+    # repair, so its announcements wait up to this long, or until this many are queued.
+    ihave_repair_delay: float = 0.5  # at least ihave_interval
+    ihave_batch_ids: int = 32  # at most max_queue_ids
     graft_timeout: float = 1.0  # after an IHAVE, wait this long for the eager copy
     graft_retry: float = 0.5  # then ask the next announcer after this long
     graft_jitter: float = 0.2  # graft_timeout is stretched by up to this fraction
@@ -45,6 +49,7 @@ class GossipParams:
         for name in (
             "max_eager",
             "ihave_max_ids",
+            "ihave_batch_ids",
             "max_seen",
             "max_queue_ids",
             "max_missing",
@@ -57,6 +62,7 @@ class GossipParams:
                 raise ConfigError(f"gossip: {name} must be at least 1")
         for name in (
             "ihave_interval",
+            "ihave_repair_delay",
             "graft_timeout",
             "graft_retry",
             "seen_ttl",
@@ -78,6 +84,11 @@ class GossipParams:
         ):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"gossip: {name} must not be negative")
+        if self.ihave_repair_delay < self.ihave_interval:
+            raise ConfigError("gossip: ihave_repair_delay must be at least ihave_interval")
+        if self.ihave_batch_ids > self.max_queue_ids:
+            # A queue never that long would drop its oldest ids while it waits.
+            raise ConfigError("gossip: ihave_batch_ids must be at most max_queue_ids")
 
 
 # Actions: what the runtime must send. For SendAlerts it loads the signed alerts from its
