@@ -89,13 +89,25 @@ class Store:
             "(id BLOB PRIMARY KEY, body BLOB NOT NULL, signature BLOB NOT NULL) WITHOUT ROWID"
         )
 
+        self.walls: list[float] = []  # each put's wall time, seconds, since the last take
+
     def put(self, body: bytes, signature: bytes) -> None:
+        start = time.monotonic()
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute(
             "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)",
             (hashlib.sha256(body).digest(), body, signature),
         )
         self.db.execute("COMMIT")
+        self.walls.append(time.monotonic() - start)
+
+    def take(self) -> bytes:
+        """The puts' wall times since the last take: p50, p99, max in µs, 3 × 8 bytes."""
+        walls, self.walls = sorted(self.walls), []
+        if not walls:
+            return bytes(24)
+        cut = (walls[len(walls) // 2], walls[min(len(walls) - 1, int(0.99 * len(walls)))])
+        return b"".join(round(w * 1e6).to_bytes(8, "big") for w in (*cut, walls[-1]))
 
 
 async def serve(downstream: list[str], work: str, store_path: str, synchronous: str) -> None:
@@ -170,9 +182,13 @@ async def serve(downstream: list[str], work: str, store_path: str, synchronous: 
         finally:
             subscribers.remove(q)
 
+    async def commits(request: bytes, context: object) -> bytes:
+        return store.take() if store is not None else bytes(24)
+
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
+            "Commits": grpc.unary_unary_rpc_method_handler(commits, _same, _same),
             "Publish": grpc.unary_unary_rpc_method_handler(publish, _same, _same),
             "Peer": grpc.stream_stream_rpc_method_handler(peer, _same, _same),
             "Subscribe": grpc.unary_stream_rpc_method_handler(subscribe, _same, _same),
@@ -225,7 +241,7 @@ def machine_cpu() -> float:
 
 async def phase(
     addresses: list[str], pids: list[int], rate: float, seconds: float, in_flight: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[list[float]]]:
     """Paced publishes at node1 (addresses[0]); pids in the order origin, leaf, relay,
     leaf, leaf (node1..node5)."""
     arrivals: dict[int, list[float]] = {}
@@ -239,6 +255,16 @@ async def phase(
 
     watchers = [asyncio.create_task(watch(c)) for c in channels]
     await asyncio.sleep(0.5)
+
+    async def commit_times() -> list[list[float]]:
+        """Each node's commits since the last ask: [p50, p99, max] ms, node1..node5."""
+        out = []
+        for channel in channels:
+            raw = await channel.unary_unary(_method("Commits"), _same, _same)(b"", timeout=10)
+            out.append([int.from_bytes(raw[i : i + 8], "big") / 1000 for i in (0, 8, 16)])
+        return out
+
+    await commit_times()  # from this phase on
     publish = channels[0].unary_unary(_method("Publish"), _same, _same)
     sem = asyncio.Semaphore(in_flight)
     count = max(1, round(rate * seconds))
@@ -272,6 +298,7 @@ async def phase(
     node_cpu = sum(each)
     client_cpu = time.process_time() - client0
     others = max(0.0, machine_cpu() - machine0 - node_cpu - client_cpu)
+    commits = await commit_times()
     for w in watchers:
         w.cancel()
     await asyncio.gather(*watchers, return_exceptions=True)
@@ -281,7 +308,7 @@ async def phase(
     lost = len(started) - len(lat)
     n = len(started)
     cores = os.cpu_count() or 1
-    return {
+    result = {
         "alerts": n,
         "p50": statistics.median(lat) * 1000 if lat else float("nan"),
         "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000 if lat else float("nan"),
@@ -295,6 +322,7 @@ async def phase(
         "cpu_share": (node_cpu + client_cpu) / wall / cores,
         "others": others / wall / cores,
     }
+    return result, commits
 
 
 def verify_us(rounds: int = 5, n: int = 400) -> float:
@@ -354,6 +382,7 @@ async def main_async(args: argparse.Namespace) -> None:
           "(= verifies) | origin / root / each leaf | bench CPU ms/alert | "
           "CPU share of the machine | others |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    commit_rows: list[tuple[str, float, list[list[float]]]] = []
     for work in args.work:
         procs: list[subprocess.Popen[str]] = []
         with tempfile.TemporaryDirectory(prefix="latency-floor-") as directory:
@@ -365,7 +394,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)  # the peer streams open
                 await phase(addresses, pids, 20, 2, args.in_flight)  # warm-up
                 for rate, length in zip(args.rates, seconds, strict=True):
-                    r = await phase(addresses, pids, rate, length, args.in_flight)
+                    r, c = await phase(addresses, pids, rate, length, args.in_flight)
+                    if work != "none":
+                        commit_rows.append((work, rate, c))
                     print(
                         f"| {work} | {rate:g}/s | {r['alerts']:.0f} | {r['p50']:.2f} | "
                         f"{r['p99']:.2f} | {r['max']:.2f} | {r['lost']:.0f} | "
@@ -379,6 +410,17 @@ async def main_async(args: argparse.Namespace) -> None:
                     p.kill()
                     p.wait()
     verify.append(verify_us())
+    if commit_rows:
+        print()
+        print("Each node's commits in the phase, wall ms p50 / p99 / max (on the node's loop):")
+        print()
+        print("| work | phase | origin (FULL) | root | node2 | node4 | node5 |")
+        print("|---|---|---|---|---|---|---|")
+        for work, rate, c in commit_rows:
+            cells = [
+                f"{x[0]:.2f} / {x[1]:.2f} / {x[2]:.2f}" for x in (c[0], c[2], c[1], c[3], c[4])
+            ]
+            print(f"| {work} | {rate:g}/s | " + " | ".join(cells) + " |")
     print()
     print(
         f"One verify (pynacl, {PAYLOAD - SIGNATURE}-byte body, this process's CPU): "
