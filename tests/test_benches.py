@@ -57,11 +57,17 @@ def test_latency_floor_with_the_work_reports_each_mode_and_phase() -> None:
         command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    rows = [
+    cells = [
         [c.strip() for c in line.strip("|").split("|")]
         for line in done.stdout.splitlines()
         if line.startswith("| ") and line.split("|")[1].strip() in ("none", "full", "normal")
     ]
+    rows = [r for r in cells if len(r) == 12]  # the latency table
+    commits = [r for r in cells if len(r) == 7]  # each node's commit times, with work
+    assert [(r[0], r[1]) for r in commits] == [
+        (work, phase) for work in ("full", "normal") for phase in ("10/s", "20/s")
+    ], done.stdout
+    assert all(float(c.split(" / ")[0]) > 0 for r in commits for c in r[2:]), done.stdout
     assert [(r[0], r[1], r[2]) for r in rows] == [
         (work, phase, alerts)
         for work in ("none", "full", "normal")
