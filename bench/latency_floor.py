@@ -1,6 +1,7 @@
 """The floor under paced publish-to-last-node latency: the same shape doing no work.
 
     .venv/bin/python bench/latency_floor.py [--rates 20,170] [--seconds 10]
+    .venv/bin/python bench/latency_floor.py --seconds 20,10 --work none,full,normal
 
 bench/cluster_bench.py's paced phases measure, on 5 real nodes, from the start of a
 Publish call at node1 to the alert's arrival on the last node's Subscribe stream. Its
