@@ -89,7 +89,6 @@ class Store:
             "CREATE TABLE IF NOT EXISTS alerts "
             "(id BLOB PRIMARY KEY, body BLOB NOT NULL, signature BLOB NOT NULL) WITHOUT ROWID"
         )
-
         self.walls: list[float] = []  # each put's wall time, seconds, since the last take
 
     def put(self, body: bytes, signature: bytes) -> None:
@@ -160,7 +159,8 @@ async def serve(downstream: list[str], work: str, store_path: str, synchronous: 
         if store is None:
             spread(request)
         else:
-            # As Publisher: signed, then the commit and its follow-up as a task awaited.
+            # As Publisher: signed and committed, then pushed and the watchers woken (its
+            # _accepted hook), in a task the handler awaits (Commits.run).
             await asyncio.ensure_future(commit_own(request[:-SIGNATURE]))
         return request[:8]
 
