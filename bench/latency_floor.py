@@ -1,6 +1,7 @@
 """The floor under paced publish-to-last-node latency: the same shape doing no work.
 
     .venv/bin/python bench/latency_floor.py [--rates 20,170] [--seconds 10]
+    .venv/bin/python bench/latency_floor.py --seconds 20,10 --work none,full,normal
 
 bench/cluster_bench.py's paced phases measure, on 5 real nodes, from the start of a
 Publish call at node1 to the alert's arrival on the last node's Subscribe stream. Its
@@ -18,6 +19,25 @@ draining a queue and a reader task, as node/app/peer_session.py has; each Subscr
 stream drains a queue. Publishes are paced open-loop as in cluster_bench (at most
 --in-flight outstanding, 660-byte payloads). Its p50/p99 is what the real node cannot
 beat on this machine with this stack; the rest of the real path is its work.
+
+--work full,normal adds, in the same shape, the work no implementation of the product
+can skip, where the real node does it (node/app/publishing.py, node/app/ingesting.py,
+node/store/sqlite.py's sparse single put, which commits on the event loop's thread):
+
+- the origin (node1) signs the alert body (Ed25519, pynacl), commits it durably (SQLite
+  WAL, synchronous=FULL: one row keyed by the alert's SHA-256 id, one COMMIT), then
+  pushes it to the root and sends its own Subscribe event, then answers the client;
+- the root (node3) verifies the signature, queues the alert to its three peer writers
+  (it forwards before its commit, as the real relay does), then in a task of its own
+  stores it and sends its Subscribe event;
+- each leaf verifies, stores (one row, one COMMIT), then sends the Subscribe event.
+
+The stores of the root and the leaves are synchronous=FULL (`full`, what the node does)
+or synchronous=NORMAL (`normal`: in the store, no fsync); the origin's is FULL in both,
+as the client's ack requires. No WAL checkpoint runs during the phases. Frames are 660
+bytes in every mode (with work: a 596-byte body and its 64-byte signature), so the modes
+differ by the work alone. `--work none,full,normal` runs the three in turn, each on its
+own five fresh processes and stores.
 """
 
 from __future__ import annotations
@@ -25,18 +45,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import grpc
+import nacl.signing
 
 SERVICE = "floor.Floor"
 PAYLOAD = 660
+SIGNATURE = 64
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MODES = ("none", "full", "normal")
+# The bench's own signing key (a fixed, public test seed, not a secret): every process
+# derives the same verify key from it.
+SEED = bytes(range(32))
 
 
 def _same(x: bytes) -> bytes:
@@ -47,19 +76,92 @@ def _method(name: str) -> str:
     return f"/{SERVICE}/{name}"
 
 
-async def serve(downstream: list[str]) -> None:
-    """One node: Publish (node1), Peer (a stream of frames from upstream), Subscribe."""
+class Store:
+    """The minimum durable write: one row with a primary key, one COMMIT, on the
+    caller's thread (the real node's sparse single put commits on the loop's thread)."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.execute("PRAGMA wal_autocheckpoint=0")  # none on the path during the run
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS alerts "
+            "(id BLOB PRIMARY KEY, body BLOB NOT NULL, signature BLOB NOT NULL) WITHOUT ROWID"
+        )
+        self.walls: list[float] = []  # each put's wall time, seconds, since the last take
+
+    def put(self, body: bytes, signature: bytes) -> None:
+        start = time.monotonic()
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(
+            "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)",
+            (hashlib.sha256(body).digest(), body, signature),
+        )
+        self.db.execute("COMMIT")
+        self.walls.append(time.monotonic() - start)
+
+    def take(self) -> bytes:
+        """The puts' wall times since the last take: p50, p99, max in µs, 3 × 8 bytes."""
+        walls, self.walls = sorted(self.walls), []
+        if not walls:
+            return bytes(24)
+        cut = (walls[len(walls) // 2], walls[min(len(walls) - 1, int(0.99 * len(walls)))])
+        return b"".join(round(w * 1e6).to_bytes(8, "big") for w in (*cut, walls[-1]))
+
+
+async def serve(downstream: list[str], work: str, store_path: str, synchronous: str) -> None:
+    """One node: Publish (node1), Peer (a stream of frames from upstream), Subscribe.
+    With `work` other than "none", each does its part of the irreducible work (above)."""
     subscribers: list[asyncio.Queue[bytes]] = []
     outboxes: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in downstream]
+    signing = nacl.signing.SigningKey(SEED)
+    verify = signing.verify_key.verify
+    store = Store(store_path, synchronous) if work != "none" else None
 
-    def spread(frame: bytes) -> None:
+    def push(frame: bytes) -> None:
         for q in outboxes:
             q.put_nowait(frame)
+
+    def event(frame: bytes) -> None:
         for q in subscribers:
             q.put_nowait(frame)
 
+    def spread(frame: bytes) -> None:
+        push(frame)
+        event(frame)
+
+    async def commit_own(body: bytes) -> bytes:
+        assert store is not None
+        signature = signing.sign(body).signature
+        store.put(body, signature)  # durable before anyone hears of it
+        frame = body + signature
+        push(frame)
+        event(frame)
+        return frame
+
+    async def commit_received(frame: bytes) -> None:
+        assert store is not None
+        store.put(frame[:-SIGNATURE], frame[-SIGNATURE:])
+        event(frame)
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    def received(frame: bytes) -> None:
+        verify(frame[:-SIGNATURE], frame[-SIGNATURE:])  # raises BadSignatureError
+        push(frame)  # a relay forwards before its commit; a leaf has no one to push to
+        # The commit runs as a task of its own, as the real node's put (ingesting.py).
+        task = asyncio.ensure_future(commit_received(frame))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     async def publish(request: bytes, context: object) -> bytes:
-        spread(request)
+        if store is None:
+            spread(request)
+        else:
+            # As Publisher: signed and committed, then pushed and the watchers woken (its
+            # _accepted hook), in a task the handler awaits (Commits.run).
+            await asyncio.ensure_future(commit_own(request[:-SIGNATURE]))
         return request[:8]
 
     async def peer(requests: object, context: grpc.aio.ServicerContext) -> None:
@@ -67,7 +169,10 @@ async def serve(downstream: list[str]) -> None:
             frame = await context.read()  # type: ignore[attr-defined]
             if frame is grpc.aio.EOF:
                 return
-            spread(frame)
+            if store is None:
+                spread(frame)
+            else:
+                received(frame)
 
     async def subscribe(request: bytes, context: object):  # type: ignore[no-untyped-def]
         q: asyncio.Queue[bytes] = asyncio.Queue()
@@ -78,9 +183,13 @@ async def serve(downstream: list[str]) -> None:
         finally:
             subscribers.remove(q)
 
+    async def commits(request: bytes, context: object) -> bytes:
+        return store.take() if store is not None else bytes(24)
+
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
+            "Commits": grpc.unary_unary_rpc_method_handler(commits, _same, _same),
             "Publish": grpc.unary_unary_rpc_method_handler(publish, _same, _same),
             "Peer": grpc.stream_stream_rpc_method_handler(peer, _same, _same),
             "Subscribe": grpc.unary_stream_rpc_method_handler(subscribe, _same, _same),
@@ -104,12 +213,12 @@ async def serve(downstream: list[str]) -> None:
         await server.wait_for_termination()
 
 
-def start(downstream: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", ",".join(downstream)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def start(
+    downstream: list[str], work: str, store_path: str, synchronous: str
+) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, __file__, "--serve", ",".join(downstream), "--work", work]
+    command += ["--store", store_path, "--synchronous", synchronous]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     return proc, f"127.0.0.1:{proc.stdout.readline().strip()}"
 
@@ -123,9 +232,19 @@ def cpu(pid: int) -> float:
     return total
 
 
+def machine_cpu() -> float:
+    """CPU seconds so far of the whole machine (all but idle and iowait)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+    return 0.0
+
+
 async def phase(
     addresses: list[str], pids: list[int], rate: float, seconds: float, in_flight: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[list[float]]]:
+    """Paced publishes at node1 (addresses[0]); pids in the order origin, leaf, relay,
+    leaf, leaf (node1..node5)."""
     arrivals: dict[int, list[float]] = {}
     started: dict[int, float] = {}
     channels = [grpc.aio.insecure_channel(a) for a in addresses]
@@ -137,6 +256,16 @@ async def phase(
 
     watchers = [asyncio.create_task(watch(c)) for c in channels]
     await asyncio.sleep(0.5)
+
+    async def commit_times() -> list[list[float]]:
+        """Each node's commits since the last ask: [p50, p99, max] ms, node1..node5."""
+        out = []
+        for channel in channels:
+            raw = await channel.unary_unary(_method("Commits"), _same, _same)(b"", timeout=10)
+            out.append([int.from_bytes(raw[i : i + 8], "big") / 1000 for i in (0, 8, 16)])
+        return out
+
+    await commit_times()  # from this phase on
     publish = channels[0].unary_unary(_method("Publish"), _same, _same)
     sem = asyncio.Semaphore(in_flight)
     count = max(1, round(rate * seconds))
@@ -149,7 +278,8 @@ async def phase(
         finally:
             sem.release()
 
-    cpu0 = sum(cpu(p) for p in pids)
+    cpu0 = [cpu(p) for p in pids]
+    machine0 = machine_cpu()
     client0 = time.process_time()
     wall0 = begin = time.monotonic()
     tasks = []
@@ -165,8 +295,11 @@ async def phase(
             break
         await asyncio.sleep(0.05)
     wall = time.monotonic() - wall0
-    node_cpu = sum(cpu(p) for p in pids) - cpu0
+    each = [cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    node_cpu = sum(each)
     client_cpu = time.process_time() - client0
+    others = max(0.0, machine_cpu() - machine0 - node_cpu - client_cpu)
+    commits = await commit_times()
     for w in watchers:
         w.cancel()
     await asyncio.gather(*watchers, return_exceptions=True)
@@ -174,60 +307,172 @@ async def phase(
         await c.close()
     lat = sorted(max(arrivals[i]) - started[i] for i in started if len(arrivals.get(i, ())) == 5)
     lost = len(started) - len(lat)
-    return {
-        "alerts": len(started),
-        "p50": statistics.median(lat) * 1000,
-        "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
-        "max": lat[-1] * 1000,
+    n = len(started)
+    cores = os.cpu_count() or 1
+    result = {
+        "alerts": n,
+        "p50": statistics.median(lat) * 1000 if lat else float("nan"),
+        "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000 if lat else float("nan"),
+        "max": lat[-1] * 1000 if lat else float("nan"),
         "lost": lost,
-        "node_cpu_ms": node_cpu / len(started) * 1000,
-        "client_cpu_ms": client_cpu / len(started) * 1000,
-        "cpu_share": (node_cpu + client_cpu) / wall / (os.cpu_count() or 1),
+        "node_cpu_ms": node_cpu / n * 1000,
+        "origin_ms": each[0] / n * 1000,
+        "relay_ms": each[2] / n * 1000,
+        "leaf_ms": (each[1] + each[3] + each[4]) / 3 / n * 1000,
+        "client_cpu_ms": client_cpu / n * 1000,
+        "cpu_share": (node_cpu + client_cpu) / wall / cores,
+        "others": others / wall / cores,
     }
+    return result, commits
+
+
+def verify_us(rounds: int = 5, n: int = 400) -> float:
+    """CPU µs of one verify of a frame's body (pynacl) on this thread, now (the median
+    of `rounds`): the unit CPU figures are stated in."""
+    key = nacl.signing.SigningKey(SEED)
+    body = bytes(PAYLOAD - SIGNATURE)
+    signature = key.sign(body).signature
+    verify = key.verify_key.verify
+    per = []
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for _ in range(n):
+            verify(body, signature)
+        per.append((time.process_time() - t0) / n * 1e6)
+    return statistics.median(per)
+
+
+def commit_alone(directory: str, synchronous: str, n: int = 100) -> tuple[float, float, float]:
+    """One Store.put at a time, n of them: wall p50, wall p99 (ms) and CPU per put (ms)."""
+    store = Store(os.path.join(directory, f"alone-{synchronous}.db"), synchronous)
+    walls = []
+    t0 = time.process_time()
+    for i in range(n):
+        body = i.to_bytes(8, "big") + bytes(PAYLOAD - SIGNATURE - 8)
+        w0 = time.monotonic()
+        store.put(body, bytes(SIGNATURE))
+        walls.append(time.monotonic() - w0)
+    cpu_ms = (time.process_time() - t0) / n * 1000
+    store.db.close()
+    walls.sort()
+    return walls[n // 2] * 1000, walls[min(n - 1, int(0.99 * n))] * 1000, cpu_ms
+
+
+def _cluster(work: str, directory: str) -> list[tuple[subprocess.Popen[str], str]]:
+    """node1 (origin), node2, node3 (the root), node4, node5: the roots' stores as the
+    mode says, the origin's FULL."""
+    received = "NORMAL" if work == "normal" else "FULL"
+
+    def path(name: str) -> str:
+        return os.path.join(directory, f"{name}.db")
+
+    leaves = [start([], work, path(f"node{n}"), received) for n in (2, 4, 5)]
+    relay = start([a for _, a in leaves], work, path("node3"), received)
+    origin = start([relay[1]], work, path("node1"), "FULL")
+    return [origin, leaves[0], relay, leaves[1], leaves[2]]
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        leaves = [start([]) for _ in range(3)]  # node2, node4, node5
-        relay = start([a for _, a in leaves])  # node3, the tree's root
-        origin = start([relay[1]])  # node1
-        started = [origin, leaves[0], relay, leaves[1], leaves[2]]
-        procs = [p for p, _ in started]
-        addresses = [a for _, a in started]
-        await asyncio.sleep(1.0)  # the peer streams open
-        print(
-            f"Command: `{' '.join(['.venv/bin/python', 'bench/latency_floor.py', *sys.argv[1:]])}`"
-        )
+    seconds = args.seconds * len(args.rates) if len(args.seconds) == 1 else args.seconds
+    if len(seconds) != len(args.rates):
+        raise SystemExit("--seconds: one length, or one per rate")
+    print(f"Command: `{' '.join(['.venv/bin/python', 'bench/latency_floor.py', *sys.argv[1:]])}`")
+    print()
+    verify = [verify_us()]
+    print("| work | phase | alerts | p50 ms | p99 ms | max ms | lost | node CPU ms/alert "
+          "(= verifies) | origin / root / each leaf | bench CPU ms/alert | "
+          "CPU share of the machine | others |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    commit_rows: list[tuple[str, float, list[list[float]]]] = []
+    for work in args.work:
+        procs: list[subprocess.Popen[str]] = []
+        with tempfile.TemporaryDirectory(prefix="latency-floor-") as directory:
+            try:
+                started = _cluster(work, directory)
+                procs = [p for p, _ in started]
+                addresses = [a for _, a in started]
+                pids = [p.pid for p in procs]
+                await asyncio.sleep(1.0)  # the peer streams open
+                await phase(addresses, pids, 20, 2, args.in_flight)  # warm-up
+                for rate, length in zip(args.rates, seconds, strict=True):
+                    r, c = await phase(addresses, pids, rate, length, args.in_flight)
+                    if work != "none":
+                        commit_rows.append((work, rate, c))
+                    print(
+                        f"| {work} | {rate:g}/s | {r['alerts']:.0f} | {r['p50']:.2f} | "
+                        f"{r['p99']:.2f} | {r['max']:.2f} | {r['lost']:.0f} | "
+                        f"{r['node_cpu_ms']:.2f} ({r['node_cpu_ms'] * 1000 / verify[0]:.0f}) | "
+                        f"{r['origin_ms']:.2f} / {r['relay_ms']:.2f} / {r['leaf_ms']:.2f} | "
+                        f"{r['client_cpu_ms']:.2f} | {r['cpu_share']:.0%} | {r['others']:.0%} |",
+                        flush=True,
+                    )
+            finally:
+                for p in procs:
+                    p.kill()
+                    p.wait()
+    verify.append(verify_us())
+    if commit_rows:
         print()
-        print("| phase | alerts | p50 ms | p99 ms | max ms | lost | node CPU ms/alert | "
-              "bench CPU ms/alert | CPU share of the machine |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|")
-        await phase(addresses, [p.pid for p in procs], 20, 2, args.in_flight)  # warm-up
-        for rate in args.rates:
-            r = await phase(addresses, [p.pid for p in procs], rate, args.seconds, args.in_flight)
-            print(
-                f"| {rate:g}/s | {r['alerts']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                f"{r['max']:.2f} | {r['lost']:.0f} | {r['node_cpu_ms']:.2f} | "
-                f"{r['client_cpu_ms']:.2f} | {r['cpu_share']:.0%} |"
-            )
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        print("Each node's commits in the phase, wall ms p50 / p99 / max (on the node's loop):")
+        print()
+        print("| work | phase | origin (FULL) | root | node2 | node4 | node5 |")
+        print("|---|---|---|---|---|---|---|")
+        for work, rate, c in commit_rows:
+            cells = [
+                f"{x[0]:.2f} / {x[1]:.2f} / {x[2]:.2f}" for x in (c[0], c[2], c[1], c[3], c[4])
+            ]
+            print(f"| {work} | {rate:g}/s | " + " | ".join(cells) + " |")
+    print()
+    print(
+        f"One verify (pynacl, {PAYLOAD - SIGNATURE}-byte body, this process's CPU): "
+        f"{verify[0]:.1f} µs before the phases, {verify[1]:.1f} µs after; the verifies "
+        "column divides by the first."
+    )
+    if any(w != "none" for w in args.work):
+        with tempfile.TemporaryDirectory(prefix="latency-floor-") as directory:
+            for synchronous in ("FULL", "NORMAL"):
+                p50, p99, cpu_ms = commit_alone(directory, synchronous)
+                print(
+                    f"One commit alone, synchronous={synchronous} (100, one at a time): "
+                    f"p50 {p50:.2f} ms, p99 {p99:.2f} ms wall, {cpu_ms:.3f} ms CPU"
+                )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--serve", help=argparse.SUPPRESS)
+    p.add_argument("--store", help=argparse.SUPPRESS)
+    p.add_argument("--synchronous", default="FULL", help=argparse.SUPPRESS)
+
+    def floats(s: str) -> list[float]:
+        return [float(x) for x in s.split(",")]
+
+    def modes(s: str) -> list[str]:
+        out = [m for m in s.split(",") if m]
+        if not out or any(m not in MODES for m in out):
+            raise argparse.ArgumentTypeError(f"a list of {', '.join(MODES)}")
+        return out
+
+    p.add_argument("--rates", type=floats, default=[20.0, 170.0])
     p.add_argument(
-        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[20.0, 170.0]
+        "--seconds",
+        type=floats,
+        default=[10.0],
+        help="length of each paced phase: one for all, or one per rate (e.g. 20,10)",
     )
-    p.add_argument("--seconds", type=float, default=10.0, help="length of each paced phase")
     p.add_argument("--in-flight", type=int, default=16, help="max outstanding Publish calls")
+    p.add_argument(
+        "--work",
+        type=modes,
+        default=["none"],
+        help="none (the bare message pass), full, normal, or several in turn (none,full,normal)",
+    )
     args = p.parse_args()
     if args.serve is not None:
-        asyncio.run(serve([a for a in args.serve.split(",") if a]))
+        work = args.work[0]
+        asyncio.run(
+            serve([a for a in args.serve.split(",") if a], work, args.store, args.synchronous)
+        )
     else:
         asyncio.run(main_async(args))
 

@@ -47,6 +47,40 @@ def test_benchmark_runs(command: str) -> None:
     assert "|---|" in done.stdout, done.stdout[-2000:]  # its results table
 
 
+def test_latency_floor_with_the_work_reports_each_mode_and_phase() -> None:
+    """--work none,full,normal: each mode on its own five processes, a row per paced
+    phase with numbers in it, every alert on all five Subscribe streams (no bad
+    signature, no store failure), and one verify's CPU measured in the run."""
+    command = [sys.executable, "bench/latency_floor.py", "--rates", "10,20"]
+    command += ["--seconds", "1,0.5", "--work", "none,full,normal"]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    cells = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in ("none", "full", "normal")
+    ]
+    rows = [r for r in cells if len(r) == 12]  # the latency table
+    commits = [r for r in cells if len(r) == 7]  # each node's commit times, with work
+    assert [(r[0], r[1]) for r in commits] == [
+        (work, phase) for work in ("full", "normal") for phase in ("10/s", "20/s")
+    ], done.stdout
+    assert all(float(c.split(" / ")[0]) > 0 for r in commits for c in r[2:]), done.stdout
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (work, phase, alerts)
+        for work in ("none", "full", "normal")
+        for phase, alerts in (("10/s", "10"), ("20/s", "10"))
+    ], done.stdout
+    for row in rows:
+        p50, p99 = float(row[3]), float(row[4])
+        assert 0 < p50 <= p99, row
+        assert row[6] == "0", row  # lost
+    assert "One verify (pynacl" in done.stdout
+    assert "One commit alone, synchronous=NORMAL" in done.stdout
+
+
 def test_node_bench_builds_a_store_once_and_reuses_it(tmp_path: Path) -> None:
     """--reuse-store DIR: the first run builds the store, the next only checks over it."""
     command = [sys.executable, "bench/node_bench.py", "--reuse-store", str(tmp_path / "store")]
