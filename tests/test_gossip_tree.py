@@ -210,6 +210,22 @@ def test_ids_for_a_lazy_peer_in_our_tree_wait_longer_unless_many_are_queued() ->
     assert ihaves(g.handle_timer(5.01 + P.ihave_interval))[B] == (aid(200),)
 
 
+def test_a_trickle_to_a_lazy_peer_in_our_tree_goes_within_the_repair_delay() -> None:
+    # One id every 0.2 s, fewer than ihave_batch_ids: each new id must not push the
+    # deadline back, or a steady trickle would hold the first id back for ever.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)  # our parent
+    g.on_tree(B, ROOT, 40, False, 0.0)  # a lazy peer in our tree
+    first = 1.0
+    ids = [aid(n) for n in range(3)]
+    for n, id in enumerate(ids):
+        g.publish(id, first + 0.2 * n)
+        assert g.next_deadline() == first + P.ihave_repair_delay
+    assert ihaves(g.handle_timer(first + P.ihave_repair_delay)) == {B: tuple(ids)}
+    g.publish(aid(3), first + 0.6)  # the next one starts a new wait
+    assert g.next_deadline() == first + 0.6 + P.ihave_repair_delay
+
+
 def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
     # B is a lazy peer in our tree: aid(1) is queued to it as repair. Then B becomes our
     # child, and its link backlogged: it is announced to instead of pushed to, so the
