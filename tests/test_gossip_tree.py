@@ -226,6 +226,20 @@ def test_a_trickle_to_a_lazy_peer_in_our_tree_goes_within_the_repair_delay() -> 
     assert g.next_deadline() == first + 0.6 + P.ihave_repair_delay
 
 
+def test_a_peer_that_leaves_our_tree_is_announced_to_within_ihave_interval() -> None:
+    # aid(1) waits as repair for B; then B names another root: the IHAVE is its news
+    # now, and the node's own deadline (no other peer's to hide it) moves nearer too.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.publish(aid(1), 1.0)
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    g.on_tree(B, bytes([2]) * 32, 0, False, 1.05)
+    assert g.next_deadline() == 1.05 + P.ihave_interval
+    assert ihaves(g.handle_timer(1.05 + P.ihave_interval)) == {B: (aid(1),)}
+    assert g.next_deadline() is None
+
+
 def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
     # B is a lazy peer in our tree: aid(1) is queued to it as repair. Then B becomes our
     # child, and its link backlogged: it is announced to instead of pushed to, so the
