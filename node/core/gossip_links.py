@@ -34,9 +34,8 @@ class PeerLink:
     tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in Seen.known / Seen.asked
     backlogged_until: float = -math.inf
-    # It names our root (rule 9): unless this is a tree link (lazy only while backlogged),
-    # the tree brings it every alert, and an IHAVE to it only repairs a lost push.
-    repair_only: bool = False
+    # Its last TREE frame names our root (rule 9), tree link or not; see repair_only().
+    on_our_root: bool = False
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
     due: float | None = None  # when its queued announcements are sent at the latest
     awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
@@ -54,6 +53,12 @@ class PeerLink:
 
     def backlogged(self, now: float) -> bool:
         return now < self.backlogged_until
+
+    def repair_only(self) -> bool:
+        """Are IHAVEs to it only repair? It is on our root and no tree link (a tree link
+        is lazy only while backlogged, and then an IHAVE is its news): the tree brings
+        it every alert, and an IHAVE to it only repairs a lost push (rule 9)."""
+        return self.on_our_root and not self.tree
 
     def stats(self, now: float, tree_refused: int) -> PeerStats:
         """This link's counters, as `Gossip.peer_stats` reports them."""
@@ -193,13 +198,13 @@ class Links:
 
     def _schedule(self, state: PeerLink, now: float) -> None:
         """When `state`'s queue is sent: within `ihave_interval` of an id queued, or, on a
-        repair-only link (`PeerLink.repair_only`, no tree link), within
-        `ihave_repair_delay` of its first id unless `ihave_batch_ids` are queued sooner.
+        repair-only link (`PeerLink.repair_only`), within `ihave_repair_delay` of its
+        first id unless `ihave_batch_ids` are queued sooner.
         Each id may only bring the deadline nearer: a link that stopped being
         repair-only (a backlogged tree link) gets new ids announced within
         `ihave_interval` even if older ones were queued as repair."""
         p = self.params
-        repair = state.repair_only and not state.tree and len(state.pending) < p.ihave_batch_ids
+        repair = state.repair_only() and len(state.pending) < p.ihave_batch_ids
         due = now + (p.ihave_repair_delay if repair else p.ihave_interval)
         if state.due is None or due < state.due:
             state.due = due

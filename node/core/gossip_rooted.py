@@ -77,10 +77,10 @@ class RootedLinks:
         for peer, state in self._links.peers.items():
             if not tree.aware(peer):
                 continue
-            repair = tree.shares_root(peer)
-            if state.repair_only and not repair:
+            ours = tree.shares_root(peer)
+            if state.on_our_root and not ours:
                 self._links.hurry(state, now)  # it left our tree: IHAVEs are its news now
-            state.repair_only = repair
+            state.on_our_root = ours
             link = tree.tree_link(peer)
             if link == state.tree:
                 continue
