@@ -142,7 +142,9 @@ class Links:
     def __init__(self, params: GossipParams) -> None:
         self.params = params
         self.peers: dict[bytes, PeerLink] = {}
-        self.flush_at: float | None = None  # when queued announcements are next sent
+        # The earliest peer's due: when queued announcements are next sent. It may be
+        # early after a peer goes (its due is not taken out): a spare wake, no more.
+        self.flush_at: float | None = None
         self._free_bits: list[int] = []  # bits of peers gone, for reuse
         self._next_bit = 1
 
@@ -205,30 +207,31 @@ class Links:
         `ihave_interval` even if older ones were queued as repair."""
         p = self.params
         repair = state.repair_only() and len(state.pending) < p.ihave_batch_ids
-        due = now + (p.ihave_repair_delay if repair else p.ihave_interval)
-        if state.due is None or due < state.due:
-            state.due = due
-            if self.flush_at is None or due < self.flush_at:
-                self.flush_at = due
+        self._due_by(state, now + (p.ihave_repair_delay if repair else p.ihave_interval))
 
     def hurry(self, state: PeerLink, now: float) -> None:
         """`state`'s announcements are no longer repair only: send them within
         `ihave_interval`."""
-        soon = now + self.params.ihave_interval
-        if state.due is not None and state.due > soon:
-            state.due = soon
-            if self.flush_at is None or soon < self.flush_at:
-                self.flush_at = soon
+        if state.due is not None:
+            self._due_by(state, now + self.params.ihave_interval)
+
+    def _due_by(self, state: PeerLink, due: float) -> None:
+        """`state`'s queue goes by `due` at the latest: its deadline, and `flush_at`,
+        only ever move nearer."""
+        if state.due is None or due < state.due:
+            state.due = due
+        if self.flush_at is None or due < self.flush_at:
+            self.flush_at = due
 
     def flush(self, now: float, remembered: Container[bytes], actions: list[Action]) -> None:
         """Send each lazy peer's due announcements (ids no longer `remembered` are left
         to catch-up)."""
-        next_at: float | None = None
+        self.flush_at = None  # the earliest due left, found below
         for peer, state in self.peers.items():
             if state.due is None:
                 continue
             if state.due > now:
-                next_at = state.due if next_at is None else min(next_at, state.due)
+                self._due_by(state, state.due)
                 continue
             batch: list[bytes] = []
             while state.pending and len(batch) < self.params.ihave_max_ids:
@@ -239,10 +242,9 @@ class Links:
                 state.ihave_ids_sent += len(batch)
                 actions.append(SendIHave(peer, tuple(batch)))
             # What is left waits `ihave_interval`: at most ihave_max_ids per interval.
-            state.due = now + self.params.ihave_interval if state.pending else None
-            if state.due is not None:
-                next_at = state.due if next_at is None else min(next_at, state.due)
-        self.flush_at = next_at
+            state.due = None
+            if state.pending:
+                self._due_by(state, now + self.params.ihave_interval)
 
     def serve(
         self,
