@@ -256,6 +256,22 @@ def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
     assert ihaves(g.handle_timer(1.2 + P.ihave_interval)) == {B: (aid(1), aid(2))}
 
 
+def test_ids_left_over_a_full_frame_to_a_lazy_peer_in_our_tree_wait_ihave_interval() -> None:
+    # A burst of more ids than a frame holds: the rest go ihave_interval later, even
+    # when fewer than ihave_batch_ids are left (at most ihave_max_ids per interval).
+    params = replace(P, ihave_max_ids=40)
+    g = node((A, None), (B, None), params=params)
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    ids = [aid(n) for n in range(45)]
+    g.publish_many(ids, 1.0)
+    sent = 1.0 + P.ihave_interval  # the 32nd id sends the frame
+    assert g.next_deadline() == sent
+    assert ihaves(g.handle_timer(sent)) == {B: tuple(ids[:40])}
+    assert g.next_deadline() == sent + P.ihave_interval
+    assert ihaves(g.handle_timer(sent + P.ihave_interval)) == {B: tuple(ids[40:])}
+
+
 def test_a_backlogged_lazy_peer_in_our_tree_still_waits_the_repair_delay() -> None:
     # Our send queue to B is long, but B still gets every alert down the tree: its
     # IHAVEs stay repair, and more frequent frames would only add to its queue.
