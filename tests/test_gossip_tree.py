@@ -240,20 +240,36 @@ def test_a_peer_that_leaves_our_tree_is_announced_to_within_ihave_interval() -> 
     assert g.next_deadline() is None
 
 
-def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
-    # B is a lazy peer in our tree: aid(1) is queued to it as repair. Then B becomes our
-    # child, and its link backlogged: it is announced to instead of pushed to, so the
-    # IHAVE is its news, and it goes within ihave_interval with the older id in it.
+def test_a_new_tree_link_is_announced_to_within_ihave_interval() -> None:
+    # aid(1) waits as repair for B, a lazy peer in our tree. Then B names us its parent:
+    # the link is a tree link, but aid(1) was marked known for B and is never pushed to
+    # it, so what is queued for B goes within ihave_interval.
     g = node((A, None), (B, None))
     g.on_tree(A, ROOT, 0, False, 0.0)
     g.on_tree(B, ROOT, 40, False, 0.0)
     g.publish(aid(1), 1.0)
     assert g.next_deadline() == 1.0 + P.ihave_repair_delay
-    g.on_tree(B, ROOT, 100, True, 1.1)  # it names us its parent: a tree link
-    g.on_peer_backlogged(B, 1.2)
-    g.publish(aid(2), 1.2)
-    assert g.next_deadline() == 1.2 + P.ihave_interval
-    assert ihaves(g.handle_timer(1.2 + P.ihave_interval)) == {B: (aid(1), aid(2))}
+    actions = g.on_tree(B, ROOT, 100, True, 1.05)  # it names us its parent
+    assert B in g.eager_peers()
+    assert not [a for a in actions if isinstance(a, SendAlerts)]
+    assert g.next_deadline() == 1.05 + P.ihave_interval
+    assert ihaves(g.handle_timer(1.05 + P.ihave_interval)) == {B: (aid(1),)}
+    assert g.next_deadline() is None
+
+
+def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
+    # B is our child, and its link backlogged: it is announced to instead of pushed to,
+    # so an IHAVE is its news, and each goes within ihave_interval though B names our
+    # root (a lazy peer on our root would wait ihave_repair_delay).
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 100, True, 0.0)  # it names us its parent: a tree link
+    g.on_peer_backlogged(B, 1.0)
+    for n, t in enumerate((1.0, 1.3, 1.6)):
+        pushed = [a.peer for a in g.publish(aid(n), t) if isinstance(a, SendAlerts)]
+        assert pushed == [A]
+        assert g.next_deadline() == t + P.ihave_interval
+        assert ihaves(g.handle_timer(t + P.ihave_interval)) == {B: (aid(n),)}
 
 
 def test_ids_left_over_a_full_frame_to_a_lazy_peer_in_our_tree_wait_ihave_interval() -> None:

@@ -84,6 +84,10 @@ class RootedLinks:
             link = tree.tree_link(peer)
             if link == state.tree:
                 continue
+            if link:
+                # Its queued ids were marked known for it and will never be pushed to it:
+                # no repair-only link now, so they go within ihave_interval.
+                self._links.hurry(state, now)
             state.tree = link
             state.eager = link and not state.backlogged(now)
         for peer, advert in tree.adverts():
