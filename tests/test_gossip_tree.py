@@ -306,10 +306,15 @@ def test_the_repair_delay_and_batch_are_checked() -> None:
         {"ihave_repair_delay": 0.0},
         {"ihave_repair_delay": 0.05, "ihave_interval": 0.1},  # sooner than news
         {"ihave_batch_ids": 17, "max_queue_ids": 16},  # it would drop ids while waiting
+        {"ihave_repair_delay": float("inf")},
+        {"ihave_repair_delay": float("inf"), "graft_timeout": float("inf")},
+        {"ihave_repair_delay": 1.0},  # as late as a pull off the tree (graft_timeout)
+        {"ihave_repair_delay": 0.5, "graft_timeout": 2.0, "seen_ttl": 0.5},
     ):
         with pytest.raises(ConfigError):
             GossipParams(**bad)
     GossipParams(ihave_repair_delay=0.1, ihave_batch_ids=16, max_queue_ids=16)
+    GossipParams(ihave_repair_delay=0.99)
 
 
 def test_a_parent_that_never_delivers_is_passed_over() -> None:
