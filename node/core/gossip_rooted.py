@@ -71,7 +71,8 @@ class RootedLinks:
 
     def sync(self, now: float, actions: list[Action]) -> None:
         """Choose the parent again; make tree links eager and former tree links lazy;
-        tell peers of any change in our position (rule 9)."""
+        send what is queued for a peer that leaves our root or becomes a tree link within
+        `ihave_interval`; tell peers of any change in our position (rule 9)."""
         tree = self.router
         tree.update(now)
         for peer, state in self._links.peers.items():
