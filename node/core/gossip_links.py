@@ -201,10 +201,9 @@ class Links:
     def _schedule(self, state: PeerLink, now: float) -> None:
         """When `state`'s queue is sent: within `ihave_interval` of an id queued, or, on a
         repair-only link (`PeerLink.repair_only`), within `ihave_repair_delay` of its
-        first id unless `ihave_batch_ids` are queued sooner.
-        Each id may only bring the deadline nearer: a link that stopped being
-        repair-only (a backlogged tree link) gets new ids announced within
-        `ihave_interval` even if older ones were queued as repair."""
+        first id unless `ihave_batch_ids` are queued sooner. Each id may only bring the
+        deadline nearer: a trickle of ids never holds the first one back longer, and
+        an id that asks for `ihave_interval` takes those queued as repair with it."""
         p = self.params
         repair = state.repair_only() and len(state.pending) < p.ihave_batch_ids
         self._due_by(state, now + (p.ihave_repair_delay if repair else p.ihave_interval))
