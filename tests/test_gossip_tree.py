@@ -240,7 +240,7 @@ def test_a_peer_that_leaves_our_tree_is_announced_to_within_ihave_interval() -> 
     assert g.next_deadline() is None
 
 
-def test_a_new_tree_link_is_announced_to_within_ihave_interval() -> None:
+def test_a_new_child_is_announced_to_within_ihave_interval() -> None:
     # aid(1) waits as repair for B, a lazy peer in our tree. Then B names us its parent:
     # the link is a tree link, but aid(1) was marked known for B and is never pushed to
     # it, so what is queued for B goes within ihave_interval.
@@ -255,6 +255,19 @@ def test_a_new_tree_link_is_announced_to_within_ihave_interval() -> None:
     assert g.next_deadline() == 1.05 + P.ihave_interval
     assert ihaves(g.handle_timer(1.05 + P.ihave_interval)) == {B: (aid(1),)}
     assert g.next_deadline() is None
+
+
+def test_a_new_parent_is_announced_to_as_repair_still() -> None:
+    # aid(1) waits as repair for B, a lazy peer in our tree. Then our parent goes and B
+    # is our parent: the tree brings B what we had, so aid(1) still waits as repair.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.publish(aid(1), 1.0)
+    g.peer_down(A, 1.05)
+    assert g.tree_position() == (ROOT, 115, B)
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    assert ihaves(g.handle_timer(1.0 + P.ihave_repair_delay)) == {B: (aid(1),)}
 
 
 def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:

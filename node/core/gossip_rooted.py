@@ -71,7 +71,7 @@ class RootedLinks:
 
     def sync(self, now: float, actions: list[Action]) -> None:
         """Choose the parent again; make tree links eager and former tree links lazy;
-        send what is queued for a peer that leaves our root or becomes a tree link within
+        send what is queued for a peer that leaves our root or becomes our child within
         `ihave_interval`; tell peers of any change in our position (rule 9)."""
         tree = self.router
         tree.update(now)
@@ -85,9 +85,10 @@ class RootedLinks:
             link = tree.tree_link(peer)
             if link == state.tree:
                 continue
-            if link:
-                # Its queued ids were marked known for it and will never be pushed to it:
-                # no repair-only link now, so they go within ihave_interval.
+            if link and peer != tree.parent:
+                # A new child: its queued ids were marked known for it, and we are now its
+                # path from the tree, so they are never pushed to it: not repair, news.
+                # (A new parent's queue stays repair: the tree brings it those ids.)
                 self._links.hurry(state, now)
             state.tree = link
             state.eager = link and not state.backlogged(now)
