@@ -38,6 +38,7 @@ P = GossipParams(
     graft_jitter=0.0,
     seen_ttl=60.0,
     max_queue_ids=16,
+    ihave_repair_delay=0.25,  # below graft_timeout
     ihave_batch_ids=8,
     max_missing=40,
     backlog_backoff=5.0,

@@ -210,20 +210,95 @@ def test_ids_for_a_lazy_peer_in_our_tree_wait_longer_unless_many_are_queued() ->
     assert ihaves(g.handle_timer(5.01 + P.ihave_interval))[B] == (aid(200),)
 
 
-def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
-    # B is a lazy peer in our tree: aid(1) is queued to it as repair. Then B becomes our
-    # child, and its link backlogged: it is announced to instead of pushed to, so the
-    # IHAVE is its news, and it goes within ihave_interval with the older id in it.
+def test_a_trickle_to_a_lazy_peer_in_our_tree_goes_within_the_repair_delay() -> None:
+    # One id every 0.2 s, fewer than ihave_batch_ids: each new id must not push the
+    # deadline back, or a steady trickle would hold the first id back for ever.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)  # our parent
+    g.on_tree(B, ROOT, 40, False, 0.0)  # a lazy peer in our tree
+    first = 1.0
+    ids = [aid(n) for n in range(3)]
+    for n, id in enumerate(ids):
+        g.publish(id, first + 0.2 * n)
+        assert g.next_deadline() == first + P.ihave_repair_delay
+    assert ihaves(g.handle_timer(first + P.ihave_repair_delay)) == {B: tuple(ids)}
+    g.publish(aid(3), first + 0.6)  # the next one starts a new wait
+    assert g.next_deadline() == first + 0.6 + P.ihave_repair_delay
+
+
+def test_a_peer_that_leaves_our_tree_is_announced_to_within_ihave_interval() -> None:
+    # aid(1) waits as repair for B; then B names another root: the IHAVE is its news
+    # now, and the node's own deadline (no other peer's to hide it) moves nearer too.
     g = node((A, None), (B, None))
     g.on_tree(A, ROOT, 0, False, 0.0)
     g.on_tree(B, ROOT, 40, False, 0.0)
     g.publish(aid(1), 1.0)
     assert g.next_deadline() == 1.0 + P.ihave_repair_delay
-    g.on_tree(B, ROOT, 100, True, 1.1)  # it names us its parent: a tree link
-    g.on_peer_backlogged(B, 1.2)
-    g.publish(aid(2), 1.2)
-    assert g.next_deadline() == 1.2 + P.ihave_interval
-    assert ihaves(g.handle_timer(1.2 + P.ihave_interval)) == {B: (aid(1), aid(2))}
+    g.on_tree(B, bytes([2]) * 32, 0, False, 1.05)
+    assert g.next_deadline() == 1.05 + P.ihave_interval
+    assert ihaves(g.handle_timer(1.05 + P.ihave_interval)) == {B: (aid(1),)}
+    assert g.next_deadline() is None
+
+
+def test_a_new_child_is_announced_to_within_ihave_interval() -> None:
+    # aid(1) waits as repair for B, a lazy peer in our tree. Then B names us its parent:
+    # the link is a tree link, but aid(1) was marked known for B and is never pushed to
+    # it, so what is queued for B goes within ihave_interval.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.publish(aid(1), 1.0)
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    actions = g.on_tree(B, ROOT, 100, True, 1.05)  # it names us its parent
+    assert B in g.eager_peers()
+    assert not [a for a in actions if isinstance(a, SendAlerts)]
+    assert g.next_deadline() == 1.05 + P.ihave_interval
+    assert ihaves(g.handle_timer(1.05 + P.ihave_interval)) == {B: (aid(1),)}
+    assert g.next_deadline() is None
+
+
+def test_a_new_parent_is_announced_to_as_repair_still() -> None:
+    # aid(1) waits as repair for B, a lazy peer in our tree. Then our parent goes and B
+    # is our parent: the tree brings B what we had, so aid(1) still waits as repair.
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    g.publish(aid(1), 1.0)
+    g.peer_down(A, 1.05)
+    assert g.tree_position() == (ROOT, 115, B)
+    assert g.next_deadline() == 1.0 + P.ihave_repair_delay
+    assert ihaves(g.handle_timer(1.0 + P.ihave_repair_delay)) == {B: (aid(1),)}
+
+
+def test_a_backlogged_tree_link_is_announced_to_within_ihave_interval() -> None:
+    # B is our child, and its link backlogged: it is announced to instead of pushed to,
+    # so an IHAVE is its news, and each goes within ihave_interval though B names our
+    # root (a lazy peer on our root would wait ihave_repair_delay).
+    g = node((A, None), (B, None))
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 100, True, 0.0)  # it names us its parent: a tree link
+    g.on_peer_backlogged(B, 1.0)
+    for n, t in enumerate((1.0, 1.3, 1.6)):
+        pushed = [a.peer for a in g.publish(aid(n), t) if isinstance(a, SendAlerts)]
+        assert pushed == [A]
+        assert g.next_deadline() == t + P.ihave_interval
+        assert ihaves(g.handle_timer(t + P.ihave_interval)) == {B: (aid(n),)}
+
+
+def test_ids_left_over_a_full_frame_to_a_lazy_peer_in_our_tree_wait_ihave_interval() -> None:
+    # A burst of more ids than a frame holds: the rest go ihave_interval later, even
+    # when fewer than ihave_batch_ids are left (at most ihave_max_ids per interval).
+    params = replace(P, ihave_max_ids=40)
+    g = node((A, None), (B, None), params=params)
+    g.on_tree(A, ROOT, 0, False, 0.0)
+    g.on_tree(B, ROOT, 40, False, 0.0)
+    ids = [aid(n) for n in range(45)]
+    g.publish_many(ids, 1.0)
+    sent = 1.0 + P.ihave_interval  # the 32nd id sends the frame
+    assert g.next_deadline() == sent
+    assert ihaves(g.handle_timer(sent)) == {B: tuple(ids[:40])}
+    assert g.next_deadline() == sent + P.ihave_interval
+    assert ihaves(g.handle_timer(sent + P.ihave_interval)) == {B: tuple(ids[40:])}
 
 
 def test_a_backlogged_lazy_peer_in_our_tree_still_waits_the_repair_delay() -> None:
@@ -244,10 +319,15 @@ def test_the_repair_delay_and_batch_are_checked() -> None:
         {"ihave_repair_delay": 0.0},
         {"ihave_repair_delay": 0.05, "ihave_interval": 0.1},  # sooner than news
         {"ihave_batch_ids": 17, "max_queue_ids": 16},  # it would drop ids while waiting
+        {"ihave_repair_delay": float("inf")},
+        {"ihave_repair_delay": float("inf"), "graft_timeout": float("inf")},
+        {"ihave_repair_delay": 1.0},  # as late as a pull off the tree (graft_timeout)
+        {"ihave_repair_delay": 0.5, "graft_timeout": 2.0, "seen_ttl": 0.5},
     ):
         with pytest.raises(ConfigError):
             GossipParams(**bad)
     GossipParams(ihave_repair_delay=0.1, ihave_batch_ids=16, max_queue_ids=16)
+    GossipParams(ihave_repair_delay=0.99)
 
 
 def test_a_parent_that_never_delivers_is_passed_over() -> None:

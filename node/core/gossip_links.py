@@ -34,9 +34,8 @@ class PeerLink:
     tree: bool | None = None  # a tree link (rule 9)? None: the peer sent no TREE frame yet
     bit: int = 0  # this peer's bit in Seen.known / Seen.asked
     backlogged_until: float = -math.inf
-    # It names our root (rule 9): unless this is a tree link (lazy only while backlogged),
-    # the tree brings it every alert, and an IHAVE to it only repairs a lost push.
-    repair_only: bool = False
+    # Its last TREE frame names our root (rule 9), tree link or not; see repair_only().
+    on_our_root: bool = False
     pending: deque[bytes] = field(default_factory=deque)  # ids to announce
     due: float | None = None  # when its queued announcements are sent at the latest
     awaited: int = 0  # live awaited entries this peer created (gossip_awaited.Missing)
@@ -54,6 +53,12 @@ class PeerLink:
 
     def backlogged(self, now: float) -> bool:
         return now < self.backlogged_until
+
+    def repair_only(self) -> bool:
+        """Are IHAVEs to it only repair? It is on our root and no tree link (a tree link
+        is lazy only while backlogged, and then an IHAVE is its news): the tree brings
+        it every alert, and an IHAVE to it only repairs a lost push (rule 9)."""
+        return self.on_our_root and not self.tree
 
     def stats(self, now: float, tree_refused: int) -> PeerStats:
         """This link's counters, as `Gossip.peer_stats` reports them."""
@@ -137,7 +142,9 @@ class Links:
     def __init__(self, params: GossipParams) -> None:
         self.params = params
         self.peers: dict[bytes, PeerLink] = {}
-        self.flush_at: float | None = None  # when queued announcements are next sent
+        # The earliest peer's due: when queued announcements are next sent. It may be
+        # early after a peer goes (its due is not taken out): a spare wake, no more.
+        self.flush_at: float | None = None
         self._free_bits: list[int] = []  # bits of peers gone, for reuse
         self._next_bit = 1
 
@@ -193,37 +200,37 @@ class Links:
 
     def _schedule(self, state: PeerLink, now: float) -> None:
         """When `state`'s queue is sent: within `ihave_interval` of an id queued, or, on a
-        repair-only link (`PeerLink.repair_only`, no tree link), within
-        `ihave_repair_delay` of its first id unless `ihave_batch_ids` are queued sooner.
-        Each id may only bring the deadline nearer: a link that stopped being
-        repair-only (a backlogged tree link) gets new ids announced within
-        `ihave_interval` even if older ones were queued as repair."""
+        repair-only link (`PeerLink.repair_only`), within `ihave_repair_delay` of its
+        first id unless `ihave_batch_ids` are queued sooner. Each id may only bring the
+        deadline nearer: a trickle of ids never holds the first one back longer, and
+        an id that asks for `ihave_interval` takes those queued as repair with it."""
         p = self.params
-        repair = state.repair_only and not state.tree and len(state.pending) < p.ihave_batch_ids
-        due = now + (p.ihave_repair_delay if repair else p.ihave_interval)
-        if state.due is None or due < state.due:
-            state.due = due
-            if self.flush_at is None or due < self.flush_at:
-                self.flush_at = due
+        repair = state.repair_only() and len(state.pending) < p.ihave_batch_ids
+        self._due_by(state, now + (p.ihave_repair_delay if repair else p.ihave_interval))
 
     def hurry(self, state: PeerLink, now: float) -> None:
         """`state`'s announcements are no longer repair only: send them within
         `ihave_interval`."""
-        soon = now + self.params.ihave_interval
-        if state.due is not None and state.due > soon:
-            state.due = soon
-            if self.flush_at is None or soon < self.flush_at:
-                self.flush_at = soon
+        if state.due is not None:
+            self._due_by(state, now + self.params.ihave_interval)
+
+    def _due_by(self, state: PeerLink, due: float) -> None:
+        """`state`'s queue goes by `due` at the latest: its deadline, and `flush_at`,
+        only ever move nearer."""
+        if state.due is None or due < state.due:
+            state.due = due
+        if self.flush_at is None or due < self.flush_at:
+            self.flush_at = due
 
     def flush(self, now: float, remembered: Container[bytes], actions: list[Action]) -> None:
         """Send each lazy peer's due announcements (ids no longer `remembered` are left
         to catch-up)."""
-        next_at: float | None = None
+        self.flush_at = None  # the earliest due left, found below
         for peer, state in self.peers.items():
             if state.due is None:
                 continue
             if state.due > now:
-                next_at = state.due if next_at is None else min(next_at, state.due)
+                self._due_by(state, state.due)
                 continue
             batch: list[bytes] = []
             while state.pending and len(batch) < self.params.ihave_max_ids:
@@ -234,10 +241,9 @@ class Links:
                 state.ihave_ids_sent += len(batch)
                 actions.append(SendIHave(peer, tuple(batch)))
             # What is left waits `ihave_interval`: at most ihave_max_ids per interval.
-            state.due = now + self.params.ihave_interval if state.pending else None
-            if state.due is not None:
-                next_at = state.due if next_at is None else min(next_at, state.due)
-        self.flush_at = next_at
+            state.due = None
+            if state.pending:
+                self._due_by(state, now + self.params.ihave_interval)
 
     def serve(
         self,

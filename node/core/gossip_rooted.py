@@ -71,19 +71,25 @@ class RootedLinks:
 
     def sync(self, now: float, actions: list[Action]) -> None:
         """Choose the parent again; make tree links eager and former tree links lazy;
-        tell peers of any change in our position (rule 9)."""
+        send what is queued for a peer that leaves our root or becomes our child within
+        `ihave_interval`; tell peers of any change in our position (rule 9)."""
         tree = self.router
         tree.update(now)
         for peer, state in self._links.peers.items():
             if not tree.aware(peer):
                 continue
-            repair = tree.shares_root(peer)
-            if state.repair_only and not repair:
+            ours = tree.shares_root(peer)
+            if state.on_our_root and not ours:
                 self._links.hurry(state, now)  # it left our tree: IHAVEs are its news now
-            state.repair_only = repair
+            state.on_our_root = ours
             link = tree.tree_link(peer)
             if link == state.tree:
                 continue
+            if link and peer != tree.parent:
+                # A new child: its queued ids were marked known for it, and we are now its
+                # path from the tree, so they are never pushed to it: not repair, news.
+                # (A new parent's queue stays repair: the tree brings it those ids.)
+                self._links.hurry(state, now)
             state.tree = link
             state.eager = link and not state.backlogged(now)
         for peer, advert in tree.adverts():

@@ -20,7 +20,7 @@ class GossipParams:
     ihave_max_ids: int = 512  # ids per IHAVE/IWANT/GRAFT frame, and per flush per peer
     # A lazy peer in our rooted tree gets each id down the tree; an IHAVE to it is only
     # repair, so its announcements wait up to this long, or until this many are queued.
-    ihave_repair_delay: float = 0.5  # at least ihave_interval
+    ihave_repair_delay: float = 0.5  # at least ihave_interval, below graft_timeout
     ihave_batch_ids: int = 32  # at most max_queue_ids
     graft_timeout: float = 1.0  # after an IHAVE, wait this long for the eager copy
     graft_retry: float = 0.5  # then ask the next announcer after this long
@@ -86,6 +86,11 @@ class GossipParams:
                 raise ConfigError(f"gossip: {name} must not be negative")
         if self.ihave_repair_delay < self.ihave_interval:
             raise ConfigError("gossip: ihave_repair_delay must be at least ihave_interval")
+        # A repair IHAVE leaves before a pull off the tree would (graft_timeout), and long
+        # before its ids are forgotten (seen_ttl); below either, it is finite.
+        for name in ("graft_timeout", "seen_ttl"):
+            if not self.ihave_repair_delay < getattr(self, name):
+                raise ConfigError(f"gossip: ihave_repair_delay must be below {name}")
         if self.ihave_batch_ids > self.max_queue_ids:
             # A queue never that long would drop its oldest ids while it waits.
             raise ConfigError("gossip: ihave_batch_ids must be at most max_queue_ids")
