@@ -24,7 +24,7 @@ COMMANDS = [
     "bench/grpc_floor.py --calls 50 --in-flight 4",
     "bench/check_floor.py --calls 50 --callers 4",
     "bench/latency_floor.py --rates 10 --seconds 1",
-    "bench/commit_together.py --processes 1,2 --rounds 5 --rate 50",
+    "bench/commit_together.py --processes 1,2 --rounds 5 --rate 50 --shape row,alert --fill 200",
     "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace"
     " --verify-processes 2",
     "bench/ingest_ab.py --alerts 400 --batch 100 --stages",
