@@ -14,7 +14,7 @@ shared start time). Per round: each commit's wall time and the slowest of the N
 --shape row commits one ~1 KB row in a table with a primary key (the minimum durable
 write); --shape alert commits what the real store's commit of one alert writes, in
 the same number of B-trees: an alert row in a table with a UNIQUE (origin, seq) index,
-five indicator-key rows and one id row, each in its own index, all filled with --fill
+five indicator-key rows in one index and one id row in another, all filled with --fill
 (20,000) alerts first (node/store/sqlite_writer.py writes these, in 16 KiB pages).
 """
 
