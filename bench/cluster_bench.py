@@ -76,6 +76,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import latency_stages  # noqa: E402
+from bench.proc_cpu import machine_busy  # noqa: E402
 from node import cluster  # noqa: E402
 from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
@@ -311,11 +312,7 @@ class Bench:
     def cpu(self) -> tuple[float, float, float]:
         """CPU seconds so far: (the node processes, this process, the whole machine)."""
         ticks = sum(sum(self.family_cpu(pid).values()) for pid in self.pids) * CLOCK_TICKS
-        machine = 0
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-            machine = sum(cpu[:8]) - cpu[3] - cpu[4]  # all but idle and iowait
-        return ticks / CLOCK_TICKS, time.process_time(), machine / CLOCK_TICKS
+        return ticks / CLOCK_TICKS, time.process_time(), machine_busy()
 
     def start_clock(self) -> tuple[float, float, float, float]:
         return (time.monotonic(), *self.cpu())

@@ -58,10 +58,15 @@ from pathlib import Path
 import grpc
 import nacl.signing
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.proc_cpu import CLOCK_TICKS, machine_busy  # noqa: E402
+
 SERVICE = "floor.Floor"
 PAYLOAD = 660
 SIGNATURE = 64
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MODES = ("none", "full", "normal")
 # The bench's own signing key (a fixed, public test seed, not a secret): every process
 # derives the same verify key from it.
@@ -232,14 +237,6 @@ def cpu(pid: int) -> float:
     return total
 
 
-def machine_cpu() -> float:
-    """CPU seconds so far of the whole machine (all but idle and iowait)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
-    return 0.0
-
-
 async def phase(
     addresses: list[str], pids: list[int], rate: float, seconds: float, in_flight: int
 ) -> tuple[dict[str, float], list[list[float]]]:
@@ -279,7 +276,7 @@ async def phase(
             sem.release()
 
     cpu0 = [cpu(p) for p in pids]
-    machine0 = machine_cpu()
+    machine0 = machine_busy()
     client0 = time.process_time()
     wall0 = begin = time.monotonic()
     tasks = []
@@ -298,7 +295,7 @@ async def phase(
     each = [cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
     node_cpu = sum(each)
     client_cpu = time.process_time() - client0
-    others = max(0.0, machine_cpu() - machine0 - node_cpu - client_cpu)
+    others = max(0.0, machine_busy() - machine0 - node_cpu - client_cpu)
     commits = await commit_times()
     for w in watchers:
         w.cancel()

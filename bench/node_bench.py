@@ -90,6 +90,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.proc_cpu import machine_busy  # noqa: E402
 from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
 from node.app.collector import SERVING_THRESHOLDS  # noqa: E402
@@ -621,13 +622,6 @@ def gc_text(before: dict[str, int], after: dict[str, int]) -> str:
         f" full {d.get('gc_collections_gen2', 0)}: {d.get('gc_pause_ms', 0)} ms paused in all"
         f" (longest pause since start {after.get('gc_pause_max_ms', 0)} ms)"
     )
-
-
-def machine_busy() -> float:
-    """CPU seconds all cores of the machine spent busy since boot (/proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
 @dataclass
