@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import ast
 import inspect
+import random
 from pathlib import Path
 
 from node.app.peers import PeerManager
 from node.core import peer_engine
+from node.core.catchup import CatchupConfig, Range
+from node.core.chain import Chains
+from node.core.gossip import Gossip
+from node.core.gossip_types import GossipParams
 from node.core.peer_engine import PeerEngine
+from node.core.peer_types import Action, PeerSession, RangesFrame, Send, Shortfall
 from node.core.roster import Member, Roster
 from node.crypto import Identity
 from node.sim.honest import HonestNode
@@ -91,3 +97,58 @@ def test_the_engine_is_sans_io() -> None:
     for module in ("asyncio", "grpc", "time", "socket", "sqlite3", "aiosqlite", "node.app"):
         assert f"import {module}" not in source
         assert f"from {module} " not in source
+
+
+# --- ranges released unserved are asked of the other peers at once (catch-up rule 5) --
+
+P, Q = bytes([0x50]) * 32, bytes([0x51]) * 32
+ORIGIN = bytes([0x0F]) * 32
+
+
+def two_sessions() -> tuple[PeerEngine[str], PeerSession[str], PeerSession[str]]:
+    """An engine whose sessions with P and Q both offer ORIGIN 1..10; P's vector came
+    first, so P holds both ranges in flight (K = 2) and Q is asked for nothing."""
+    config = CatchupConfig(max_per_range=5, max_outstanding=2, request_timeout=10.0)
+    engine: PeerEngine[str] = PeerEngine(
+        bytes(32), Chains(), Gossip(GossipParams(), random.Random(1)), config=config
+    )
+    p, _ = engine.session_opened("p", P, "acceptor", 0.0)
+    q, _ = engine.session_opened("q", Q, "acceptor", 0.0)
+    assert p is not None and q is not None
+    assert requested(engine.on_vector(p, [(ORIGIN, 10)], True, 0.0), p) == [
+        Range(ORIGIN, 1, 5),
+        Range(ORIGIN, 6, 10),
+    ]
+    assert requested(engine.on_vector(q, [(ORIGIN, 10)], True, 0.5), q) == []
+    return engine, p, q
+
+
+def requested(actions: list[Action[str]], session: PeerSession[str]) -> list[Range]:
+    return [
+        r
+        for a in actions
+        if isinstance(a, Send) and a.session is session
+        for f in a.frames
+        if isinstance(f, RangesFrame)
+        for r in f.ranges
+    ]
+
+
+def test_ranges_of_a_session_that_ends_are_asked_of_another_peer_at_once() -> None:
+    # P goes down mid-fetch: Q is asked for its ranges now, not at Q's next round (up
+    # to catch-up's interval, 30 s, later; a restarted member waited that long).
+    engine, p, q = two_sessions()
+    actions = engine.session_closed(p, 1.0)
+    assert requested(actions, q) == [Range(ORIGIN, 1, 5), Range(ORIGIN, 6, 10)]
+    assert requested(actions, p) == []
+
+
+def test_ranges_a_peer_left_unserved_are_asked_of_another_peer_when_abandoned() -> None:
+    # P stays up but serves nothing: at request_timeout its ranges are abandoned, and
+    # in the same timer Q is asked for them.
+    engine, p, q = two_sessions()
+    assert engine.next_deadline() == 10.0
+    actions = engine.handle_timer(10.0)
+    assert [a.missing for a in actions if isinstance(a, Shortfall)] == [5, 5]
+    assert requested(actions, q) == [Range(ORIGIN, 1, 5), Range(ORIGIN, 6, 10)]
+    assert requested(actions, p) == []  # its head is capped at what it served: nothing

@@ -27,10 +27,12 @@ The rules:
    and at or below the peer's head.
 5. A range completes when each of its seqs has arrived from the peer (new or
    duplicate). It is abandoned when nothing of it arrives for `request_timeout`;
-   the next round asks again. A peer that let a range go unserved loses its
-   standing (its requests claim nothing, so other sessions fetch the same seqs)
-   until it completes a range, and its head for that origin is capped at what it
-   delivered until it sends a new vector.
+   the next round asks again. A range released unserved (abandoned, or its session
+   ended) is planned again at once by the node's other sessions against their peers'
+   last vectors (`replan`; the peer engine calls it), not at their next round. A peer
+   that let a range go unserved loses its standing (its requests claim nothing, so
+   other sessions fetch the same seqs) until it completes a range, and its head for
+   that origin is capped at what it delivered until it sends a new vector.
 6. When my fetches end and my head for some origin is now above both what I last
    advertised and the peer's head (the fetched alerts joined up with out-of-order
    ones), I send my vector again (reply=False) so the peer can fetch those too.
@@ -248,6 +250,11 @@ class CatchupSession:
         if self._next_round_at is not None:
             times.append(self._next_round_at)
         return min(times, default=None)
+
+    def replan(self, now: float) -> list[Action]:
+        """Ranges another session held were released unserved (rule 5): ask this peer
+        for what its last vector offers and no session has in flight."""
+        return [*self._fetch.plan(now)] if self._fetch.peer else []
 
     def close(self) -> None:
         """The session ended: release its ranges so other sessions may ask for them."""
