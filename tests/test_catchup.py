@@ -594,6 +594,24 @@ def test_a_peer_that_advertises_heads_it_does_not_serve_loses_its_claims_and_sta
     assert registry.trusted(b"L")
 
 
+def test_only_claimed_ranges_released_unserved_are_reported_for_other_sessions() -> None:
+    # The peer engine asks the other sessions for what FetchRegistry.take_freed names.
+    config = CatchupConfig(max_per_range=5, max_outstanding=2, request_timeout=10.0)
+    chains = Chains()
+    registry = FetchRegistry()
+    p = CatchupSession(chains, initiator=False, config=config, registry=registry, peer=b"P")
+    p.on_vector({O1: 10}, reply=True, now=0.0)
+    p.handle_timer(now=10.0)  # abandoned with every seq missing: P loses its standing
+    assert registry.take_freed() == {O1}
+    assert registry.take_freed() == set()  # reported once
+    # P sends a new vector and is asked again, but without its standing its requests
+    # claim nothing, so when they lapse they free nothing for anyone.
+    p.on_vector({O1: 10}, reply=True, now=11.0)
+    assert p.outstanding and len(registry) == 0
+    p.handle_timer(now=21.0)
+    assert registry.take_freed() == set()
+
+
 # --- any delivery order ---------------------------------------------------------
 
 

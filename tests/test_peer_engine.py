@@ -20,7 +20,7 @@ from node.core.chain import Chains
 from node.core.gossip import Gossip
 from node.core.gossip_types import GossipParams
 from node.core.peer_engine import PeerEngine
-from node.core.peer_types import Action, PeerSession, RangesFrame, Send, Shortfall
+from node.core.peer_types import Action, Close, PeerSession, RangesFrame, Send, Shortfall
 from node.core.roster import Member, Roster
 from node.crypto import Identity
 from node.sim.honest import HonestNode
@@ -105,13 +105,15 @@ P, Q = bytes([0x50]) * 32, bytes([0x51]) * 32
 ORIGIN = bytes([0x0F]) * 32
 
 
-def two_sessions() -> tuple[PeerEngine[str], PeerSession[str], PeerSession[str]]:
-    """An engine whose sessions with P and Q both offer ORIGIN 1..10; P's vector came
-    first, so P holds both ranges in flight (K = 2) and Q is asked for nothing."""
+def two_sessions(
+    chains: Chains | None = None,
+) -> tuple[PeerEngine[str], PeerSession[str], PeerSession[str]]:
+    """An engine (over `chains`) whose sessions with P and Q both offer ORIGIN 1..10;
+    P's vector came first, so P holds both ranges in flight (K = 2) and Q is asked for
+    nothing."""
     config = CatchupConfig(max_per_range=5, max_outstanding=2, request_timeout=10.0)
-    engine: PeerEngine[str] = PeerEngine(
-        bytes(32), Chains(), Gossip(GossipParams(), random.Random(1)), config=config
-    )
+    gossip = Gossip(GossipParams(), random.Random(1))
+    engine: PeerEngine[str] = PeerEngine(bytes(32), chains or Chains(), gossip, config=config)
     p, _ = engine.session_opened("p", P, "acceptor", 0.0)
     q, _ = engine.session_opened("q", Q, "acceptor", 0.0)
     assert p is not None and q is not None
@@ -152,3 +154,27 @@ def test_ranges_a_peer_left_unserved_are_asked_of_another_peer_when_abandoned() 
     assert [a.missing for a in actions if isinstance(a, Shortfall)] == [5, 5]
     assert requested(actions, q) == [Range(ORIGIN, 1, 5), Range(ORIGIN, 6, 10)]
     assert requested(actions, p) == []  # its head is capped at what it served: nothing
+
+
+def test_ranges_of_a_replaced_session_are_asked_of_another_peer_at_once() -> None:
+    # P dials us while its old session still stands (both sides dialed): the old one
+    # is closed, and the new one has sent no vector yet, so Q is asked.
+    engine, p, q = two_sessions()
+    p2, actions = engine.session_opened("p2", P, "dialer", 1.0)
+    assert p2 is not None and any(isinstance(a, Close) and a.session is p for a in actions)
+    actions = engine.session_closed(p, 1.5)
+    assert requested(actions, q) == [Range(ORIGIN, 1, 5), Range(ORIGIN, 6, 10)]
+    assert requested(actions, p2) == []
+
+
+def test_ranges_whose_alerts_came_another_way_free_nothing() -> None:
+    # The tree brought P's alerts while P sat on the requests: at the timeout nothing
+    # is missing, so there is nothing to ask anyone for.
+    chains = Chains()
+    engine, _, q = two_sessions(chains)
+    for seq in range(1, 11):
+        chains.add(ORIGIN, seq)
+    actions = engine.handle_timer(10.0)
+    assert not [a for a in actions if isinstance(a, Shortfall)]
+    assert requested(actions, q) == []
+    assert engine.fetches.take_freed() == set()

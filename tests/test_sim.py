@@ -200,13 +200,14 @@ def test_a_restarted_member_does_not_wait_for_the_next_catch_up_round() -> None:
     # was lost (1% frame loss) while its other sessions found every range claimed. They
     # asked nobody until their next round, 30 s on: the slowest restart and the slowest
     # join caught up 30.4 and 30.1 s after they came up. Ranges released unserved (at
-    # request_timeout, 20 s, here) are now asked of the other peers at once.
+    # request_timeout, 20 s, here) are now asked of the other peers at once: 20.7 and
+    # 20.1 s, the request timeout and the fetch after it.
     summary = run(scenario("churn", 150, 100), 4)
-    interval = CatchupConfig().interval
+    bound = CatchupConfig().request_timeout + 5.0
     print(f"restart {summary.restart_catchup:.1f} s, join {summary.join_catchup:.1f} s")
     assert summary.delivery == 1.0
-    assert summary.restart_catchup is not None and summary.restart_catchup < interval
-    assert summary.join_catchup is not None and summary.join_catchup < interval
+    assert summary.restart_catchup is not None and summary.restart_catchup < bound
+    assert summary.join_catchup is not None and summary.join_catchup < bound
 
 
 def test_crashes_joins_loss_and_reordering_together(seed: int) -> None:

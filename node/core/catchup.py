@@ -27,9 +27,10 @@ The rules:
    and at or below the peer's head.
 5. A range completes when each of its seqs has arrived from the peer (new or
    duplicate). It is abandoned when nothing of it arrives for `request_timeout`;
-   the next round asks again. A range released unserved (abandoned, or its session
-   ended) is planned again at once by the node's other sessions against their peers'
-   last vectors (`replan`; the peer engine calls it), not at their next round. A peer
+   the next round asks again. When a claimed range is released with seqs missing
+   (abandoned, or its session ended), every session whose peer's last vector offers
+   that origin plans it again at once (`replan`; the peer engine calls it), not at its
+   next round. A peer
    that let a range go unserved loses its standing (its requests claim nothing, so
    other sessions fetch the same seqs) until it completes a range, and its head for
    that origin is capped at what it delivered until it sends a new vector.
@@ -48,7 +49,7 @@ The rules:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from node.core.catchup_fetch import (
@@ -251,10 +252,11 @@ class CatchupSession:
             times.append(self._next_round_at)
         return min(times, default=None)
 
-    def replan(self, now: float) -> list[Action]:
-        """Ranges another session held were released unserved (rule 5): ask this peer
-        for what its last vector offers and no session has in flight."""
-        return [*self._fetch.plan(now)] if self._fetch.peer else []
+    def replan(self, now: float, origins: Collection[bytes]) -> list[Action]:
+        """Ranges of `origins` another session held were released unserved (rule 5): ask
+        this peer for what its last vector offers of them that no session has in
+        flight."""
+        return [*self._fetch.plan(now, origins)] if self._fetch.peer else []
 
     def close(self) -> None:
         """The session ended: release its ranges so other sessions may ask for them."""

@@ -57,6 +57,9 @@ class FetchRegistry:
         self._distrusted: set[Hashable] = set()
         # Rule 7: origin -> (since, until) of gossip moving this node's head for it.
         self._arriving: dict[bytes, tuple[float, float]] = {}
+        # Rule 5: origins of claimed ranges released with seqs still missing, until the
+        # peer engine takes them to have the other sessions ask for them.
+        self._freed: set[bytes] = set()
 
     def trusted(self, peer: Hashable) -> bool:
         return peer not in self._distrusted
@@ -73,12 +76,20 @@ class FetchRegistry:
     def claim(self, r: Range) -> None:
         self._claims.setdefault(r.origin, set()).add(r)
 
-    def release(self, r: Range) -> None:
+    def release(self, r: Range, unserved: bool = False) -> None:
+        """`r` is no longer in flight; `unserved`: with seqs still missing."""
         claims = self._claims.get(r.origin)
         if claims is not None:
             claims.discard(r)
             if not claims:
                 del self._claims[r.origin]
+        if unserved:
+            self._freed.add(r.origin)
+
+    def take_freed(self) -> set[bytes]:
+        """The origins of claimed ranges released unserved since the last call."""
+        freed, self._freed = self._freed, set()
+        return freed
 
     def __len__(self) -> int:
         return sum(len(c) for c in self._claims.values())
@@ -191,9 +202,17 @@ class RangeFetcher:
             times.append(self._wake)
         return times
 
-    def plan(self, now: float) -> list[FetchAction]:
-        """Queue what the peer's vector offers that I lack (rule 4); send what fits."""
+    def plan(self, now: float, origins: Collection[bytes] | None = None) -> list[FetchAction]:
+        """Queue what the peer's vector offers that I lack (rule 4), of `origins` only if
+        given; send what fits."""
         local = self._local
+        if origins is None:
+            heads, offered = local.vector(), self.peer
+        else:  # a few origins: no copy of either whole vector
+            offered = {o: self.peer[o] for o in origins if o in self.peer}
+            heads = {o: local.head(o) for o in offered}
+            if all(heads[o] >= seq for o, seq in offered.items()):
+                return []
         mine: dict[bytes, list[tuple[int, int]]] = {}  # this session's queued and in flight
         for r in [*self._pending, *(f.range for f in self._flights)]:
             mine.setdefault(r.origin, []).append((r.from_seq, r.to_seq))
@@ -206,9 +225,15 @@ class RangeFetcher:
             )
 
         room = self._config.max_pending - len(self._pending) - len(self._flights)
-        ranges, self._truncated = _plan(
-            local.vector(), self.peer, self._config.max_per_range, excluded, max(room, 0)
+        ranges, truncated = _plan(
+            heads, offered, self._config.max_per_range, excluded, max(room, 0)
         )
+        if origins is None:
+            self._truncated = truncated
+        elif not ranges:
+            return []  # nothing new to send: no pass over the local vector
+        else:
+            self._truncated |= truncated
         self._pending.extend(ranges)
         return self.send(now)
 
@@ -240,8 +265,8 @@ class RangeFetcher:
             if flight.deadline > now:
                 keep.append(flight)
                 continue
-            self._release(flight)
             missing = self._count_missing(flight)
+            self._release(flight, unserved=missing > 0)
             if missing:
                 actions.append(RangeAbandoned(flight.range, missing))
                 self._distrust(flight)
@@ -266,7 +291,7 @@ class RangeFetcher:
 
     def close(self) -> None:
         for flight in self._flights:
-            self._release(flight)
+            self._release(flight, unserved=self._count_missing(flight) > 0)
         self._pending.clear()
         self._flights.clear()
         self._wake = None
@@ -309,9 +334,9 @@ class RangeFetcher:
         excluded = held + self._registry.claimed(r.origin)
         return list(_chunks(r.origin, _holes(lo, hi, excluded), self._config.max_per_range))
 
-    def _release(self, flight: _Flight) -> None:
+    def _release(self, flight: _Flight, unserved: bool = False) -> None:
         if flight.claimed:
-            self._registry.release(flight.range)
+            self._registry.release(flight.range, unserved)
 
     def _distrust(self, flight: _Flight) -> None:
         """The peer left `flight` unserved: it loses its standing, and its head for the

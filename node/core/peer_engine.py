@@ -149,15 +149,13 @@ class PeerEngine(Generic[L]):
         return session, actions
 
     def session_closed(self, session: PeerSession[L], now: float) -> list[Action[L]]:
-        released = bool(session.catchup.outstanding)
         session.catchup.close()  # release its claimed ranges for other sessions
         self._catchup_due.pop(session, None)
         self.counters.setdefault(session.peer, PeerCounters()).sessions_closed += 1
         if self.sessions.get(session.peer) is not session:
-            return self._replan(now) if released else []
+            return self._replan(now)  # replaced: the new session has no vector yet
         del self.sessions[session.peer]
-        actions = self._gossip(self.gossip.peer_down(session.peer, now))
-        return actions + self._replan(now) if released else actions
+        return self._gossip(self.gossip.peer_down(session.peer, now)) + self._replan(now)
 
     def current(self, session: PeerSession[L]) -> bool:
         return self.sessions.get(session.peer) is session
@@ -346,22 +344,23 @@ class PeerEngine(Generic[L]):
         gossip_due = self.gossip.next_deadline()
         if gossip_due is not None and now >= gossip_due:
             actions += self._gossip(self.gossip.handle_timer(now))
-        released = False
         for s in list(self.sessions.values()):
             due = self._catchup_due.get(s)
             if due is not None and now >= due:
-                done = s.catchup.handle_timer(now)
-                released |= any(isinstance(a, catchup.RangeAbandoned) for a in done)
-                actions += self._catchup(s, done)
-        return actions + self._replan(now) if released else actions
+                actions += self._catchup(s, s.catchup.handle_timer(now))
+        return actions + self._replan(now)
 
     def _replan(self, now: float) -> list[Action[L]]:
-        """Ranges were released unserved: every session asks its peer for what that
-        peer's last vector offers and no session has in flight (catch-up rule 5), now
-        rather than at its next round, up to `interval` (30 s) later."""
+        """Claimed ranges were released with seqs missing (a session ended, or abandoned
+        them): each session asks its peer for what that peer's last vector offers of
+        those origins and no session has in flight (catch-up rule 5), now rather than
+        at its next round, up to `interval` (30 s) later."""
+        freed = self.fetches.take_freed()
+        if not freed:
+            return []
         actions: list[Action[L]] = []
         for s in list(self.sessions.values()):
-            actions += self._catchup(s, s.catchup.replan(now))
+            actions += self._catchup(s, s.catchup.replan(now, freed))
         return actions
 
     # -- the cores' actions, as frames --------------------------------------------------
