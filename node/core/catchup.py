@@ -30,10 +30,10 @@ The rules:
    the next round asks again. When a claimed range is released with seqs missing
    (abandoned, or its session ended), every session whose peer's last vector offers
    that origin plans it again at once (`replan`; the peer engine calls it), not at its
-   next round. A peer
-   that let a range go unserved loses its standing (its requests claim nothing, so
-   other sessions fetch the same seqs) until it completes a range, and its head for
-   that origin is capped at what it delivered until it sends a new vector.
+   next round. A peer that let a range go unserved loses its standing (its requests
+   claim nothing, so other sessions fetch the same seqs) until it completes a range,
+   and its head for that origin is capped at what it delivered until it sends a new
+   vector.
 6. When my fetches end and my head for some origin is now above both what I last
    advertised and the peer's head (the fetched alerts joined up with out-of-order
    ones), I send my vector again (reply=False) so the peer can fetch those too.

@@ -354,7 +354,7 @@ class RangeFetcher:
 
     def _count_missing(self, flight: _Flight) -> int:
         r = flight.range
-        head = self._local.vector().get(r.origin, 0)
+        head = self._local.head(r.origin)  # not vector(): a copy of every origin's head
         above = self._local.out_of_order(r.origin)
         return sum(
             1
