@@ -76,7 +76,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import latency_stages  # noqa: E402
-from bench.proc_cpu import machine_busy  # noqa: E402
+from bench.proc_cpu import ThreadShare, ThreadTimes, machine_busy, thread_times  # noqa: E402
 from node import cluster  # noqa: E402
 from node._pb.alertmesh.v1 import alert_pb2  # noqa: E402
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api  # noqa: E402
@@ -238,6 +238,8 @@ class PhaseResult:
     root: int = 0  # paced: the tree root's index among the nodes (0: the publisher)
     calls: int = 0  # batch burst: PublishBatch calls
     commits: list[tuple[int, int]] = field(default_factory=list)  # per node: all, on the loop
+    # --threads, paced: per node, its threads over the phase (ThreadShare)
+    threads: list[ThreadShare] = field(default_factory=list)
 
 
 class Bench:
@@ -428,7 +430,11 @@ class Bench:
                 return missing
             await asyncio.sleep(0.1)
 
+    def node_threads(self) -> list[dict[int, ThreadTimes]]:
+        return [thread_times(p) if p is not None else {} for p in self.node_pids]
+
     async def latency_phase(self, label: str, rate: float, seconds: float) -> PhaseResult:
+        threads0 = self.node_threads() if self.args.threads else []
         cpu0 = [sum(self.family_cpu(p).values()) for p in self.node_pids]
         clock = self.start_clock()
         before = await self.snapshot()
@@ -449,6 +455,12 @@ class Bench:
         self.stop_clock(result, clock)
         cpu1 = [sum(self.family_cpu(p).values()) for p in self.node_pids]
         result.paced_cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+        if self.args.threads and ids:
+            threads1 = self.node_threads()
+            result.threads = [
+                ThreadShare.of(pid or 0, a, b, len(ids))
+                for pid, a, b in zip(self.node_pids, threads0, threads1, strict=True)
+            ]
         result.root = self.nodes.index(tree_root(self.nodes))
         return result
 
@@ -774,6 +786,8 @@ def report(
     paced = [r for results, _ in sections for r in results if r.paced_cpu and r.alerts]
     if paced:
         out.append(paced_cpu_report(paced, verify_us()))
+        if any(r.threads for r in paced):
+            out.append(threads_report(paced))
     batch = [r for results, _ in sections for r in results if r.per_node_cpu]
     if batch:
         out.append(batch_report(batch))
@@ -859,6 +873,27 @@ def paced_cpu_report(results: list[PhaseResult], verify: float) -> str:
             + ", ".join(f"{loop}/{every}" for every, loop in r.commits)
             + " |"
         )
+    out.append("")
+    return "\n".join(out)
+
+
+def threads_report(results: list[PhaseResult]) -> str:
+    """--threads: where each node's CPU went in the paced phases, by thread."""
+    out = [
+        "Each node's threads, paced phases (`--threads`; per alert, from /proc/PID/task; "
+        "verifier processes not counted):\n",
+        "| cluster | phase | node | main thread user / kernel ms | other threads ms | "
+        "context switches: voluntary / involuntary (the main thread's) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for i, t in enumerate(r.threads):
+            role = "publisher" if i == 0 else "root" if i == r.root else "leaf"
+            out.append(
+                f"| {r.cluster} | {r.phase} | {i + 1} ({role}) | {t.main_user_ms:.2f} / "
+                f"{t.main_system_ms:.2f} | {t.others_ms:.2f} | {t.voluntary:.1f} / "
+                f"{t.involuntary:.1f} ({t.main_voluntary:.1f} / {t.main_involuntary:.1f}) |"
+            )
     out.append("")
     return "\n".join(out)
 
@@ -989,6 +1024,11 @@ def main() -> None:
     )
     p.add_argument("--dir", help="cluster directory (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument(
+        "--threads",
+        action="store_true",
+        help="per node and paced phase: CPU by thread and context switches per alert",
+    )
     p.add_argument(
         "--trace",
         action="store_true",

@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.proc_cpu import CLOCK_TICKS, machine_busy  # noqa: E402
+from bench.proc_cpu import CLOCK_TICKS, ThreadShare, machine_busy, thread_times  # noqa: E402
 
 SERVICE = "floor.Floor"
 PAYLOAD = 660
@@ -239,7 +239,7 @@ def cpu(pid: int) -> float:
 
 async def phase(
     addresses: list[str], pids: list[int], rate: float, seconds: float, in_flight: int
-) -> tuple[dict[str, float], list[list[float]]]:
+) -> tuple[dict[str, float], list[list[float]], list[ThreadShare]]:
     """Paced publishes at node1 (addresses[0]); pids in the order origin, leaf, relay,
     leaf, leaf (node1..node5)."""
     arrivals: dict[int, list[float]] = {}
@@ -275,6 +275,7 @@ async def phase(
         finally:
             sem.release()
 
+    threads0 = [thread_times(p) for p in pids]
     cpu0 = [cpu(p) for p in pids]
     machine0 = machine_busy()
     client0 = time.process_time()
@@ -293,6 +294,10 @@ async def phase(
         await asyncio.sleep(0.05)
     wall = time.monotonic() - wall0
     each = [cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    threads = [
+        ThreadShare.of(p, t0, thread_times(p), len(started))
+        for p, t0 in zip(pids, threads0, strict=True)
+    ]
     node_cpu = sum(each)
     client_cpu = time.process_time() - client0
     others = max(0.0, machine_busy() - machine0 - node_cpu - client_cpu)
@@ -320,7 +325,7 @@ async def phase(
         "cpu_share": (node_cpu + client_cpu) / wall / cores,
         "others": others / wall / cores,
     }
-    return result, commits
+    return result, commits, threads
 
 
 def verify_us(rounds: int = 5, n: int = 400) -> float:
@@ -381,6 +386,7 @@ async def main_async(args: argparse.Namespace) -> None:
           "CPU share of the machine | others |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     commit_rows: list[tuple[str, float, list[list[float]]]] = []
+    thread_rows: list[tuple[str, float, list[ThreadShare]]] = []
     for work in args.work:
         procs: list[subprocess.Popen[str]] = []
         with tempfile.TemporaryDirectory(prefix="latency-floor-") as directory:
@@ -392,7 +398,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)  # the peer streams open
                 await phase(addresses, pids, 20, 2, args.in_flight)  # warm-up
                 for rate, length in zip(args.rates, seconds, strict=True):
-                    r, c = await phase(addresses, pids, rate, length, args.in_flight)
+                    r, c, t = await phase(addresses, pids, rate, length, args.in_flight)
+                    thread_rows.append((work, rate, t))
                     if work != "none":
                         commit_rows.append((work, rate, c))
                     print(
@@ -419,6 +426,21 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{x[0]:.2f} / {x[1]:.2f} / {x[2]:.2f}" for x in (c[0], c[2], c[1], c[3], c[4])
             ]
             print(f"| {work} | {rate:g}/s | " + " | ".join(cells) + " |")
+    print()
+    print("Each process's threads, per alert (as cluster_bench.py --threads reports them):")
+    print()
+    print(
+        "| work | phase | process | main thread user / kernel ms | other threads ms | "
+        "context switches: voluntary / involuntary (the main thread's) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for work, rate, shares in thread_rows:
+        for role, t in (("origin", shares[0]), ("root", shares[2]), ("leaf node4", shares[3])):
+            print(
+                f"| {work} | {rate:g}/s | {role} | {t.main_user_ms:.2f} / "
+                f"{t.main_system_ms:.2f} | {t.others_ms:.2f} | {t.voluntary:.1f} / "
+                f"{t.involuntary:.1f} ({t.main_voluntary:.1f} / {t.main_involuntary:.1f}) |"
+            )
     print()
     print(
         f"One verify (pynacl, {PAYLOAD - SIGNATURE}-byte body, this process's CPU): "

@@ -2,8 +2,11 @@
 would start it. (bench/store_bench.py once broke for weeks, unnoticed, when the
 store's schema changed under its replica.) Sizes here say nothing about speed."""
 
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,7 @@ COMMANDS = [
     "bench/latency_floor.py --rates 10 --seconds 1",
     "bench/commit_together.py --processes 1,2 --rounds 5 --rate 50 --shape row,alert --fill 200",
     "bench/cluster_bench.py --warmup 10 --rates 20 --rate-seconds 1 --no-ten --burst 0 --trace"
-    " --verify-processes 2",
+    " --verify-processes 2 --threads",
     "bench/ingest_ab.py --alerts 400 --batch 100 --stages",
     "bench/ingest_floor.py --alerts 400 --batch 100",
     "bench/ingest_parts.py --alerts 600 --passes 1",
@@ -79,6 +82,63 @@ def test_latency_floor_with_the_work_reports_each_mode_and_phase() -> None:
         assert row[6] == "0", row  # lost
     assert "One verify (pynacl" in done.stdout
     assert "One commit alone, synchronous=NORMAL" in done.stdout
+    threads = [r for r in cells if len(r) == 6]  # each process's threads
+    assert [(r[0], r[1], r[2]) for r in threads] == [
+        (work, phase, role)
+        for work in ("none", "full", "normal")
+        for phase in ("10/s", "20/s")
+        for role in ("origin", "root", "leaf node4")
+    ], done.stdout
+
+
+def test_thread_times_reads_each_thread_of_a_process() -> None:
+    """bench/proc_cpu.thread_times: every thread of a process, by its thread id, with its
+    name, CPU seconds and context switches (a thread that waited has switched)."""
+    from bench.proc_cpu import thread_times
+
+    started, stop = threading.Event(), threading.Event()
+    native: list[int] = []
+
+    def waiter() -> None:
+        native.append(threading.get_native_id())
+        started.set()
+        stop.wait(10)
+
+    t = threading.Thread(target=waiter, name="bench-waiter")
+    t.start()
+    try:
+        assert started.wait(10)
+        time.sleep(0.05)
+        threads = thread_times(os.getpid())
+    finally:
+        stop.set()
+        t.join()
+    assert os.getpid() in threads  # the main thread's id is the process id
+    mine = threads[native[0]]
+    assert mine.voluntary >= 1  # it waited for the event
+    assert mine.user >= 0 and mine.system >= 0
+    assert thread_times(2**22 + 12345) == {}  # no such process
+
+
+def test_thread_share_is_per_alert_and_counts_threads_that_started_in_the_phase() -> None:
+    from bench.proc_cpu import ThreadShare, ThreadTimes
+
+    before = {
+        10: ThreadTimes("python", 1.0, 0.5, 100, 10),
+        11: ThreadTimes("grpc", 0.2, 0.1, 50, 5),
+    }
+    after = {
+        10: ThreadTimes("python", 3.0, 1.5, 300, 50),
+        11: ThreadTimes("grpc", 0.6, 0.3, 90, 5),
+        12: ThreadTimes("new", 0.1, 0.1, 10, 0),  # started during the phase
+    }
+    share = ThreadShare.of(10, before, after, 1000)
+    assert share.main_user_ms == pytest.approx(2.0)
+    assert share.main_system_ms == pytest.approx(1.0)
+    assert share.others_ms == pytest.approx((0.4 + 0.2 + 0.2) / 1000 * 1000)
+    assert share.voluntary == pytest.approx((200 + 40 + 10) / 1000)
+    assert share.involuntary == pytest.approx(40 / 1000)
+    assert (share.main_voluntary, share.main_involuntary) == (0.2, 0.04)
 
 
 def test_node_bench_builds_a_store_once_and_reuses_it(tmp_path: Path) -> None:
