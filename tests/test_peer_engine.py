@@ -19,7 +19,7 @@ from node.core.catchup import CatchupConfig, Range
 from node.core.chain import Chains
 from node.core.gossip import Gossip
 from node.core.gossip_types import GossipParams
-from node.core.peer_engine import PeerEngine
+from node.core.peer_engine import MAX_INVALID_PER_SESSION, PeerEngine
 from node.core.peer_types import Action, Close, PeerSession, RangesFrame, Send, Shortfall
 from node.core.roster import Member, Roster
 from node.crypto import Identity
@@ -158,13 +158,30 @@ def test_ranges_a_peer_left_unserved_are_asked_of_another_peer_when_abandoned() 
 
 def test_ranges_of_a_replaced_session_are_asked_of_another_peer_at_once() -> None:
     # P dials us while its old session still stands (both sides dialed): the old one
-    # is closed, and the new one has sent no vector yet, so Q is asked.
+    # is told to close, and the new one has sent no vector yet, so Q is asked, as the
+    # old one is replaced (not when the driver reports it closed, later).
     engine, p, q = two_sessions()
     p2, actions = engine.session_opened("p2", P, "dialer", 1.0)
     assert p2 is not None and any(isinstance(a, Close) and a.session is p for a in actions)
-    actions = engine.session_closed(p, 1.5)
     assert requested(actions, q) == [Range(ORIGIN, 1, 5), Range(ORIGIN, 6, 10)]
     assert requested(actions, p2) == []
+    later = engine.session_closed(p, 1.5)
+    assert requested(later, q) == [] and requested(later, p2) == []  # asked once
+
+
+def test_a_session_told_to_close_releases_its_ranges_and_plans_nothing_more() -> None:
+    # P sent too many invalid alerts: the engine tells the driver to close it. Its
+    # claimed ranges go to Q in the same call, and the frames P's session may still
+    # handle before the driver reports it closed claim nothing again.
+    engine, p, q = two_sessions()
+    actions = engine.alerts_received(p, [], MAX_INVALID_PER_SESSION, False, 1.0, 0)
+    assert any(isinstance(a, Close) and a.session is p for a in actions)
+    assert requested(actions, q) == [Range(ORIGIN, 1, 5), Range(ORIGIN, 6, 10)]
+    assert engine.on_vector(p, [(ORIGIN, 20)], False, 1.2) == []  # no answer, no request
+    assert sorted(engine.fetches.claimed(ORIGIN)) == [(1, 5), (6, 10)]  # Q's, not P's
+    assert requested(engine.handle_timer(11.0), p) == []
+    later = engine.session_closed(p, 1.5)
+    assert requested(later, q) == []  # nothing released twice
 
 
 def test_ranges_whose_alerts_came_another_way_free_nothing() -> None:

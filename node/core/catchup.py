@@ -168,6 +168,7 @@ class CatchupSession:
         self._awaiting_until: float | None = None  # initiator: waiting for an answer
         self._next_round_at: float | None = None
         self.last_in_sync: float | None = None
+        self._closed = False  # close(): nothing is planned or asked any more
 
     @property
     def idle(self) -> bool:
@@ -191,6 +192,8 @@ class CatchupSession:
     def on_digest(self, digest: bytes, now: float) -> list[Action]:
         if len(digest) != DIGEST_BYTES:
             raise InvalidCatchupFrame(f"digest must be {DIGEST_BYTES} bytes")
+        if self._closed:
+            return []
         if self._initiator:
             if self._awaiting_until is None:
                 return []  # late answer to a round that timed out
@@ -206,6 +209,8 @@ class CatchupSession:
 
     def on_vector(self, vector: VersionVector, reply: bool, now: float) -> list[Action]:
         """The peer's vector (from `parse_vector`). Answer it unless it is a reply; fetch."""
+        if self._closed:
+            return []
         self._fetch.peer = {o: s for o, s in vector.items() if s}
         self._awaiting_until = None
         actions: list[Action] = []
@@ -227,6 +232,8 @@ class CatchupSession:
 
     def on_alerts_received(self, alerts: Iterable[tuple[bytes, int]], now: float) -> list[Action]:
         """(origin, seq) of every alert this peer sent that verified, new or duplicate."""
+        if self._closed:
+            return []
         actions: list[Action] = [*self._fetch.on_alerts(alerts, now)]
         return actions + self._after_fetches(now)
 
@@ -254,12 +261,15 @@ class CatchupSession:
 
     def replan(self, now: float, origins: Collection[bytes]) -> list[Action]:
         """Ranges of `origins` another session held were released unserved (rule 5): ask
-        this peer for what its last vector offers of them that no session has in
         flight."""
-        return [*self._fetch.plan(now, origins)] if self._fetch.peer else []
+        if self._closed or not self._fetch.peer:
+            return []
+        return [*self._fetch.plan(now, origins)]
 
     def close(self) -> None:
-        """The session ended: release its ranges so other sessions may ask for them."""
+        """The session ended, or is ending: release its ranges so other sessions may ask
+        for them, and plan nothing from here on (closing twice is closing once)."""
+        self._closed = True
         self._fetch.close()
         self._awaiting_until = None
         self._next_round_at = None

@@ -126,7 +126,7 @@ class PeerEngine(Generic[L]):
         if existing is not None:
             if (self.key < peer) != (role == "dialer"):
                 return None, []
-            actions.append(Close(existing, "session_replaced"))
+            actions.append(self._closing(existing, "session_replaced"))
         session = PeerSession(
             peer,
             role,
@@ -146,7 +146,7 @@ class PeerEngine(Generic[L]):
         frames = tuple(ProofFrame(a, b) for a, b in proofs[-MAX_PROOFS_ON_OPEN:])
         if frames:
             actions.append(Send(session, frames))
-        return session, actions
+        return session, actions + self._replan(now)  # a replaced session's ranges
 
     def session_closed(self, session: PeerSession[L], now: float) -> list[Action[L]]:
         session.catchup.close()  # release its claimed ranges for other sessions
@@ -250,7 +250,8 @@ class PeerEngine(Generic[L]):
         verified = [(r.origin, r.seq) for r in received]
         out += self._catchup(s, s.catchup.on_alerts_received(verified, now))
         if s.invalid >= MAX_INVALID_PER_SESSION:
-            out.append(Close(s, "peer_disconnected_invalid"))
+            out.append(self._closing(s, "peer_disconnected_invalid"))
+            out += self._replan(now)
         return out
 
     def alerts_verified(
@@ -349,6 +350,13 @@ class PeerEngine(Generic[L]):
             if due is not None and now >= due:
                 actions += self._catchup(s, s.catchup.handle_timer(now))
         return actions + self._replan(now)
+
+    def _closing(self, s: PeerSession[L], event: str) -> Close[L]:
+        """The engine ends `s`: its catch-up stops now, so its claimed ranges go back to
+        the other sessions at once and the frames it may still handle before the driver
+        reports it closed plan nothing (the driver's session_closed follows)."""
+        s.catchup.close()
+        return Close(s, event)
 
     def _replan(self, now: float) -> list[Action[L]]:
         """Claimed ranges were released with seqs missing (a session ended, or abandoned
