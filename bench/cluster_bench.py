@@ -239,7 +239,7 @@ class PhaseResult:
     calls: int = 0  # batch burst: PublishBatch calls
     commits: list[tuple[int, int]] = field(default_factory=list)  # per node: all, on the loop
     # --threads, paced: per node, its threads over the phase (ThreadShare)
-    threads: list[ThreadShare] = field(default_factory=list)
+    threads: list[ThreadShare | None] = field(default_factory=list)  # None: no pid
 
 
 class Bench:
@@ -458,7 +458,7 @@ class Bench:
         if self.args.threads and ids:
             threads1 = self.node_threads()
             result.threads = [
-                ThreadShare.of(pid or 0, a, b, len(ids))
+                ThreadShare.of(pid, a, b, len(ids)) if pid is not None else None
                 for pid, a, b in zip(self.node_pids, threads0, threads1, strict=True)
             ]
         result.root = self.nodes.index(tree_root(self.nodes))
@@ -889,6 +889,9 @@ def threads_report(results: list[PhaseResult]) -> str:
     for r in results:
         for i, t in enumerate(r.threads):
             role = "publisher" if i == 0 else "root" if i == r.root else "leaf"
+            if t is None:
+                out.append(f"| {r.cluster} | {r.phase} | {i + 1} ({role}) | n/a | n/a | n/a |")
+                continue
             out.append(
                 f"| {r.cluster} | {r.phase} | {i + 1} ({role}) | {t.main_user_ms:.2f} / "
                 f"{t.main_system_ms:.2f} | {t.others_ms:.2f} | {t.voluntary:.1f} / "

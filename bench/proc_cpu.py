@@ -33,7 +33,9 @@ class ThreadTimes:
 
 def thread_times(pid: int) -> dict[int, ThreadTimes]:
     """Every thread of a process so far, by thread id; {} if the process is gone. A
-    thread that ends between the listing and the reads is left out."""
+    thread that ends between the listing and the reads is left out, and so is one that
+    has ended (the node's threads live as long as it does). Context switches are 0
+    where /proc/PID/task/TID/status does not count them."""
     out: dict[int, ThreadTimes] = {}
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -49,8 +51,8 @@ def thread_times(pid: int) -> dict[int, ThreadTimes]:
                     name,
                     int(fields[11]) / CLOCK_TICKS,  # utime
                     int(fields[12]) / CLOCK_TICKS,  # stime
-                    switches["voluntary_ctxt_switches"],
-                    switches["nonvoluntary_ctxt_switches"],
+                    switches.get("voluntary_ctxt_switches", 0),
+                    switches.get("nonvoluntary_ctxt_switches", 0),
                 )
     return out
 
@@ -60,7 +62,8 @@ class ThreadShare:
     """Where one node process's CPU went over a phase, per alert: its main thread (the
     event loop) in user and kernel mode, its other threads (gRPC's, SQLite's writer,
     aiosqlite's), and how often its threads gave up a core (all threads; the main
-    thread's own in brackets). Its verifier processes are not counted."""
+    thread's own in brackets). Its verifier processes are not counted, nor threads that
+    ended within the phase (thread_times)."""
 
     main_user_ms: float
     main_system_ms: float

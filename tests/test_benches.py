@@ -93,7 +93,7 @@ def test_latency_floor_with_the_work_reports_each_mode_and_phase() -> None:
 
 def test_thread_times_reads_each_thread_of_a_process() -> None:
     """bench/proc_cpu.thread_times: every thread of a process, by its thread id, with its
-    name, CPU seconds and context switches (a thread that waited has switched)."""
+    CPU seconds and context switches (a thread that waited has switched)."""
     from bench.proc_cpu import thread_times
 
     started, stop = threading.Event(), threading.Event()
@@ -102,21 +102,24 @@ def test_thread_times_reads_each_thread_of_a_process() -> None:
     def waiter() -> None:
         native.append(threading.get_native_id())
         started.set()
-        stop.wait(10)
+        stop.wait(30)
 
-    t = threading.Thread(target=waiter, name="bench-waiter")
+    t = threading.Thread(target=waiter)
     t.start()
     try:
-        assert started.wait(10)
-        time.sleep(0.05)
-        threads = thread_times(os.getpid())
+        assert started.wait(30)
+        deadline = time.monotonic() + 30  # a loaded machine may be slow to let it sleep
+        while True:
+            threads = thread_times(os.getpid())
+            if threads[native[0]].voluntary >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
     finally:
         stop.set()
         t.join()
     assert os.getpid() in threads  # the main thread's id is the process id
-    mine = threads[native[0]]
-    assert mine.voluntary >= 1  # it waited for the event
-    assert mine.user >= 0 and mine.system >= 0
+    assert threads[native[0]].voluntary >= 1  # it waited for the event
+    assert threads[os.getpid()].user > 0  # this process has run Python
     assert thread_times(2**22 + 12345) == {}  # no such process
 
 

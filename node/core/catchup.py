@@ -228,6 +228,8 @@ class CatchupSession:
         for r in ranges:
             if r.size > MAX_RANGE_LEN:
                 raise LimitExceeded(f"range of {r.size} alerts exceeds {MAX_RANGE_LEN}")
+        if self._closed:  # a peer being dropped is served nothing more
+            return []
         return [ServeRanges(tuple(ranges))] if ranges else []
 
     def on_alerts_received(self, alerts: Iterable[tuple[bytes, int]], now: float) -> list[Action]:
@@ -238,6 +240,8 @@ class CatchupSession:
         return actions + self._after_fetches(now)
 
     def handle_timer(self, now: float) -> list[Action]:
+        if self._closed:
+            return []
         expired, changed = self._fetch.expire(now)
         actions: list[Action] = [*expired]
         if changed:
@@ -261,6 +265,7 @@ class CatchupSession:
 
     def replan(self, now: float, origins: Collection[bytes]) -> list[Action]:
         """Ranges of `origins` another session held were released unserved (rule 5): ask
+        this peer for what its last vector offers of them that no session has in
         flight."""
         if self._closed or not self._fetch.peer:
             return []

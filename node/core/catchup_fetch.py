@@ -295,6 +295,7 @@ class RangeFetcher:
         self._pending.clear()
         self._flights.clear()
         self._wake = None
+        self._truncated = False
 
     def send(self, now: float) -> list[FetchAction]:
         sent: list[Range] = []

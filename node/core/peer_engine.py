@@ -247,11 +247,13 @@ class PeerEngine(Generic[L]):
             if origin not in first_new and self.chains.head(origin) == seq:
                 self.fetches.arriving(origin, now, graft_timeout)
         out = self._gossip(actions)
+        if s.invalid >= MAX_INVALID_PER_SESSION:
+            # Closed first, so its catch-up asks this peer for nothing more; the other
+            # sessions ask for what it held before it is told to go.
+            close = self._closing(s, "peer_disconnected_invalid")
+            return out + self._replan(now) + [close]
         verified = [(r.origin, r.seq) for r in received]
         out += self._catchup(s, s.catchup.on_alerts_received(verified, now))
-        if s.invalid >= MAX_INVALID_PER_SESSION:
-            out.append(self._closing(s, "peer_disconnected_invalid"))
-            out += self._replan(now)
         return out
 
     def alerts_verified(
@@ -356,6 +358,7 @@ class PeerEngine(Generic[L]):
         the other sessions at once and the frames it may still handle before the driver
         reports it closed plan nothing (the driver's session_closed follows)."""
         s.catchup.close()
+        self._catchup_due.pop(s, None)  # a replaced session's timer is gone with it
         return Close(s, event)
 
     def _replan(self, now: float) -> list[Action[L]]:
