@@ -140,7 +140,7 @@ def main() -> None:
     p.add_argument("--dir", help="cluster directories (default: a temporary one, removed)")
     args = p.parse_args()
     # What Bench reads from cluster_bench's own arguments.
-    args.rate_in_flight, args.settle, args.poll = 16, 1.0, 0.2
+    args.rate_in_flight, args.settle, args.poll, args.threads = 16, 1.0, 0.2, False
     print(asyncio.run(main_async(args)))
 
 
