@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import os
 import sqlite3
@@ -62,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.proc_cpu import CLOCK_TICKS, ThreadShare, machine_busy, thread_times  # noqa: E402
+from bench.proc_cpu import ThreadShare, ThreadTimes, machine_busy, thread_times  # noqa: E402
 
 SERVICE = "floor.Floor"
 PAYLOAD = 660
@@ -228,13 +227,9 @@ def start(
     return proc, f"127.0.0.1:{proc.stdout.readline().strip()}"
 
 
-def cpu(pid: int) -> float:
-    total = 0.0
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return total
+def cpu(threads: dict[int, ThreadTimes]) -> float:
+    """CPU seconds of a process's threads (thread_times) so far, user and kernel."""
+    return sum(t.user + t.system for t in threads.values())
 
 
 async def phase(
@@ -276,7 +271,6 @@ async def phase(
             sem.release()
 
     threads0 = [thread_times(p) for p in pids]
-    cpu0 = [cpu(p) for p in pids]
     machine0 = machine_busy()
     client0 = time.process_time()
     wall0 = begin = time.monotonic()
@@ -293,10 +287,11 @@ async def phase(
             break
         await asyncio.sleep(0.05)
     wall = time.monotonic() - wall0
-    each = [cpu(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    threads1 = [thread_times(p) for p in pids]
+    each = [cpu(t1) - cpu(t0) for t0, t1 in zip(threads0, threads1, strict=True)]
     threads = [
-        ThreadShare.of(p, t0, thread_times(p), len(started))
-        for p, t0 in zip(pids, threads0, strict=True)
+        ThreadShare.of(p, t0, t1, len(started))
+        for p, t0, t1 in zip(pids, threads0, threads1, strict=True)
     ]
     node_cpu = sum(each)
     client_cpu = time.process_time() - client0
