@@ -38,20 +38,32 @@ as the client's ack requires. No WAL checkpoint runs during the phases. Frames a
 bytes in every mode (with work: a 596-byte body and its 64-byte signature), so the modes
 differ by the work alone. `--work none,full,normal` runs the three in turn, each on its
 own five fresh processes and stores.
+
+--work product does, in the same shape, the product's own work with the node's own parts
+(bench/floor_product.py): the client sends PublishRequests and reads SubscribeEvents as
+cluster_bench's does; the origin signs and commits a real alert in the real store
+(node/store/sqlite.py, with its index rows) and answers with a PublishResponse; the root
+and the leaves parse PeerFrames, check each alert completely (node/app/verify.py's
+check_signed) and commit it in the real store; each sends the SubscribeEvent the node
+sends. Nothing of the node's orchestration runs (peer engine, ingest batching, watch
+streams, lifecycle, counters): what the cluster costs beyond this is that.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
+import random
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -61,12 +73,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import floor_product  # noqa: E402
 from bench.proc_cpu import ThreadShare, ThreadTimes, machine_busy, thread_times  # noqa: E402
 
 SERVICE = "floor.Floor"
 PAYLOAD = 660
 SIGNATURE = 64
-MODES = ("none", "full", "normal")
+MODES = ("none", "full", "normal", "product")
 # The bench's own signing key (a fixed, public test seed, not a secret): every process
 # derives the same verify key from it.
 SEED = bytes(range(32))
@@ -121,7 +134,7 @@ async def serve(downstream: list[str], work: str, store_path: str, synchronous: 
     outboxes: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in downstream]
     signing = nacl.signing.SigningKey(SEED)
     verify = signing.verify_key.verify
-    store = Store(store_path, synchronous) if work != "none" else None
+    store = Store(store_path, synchronous) if work in ("full", "normal") else None
 
     def push(frame: bytes) -> None:
         for q in outboxes:
@@ -149,17 +162,28 @@ async def serve(downstream: list[str], work: str, store_path: str, synchronous: 
         store.put(frame[:-SIGNATURE], frame[-SIGNATURE:])
         event(frame)
 
+    product = (
+        floor_product.Product(SEED, store_path, synchronous, push, event)
+        if work == "product"
+        else None
+    )
     tasks: set[asyncio.Task[None]] = set()
 
     def received(frame: bytes) -> None:
-        verify(frame[:-SIGNATURE], frame[-SIGNATURE:])  # raises BadSignatureError
-        push(frame)  # a relay forwards before its commit; a leaf has no one to push to
+        if product is not None:
+            committing = product.commit(product.received(frame))  # forwards, then commits
+        else:
+            verify(frame[:-SIGNATURE], frame[-SIGNATURE:])  # raises BadSignatureError
+            push(frame)  # a relay forwards before its commit; a leaf has no one to push to
+            committing = commit_received(frame)
         # The commit runs as a task of its own, as the real node's put (ingesting.py).
-        task = asyncio.ensure_future(commit_received(frame))
+        task = asyncio.ensure_future(committing)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
     async def publish(request: bytes, context: object) -> bytes:
+        if product is not None:
+            return await asyncio.ensure_future(product.publish(request))
         if store is None:
             spread(request)
         else:
@@ -173,7 +197,7 @@ async def serve(downstream: list[str], work: str, store_path: str, synchronous: 
             frame = await context.read()  # type: ignore[attr-defined]
             if frame is grpc.aio.EOF:
                 return
-            if store is None:
+            if store is None and product is None:
                 spread(frame)
             else:
                 received(frame)
@@ -199,6 +223,15 @@ async def serve(downstream: list[str], work: str, store_path: str, synchronous: 
             "Subscribe": grpc.unary_stream_rpc_method_handler(subscribe, _same, _same),
         },
     )
+    async with contextlib.AsyncExitStack() as stack:
+        if product is not None:
+            await stack.enter_async_context(product.open())
+        await _serve_until_killed(handler, downstream, outboxes)
+
+
+async def _serve_until_killed(
+    handler: grpc.GenericRpcHandler, downstream: list[str], outboxes: list[asyncio.Queue[bytes]]
+) -> None:
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -232,11 +265,33 @@ def cpu(threads: dict[int, ThreadTimes]) -> float:
     return sum(t.user + t.system for t in threads.values())
 
 
+def _frame_key(frame: bytes) -> int:
+    return int.from_bytes(frame[:8], "big")
+
+
+def _frame_request(number: int) -> bytes:
+    return number.to_bytes(8, "big") + b"x" * (PAYLOAD - 8)
+
+
 async def phase(
-    addresses: list[str], pids: list[int], rate: float, seconds: float, in_flight: int
+    addresses: list[str],
+    pids: list[int],
+    rate: float,
+    seconds: float,
+    in_flight: int,
+    work: str,
 ) -> tuple[dict[str, float], list[list[float]], list[ThreadShare]]:
     """Paced publishes at node1 (addresses[0]); pids in the order origin, leaf, relay,
-    leaf, leaf (node1..node5)."""
+    leaf, leaf (node1..node5). With `work` "product" the client sends PublishRequests
+    and reads SubscribeEvents, as cluster_bench's client does; else bare frames."""
+    if work == "product":
+        rng = random.Random(int(rate * seconds))
+        key: Callable[[bytes], int] = floor_product.event_key
+
+        def request(number: int) -> bytes:
+            return floor_product.request(number, rng)
+    else:
+        key, request = _frame_key, _frame_request
     arrivals: dict[int, list[float]] = {}
     started: dict[int, float] = {}
     channels = [grpc.aio.insecure_channel(a) for a in addresses]
@@ -244,7 +299,7 @@ async def phase(
     async def watch(channel: grpc.aio.Channel) -> None:
         call = channel.unary_stream(_method("Subscribe"), _same, _same)(b"")
         async for frame in call:
-            arrivals.setdefault(int.from_bytes(frame[:8], "big"), []).append(time.monotonic())
+            arrivals.setdefault(key(frame), []).append(time.monotonic())
 
     watchers = [asyncio.create_task(watch(c)) for c in channels]
     await asyncio.sleep(0.5)
@@ -266,7 +321,7 @@ async def phase(
     async def one(i: int) -> None:
         try:
             started[i] = time.monotonic()
-            await publish(i.to_bytes(8, "big") + b"x" * (PAYLOAD - 8), timeout=30)
+            await publish(request(i), timeout=30)
         finally:
             sem.release()
 
@@ -391,11 +446,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 addresses = [a for _, a in started]
                 pids = [p.pid for p in procs]
                 await asyncio.sleep(1.0)  # the peer streams open
-                await phase(addresses, pids, 20, 2, args.in_flight)  # warm-up
+                await phase(addresses, pids, 20, 2, args.in_flight, work)  # warm-up
                 for rate, length in zip(args.rates, seconds, strict=True):
-                    r, c, t = await phase(addresses, pids, rate, length, args.in_flight)
+                    r, c, t = await phase(addresses, pids, rate, length, args.in_flight, work)
                     thread_rows.append((work, rate, t))
-                    if work != "none":
+                    if work in ("full", "normal"):
                         commit_rows.append((work, rate, c))
                     print(
                         f"| {work} | {rate:g}/s | {r['alerts']:.0f} | {r['p50']:.2f} | "
@@ -479,7 +534,8 @@ def main() -> None:
         "--work",
         type=modes,
         default=["none"],
-        help="none (the bare message pass), full, normal, or several in turn (none,full,normal)",
+        help="none (the bare message pass), full, normal, product (the product's own work with "
+        "the node's parts), or several in turn (none,full,product)",
     )
     args = p.parse_args()
     if args.serve is not None:

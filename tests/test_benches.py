@@ -91,6 +91,32 @@ def test_latency_floor_with_the_work_reports_each_mode_and_phase() -> None:
     ], done.stdout
 
 
+def test_latency_floor_product_mode_carries_real_alerts_to_every_stream() -> None:
+    """--work product: the origin signs and stores real alerts from PublishRequests, the
+    root and the leaves check them completely (check_signed) and store them in the real
+    store, and every process sends a SubscribeEvent the client reads back: an alert
+    that failed its check anywhere, or did not decode as an event, would be lost."""
+    command = [sys.executable, "bench/latency_floor.py", "--rates", "10"]
+    command += ["--seconds", "1", "--work", "product"]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| product | 10/s |")
+    ]
+    latency = [r for r in rows if len(r) == 12]
+    assert len(latency) == 1, done.stdout
+    [row] = latency
+    assert row[2] == "10" and row[6] == "0", row  # 10 alerts, none lost
+    assert 0 < float(row[3]) <= float(row[4]), row
+    # The product's work costs more than a verify per process: 5 processes, > 5 verifies.
+    assert float(row[7].split("(")[1].rstrip(")")) > 5, row
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+
+
 def test_thread_times_reads_each_thread_of_a_process() -> None:
     """bench/proc_cpu.thread_times: every thread of a process, by its thread id, with its
     CPU seconds and context switches (a thread that waited has switched)."""
