@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from bench.cluster_bench import publish_request
@@ -44,8 +44,6 @@ from node.crypto import Identity, sign_alert
 from node.rpc import convert
 from node.store import SqliteStore
 from node.store.base import Stored
-
-NEW = api.EventKind.ValueType(1)  # EVENT_KIND_NEW
 
 
 def wall_ms() -> int:
@@ -87,13 +85,14 @@ class Product:
         self.head = b""
 
     @contextlib.asynccontextmanager
-    async def open(self):  # type: ignore[no-untyped-def]
+    async def open(self) -> AsyncIterator[Product]:
         async with SqliteStore(self.path, synchronous=self.synchronous) as store:
             self.store = store
             yield self
 
     def _reader(self, record: AlertRecord) -> tuple[alert_pb2.Alert, bool, bool]:
-        return alerts.decode_body(record.body, DEFAULT_LIMITS), False, True
+        """What a client is shown of an alert in clear (node/app/sharing.py's content)."""
+        return record.decode(), False, False
 
     def _stored_alert(self, stored: Stored, now: int) -> api.StoredAlert:
         return convert.stored_alert(stored, roster=self.roster, now_ms=now, reader=self._reader)
@@ -103,7 +102,8 @@ class Product:
         stored = await self.store.get(record.id)  # from the store's memory of recent puts
         assert stored is not None
         message = self._stored_alert(stored, now)
-        self.event(api.SubscribeEvent(alert=message, kind=NEW).SerializeToString())
+        event = api.SubscribeEvent(alert=message, kind=api.EVENT_KIND_NEW)
+        self.event(event.SerializeToString())
         return message
 
     async def publish(self, request_bytes: bytes) -> bytes:
