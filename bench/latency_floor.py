@@ -46,7 +46,8 @@ cluster_bench's does; the origin signs and commits a real alert in the real stor
 and the leaves parse PeerFrames, check each alert completely (node/app/verify.py's
 check_signed) and commit it in the real store; each sends the SubscribeEvent the node
 sends. Nothing of the node's orchestration runs (peer engine, ingest batching, watch
-streams, lifecycle, counters): what the cluster costs beyond this is that.
+streams, lifecycle, counters): what the cluster costs beyond this is that. The real
+store checkpoints its WAL as the node's does (every 256 one-alert commits).
 """
 
 from __future__ import annotations
