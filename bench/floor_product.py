@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from bench.cluster_bench import publish_request
 from node._pb.alertmesh.v1 import alert_pb2
 from node._pb.alertmesh.v1 import alerts_service_pb2 as api
 from node._pb.alertmesh.v1 import peer_service_pb2 as pb
+from node.app.service import wall_ms
 from node.app.verify import check_signed
 from node.core import alerts, indicators
 from node.core.alerts import AlertRecord
@@ -44,10 +44,6 @@ from node.crypto import Identity, sign_alert
 from node.rpc import convert
 from node.store import SqliteStore
 from node.store.base import Stored
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def request(number: int, rng: random.Random) -> bytes:
