@@ -51,6 +51,7 @@ if str(BENCH) not in sys.path:
 
 from cluster_bench import publish_request  # noqa: E402
 
+from bench.proc_cpu import thread_times  # noqa: E402
 from node import cluster  # noqa: E402
 from node.rpc.client import AlertClient  # noqa: E402
 
@@ -77,15 +78,8 @@ def node_cpu(pid: int) -> float:
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of the node, by thread id."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return out
+    """CPU seconds of each thread of the node, by thread id (proc_cpu.thread_times)."""
+    return {tid: t.user + t.system for tid, t in thread_times(pid).items()}
 
 
 def thread_names(pid: int) -> dict[int, str]:
